@@ -1,0 +1,36 @@
+# The README's two commands: `make demo` and `make test`. Both create or reuse .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install test test-all demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+install: $(STAMP)
+
+## Fast test suite (slow tests excluded); what CI runs.
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
+
+## Everything, slow tests included.
+test-all: $(STAMP)
+	$(PY) -m pytest -q tests
+
+## Golden-parity demo: MLIP's reference outputs recomputed by mtpjax.
+demo: $(STAMP)
+	$(VENV)/bin/mtpjax efs ../shared/golden/mlip/pub_l16_s1_rc6p5.almtp ../shared/golden/mlip/pub_l16_s1_rc6p5_in.cfg demo_out.cfg
+	$(PY) scripts/compare_cfg.py demo_out.cfg ../shared/golden/mlip/pub_l16_s1_rc6p5_out.cfg
+
+## Speed benchmark against motep (writes docs/benchmarks/efs.md).
+bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) scripts/bench_efs.py --out docs/benchmarks/efs.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

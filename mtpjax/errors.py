@@ -1,0 +1,23 @@
+"""Exceptions raised for bad input. Each message names the file, line or structure at fault."""
+
+
+class MtpjaxError(Exception):
+    """Base class of all mtpjax input errors."""
+
+
+class FormatError(MtpjaxError, ValueError):
+    """A malformed file. ``path`` and ``line`` (1-based, may be None) locate the fault."""
+
+    def __init__(self, message: str, path=None, line=None):
+        self.path, self.line, self.reason = path, line, message
+        where = ""
+        if path is not None:
+            where = f"{path}"
+            if line is not None:
+                where += f", line {line}"
+            where += ": "
+        super().__init__(where + message)
+
+
+class StructureError(MtpjaxError, ValueError):
+    """A structure that cannot be evaluated (NaN positions, singular cell, overlapping atoms, unknown species)."""

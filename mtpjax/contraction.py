@@ -1,0 +1,199 @@
+"""Evaluation of MLIP's moment contraction list ``alpha_index_times`` in dependency layers.
+
+The list ``M_o += m * M_p * M_q`` is topologically ordered. We renumber the moments so that the basic
+moments come first and each dependency layer's outputs form one contiguous block; a layer is then one
+gather–multiply–sorted-segment-sum over rows of a (moments, atoms) array, with atoms on the fast axis.
+
+The reverse pass is hand-written (``jax.custom_vjp``): the cotangent of block l is
+``sum_t m_t * G[o_t] * M[other_t]`` over the terms t of later layers that read block l, i.e. the same
+gather–multiply–segment-sum kernel with transposed index tables. It is itself made of differentiable jax
+ops, so higher-order reverse derivatives (forces in a training loss) still work. ``use_custom_vjp=False``
+gives plain autodiff, the reference the tests compare against.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclass(frozen=True)
+class _Table:
+    """One gather–multiply–segment-sum: out[seg[t]] += mult[t] * A[a[t]] * B[b[t]], seg sorted."""
+
+    a: np.ndarray
+    b: np.ndarray
+    mult: np.ndarray
+    seg: np.ndarray
+    n_out: int
+
+
+def _table(a, b, mult, seg, n_out) -> _Table:
+    order = np.lexsort((b, a, seg))
+    return _Table(
+        a=np.asarray(a)[order].astype(np.int32),
+        b=np.asarray(b)[order].astype(np.int32),
+        mult=np.asarray(mult, dtype=np.float64)[order],
+        seg=np.asarray(seg)[order].astype(np.int32),
+        n_out=int(n_out),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class ContractionPlan:
+    """Static, hashable description of an MTP basis, ready for evaluation.
+
+    Attributes (after renumbering, basic moments first):
+    - ``basic_mu``, ``basic_abc``: radial index and monomial exponents of each basic moment;
+    - ``bounds``: start of each block (block 0 = basic moments), ``bounds[-1]`` = number of moments;
+    - ``forward``: one table per layer 1..L (inputs: all moments so far; outputs: that layer's block);
+    - ``backward``: one table per block 0..L-1 (a: cotangent rows of later blocks, b: moment rows);
+    - ``mapping``: renumbered moment index of each scalar basis function.
+    """
+
+    basic_mu: np.ndarray
+    basic_abc: np.ndarray
+    bounds: tuple
+    forward: tuple
+    backward: tuple
+    mapping: np.ndarray
+    n_radial: int
+    digest: str = field(default="")
+
+    def __hash__(self):
+        return hash(self.digest)
+
+    def __eq__(self, other):
+        return isinstance(other, ContractionPlan) and other.digest == self.digest
+
+    @property
+    def n_basic(self) -> int:
+        return int(self.bounds[1])
+
+    @property
+    def n_moments(self) -> int:
+        return int(self.bounds[-1])
+
+    @property
+    def n_scalars(self) -> int:
+        return len(self.mapping)
+
+    @property
+    def n_products(self) -> int:
+        return int(sum(len(t.a) for t in self.forward))
+
+    @classmethod
+    def from_arrays(cls, alpha_index_basic, alpha_index_times, alpha_moment_mapping, alpha_moments_count, radial_funcs_count):
+        basic = np.asarray(alpha_index_basic, dtype=np.int64).reshape(-1, 4)
+        times = np.asarray(alpha_index_times, dtype=np.int64).reshape(-1, 4)
+        mapping = np.asarray(alpha_moment_mapping, dtype=np.int64).reshape(-1)
+        nm, nb = int(alpha_moments_count), len(basic)
+        digest = hashlib.sha1(
+            b"|".join(np.ascontiguousarray(x).tobytes() for x in (basic, times, mapping))
+            + f"|{nm}|{radial_funcs_count}".encode()
+        ).hexdigest()
+        layer = np.zeros(nm, dtype=np.int64)
+        for p, q, _, o in times:
+            if o < nb:
+                raise ValueError(f"alpha_index_times writes into basic moment {o}")
+            layer[o] = max(layer[o], layer[p] + 1, layer[q] + 1)
+        written = np.zeros(nm, dtype=bool)
+        written[times[:, 3]] = True
+        if not written[nb:].all():
+            raise ValueError(f"moment {nb + int(np.argmin(written[nb:]))} is neither basic nor produced by alpha_index_times")
+        # check topological order: no moment is read before all its contributions are written
+        last_write = np.full(nm, -1)
+        last_write[times[:, 3]] = np.arange(len(times))
+        first_read = np.full(nm, len(times) + 1)
+        for k in range(len(times) - 1, -1, -1):
+            first_read[times[k, 0]] = k
+            first_read[times[k, 1]] = k
+        if np.any(first_read < last_write):
+            raise ValueError("alpha_index_times is not topologically ordered")
+        n_layers = int(layer.max()) if nm else 0
+        order = np.argsort(layer, kind="stable")
+        new = np.empty(nm, dtype=np.int64)
+        new[order] = np.arange(nm)
+        bounds = tuple(int(np.searchsorted(layer[order], ell)) for ell in range(n_layers + 1)) + (nm,)
+        p, q, m, o = new[times[:, 0]], new[times[:, 1]], times[:, 2], new[times[:, 3]]
+        t_layer = layer[times[:, 3]]
+        forward = tuple(
+            _table(p[t_layer == ell], q[t_layer == ell], m[t_layer == ell], o[t_layer == ell] - bounds[ell], bounds[ell + 1] - bounds[ell])
+            for ell in range(1, n_layers + 1)
+        )
+        backward = []
+        for ell in range(n_layers):
+            lo, hi = bounds[ell], bounds[ell + 1]
+            rows = []
+            for x, other in ((p, q), (q, p)):
+                sel = (x >= lo) & (x < hi)
+                # cotangent rows are indexed relative to bounds[ell + 1] (only later blocks are read)
+                rows.append((o[sel] - hi, other[sel], m[sel], x[sel] - lo))
+            a, b, mm, seg = (np.concatenate(z) for z in zip(*rows))
+            backward.append(_table(a, b, mm, seg, hi - lo))
+        perm_basic = order[:nb]
+        return cls(
+            basic_mu=basic[perm_basic, 0].copy(),
+            basic_abc=basic[perm_basic, 1:].copy(),
+            bounds=bounds,
+            forward=forward,
+            backward=tuple(backward),
+            mapping=new[mapping],
+            n_radial=int(radial_funcs_count),
+            digest=digest,
+        )
+
+
+def _gather_mul_segsum(tab: _Table, A, B):
+    """out[seg] += mult * A[a] * B[b]; A, B are (rows, atoms)."""
+    v = A[tab.a] * B[tab.b] * jnp.asarray(tab.mult, A.dtype)[:, None]
+    return jax.ops.segment_sum(v, tab.seg, num_segments=tab.n_out, indices_are_sorted=True)
+
+
+def all_moments(plan: ContractionPlan, basic):
+    """All moments (n_moments, atoms) from the basic moments (n_basic, atoms)."""
+    M = basic
+    for tab in plan.forward:
+        M = jnp.concatenate([M, _gather_mul_segsum(tab, M, M)], axis=0)
+    return M
+
+
+def _scalars_plain(plan, basic):
+    return all_moments(plan, basic)[plan.mapping]
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _scalars_custom(plan, basic):
+    return _scalars_plain(plan, basic)
+
+
+def _scalars_fwd(plan, basic):
+    M = all_moments(plan, basic)
+    return M[plan.mapping], M
+
+
+def _scalars_bwd(plan, M, g):
+    n_atoms = M.shape[1]
+    # cotangents of all moments: start from those of the scalar basis functions
+    inv = np.full(plan.n_moments, plan.n_scalars)
+    inv[plan.mapping] = np.arange(plan.n_scalars)
+    G = jnp.concatenate([g, jnp.zeros((1, n_atoms), g.dtype)], axis=0)[inv]
+    for ell in range(len(plan.backward) - 1, -1, -1):
+        lo, hi = plan.bounds[ell], plan.bounds[ell + 1]
+        contrib = _gather_mul_segsum(plan.backward[ell], G[hi:], M)
+        G = G.at[lo:hi].add(contrib)
+    return (G[: plan.n_basic],)
+
+
+_scalars_custom.defvjp(_scalars_fwd, _scalars_bwd)
+
+
+def scalar_basis(plan: ContractionPlan, basic, use_custom_vjp: bool = True):
+    """Scalar basis functions B_1..B_n (n_scalars, atoms) from basic moments (n_basic, atoms)."""
+    if use_custom_vjp:
+        return _scalars_custom(plan, basic)
+    return _scalars_plain(plan, basic)

@@ -1,0 +1,213 @@
+"""The Moment Tensor Potential as an equinox module and pure JAX energy functions.
+
+Units: Å, eV, eV/Å; the virial is in eV (MLIP's ``PlusStress`` = -V·σ = -dE/dε).
+
+    V_i = species_coeffs[z_i] + sum_k moment_coeffs[k] * B_k(i),     E = sum_i V_i
+
+with B_k the scalar contractions of the moments M_{mu,nu}(i) = sum_j f_mu(r_ij) u_ij^{(x)nu} and the
+Chebyshev radial functions f_mu(r) = sum_b c_{mu b} * scaling * T_b(xi(r)) * (R_cut - r)^2 (see
+``shared/docs/mtp-spec.md``). Forces and the virial come from ``jax.grad`` of the energy.
+"""
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .contraction import ContractionPlan, scalar_basis
+from .neighbors import Neighbours
+
+
+class MTP(eqx.Module):
+    """MTP parameters (a pytree) and its static basis.
+
+    Leaves: ``radial_coeffs`` (S, S, K, R) indexed [central type, neighbour type, mu, beta] (not symmetrised),
+    ``species_coeffs`` (S,) eV, ``moment_coeffs`` (n_B,) eV, ``scaling``, ``min_dist`` and ``max_dist`` (Å).
+    Static: ``plan`` (the basis index arrays), ``species`` (optional element symbol of each type).
+    """
+
+    radial_coeffs: jax.Array
+    species_coeffs: jax.Array
+    moment_coeffs: jax.Array
+    scaling: jax.Array
+    min_dist: jax.Array
+    max_dist: jax.Array
+    plan: ContractionPlan = eqx.field(static=True)
+    species: tuple | None = eqx.field(static=True, default=None)
+
+    @property
+    def n_species(self) -> int:
+        return self.radial_coeffs.shape[0]
+
+    @property
+    def cutoff(self) -> float:
+        """The cutoff radius R_cut in Å (a host float, for neighbour lists)."""
+        return float(self.max_dist)
+
+    @property
+    def radial_basis_size(self) -> int:
+        return self.radial_coeffs.shape[-1]
+
+
+# ----------------------------------------------------------------------------------------------------
+# per-chunk site energies (atoms on the trailing axis inside the contraction)
+
+
+def _monomial_tables(plan: ContractionPlan):
+    """Distinct monomials (a, b, c) of the basic moments, and each basic moment's row in (mu, monomial)."""
+    abc = plan.basic_abc
+    monos, inverse = np.unique(abc, axis=0, return_inverse=True)
+    flat = plan.basic_mu * len(monos) + inverse.reshape(-1)
+    nu_max = int(abc.max()) if abc.size else 0
+    return monos, flat, nu_max
+
+
+def _powers(x, n):
+    """[1, x, x^2, ..., x^n] stacked on a new last axis."""
+    out = [jnp.ones_like(x)]
+    for _ in range(n):
+        out.append(out[-1] * x)
+    return jnp.stack(out, axis=-1)
+
+
+def _radial_values(mtp: MTP, r, inside, ti, tj):
+    """f_mu(r_ij) (c, n_nb, K) for central types ti (c,) and neighbour types tj (c, n_nb)."""
+    rmin, rcut = mtp.min_dist, mtp.max_dist
+    xi = (2.0 * r - (rmin + rcut)) / (rcut - rmin)
+    R = mtp.radial_basis_size
+    cheb = [jnp.ones_like(xi), xi]
+    for _ in range(2, R):
+        cheb.append(2.0 * xi * cheb[-1] - cheb[-2])
+    env = jnp.where(inside, mtp.scaling * (rcut - r) ** 2, 0.0)
+    Q = jnp.stack(cheb[:R], axis=-1) * env[..., None]  # (c, n_nb, R)
+    S = mtp.n_species
+    if S == 1:
+        return jnp.einsum("inb,kb->ink", Q, mtp.radial_coeffs[0, 0])
+    oh_i = jax.nn.one_hot(ti, S, dtype=Q.dtype)  # (c, S); padded atoms (-1) -> zeros
+    oh_j = jax.nn.one_hot(tj, S, dtype=Q.dtype)  # (c, n_nb, S)
+    Ci = jnp.einsum("is,szkb->izkb", oh_i, mtp.radial_coeffs)  # (c, S, K, R)
+    return jnp.einsum("inz,inb,izkb->ink", oh_j, Q, Ci)
+
+
+def _chunk_site_energies(mtp: MTP, R, ti, tj, mask, use_custom_vjp: bool):
+    """Site energies (c,) of a chunk of c atoms with pair vectors R (c, n_nb, 3)."""
+    plan = mtp.plan
+    rcut = mtp.max_dist
+    r2 = jnp.sum(R * R, axis=-1)
+    inside = mask & (r2 < rcut * rcut)
+    Rs = jnp.where(inside[..., None], R, jnp.array([1.0, 0.0, 0.0], R.dtype))
+    r = jnp.sqrt(jnp.sum(Rs * Rs, axis=-1))
+    u = Rs / r[..., None]
+    f = _radial_values(mtp, r, inside, ti, tj)  # (c, n_nb, K)
+    monos, flat, nu_max = _monomial_tables(plan)
+    px, py, pz = (_powers(u[..., k], nu_max) for k in range(3))
+    mono = px[..., monos[:, 0]] * py[..., monos[:, 1]] * pz[..., monos[:, 2]]  # (c, n_nb, n_mono)
+    full = jnp.einsum("ink,inm->kmi", f, mono)  # (K, n_mono, c)
+    basic = full.reshape(-1, full.shape[-1])[flat]  # (n_basic, c)
+    B = scalar_basis(plan, basic, use_custom_vjp)  # (n_scalars, c)
+    species_term = jax.nn.one_hot(ti, mtp.n_species, dtype=R.dtype) @ mtp.species_coeffs
+    return species_term + mtp.moment_coeffs @ B
+
+
+def default_chunk(plan: ContractionPlan, n_atoms: int) -> int:
+    """Atoms evaluated together. On CPU, small chunks keep the (moments x atoms) block in cache;
+    on accelerators, one chunk of all atoms."""
+    if jax.default_backend() != "cpu":
+        return max(n_atoms, 1)
+    c = (1 << 20) // (8 * max(plan.n_moments, 1))
+    c = int(np.clip(c, 8, 128))
+    return max(1, min(c, n_atoms))
+
+
+def pair_vectors(positions, cell, nbrs: Neighbours):
+    """r_ij (N, n_nb, 3) in Å."""
+    return positions[nbrs.index] - positions[:, None, :] + nbrs.shift @ cell
+
+
+def site_energies(mtp: MTP, positions, cell, species, nbrs: Neighbours, *, chunk: int | None = None, use_custom_vjp: bool = True):
+    """Site energies V_i (eV), shape (N,). ``species`` holds types 0..S-1, and -1 for padding atoms."""
+    n = positions.shape[0]
+    c = chunk or default_chunk(mtp.plan, n)
+    R = pair_vectors(positions, cell, nbrs)
+    species = jnp.asarray(species)
+    tj = species[nbrs.index]
+    n_chunks = -(-n // c)
+    pad = n_chunks * c - n
+    mask = nbrs.mask & (species >= 0)[:, None]
+    if pad:
+        R = jnp.pad(R, ((0, pad), (0, 0), (0, 0)))
+        tj = jnp.pad(tj, ((0, pad), (0, 0)))
+        mask = jnp.pad(mask, ((0, pad), (0, 0)))
+        ti = jnp.pad(species, (0, pad), constant_values=-1)
+    else:
+        ti = species
+    n_nb = R.shape[1]
+    xs = (R.reshape(n_chunks, c, n_nb, 3), ti.reshape(n_chunks, c), tj.reshape(n_chunks, c, n_nb), mask.reshape(n_chunks, c, n_nb))
+    if n_chunks == 1:
+        V = _chunk_site_energies(mtp, *(x[0] for x in xs), use_custom_vjp)[None]
+    else:
+        V = jax.lax.map(lambda a: _chunk_site_energies(mtp, *a, use_custom_vjp), xs)
+    V = V.reshape(-1)[:n]
+    return jnp.where(species >= 0, V, 0.0)
+
+
+def energy(mtp: MTP, positions, cell, species, nbrs: Neighbours, **kw):
+    """Total energy E = sum_i V_i (eV)."""
+    return jnp.sum(site_energies(mtp, positions, cell, species, nbrs, **kw))
+
+
+def _strained_energy(strain, positions, mtp, cell, species, nbrs, kw):
+    F = jnp.eye(3, dtype=positions.dtype) + strain
+    return energy(mtp, positions @ F, cell @ F, species, nbrs, **kw)
+
+
+def energy_forces_virial(mtp: MTP, positions, cell, species, nbrs: Neighbours, **kw):
+    """(E in eV, forces (N, 3) in eV/Å, virial (3, 3) in eV).
+
+    Forces are -dE/dx; the virial is -dE/dε for the homogeneous strain x -> x(I + ε), cell -> cell(I + ε),
+    i.e. MLIP's PlusStress and -V·σ.
+    """
+    zero = jnp.zeros((3, 3), positions.dtype)
+    e, (g_strain, g_pos) = jax.value_and_grad(_strained_energy, argnums=(0, 1))(zero, positions, mtp, cell, species, nbrs, kw)
+    return e, -g_pos, -g_strain.T
+
+
+def virial_to_plus_stress(virial):
+    """3x3 virial -> MLIP's PlusStress order (xx, yy, zz, yz, xz, xy), eV."""
+    v = jnp.asarray(virial)
+    return jnp.stack([v[..., 0, 0], v[..., 1, 1], v[..., 2, 2], v[..., 1, 2], v[..., 0, 2], v[..., 0, 1]], axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# construction
+
+
+def mtp_from_arrays(
+    *,
+    radial_coeffs,
+    species_coeffs,
+    moment_coeffs,
+    scaling,
+    min_dist,
+    max_dist,
+    alpha_index_basic,
+    alpha_index_times,
+    alpha_moment_mapping,
+    alpha_moments_count,
+    species=None,
+) -> MTP:
+    """Build an :class:`MTP` from MLIP's arrays (radial_coeffs shaped (S, S, K, R))."""
+    rc = jnp.asarray(radial_coeffs, dtype=jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    plan = ContractionPlan.from_arrays(alpha_index_basic, alpha_index_times, alpha_moment_mapping, alpha_moments_count, rc.shape[2])
+    dt = rc.dtype
+    return MTP(
+        radial_coeffs=rc,
+        species_coeffs=jnp.asarray(species_coeffs, dt),
+        moment_coeffs=jnp.asarray(moment_coeffs, dt),
+        scaling=jnp.asarray(scaling, dt),
+        min_dist=jnp.asarray(min_dist, dt),
+        max_dist=jnp.asarray(max_dist, dt),
+        plan=plan,
+        species=tuple(species) if species is not None else None,
+    )

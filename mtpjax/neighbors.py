@@ -1,0 +1,148 @@
+"""Host-side neighbour lists, padded to a few fixed shapes.
+
+A structure's neighbours are found on the host with vesin (any triclinic cell, any cutoff, cells far
+smaller than the cutoff, per-axis periodicity) and stored per atom in a dense, padded layout:
+
+- ``index[i, n]``: the n-th neighbour j of atom i;
+- ``shift[i, n]``: its lattice image (integers, as float), so r_ij = x[j] - x[i] + shift @ cell;
+- ``mask[i, n]``: whether the slot holds a real pair.
+
+Atoms and neighbour slots are padded up to *buckets* (a short geometric ladder of sizes), so a whole
+data set compiles to a handful of shapes. Padded atoms carry species -1.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import vesin
+
+from .errors import StructureError
+
+#: Minimum allowed interatomic distance (Å); closer pairs are treated as overlapping atoms.
+OVERLAP_DISTANCE = 1e-3
+
+
+def bucket_size(n: int, minimum: int = 1) -> int:
+    """The smallest bucket >= n from the ladder 1, 2, 4, 8, then steps of 1/8 of each power of two."""
+    n = max(int(n), minimum, 1)
+    if n <= 8:
+        return 1 << (n - 1).bit_length()
+    p = 1 << (n.bit_length() - 1)  # power of two <= n
+    step = max(p // 8, 1)
+    return -(-n // step) * step
+
+
+class Neighbours(NamedTuple):
+    """Padded per-atom neighbour data (a pytree of numpy or jax arrays).
+
+    index (n_atoms_pad, n_nb) int32; shift (n_atoms_pad, n_nb, 3) integer lattice image as float64, so that
+    r_ij = x[index] - x[i] + shift @ cell; mask (n_atoms_pad, n_nb) bool, True for real pairs.
+    """
+
+    index: np.ndarray
+    shift: np.ndarray
+    mask: np.ndarray
+
+
+def check_structure(positions, cell, pbc, name: str = "structure") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate and normalise a structure: finite positions, a non-singular cell where periodic.
+
+    Returns (positions (N,3) float64, cell (3,3) float64, pbc (3,) bool). A missing cell of a non-periodic
+    structure becomes zeros. Raises StructureError naming ``name``.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise StructureError(f"{name}: positions must have shape (N, 3), got {positions.shape}")
+    bad = ~np.isfinite(positions).all(axis=1)
+    if bad.any():
+        raise StructureError(f"{name}: non-finite (NaN or inf) position of atom(s) {np.nonzero(bad)[0][:10].tolist()}")
+    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
+    cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64)
+    if cell.shape != (3, 3):
+        raise StructureError(f"{name}: cell must be 3x3, got {cell.shape}")
+    if not np.isfinite(cell).all():
+        raise StructureError(f"{name}: the cell has non-finite entries")
+    if pbc.any():
+        # only the periodic directions need to be independent vectors
+        vecs = cell[pbc]
+        sv = np.linalg.svd(vecs, compute_uv=False)
+        if sv.min() < 1e-8 * max(sv.max(), 1.0):
+            raise StructureError(f"{name}: the cell is singular (periodic lattice vectors are linearly dependent): {cell.tolist()}")
+        if pbc.all() and abs(np.linalg.det(cell)) < 1e-6:
+            raise StructureError(f"{name}: the cell volume is {np.linalg.det(cell):.3g} Å³ (singular cell)")
+    return positions, cell, pbc
+
+
+def _box_for_vesin(positions, cell, pbc):
+    """vesin needs a full, non-singular box even along non-periodic axes: complete it with orthogonal vectors."""
+    if pbc.all():
+        return cell
+    box = cell.copy()
+    span = np.ptp(positions, axis=0).max() if len(positions) else 0.0
+    length = 10.0 + 2.0 * span
+    for k in np.nonzero(~pbc)[0]:
+        others = box[[a for a in range(3) if a != k and (pbc[a] or a < k)]]
+        # a vector orthogonal to the periodic ones (and to already completed ones)
+        v = np.random.default_rng(k).normal(size=3)
+        for o in others:
+            if np.linalg.norm(o) > 0:
+                o = o / np.linalg.norm(o)
+                v -= v.dot(o) * o
+        box[k] = length * v / np.linalg.norm(v)
+    if abs(np.linalg.det(box)) < 1e-8:
+        box = np.eye(3) * length
+        box[pbc] = cell[pbc]
+    return box
+
+
+def pairs(positions, cell, pbc, cutoff: float, name: str = "structure"):
+    """All ordered pairs (i, j, image shift) with |r_ij| < cutoff, periodic images included.
+
+    Returns i, j (int64) and shift (P, 3) int64 such that r_ij = x[j] - x[i] + shift @ cell.
+    Raises StructureError for overlapping atoms (distance < OVERLAP_DISTANCE Å).
+    """
+    positions, cell, pbc = check_structure(positions, cell, pbc, name)
+    n = len(positions)
+    if n == 0:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e, np.zeros((0, 3), dtype=np.int64)
+    box = _box_for_vesin(positions, cell, pbc)
+    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, shift, d = nl.compute(points=positions, box=box, periodic=pbc.tolist(), quantities="ijSd")
+    keep = d < cutoff  # MLIP's strict inequality
+    i, j, shift, d = i[keep], j[keep], shift[keep], d[keep]
+    close = d < OVERLAP_DISTANCE
+    if close.any():
+        k = np.nonzero(close)[0][0]
+        raise StructureError(
+            f"{name}: atoms {int(i[k])} and {int(j[k])} overlap (distance {d[k]:.2e} Å; shift {shift[k].tolist()})"
+        )
+    return i.astype(np.int64), j.astype(np.int64), shift.astype(np.int64)
+
+
+def dense_neighbours(i, j, shift, n_atoms: int, n_atoms_pad: int | None = None, n_nb: int | None = None) -> Neighbours:
+    """Pack pair lists into the padded per-atom layout. Sizes default to buckets of the actual counts."""
+    counts = np.bincount(i, minlength=n_atoms) if len(i) else np.zeros(n_atoms, dtype=np.int64)
+    max_nb = int(counts.max()) if n_atoms else 0
+    n_nb = bucket_size(max_nb, minimum=4) if n_nb is None else n_nb
+    n_atoms_pad = bucket_size(n_atoms) if n_atoms_pad is None else n_atoms_pad
+    if max_nb > n_nb or n_atoms > n_atoms_pad:
+        raise ValueError(f"padding too small: need {n_atoms} atoms x {max_nb} neighbours, got {n_atoms_pad} x {n_nb}")
+    order = np.lexsort((j, i))
+    i, j, shift = i[order], j[order], shift[order]
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    slot = np.arange(len(i)) - starts[i]
+    index = np.zeros((n_atoms_pad, n_nb), dtype=np.int32)
+    shifts = np.zeros((n_atoms_pad, n_nb, 3), dtype=np.float64)
+    mask = np.zeros((n_atoms_pad, n_nb), dtype=bool)
+    index[i, slot] = j
+    shifts[i, slot] = shift
+    mask[i, slot] = True
+    return Neighbours(index=index, shift=shifts, mask=mask)
+
+
+def neighbour_list(positions, cell, pbc, cutoff: float, n_atoms_pad=None, n_nb=None, name="structure") -> Neighbours:
+    """Pairs within ``cutoff`` (Å) in the padded layout; see :func:`pairs` and :func:`dense_neighbours`."""
+    i, j, shift = pairs(positions, cell, pbc, cutoff, name)
+    return dense_neighbours(i, j, shift, len(np.asarray(positions)), n_atoms_pad, n_nb)

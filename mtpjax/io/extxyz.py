@@ -1,0 +1,109 @@
+"""Structures as lists of ``ase.Atoms`` from/to MLIP ``.cfg`` or extended XYZ (``.extxyz``/``.xyz``).
+
+Units follow ASE: Å, eV, eV/Å, stress eV/Å³ (positive in tension).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mtpjax.errors import FormatError
+
+from .cfg import atoms_to_configuration, configuration_to_atoms, read_cfg, write_cfg
+
+__all__ = ["read_structures", "write_structures"]
+
+
+def _is_cfg(path, format) -> bool:
+    return (format or "").lower() == "cfg" or (format is None and Path(path).suffix.lower() == ".cfg")
+
+
+def _select(items: list, index):
+    if isinstance(index, str):
+        from ase.io.formats import string2index
+
+        index = string2index(index)
+    sel = items[index]
+    return sel if isinstance(sel, list) else [sel]
+
+
+def read_structures(path, index=":", species: list[str] | None = None, format: str | None = None) -> list:
+    """Read structures as a list of ``ase.Atoms``.
+
+    ``.cfg`` (or ``format="cfg"``) goes through :func:`mtpjax.io.cfg.read_cfg` and
+    :func:`configuration_to_atoms` with ``species`` (type k → ``species[k]``; dummy elements if None).
+    Anything else goes through ``ase.io.read``; its parse errors become FormatError naming the file and,
+    for XYZ-like files, the line of the first malformed frame. ``index`` as in ASE (``":"``, int, slice).
+    """
+    if _is_cfg(path, format):
+        return _select([configuration_to_atoms(c, species) for c in read_cfg(path)], index)
+    import ase.io
+
+    try:
+        res = ase.io.read(path, index=index, format=format)
+    except OSError:
+        raise
+    except Exception as e:  # ASE raises many kinds (ValueError, IndexError, XYZError, KeyError ...)
+        line, frame = _locate_xyz_fault(path)
+        where = f" (frame {frame})" if frame is not None else ""
+        raise FormatError(f"cannot read as {format or 'ASE-readable'} structures{where}: "
+                          f"{type(e).__name__}: {e}", path=os.fspath(path), line=line) from e
+    return res if isinstance(res, list) else [res]
+
+
+def _locate_xyz_fault(path):
+    """Best-effort (line, frame) of the first structural fault of an (extended) XYZ file."""
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None, None
+    n, i, frame = len(lines), 0, 0
+    while i < n:
+        if not lines[i].strip():
+            if all(not ln.strip() for ln in lines[i:]):
+                break
+            return i + 1, frame
+        toks = lines[i].split()
+        try:
+            natoms = int(toks[0])
+            if len(toks) != 1 or natoms < 0:
+                raise ValueError
+        except ValueError:
+            return i + 1, frame
+        if i + 1 >= n:
+            return n, frame
+        ncol = None
+        for k in range(natoms):
+            j = i + 2 + k
+            if j >= n:
+                return n, frame
+            t = lines[j].split()
+            if len(t) < 4 or (ncol is not None and len(t) != ncol):
+                return j + 1, frame
+            ncol = len(t)
+            try:
+                [float(x) for x in t[1:4]]
+            except ValueError:
+                return j + 1, frame
+        i += natoms + 2
+        frame += 1
+    return None, None
+
+
+def write_structures(atoms_list, path, species: list[str] | None = None, format: str | None = None,
+                     precision: str = "mlip") -> None:
+    """Write ``ase.Atoms`` (one or a list) to ``.cfg`` (types from ``species`` or ``arrays['mlip_type']``,
+    ``precision`` as in :func:`write_cfg`) or, for any other suffix, with ``ase.io.write``."""
+    from ase import Atoms
+
+    if isinstance(atoms_list, Atoms):
+        atoms_list = [atoms_list]
+    atoms_list = list(atoms_list)
+    if _is_cfg(path, format):
+        write_cfg([atoms_to_configuration(a, species, index=k) for k, a in enumerate(atoms_list)], path,
+                  precision=precision)
+        return
+    import ase.io
+
+    ase.io.write(path, atoms_list, format=format)

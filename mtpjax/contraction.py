@@ -52,7 +52,11 @@ class ContractionPlan:
     - ``bounds``: start of each block (block 0 = basic moments), ``bounds[-1]`` = number of moments;
     - ``forward``: one table per layer 1..L (inputs: all moments so far; outputs: that layer's block);
     - ``backward``: one table per block 0..L-1 (a: cotangent rows of later blocks, b: moment rows);
-    - ``mapping``: renumbered moment index of each scalar basis function.
+    - ``mapping``: renumbered moment index of each scalar basis function;
+    - ``monomials`` (n_mono, 3): exponents (a, b, c) of the angular monomials, closed downwards (every
+      monomial with one exponent lowered by one is present) and ordered by degree; ``monomial_down`` (3, n_mono):
+      the index of that lowered monomial (0 where the exponent is 0);
+    - ``basic_row``: row of each basic moment in the (radial function, monomial) table, mu * n_mono + m.
     """
 
     basic_mu: np.ndarray
@@ -62,6 +66,9 @@ class ContractionPlan:
     backward: tuple
     mapping: np.ndarray
     n_radial: int
+    monomials: np.ndarray
+    monomial_down: np.ndarray
+    basic_row: np.ndarray
     digest: str = field(default="")
 
     def __hash__(self):
@@ -136,9 +143,14 @@ class ContractionPlan:
             a, b, mm, seg = (np.concatenate(z) for z in zip(*rows))
             backward.append(_table(a, b, mm, seg, hi - lo))
         perm_basic = order[:nb]
+        basic_mu, basic_abc = basic[perm_basic, 0].copy(), basic[perm_basic, 1:].copy()
+        monos, down, basic_row = _monomial_tables(basic_mu, basic_abc)
         return cls(
-            basic_mu=basic[perm_basic, 0].copy(),
-            basic_abc=basic[perm_basic, 1:].copy(),
+            basic_mu=basic_mu,
+            basic_abc=basic_abc,
+            monomials=monos,
+            monomial_down=down,
+            basic_row=basic_row,
             bounds=bounds,
             forward=forward,
             backward=tuple(backward),
@@ -146,6 +158,34 @@ class ContractionPlan:
             n_radial=int(radial_funcs_count),
             digest=digest,
         )
+
+
+def _monomial_tables(basic_mu, basic_abc):
+    """Downward-closed monomial table, the lowered-monomial index, and each basic moment's row."""
+    present = {tuple(int(x) for x in abc) for abc in basic_abc}
+    stack = list(present)
+    while stack:
+        a = stack.pop()
+        for k in range(3):
+            if a[k] > 0:
+                b = list(a)
+                b[k] -= 1
+                b = tuple(b)
+                if b not in present:
+                    present.add(b)
+                    stack.append(b)
+    monos = sorted(present, key=lambda a: (sum(a), tuple(-x for x in a)))
+    index = {m: i for i, m in enumerate(monos)}
+    down = np.zeros((3, len(monos)), dtype=np.int32)
+    for i, m in enumerate(monos):
+        for k in range(3):
+            if m[k] > 0:
+                b = list(m)
+                b[k] -= 1
+                down[k, i] = index[tuple(b)]
+    monos = np.array(monos, dtype=np.int32).reshape(-1, 3)
+    rows = np.array([mu * len(monos) + index[tuple(int(x) for x in abc)] for mu, abc in zip(basic_mu, basic_abc)], dtype=np.int32)
+    return monos, down, rows
 
 
 def _gather_mul_segsum(tab: _Table, A, B):
@@ -197,3 +237,50 @@ def scalar_basis(plan: ContractionPlan, basic, use_custom_vjp: bool = True):
     if use_custom_vjp:
         return _scalars_custom(plan, basic)
     return _scalars_plain(plan, basic)
+
+
+# ----------------------------------------------------------------------------------------------------
+# angular monomials u_x^a u_y^b u_z^c
+
+
+def _powers(x, n):
+    """[1, x, ..., x^n] stacked on a new leading axis."""
+    out = [jnp.ones_like(x)]
+    for _ in range(n):
+        out.append(out[-1] * x)
+    return jnp.stack(out)
+
+
+def _monomials_plain(plan: ContractionPlan, u):
+    nu = int(plan.monomials.max()) if plan.monomials.size else 0
+    px, py, pz = (_powers(u[k], nu) for k in range(3))
+    e = plan.monomials
+    return px[e[:, 0]] * py[e[:, 1]] * pz[e[:, 2]]
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _monomials_custom(plan, u):
+    return _monomials_plain(plan, u)
+
+
+def _monomials_fwd(plan, u):
+    mono = _monomials_plain(plan, u)
+    return mono, mono
+
+
+def _monomials_bwd(plan, mono, g):
+    # d(x^a y^b z^c)/dx = a * x^(a-1) y^b z^c: a gather of lower monomials, no scatter
+    e = plan.monomials.astype(np.float64)
+    shape = (-1,) + (1,) * (g.ndim - 1)
+    grads = [jnp.sum(g * mono[plan.monomial_down[k]] * jnp.asarray(e[:, k], g.dtype).reshape(shape), axis=0) for k in range(3)]
+    return (jnp.stack(grads),)
+
+
+_monomials_custom.defvjp(_monomials_fwd, _monomials_bwd)
+
+
+def monomials(plan: ContractionPlan, u, use_custom_vjp: bool = True):
+    """Angular monomials (n_mono, ...) of unit vectors u (3, ...), in the order of ``plan.monomials``."""
+    if use_custom_vjp:
+        return _monomials_custom(plan, u)
+    return _monomials_plain(plan, u)

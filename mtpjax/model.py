@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .contraction import ContractionPlan, scalar_basis
+from .contraction import ContractionPlan, monomials, scalar_basis
 from .neighbors import Neighbours
 
 
@@ -54,25 +54,8 @@ class MTP(eqx.Module):
 # per-chunk site energies (atoms on the trailing axis inside the contraction)
 
 
-def _monomial_tables(plan: ContractionPlan):
-    """Distinct monomials (a, b, c) of the basic moments, and each basic moment's row in (mu, monomial)."""
-    abc = plan.basic_abc
-    monos, inverse = np.unique(abc, axis=0, return_inverse=True)
-    flat = plan.basic_mu * len(monos) + inverse.reshape(-1)
-    nu_max = int(abc.max()) if abc.size else 0
-    return monos, flat, nu_max
-
-
-def _powers(x, n):
-    """[1, x, x^2, ..., x^n] stacked on a new last axis."""
-    out = [jnp.ones_like(x)]
-    for _ in range(n):
-        out.append(out[-1] * x)
-    return jnp.stack(out, axis=-1)
-
-
 def _radial_values(mtp: MTP, r, inside, ti, tj):
-    """f_mu(r_ij) (c, n_nb, K) for central types ti (c,) and neighbour types tj (c, n_nb)."""
+    """f_mu(r_ij) (K, c, n_nb) for distances r (c, n_nb), central types ti (c,), neighbour types tj (c, n_nb)."""
     rmin, rcut = mtp.min_dist, mtp.max_dist
     xi = (2.0 * r - (rmin + rcut)) / (rcut - rmin)
     R = mtp.radial_basis_size
@@ -80,31 +63,33 @@ def _radial_values(mtp: MTP, r, inside, ti, tj):
     for _ in range(2, R):
         cheb.append(2.0 * xi * cheb[-1] - cheb[-2])
     env = jnp.where(inside, mtp.scaling * (rcut - r) ** 2, 0.0)
-    Q = jnp.stack(cheb[:R], axis=-1) * env[..., None]  # (c, n_nb, R)
+    Q = jnp.stack(cheb[:R]) * env  # (R, c, n_nb)
     S = mtp.n_species
     if S == 1:
-        return jnp.einsum("inb,kb->ink", Q, mtp.radial_coeffs[0, 0])
+        return jnp.einsum("kb,bin->kin", mtp.radial_coeffs[0, 0], Q)
     oh_i = jax.nn.one_hot(ti, S, dtype=Q.dtype)  # (c, S); padded atoms (-1) -> zeros
     oh_j = jax.nn.one_hot(tj, S, dtype=Q.dtype)  # (c, n_nb, S)
     Ci = jnp.einsum("is,szkb->izkb", oh_i, mtp.radial_coeffs)  # (c, S, K, R)
-    return jnp.einsum("inz,inb,izkb->ink", oh_j, Q, Ci)
+    return jnp.einsum("inz,bin,izkb->kin", oh_j, Q, Ci)
 
 
 def _chunk_site_energies(mtp: MTP, R, ti, tj, mask, use_custom_vjp: bool):
-    """Site energies (c,) of a chunk of c atoms with pair vectors R (c, n_nb, 3)."""
+    """Site energies (c,) of a chunk of c atoms with pair vectors R (c, n_nb, 3).
+
+    Inside, pairs sit on the trailing (contiguous) axes: u (3, c, n_nb), f (K, c, n_nb), monomials
+    (n_mono, c, n_nb); moments are (n_moments, c).
+    """
     plan = mtp.plan
     rcut = mtp.max_dist
-    r2 = jnp.sum(R * R, axis=-1)
-    inside = mask & (r2 < rcut * rcut)
-    Rs = jnp.where(inside[..., None], R, jnp.array([1.0, 0.0, 0.0], R.dtype))
-    r = jnp.sqrt(jnp.sum(Rs * Rs, axis=-1))
-    u = Rs / r[..., None]
-    f = _radial_values(mtp, r, inside, ti, tj)  # (c, n_nb, K)
-    monos, flat, nu_max = _monomial_tables(plan)
-    px, py, pz = (_powers(u[..., k], nu_max) for k in range(3))
-    mono = px[..., monos[:, 0]] * py[..., monos[:, 1]] * pz[..., monos[:, 2]]  # (c, n_nb, n_mono)
-    full = jnp.einsum("ink,inm->kmi", f, mono)  # (K, n_mono, c)
-    basic = full.reshape(-1, full.shape[-1])[flat]  # (n_basic, c)
+    Rt = jnp.moveaxis(R, -1, 0)  # (3, c, n_nb)
+    inside = mask & (jnp.sum(Rt * Rt, axis=0) < rcut * rcut)
+    Rt = jnp.where(inside, Rt, jnp.array([1.0, 0.0, 0.0], R.dtype)[:, None, None])
+    r = jnp.sqrt(jnp.sum(Rt * Rt, axis=0))
+    u = Rt / r
+    f = _radial_values(mtp, r, inside, ti, tj)  # (K, c, n_nb)
+    mono = monomials(plan, u, use_custom_vjp)  # (n_mono, c, n_nb)
+    full = jnp.einsum("kin,min->kmi", f, mono)  # (K, n_mono, c)
+    basic = full.reshape(-1, full.shape[-1])[plan.basic_row]  # (n_basic, c)
     B = scalar_basis(plan, basic, use_custom_vjp)  # (n_scalars, c)
     species_term = jax.nn.one_hot(ti, mtp.n_species, dtype=R.dtype) @ mtp.species_coeffs
     return species_term + mtp.moment_coeffs @ B
@@ -115,9 +100,9 @@ def default_chunk(plan: ContractionPlan, n_atoms: int) -> int:
     on accelerators, one chunk of all atoms."""
     if jax.default_backend() != "cpu":
         return max(n_atoms, 1)
-    c = (1 << 20) // (8 * max(plan.n_moments, 1))
-    c = int(np.clip(c, 8, 128))
-    return max(1, min(c, n_atoms))
+    c_max = int(np.clip((1 << 20) // (8 * max(plan.n_moments, 1)), 8, 64))  # ~1 MiB of moments
+    n_chunks = -(-max(n_atoms, 1) // c_max)
+    return -(-max(n_atoms, 1) // n_chunks)  # equal chunks, least padding
 
 
 def pair_vectors(positions, cell, nbrs: Neighbours):

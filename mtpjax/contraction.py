@@ -56,7 +56,9 @@ class ContractionPlan:
     - ``monomials`` (n_mono, 3): exponents (a, b, c) of the angular monomials, closed downwards (every
       monomial with one exponent lowered by one is present) and ordered by degree; ``monomial_down`` (3, n_mono):
       the index of that lowered monomial (0 where the exponent is 0);
-    - ``basic_row``: row of each basic moment in the (radial function, monomial) table, mu * n_mono + m.
+    - ``basic_row``: row of each basic moment in the (radial function, monomial) table, mu * n_mono + m;
+    - ``source``: MLIP's original arrays (alpha_index_basic, alpha_index_times, alpha_moment_mapping,
+      alpha_moments_count), for writing the potential back.
     """
 
     basic_mu: np.ndarray
@@ -69,6 +71,7 @@ class ContractionPlan:
     monomials: np.ndarray
     monomial_down: np.ndarray
     basic_row: np.ndarray
+    source: tuple
     digest: str = field(default="")
 
     def __hash__(self):
@@ -151,6 +154,7 @@ class ContractionPlan:
             monomials=monos,
             monomial_down=down,
             basic_row=basic_row,
+            source=(basic, times, mapping, nm),
             bounds=bounds,
             forward=forward,
             backward=tuple(backward),

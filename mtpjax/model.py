@@ -144,7 +144,8 @@ def energy(mtp: MTP, positions, cell, species, nbrs: Neighbours, **kw):
 
 def _strained_energy(strain, positions, mtp, cell, species, nbrs, kw):
     F = jnp.eye(3, dtype=positions.dtype) + strain
-    return energy(mtp, positions @ F, cell @ F, species, nbrs, **kw)
+    V = site_energies(mtp, positions @ F, cell @ F, species, nbrs, **kw)
+    return jnp.sum(V), V
 
 
 def energy_forces_virial(mtp: MTP, positions, cell, species, nbrs: Neighbours, **kw):
@@ -153,9 +154,17 @@ def energy_forces_virial(mtp: MTP, positions, cell, species, nbrs: Neighbours, *
     Forces are -dE/dx; the virial is -dE/dε for the homogeneous strain x -> x(I + ε), cell -> cell(I + ε),
     i.e. MLIP's PlusStress and -V·σ.
     """
+    e, f, v, _ = energy_forces_virial_sites(mtp, positions, cell, species, nbrs, **kw)
+    return e, f, v
+
+
+def energy_forces_virial_sites(mtp: MTP, positions, cell, species, nbrs: Neighbours, **kw):
+    """As :func:`energy_forces_virial`, plus the site energies (N,) in eV."""
     zero = jnp.zeros((3, 3), positions.dtype)
-    e, (g_strain, g_pos) = jax.value_and_grad(_strained_energy, argnums=(0, 1))(zero, positions, mtp, cell, species, nbrs, kw)
-    return e, -g_pos, -g_strain.T
+    (e, sites), (g_strain, g_pos) = jax.value_and_grad(_strained_energy, argnums=(0, 1), has_aux=True)(
+        zero, positions, mtp, cell, species, nbrs, kw
+    )
+    return e, -g_pos, -g_strain.T, sites
 
 
 def virial_to_plus_stress(virial):
@@ -196,3 +205,65 @@ def mtp_from_arrays(
         plan=plan,
         species=tuple(species) if species is not None else None,
     )
+
+
+def mtp_from_mtpfile(f, species=None) -> MTP:
+    """An :class:`MTP` from a parsed, trained :class:`mtpjax.io.MTPFile`."""
+    from .errors import MtpjaxError
+
+    if not f.is_trained:
+        raise MtpjaxError("the potential is an untrained template (no radial, species or moment coefficients): fit it first")
+    if f.radial_basis_type != "RBChebyshev":
+        raise MtpjaxError(f"radial basis {f.radial_basis_type!r} is not supported (only RBChebyshev)")
+    return mtp_from_arrays(
+        radial_coeffs=f.radial_coeffs,
+        species_coeffs=f.species_coeffs,
+        moment_coeffs=f.moment_coeffs,
+        scaling=f.scaling,
+        min_dist=f.min_dist,
+        max_dist=f.max_dist,
+        alpha_index_basic=f.alpha_index_basic,
+        alpha_index_times=f.alpha_index_times,
+        alpha_moment_mapping=f.alpha_moment_mapping,
+        alpha_moments_count=f.alpha_moments_count,
+        species=species,
+    )
+
+
+def mtp_to_mtpfile(mtp: MTP, potential_name: str = "MTP1m", tail: bytes = b""):
+    """The :class:`mtpjax.io.MTPFile` of an :class:`MTP` (for :func:`mtpjax.io.write_mtp`)."""
+    from .io import MTPFile
+
+    basic, times, mapping, nm = mtp.plan.source
+    S, _, K, R = mtp.radial_coeffs.shape
+    return MTPFile(
+        potential_name=potential_name,
+        scaling=float(mtp.scaling),
+        species_count=S,
+        min_dist=float(mtp.min_dist),
+        max_dist=float(mtp.max_dist),
+        radial_basis_size=R,
+        radial_funcs_count=K,
+        radial_coeffs=np.asarray(mtp.radial_coeffs, dtype=np.float64),
+        alpha_moments_count=int(nm),
+        alpha_index_basic=basic,
+        alpha_index_times=times,
+        alpha_moment_mapping=mapping,
+        species_coeffs=np.asarray(mtp.species_coeffs, dtype=np.float64),
+        moment_coeffs=np.asarray(mtp.moment_coeffs, dtype=np.float64),
+        tail=tail,
+    )
+
+
+def load_mtp(path, species=None) -> MTP:
+    """Read a trained MLIP ``.mtp``/``.almtp`` file. ``species``: element symbol of each type (optional)."""
+    from .io import read_mtp
+
+    return mtp_from_mtpfile(read_mtp(path), species=species)
+
+
+def save_mtp(mtp: MTP, path, potential_name: str = "MTP1m") -> None:
+    """Write an :class:`MTP` as an MLIP ``.mtp``/``.almtp`` text file (readable by MLIP and LAMMPS-MLIP)."""
+    from .io import write_mtp
+
+    write_mtp(mtp_to_mtpfile(mtp, potential_name), path)

@@ -1,0 +1,124 @@
+"""The ``mtpjax`` command line.
+
+    mtpjax efs POT IN OUT [--species Mg ...]      energies, forces, stresses (like ``mlp calculate_efs``)
+    mtpjax basis --level L [--species S] [--rmin A] [--rcut B] -o untrained.almtp
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def _is_cfg(path) -> bool:
+    return Path(path).suffix.lower() == ".cfg"
+
+
+def cmd_efs(args) -> int:
+    from tqdm import tqdm
+
+    from .errors import StructureError
+    from .evaluate import Evaluator, types_for_symbols
+    from .io import Configuration, read_cfg, read_structures, write_cfg, write_structures
+    from .model import load_mtp
+
+    mtp = load_mtp(args.potential, species=args.species)
+    evaluator = Evaluator(mtp)
+    t0 = time.perf_counter()
+    if _is_cfg(args.input):
+        configs = read_cfg(args.input)
+    else:
+        atoms_list = read_structures(args.input)
+        configs = []
+        for k, a in enumerate(atoms_list):
+            types = a.arrays["mlip_type"] if "mlip_type" in a.arrays else types_for_symbols(
+                a.get_chemical_symbols(), args.species, mtp.n_species, f"{args.input}: structure {k}")
+            configs.append(Configuration(types=types, positions=a.positions.copy(),
+                                         cell=a.cell.array.copy() if a.pbc.any() else None))
+    out = []
+    for k, c in enumerate(tqdm(configs, desc="efs", unit="cfg", disable=args.quiet or not sys.stderr.isatty())):
+        name = f"{args.input}: configuration {k + 1}"
+        if c.cell is not None and abs(c.volume) == 0:
+            raise StructureError(f"{name}: singular cell")
+        pbc = c.cell is not None
+        r = evaluator(c.positions, c.cell, pbc, c.types, name=name)
+        features = [f for f in c.features if f[0] != "EFS_by"] + [("EFS_by", "mtpjax")]
+        out.append(Configuration(types=c.types, positions=c.positions, cell=c.cell, energy=r.energy, forces=r.forces,
+                                 plus_stress=r.plus_stress if pbc else None, features=features, ids=c.ids))
+    if _is_cfg(args.output):
+        write_cfg(out, args.output)
+    else:
+        from .io import configuration_to_atoms
+
+        write_structures([configuration_to_atoms(c, args.species or (list(mtp.species) if mtp.species else None)) for c in out], args.output)
+    if not args.quiet:
+        print(f"mtpjax efs: {len(out)} configurations in {time.perf_counter() - t0:.2f} s -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_basis(args) -> int:
+    import numpy as np
+
+    from .basis import generate_basis
+    from .io import MTPFile, write_mtp
+
+    b = generate_basis(args.level)
+    f = MTPFile(
+        potential_name=f"MTP{args.level:02d}",
+        species_count=args.species,
+        min_dist=args.rmin,
+        max_dist=args.rcut,
+        radial_basis_size=args.radial_basis_size,
+        radial_funcs_count=b.radial_funcs_count,
+        alpha_moments_count=b.alpha_moments_count,
+        alpha_index_basic=np.asarray(b.alpha_index_basic),
+        alpha_index_times=np.asarray(b.alpha_index_times),
+        alpha_moment_mapping=np.asarray(b.alpha_moment_mapping),
+    )
+    write_mtp(f, args.output)
+    print(f"mtpjax basis: level {args.level}: {len(b.alpha_moment_mapping)} basis functions, "
+          f"{len(b.alpha_index_basic)} basic moments, {b.radial_funcs_count} radial functions -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mtpjax", description="Moment Tensor Potentials in JAX")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("efs", help="energies, forces and stresses of configurations (like `mlp calculate_efs`)")
+    e.add_argument("potential", help="trained MLIP .mtp/.almtp file")
+    e.add_argument("input", help=".cfg or extended-xyz file")
+    e.add_argument("output", help="output file; .cfg writes MLIP's format, anything else extended xyz")
+    e.add_argument("--species", nargs="+", default=None,
+                   help="element of each MTP type, in type order (needed for xyz input with several elements)")
+    e.add_argument("-q", "--quiet", action="store_true")
+    e.set_defaults(func=cmd_efs)
+
+    b = sub.add_parser("basis", help="write an untrained MTP (MLIP template) for a level")
+    b.add_argument("--level", type=int, required=True, help="maximum level lev_max (2-28)")
+    b.add_argument("--species", type=int, default=1, help="number of species (default 1)")
+    b.add_argument("--rmin", type=float, default=2.0, help="min_dist r_min in Å (default 2.0)")
+    b.add_argument("--rcut", type=float, default=5.0, help="cutoff max_dist in Å (default 5.0)")
+    b.add_argument("--radial-basis-size", type=int, default=8, help="Chebyshev polynomials per radial function (default 8)")
+    b.add_argument("-o", "--output", required=True)
+    b.set_defaults(func=cmd_basis)
+    return p
+
+
+def main(argv=None) -> int:
+    from .errors import MtpjaxError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MtpjaxError as err:
+        print(f"mtpjax {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"mtpjax {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,7 +18,6 @@ def _is_cfg(path) -> bool:
 def cmd_efs(args) -> int:
     from tqdm import tqdm
 
-    from .errors import StructureError
     from .evaluate import Evaluator, types_for_symbols
     from .io import Configuration, read_cfg, read_structures, write_cfg, write_structures
     from .model import load_mtp
@@ -36,16 +35,14 @@ def cmd_efs(args) -> int:
                 a.get_chemical_symbols(), args.species, mtp.n_species, f"{args.input}: structure {k}")
             configs.append(Configuration(types=types, positions=a.positions.copy(),
                                          cell=a.cell.array.copy() if a.pbc.any() else None))
+    with tqdm(total=len(configs), desc="efs", unit="cfg", disable=args.quiet or not sys.stderr.isatty()) as bar:
+        results = evaluator.many([(c.positions, c.cell, c.cell is not None, c.types, f"{args.input}: configuration {k + 1}")
+                                  for k, c in enumerate(configs)], progress=bar.update)
     out = []
-    for k, c in enumerate(tqdm(configs, desc="efs", unit="cfg", disable=args.quiet or not sys.stderr.isatty())):
-        name = f"{args.input}: configuration {k + 1}"
-        if c.cell is not None and abs(c.volume) == 0:
-            raise StructureError(f"{name}: singular cell")
-        pbc = c.cell is not None
-        r = evaluator(c.positions, c.cell, pbc, c.types, name=name)
+    for c, r in zip(configs, results):
         features = [f for f in c.features if f[0] != "EFS_by"] + [("EFS_by", "mtpjax")]
         out.append(Configuration(types=c.types, positions=c.positions, cell=c.cell, energy=r.energy, forces=r.forces,
-                                 plus_stress=r.plus_stress if pbc else None, features=features, ids=c.ids))
+                                 plus_stress=r.plus_stress if c.cell is not None else None, features=features, ids=c.ids))
     if _is_cfg(args.output):
         write_cfg(out, args.output)
     else:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import StructureError
 from .model import MTP, energy_forces_virial_sites
-from .neighbors import check_structure, neighbour_list
+from .neighbors import bucket_size, check_structure, dense_neighbours, pairs
 
 #: eV/Å³ -> GPa
 EV_PER_A3_TO_GPA = 160.21766208
@@ -62,34 +62,98 @@ def types_for_symbols(symbols, species, n_species: int, name: str = "structure")
     return np.array([index[s] for s in symbols], dtype=np.int64)
 
 
+@dataclass
+class _Prepared:
+    """A validated structure with its pair list (host arrays)."""
+
+    name: str
+    positions: np.ndarray
+    cell: np.ndarray
+    types: np.ndarray
+    pairs: tuple
+    volume: float | None
+
+
 class Evaluator:
-    """Energy, forces, virial and site energies of an :class:`MTP` for one structure at a time."""
+    """Energy, forces, virial and site energies of an :class:`MTP` for structures given as host arrays.
 
-    def __init__(self, mtp: MTP, chunk: int | None = None):
+    Many structures are packed into a few batches (a disjoint union of atoms with a per-atom structure
+    index) of bucketed sizes, so a whole file compiles to a handful of programs.
+    """
+
+    def __init__(self, mtp: MTP, chunk: int | None = None, max_batch_atoms: int = 2048, use_custom_vjp: bool = True):
         self.mtp = mtp
-        self._fn = jax.jit(partial(energy_forces_virial_sites, chunk=chunk))
+        self.max_batch_atoms = max_batch_atoms
+        self._fn = jax.jit(partial(energy_forces_virial_sites, chunk=chunk, use_custom_vjp=use_custom_vjp))
 
-    def __call__(self, positions, cell, pbc, types, name: str = "structure") -> EFSResult:
-        """Positions (N, 3) Å, cell rows (3, 3) Å (ignored along non-periodic axes), pbc (3,) bool, types (N,) 0..S-1."""
+    def prepare(self, positions, cell, pbc, types, name: str = "structure") -> _Prepared:
+        """Validate a structure and find its neighbours. Raises StructureError naming ``name``."""
         positions, cell, pbc = check_structure(positions, cell, pbc, name)
         types = np.asarray(types, dtype=np.int64).reshape(-1)
-        n = len(positions)
-        if len(types) != n:
-            raise StructureError(f"{name}: {len(types)} types for {n} atoms")
+        if len(types) != len(positions):
+            raise StructureError(f"{name}: {len(types)} types for {len(positions)} atoms")
         S = self.mtp.n_species
         bad = (types < 0) | (types >= S)
         if bad.any():
-            raise StructureError(f"{name}: atom {int(np.argmax(bad))} has type {int(types[bad][0])}, but the potential knows types 0..{S - 1}")
-        nl = neighbour_list(positions, cell, pbc, self.mtp.cutoff, name=name)
-        n_pad = nl.index.shape[0]
-        pos = np.zeros((n_pad, 3))
-        pos[:n] = positions
-        sp = np.full(n_pad, -1, dtype=np.int64)
-        sp[:n] = types
-        cell_used = np.where(pbc[:, None], cell, 0.0)
-        e, f, v, sites = self._fn(self.mtp, jnp.asarray(pos), jnp.asarray(cell_used), jnp.asarray(sp), jax.tree.map(jnp.asarray, nl))
-        e = float(e)
-        if not np.isfinite(e):
-            raise StructureError(f"{name}: the energy is not finite ({e}); the structure is far outside the potential's range")
+            k = int(np.argmax(bad))
+            raise StructureError(f"{name}: atom {k} has type {int(types[k])}, but the potential knows types 0..{S - 1}")
         volume = abs(float(np.linalg.det(cell))) if pbc.all() else None
-        return EFSResult(energy=e, forces=np.asarray(f)[:n], virial=np.asarray(v), site_energies=np.asarray(sites)[:n], volume=volume)
+        cell = np.where(pbc[:, None], cell, 0.0)
+        return _Prepared(name, positions, cell, types, pairs(positions, cell, pbc, self.mtp.cutoff, name), volume)
+
+    def __call__(self, positions, cell, pbc, types, name: str = "structure") -> EFSResult:
+        """One structure: positions (N, 3) Å, cell rows (3, 3) Å (ignored along non-periodic axes), pbc (3,) bool,
+        types (N,) 0..S-1."""
+        return self.evaluate([self.prepare(positions, cell, pbc, types, name)])[0]
+
+    def many(self, structures, progress=None) -> list[EFSResult]:
+        """Evaluate (positions, cell, pbc, types, name) tuples. ``progress(n_done)`` is called after each batch."""
+        prepared = [self.prepare(*s) for s in structures]
+        out = []
+        for batch in self._batches(prepared):
+            out += self.evaluate(batch)
+            if progress is not None:
+                progress(len(batch))
+        return out
+
+    def _batches(self, prepared):
+        batch, n = [], 0
+        for p in prepared:
+            if batch and n + len(p.positions) > self.max_batch_atoms:
+                yield batch
+                batch, n = [], 0
+            batch.append(p)
+            n += len(p.positions)
+        if batch:
+            yield batch
+
+    def evaluate(self, batch: list[_Prepared]) -> list[EFSResult]:
+        """Evaluate prepared structures together as one padded, packed batch."""
+        sizes = np.array([len(p.positions) for p in batch])
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        n_tot = int(offsets[-1])
+        n_pad = bucket_size(n_tot, minimum=8)
+        b_pad = bucket_size(len(batch))
+        i = np.concatenate([p.pairs[0] + o for p, o in zip(batch, offsets)])
+        j = np.concatenate([p.pairs[1] + o for p, o in zip(batch, offsets)])
+        shift = np.concatenate([p.pairs[2] for p in batch])
+        nl = dense_neighbours(i, j, shift, n_tot, n_atoms_pad=n_pad)
+        pos = np.zeros((n_pad, 3))
+        sp = np.full(n_pad, -1, dtype=np.int64)
+        structure = np.zeros(n_pad, dtype=np.int64)
+        cells = np.tile(np.eye(3), (b_pad, 1, 1))
+        for k, (p, o) in enumerate(zip(batch, offsets)):
+            pos[o : o + len(p.positions)] = p.positions
+            sp[o : o + len(p.positions)] = p.types
+            structure[o : o + len(p.positions)] = k
+            cells[k] = p.cell
+        e, f, v, sites = self._fn(self.mtp, jnp.asarray(pos), jnp.asarray(cells), jnp.asarray(sp), jax.tree.map(jnp.asarray, nl),
+                                  structure=jnp.asarray(structure))
+        e, f, v, sites = (np.asarray(x) for x in (e, f, v, sites))
+        results = []
+        for k, (p, o) in enumerate(zip(batch, offsets)):
+            if not np.isfinite(e[k]):
+                raise StructureError(f"{p.name}: the energy is not finite ({e[k]}); the structure is far outside the potential's range")
+            sl = slice(o, o + len(p.positions))
+            results.append(EFSResult(energy=float(e[k]), forces=f[sl], virial=v[k], site_energies=sites[sl], volume=p.volume))
+        return results

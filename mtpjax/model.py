@@ -105,16 +105,20 @@ def default_chunk(plan: ContractionPlan, n_atoms: int) -> int:
     return -(-max(n_atoms, 1) // n_chunks)  # equal chunks, least padding
 
 
-def pair_vectors(positions, cell, nbrs: Neighbours):
-    """r_ij (N, n_nb, 3) in Å."""
-    return positions[nbrs.index] - positions[:, None, :] + nbrs.shift @ cell
+def pair_vectors(positions, cell, nbrs: Neighbours, structure=None):
+    """r_ij (N, n_nb, 3) in Å. ``cell`` is (3, 3), or (B, 3, 3) with ``structure`` (N,) the structure of each atom
+    (a batch of structures packed as one disjoint union)."""
+    if cell.ndim == 2:
+        lattice = nbrs.shift @ cell
+    else:
+        lattice = jnp.einsum("inc,icd->ind", nbrs.shift, cell[structure])
+    return positions[nbrs.index] - positions[:, None, :] + lattice
 
 
-def site_energies(mtp: MTP, positions, cell, species, nbrs: Neighbours, *, chunk: int | None = None, use_custom_vjp: bool = True):
-    """Site energies V_i (eV), shape (N,). ``species`` holds types 0..S-1, and -1 for padding atoms."""
-    n = positions.shape[0]
+def site_energies_from_pairs(mtp: MTP, R, species, nbrs: Neighbours, *, chunk: int | None = None, use_custom_vjp: bool = True):
+    """Site energies V_i (eV), shape (N,), from pair vectors R (N, n_nb, 3). Species -1 marks padding atoms."""
+    n = R.shape[0]
     c = chunk or default_chunk(mtp.plan, n)
-    R = pair_vectors(positions, cell, nbrs)
     species = jnp.asarray(species)
     tj = species[nbrs.index]
     n_chunks = -(-n // c)
@@ -137,14 +141,25 @@ def site_energies(mtp: MTP, positions, cell, species, nbrs: Neighbours, *, chunk
     return jnp.where(species >= 0, V, 0.0)
 
 
+def site_energies(mtp: MTP, positions, cell, species, nbrs: Neighbours, *, structure=None, **kw):
+    """Site energies V_i (eV), shape (N,). ``species`` holds types 0..S-1, and -1 for padding atoms."""
+    return site_energies_from_pairs(mtp, pair_vectors(positions, cell, nbrs, structure), species, nbrs, **kw)
+
+
 def energy(mtp: MTP, positions, cell, species, nbrs: Neighbours, **kw):
-    """Total energy E = sum_i V_i (eV)."""
+    """Total energy E = sum_i V_i (eV) of one structure."""
     return jnp.sum(site_energies(mtp, positions, cell, species, nbrs, **kw))
 
 
-def _strained_energy(strain, positions, mtp, cell, species, nbrs, kw):
-    F = jnp.eye(3, dtype=positions.dtype) + strain
-    V = site_energies(mtp, positions @ F, cell @ F, species, nbrs, **kw)
+def _strained_energy(strain, positions, mtp, cell, species, nbrs, structure, kw):
+    """Energy under the homogeneous deformation F = I + strain: every r_ij -> r_ij F (of its own structure)."""
+    R = pair_vectors(positions, cell, nbrs, structure)
+    eye = jnp.eye(3, dtype=positions.dtype)
+    if strain.ndim == 2:
+        R = R @ (eye + strain)
+    else:
+        R = jnp.einsum("inc,icd->ind", R, (eye + strain)[structure])
+    V = site_energies_from_pairs(mtp, R, species, nbrs, **kw)
     return jnp.sum(V), V
 
 
@@ -158,13 +173,20 @@ def energy_forces_virial(mtp: MTP, positions, cell, species, nbrs: Neighbours, *
     return e, f, v
 
 
-def energy_forces_virial_sites(mtp: MTP, positions, cell, species, nbrs: Neighbours, **kw):
-    """As :func:`energy_forces_virial`, plus the site energies (N,) in eV."""
-    zero = jnp.zeros((3, 3), positions.dtype)
+def energy_forces_virial_sites(mtp: MTP, positions, cell, species, nbrs: Neighbours, *, structure=None, **kw):
+    """As :func:`energy_forces_virial`, plus the site energies (N,) in eV.
+
+    For a packed batch, ``cell`` is (B, 3, 3) and ``structure`` (N,) gives each atom's structure; energies (B,)
+    and virials (B, 3, 3) are then per structure.
+    """
+    batched = cell.ndim == 3
+    zero = jnp.zeros(cell.shape, positions.dtype)
     (e, sites), (g_strain, g_pos) = jax.value_and_grad(_strained_energy, argnums=(0, 1), has_aux=True)(
-        zero, positions, mtp, cell, species, nbrs, kw
+        zero, positions, mtp, cell, species, nbrs, structure, kw
     )
-    return e, -g_pos, -g_strain.T, sites
+    if batched:
+        e = jax.ops.segment_sum(sites, structure, num_segments=cell.shape[0])
+    return e, -g_pos, -jnp.swapaxes(g_strain, -1, -2), sites
 
 
 def virial_to_plus_stress(virial):

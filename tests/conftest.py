@@ -1,0 +1,40 @@
+"""Shared fixtures: locations of ../shared and random MTPs built from MLIP's templates."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TEMPLATES = SHARED / "data" / "mtp_templates"
+GOLDEN = SHARED / "golden" / "mlip"
+
+
+def need(path: Path) -> Path:
+    """Skip the test with a clear message when a file of ../shared is absent (e.g. a user's clone)."""
+    if not path.exists():
+        pytest.skip(f"reference data {path} is absent (it lives in ../shared beside the repository)")
+    return path
+
+
+def random_mtp(level: int = 8, n_species: int = 1, rcut: float = 5.0, rmin: float = 2.0, seed: int = 0, scale: float = 1.0):
+    """An MTP with MLIP's level-``level`` basis and random coefficients (deterministic in ``seed``)."""
+    from mtpjax.io import read_mtp
+    from mtpjax.model import mtp_from_arrays
+
+    t = read_mtp(need(TEMPLATES / f"{level:02d}.almtp"))
+    rng = np.random.default_rng(seed)
+    K, R = t.radial_funcs_count, t.radial_basis_size
+    return mtp_from_arrays(
+        radial_coeffs=rng.uniform(-0.5, 0.5, (n_species, n_species, K, R)),
+        species_coeffs=rng.normal(size=n_species),
+        moment_coeffs=rng.normal(size=len(t.alpha_moment_mapping)) * 0.1 * scale,
+        scaling=0.05,
+        min_dist=rmin,
+        max_dist=rcut,
+        alpha_index_basic=t.alpha_index_basic,
+        alpha_index_times=t.alpha_index_times,
+        alpha_moment_mapping=t.alpha_moment_mapping,
+        alpha_moments_count=t.alpha_moments_count,
+    )

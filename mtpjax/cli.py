@@ -16,6 +16,10 @@ def _is_cfg(path) -> bool:
 
 
 def cmd_efs(args) -> int:
+    """Energies, forces and stresses of every structure of IN; OUT in the format of its suffix.
+
+    Every structure is validated before anything is computed or written: bad input writes no file.
+    """
     from tqdm import tqdm
 
     from .evaluate import Evaluator, types_for_symbols
@@ -23,34 +27,52 @@ def cmd_efs(args) -> int:
     from .model import load_mtp
 
     mtp = load_mtp(args.potential, species=args.species)
+    species = args.species or (list(mtp.species) if mtp.species else None)
     evaluator = Evaluator(mtp)
     t0 = time.perf_counter()
     if _is_cfg(args.input):
         configs = read_cfg(args.input)
+        jobs = [(c.positions, c.cell, c.cell is not None, c.types, f"{args.input}: configuration {k + 1}")
+                for k, c in enumerate(configs)]
     else:
         atoms_list = read_structures(args.input)
-        configs = []
+        jobs = []
         for k, a in enumerate(atoms_list):
+            name = f"{args.input}: structure {k + 1}"
             types = a.arrays["mlip_type"] if "mlip_type" in a.arrays else types_for_symbols(
-                a.get_chemical_symbols(), args.species, mtp.n_species, f"{args.input}: structure {k}")
-            configs.append(Configuration(types=types, positions=a.positions.copy(),
-                                         cell=a.cell.array.copy() if a.pbc.any() else None))
-    with tqdm(total=len(configs), desc="efs", unit="cfg", disable=args.quiet or not sys.stderr.isatty()) as bar:
-        results = evaluator.many([(c.positions, c.cell, c.cell is not None, c.types, f"{args.input}: configuration {k + 1}")
-                                  for k, c in enumerate(configs)], progress=bar.update)
-    out = []
-    for c, r in zip(configs, results):
-        features = [f for f in c.features if f[0] != "EFS_by"] + [("EFS_by", "mtpjax")]
-        out.append(Configuration(types=c.types, positions=c.positions, cell=c.cell, energy=r.energy, forces=r.forces,
-                                 plus_stress=r.plus_stress if c.cell is not None else None, features=features, ids=c.ids))
-    if _is_cfg(args.output):
-        write_cfg(out, args.output)
+                a.get_chemical_symbols(), species, mtp.n_species, name)
+            jobs.append((a.positions, a.cell.array, a.pbc, types, name))
+    with tqdm(total=len(jobs), desc="efs", unit="cfg", disable=args.quiet or not sys.stderr.isatty()) as bar:
+        results = evaluator.many(jobs, progress=bar.update)
+    if _is_cfg(args.input):
+        structures = []
+        for c, r in zip(configs, results):
+            features = [f for f in c.features if f[0] != "EFS_by"] + [("EFS_by", "mtpjax")]
+            structures.append(Configuration(types=c.types, positions=c.positions, cell=c.cell, energy=r.energy, forces=r.forces,
+                                            plus_stress=r.plus_stress if c.cell is not None else None, features=features, ids=c.ids))
     else:
-        from .io import configuration_to_atoms
+        from ase.calculators.singlepoint import SinglePointCalculator
 
-        write_structures([configuration_to_atoms(c, args.species or (list(mtp.species) if mtp.species else None)) for c in out], args.output)
+        structures = []
+        for a, r in zip(atoms_list, results):
+            a = a.copy()
+            extra = {"stress": r.stress} if a.pbc.all() else {}
+            a.calc = SinglePointCalculator(a, energy=r.energy, free_energy=r.energy, forces=r.forces, energies=r.site_energies, **extra)
+            structures.append(a)
+    if _is_cfg(args.output):
+        if not _is_cfg(args.input):
+            from .io import atoms_to_configuration
+
+            structures = [atoms_to_configuration(a, species, index=k) for k, a in enumerate(structures)]
+        write_cfg(structures, args.output)
+    else:
+        if _is_cfg(args.input):
+            from .io import configuration_to_atoms
+
+            structures = [configuration_to_atoms(c, species) for c in structures]
+        write_structures(structures, args.output)
     if not args.quiet:
-        print(f"mtpjax efs: {len(out)} configurations in {time.perf_counter() - t0:.2f} s -> {args.output}", file=sys.stderr)
+        print(f"mtpjax efs: {len(results)} structures in {time.perf_counter() - t0:.2f} s -> {args.output}", file=sys.stderr)
     return 0
 
 

@@ -56,6 +56,8 @@ class ContractionPlan:
     - ``monomials`` (n_mono, 3): exponents (a, b, c) of the angular monomials, closed downwards (every
       monomial with one exponent lowered by one is present) and ordered by degree; ``monomial_down`` (3, n_mono):
       the index of that lowered monomial (0 where the exponent is 0);
+    - ``monomial_up`` (3, n_mono): index of the monomial with one exponent raised by one (itself where absent),
+      ``monomial_up_exp`` (3, n_mono): that raised exponent (0 where absent);
     - ``basic_row``: row of each basic moment in the (radial function, monomial) table, mu * n_mono + m;
     - ``source``: MLIP's original arrays (alpha_index_basic, alpha_index_times, alpha_moment_mapping,
       alpha_moments_count), for writing the potential back.
@@ -70,6 +72,8 @@ class ContractionPlan:
     n_radial: int
     monomials: np.ndarray
     monomial_down: np.ndarray
+    monomial_up: np.ndarray
+    monomial_up_exp: np.ndarray
     basic_row: np.ndarray
     source: tuple
     digest: str = field(default="")
@@ -148,11 +152,14 @@ class ContractionPlan:
         perm_basic = order[:nb]
         basic_mu, basic_abc = basic[perm_basic, 0].copy(), basic[perm_basic, 1:].copy()
         monos, down, basic_row = _monomial_tables(basic_mu, basic_abc)
+        up, up_exp = _raise_tables(monos)
         return cls(
             basic_mu=basic_mu,
             basic_abc=basic_abc,
             monomials=monos,
             monomial_down=down,
+            monomial_up=up,
+            monomial_up_exp=up_exp,
             basic_row=basic_row,
             source=(basic, times, mapping, nm),
             bounds=bounds,
@@ -190,6 +197,20 @@ def _monomial_tables(basic_mu, basic_abc):
     monos = np.array(monos, dtype=np.int32).reshape(-1, 3)
     rows = np.array([mu * len(monos) + index[tuple(int(x) for x in abc)] for mu, abc in zip(basic_mu, basic_abc)], dtype=np.int32)
     return monos, down, rows
+
+
+def _raise_tables(monos):
+    index = {tuple(m): i for i, m in enumerate(monos.tolist())}
+    up = np.tile(np.arange(len(monos), dtype=np.int32), (3, 1))
+    up_exp = np.zeros((3, len(monos)))
+    for i, m in enumerate(monos.tolist()):
+        for k in range(3):
+            b = list(m)
+            b[k] += 1
+            j = index.get(tuple(b))
+            if j is not None:
+                up[k, i], up_exp[k, i] = j, b[k]
+    return up, up_exp
 
 
 def _gather_mul_segsum(tab: _Table, A, B):
@@ -288,3 +309,50 @@ def monomials(plan: ContractionPlan, u, use_custom_vjp: bool = True):
     if use_custom_vjp:
         return _monomials_custom(plan, u)
     return _monomials_plain(plan, u)
+
+
+
+# ----------------------------------------------------------------------------------------------------
+# basic moments M_b = sum_j f_mu(b)(r_ij) * monomial_b(u_ij)
+
+
+def _basic_plain(plan: ContractionPlan, f, u, mono=None):
+    mono = _monomials_plain(plan, u) if mono is None else mono
+    full = jnp.einsum("kin,min->kmi", f, mono)  # (K, n_mono, c)
+    return full.reshape(-1, full.shape[-1])[plan.basic_row]
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _basic_custom(plan, f, u):
+    return _basic_plain(plan, f, u)
+
+
+def _basic_fwd(plan, f, u):
+    mono = _monomials_plain(plan, u)
+    return _basic_plain(plan, f, u, mono), (f, mono)
+
+
+def _basic_bwd(plan, res, g):
+    # With G[k, m] the cotangent of the (radial k, monomial m) moment, d/du_a of sum_km G f_k m(u) is
+    # sum_k f_k sum_m' H_a[k, m'] m'(u), H_a[k, m'] = e_a(up_a m') G[k, up_a m']: one batched matmul for
+    # the radial and all three angular cotangents.
+    f, mono = res
+    K, n_mono, c = f.shape[0], plan.monomials.shape[0], g.shape[-1]
+    inv = np.full(K * n_mono, len(plan.basic_row))
+    inv[plan.basic_row] = np.arange(len(plan.basic_row))
+    G = jnp.concatenate([g, jnp.zeros((1, c), g.dtype)])[inv].reshape(K, n_mono, c)
+    H = [G[:, plan.monomial_up[a]] * jnp.asarray(plan.monomial_up_exp[a], g.dtype)[None, :, None] for a in range(3)]
+    T = jnp.einsum("jmi,min->jin", jnp.concatenate([G] + H), mono)  # (4K, c, n_nb)
+    g_f = T[:K]
+    g_u = jnp.stack([jnp.sum(f * T[K * (a + 1) : K * (a + 2)], axis=0) for a in range(3)])
+    return g_f, g_u
+
+
+_basic_custom.defvjp(_basic_fwd, _basic_bwd)
+
+
+def basic_moments(plan: ContractionPlan, f, u, use_custom_vjp: bool = True):
+    """Basic moments (n_basic, c) from radial values f (K, c, n_nb) and unit vectors u (3, c, n_nb)."""
+    if use_custom_vjp:
+        return _basic_custom(plan, f, u)
+    return _basic_plain(plan, f, u)

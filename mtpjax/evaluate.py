@@ -85,6 +85,7 @@ class Evaluator:
         self.mtp = mtp
         self.max_batch_atoms = max_batch_atoms
         self._fn = jax.jit(partial(energy_forces_virial_sites, chunk=chunk, use_custom_vjp=use_custom_vjp))
+        self._widest = {}  # atoms bucket -> widest neighbour bucket compiled so far (reused when it fits)
 
     def prepare(self, positions, cell, pbc, types, name: str = "structure") -> _Prepared:
         """Validate a structure and find its neighbours. Raises StructureError naming ``name``."""
@@ -137,7 +138,10 @@ class Evaluator:
         i = np.concatenate([p.pairs[0] + o for p, o in zip(batch, offsets)])
         j = np.concatenate([p.pairs[1] + o for p, o in zip(batch, offsets)])
         shift = np.concatenate([p.pairs[2] for p in batch])
-        nl = dense_neighbours(i, j, shift, n_tot, n_atoms_pad=n_pad)
+        max_nb = int(np.bincount(i, minlength=n_tot).max()) if len(i) else 0
+        n_nb = max(bucket_size(max_nb, minimum=4), self._widest.get((n_pad, b_pad), 0))
+        self._widest[(n_pad, b_pad)] = n_nb
+        nl = dense_neighbours(i, j, shift, n_tot, n_atoms_pad=n_pad, n_nb=n_nb)
         pos = np.zeros((n_pad, 3))
         sp = np.full(n_pad, -1, dtype=np.int64)
         structure = np.zeros(n_pad, dtype=np.int64)

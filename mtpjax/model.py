@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .contraction import ContractionPlan, monomials, scalar_basis
+from .contraction import ContractionPlan, basic_moments, scalar_basis
 from .neighbors import Neighbours
 
 
@@ -87,9 +87,7 @@ def _chunk_site_energies(mtp: MTP, R, ti, tj, mask, use_custom_vjp: bool):
     r = jnp.sqrt(jnp.sum(Rt * Rt, axis=0))
     u = Rt / r
     f = _radial_values(mtp, r, inside, ti, tj)  # (K, c, n_nb)
-    mono = monomials(plan, u, use_custom_vjp)  # (n_mono, c, n_nb)
-    full = jnp.einsum("kin,min->kmi", f, mono)  # (K, n_mono, c)
-    basic = full.reshape(-1, full.shape[-1])[plan.basic_row]  # (n_basic, c)
+    basic = basic_moments(plan, f, u, use_custom_vjp)  # (n_basic, c)
     B = scalar_basis(plan, basic, use_custom_vjp)  # (n_scalars, c)
     species_term = jax.nn.one_hot(ti, mtp.n_species, dtype=R.dtype) @ mtp.species_coeffs
     return species_term + mtp.moment_coeffs @ B
@@ -279,9 +277,15 @@ def mtp_to_mtpfile(mtp: MTP, potential_name: str = "MTP1m", tail: bytes = b""):
 
 def load_mtp(path, species=None) -> MTP:
     """Read a trained MLIP ``.mtp``/``.almtp`` file. ``species``: element symbol of each type (optional)."""
+    from .errors import MtpjaxError
     from .io import read_mtp
 
-    return mtp_from_mtpfile(read_mtp(path), species=species)
+    try:
+        return mtp_from_mtpfile(read_mtp(path), species=species)
+    except MtpjaxError as err:
+        if str(path) in str(err):
+            raise
+        raise type(err)(f"{path}: {err}") from err
 
 
 def save_mtp(mtp: MTP, path, potential_name: str = "MTP1m") -> None:

@@ -24,12 +24,13 @@ OVERLAP_DISTANCE = 1e-3
 
 
 def bucket_size(n: int, minimum: int = 1) -> int:
-    """The smallest bucket >= n from the ladder 1, 2, 4, 8, then steps of 1/8 of each power of two."""
+    """The smallest bucket >= n from the ladder 1, 2, 4, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, ...
+    (quarter steps of each power of two: at most 25 % padding)."""
     n = max(int(n), minimum, 1)
     if n <= 8:
         return 1 << (n - 1).bit_length()
     p = 1 << (n.bit_length() - 1)  # power of two <= n
-    step = max(p // 8, 1)
+    step = max(p // 4, 1)
     return -(-n // step) * step
 
 

@@ -41,9 +41,9 @@ def read_structures(path, index=":", species: list[str] | None = None, format: s
 
     try:
         res = ase.io.read(path, index=index, format=format)
-    except OSError:
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
-    except Exception as e:  # ASE raises many kinds (ValueError, IndexError, XYZError, KeyError ...)
+    except Exception as e:  # ASE raises many kinds (ValueError, IndexError, XYZError (an OSError), KeyError ...)
         line, frame = _locate_xyz_fault(path)
         where = f" (frame {frame})" if frame is not None else ""
         raise FormatError(f"cannot read as {format or 'ASE-readable'} structures{where}: "

@@ -19,14 +19,19 @@ array for array:
    are shared.
 3. A stored tensor's free indices form one symmetric block per node, and the blocks are ordered by node
    label, with the peeled node first on ties. Its components are the block-wise sorted index tuples in
-   lexicographic order. For a product of two equal basic tensors, the two blocks are interchangeable: only
-   the ordered pair is kept, and later contractions that treat both blocks alike keep this symmetry. The
-   ``times`` entries of a component ``M_o`` sum over the contracted indices. The pairs are keyed
-   ``(min, max)``, with repeated pairs merged into a multiplicity and the entries sorted.
+   lexicographic order. For a product of two equal basic tensors the two blocks are interchangeable and only
+   one component of each swapped pair is stored; later contractions that treat both blocks alike keep this
+   symmetry. The ``times`` entries of a component ``M_o`` sum over the contracted indices. The pairs are
+   keyed ``(min, max)``, with repeated pairs merged into a multiplicity and the entries sorted.
 4. Order: tensors sort by (tree depth, node count, sorted mu's, enumeration key). The key of a subgraph
    is the minimum over all ways of writing it as ``node v`` joined to the rest, with ``mu_v`` no larger
    than any other ``mu``, of ``(label_v, edges from v to the rest's nodes in the rest's key order, key of
    the rest)``. ``alpha_moment_mapping`` lists the scalars by (node count, sorted mu's, key).
+
+A contraction has an even ``sum(nu)``, so every level is even and an odd level gives the basis of the level
+below. From level 16 on, a few functions are linear combinations of others, by identities of 3D tensors such
+as Cayley-Hamilton (``tr A^4`` from lower traces). The rank is 1 short of the count at level 16 and 148
+short at level 28. MLIP keeps these functions, and so does this module.
 
 ``evaluate_basis_numpy`` is a plain numpy reference evaluator. It computes one environment, or a batch of
 them, from the literal definition.
@@ -510,7 +515,8 @@ def basis_from_arrays(alpha_index_basic, alpha_index_times, alpha_moment_mapping
         raise ValueError("alpha_index_basic is empty")
     if (basic < 0).any():
         raise ValueError("alpha_index_basic has negative entries")
-    top = max(nb, int(times[:, [0, 1, 3]].max()) + 1 if len(times) else 0, int(mapping.max()) + 1 if len(mapping) else 0)
+    top = max(nb, int(times[:, [0, 1, 3]].max()) + 1 if len(times) else 0,
+              int(mapping.max()) + 1 if len(mapping) else 0)
     n = top if alpha_moments_count is None else int(alpha_moments_count)
     if n < top:
         raise ValueError(f"alpha_moments_count={n} but indices reach {top - 1}")
@@ -553,7 +559,8 @@ def evaluate_basis_numpy(basis: MTPBasis, f, u) -> np.ndarray:
     f = np.asarray(f, dtype=np.float64)
     u = np.asarray(u, dtype=np.float64)
     if u.shape[-1] != 3 or f.shape[:-1] != u.shape[:-1]:
-        raise ValueError(f"need f (..., n, K) and u (..., n, 3) with the same leading shape, got {f.shape} and {u.shape}")
+        raise ValueError(f"need f (..., n, K) and u (..., n, 3) with the same leading shape, "
+                         f"got {f.shape} and {u.shape}")
     basic = basis.alpha_index_basic
     if f.shape[-1] <= int(basic[:, 0].max()):
         raise ValueError(f"f has {f.shape[-1]} radial functions, the basis uses mu up to {int(basic[:, 0].max())}")

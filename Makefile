@@ -22,10 +22,14 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q tests
 
-## Golden-parity demo: MLIP's reference outputs recomputed by mtpjax.
+## Demo: MLIP's reference outputs recomputed by mtpjax and compared digit by digit.
+SHARED ?= ../shared
 demo: $(STAMP)
-	$(VENV)/bin/mtpjax efs ../shared/golden/mlip/pub_l16_s1_rc6p5.almtp ../shared/golden/mlip/pub_l16_s1_rc6p5_in.cfg demo_out.cfg
-	$(PY) scripts/compare_cfg.py demo_out.cfg ../shared/golden/mlip/pub_l16_s1_rc6p5_out.cfg
+	@mkdir -p demo_out
+	$(VENV)/bin/mtpjax efs $(SHARED)/golden/mlip/pub_l16_s1_rc6p5.almtp $(SHARED)/golden/mlip/pub_l16_s1_rc6p5_in.cfg demo_out/golden_l16.cfg
+	$(PY) scripts/compare_cfg.py demo_out/golden_l16.cfg $(SHARED)/golden/mlip/pub_l16_s1_rc6p5_out.cfg
+	$(VENV)/bin/mtpjax efs $(SHARED)/bench/fit/mlip3_l16_rc6p5.almtp $(SHARED)/bench/fit/test.cfg demo_out/mlip3_test.cfg
+	$(PY) scripts/compare_cfg.py demo_out/mlip3_test.cfg $(SHARED)/bench/fit/test_mlip3_efs.cfg
 
 ## Speed benchmark against motep (writes docs/benchmarks/efs.md).
 bench: $(STAMP)
@@ -33,4 +37,4 @@ bench: $(STAMP)
 	$(PY) scripts/bench_efs.py --out docs/benchmarks/efs.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info demo_out

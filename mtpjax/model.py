@@ -94,13 +94,15 @@ def _chunk_site_energies(mtp: MTP, R, ti, tj, mask, use_custom_vjp: bool):
 
 
 def default_chunk(plan: ContractionPlan, n_atoms: int) -> int:
-    """Atoms evaluated together. On CPU, small chunks keep the (moments x atoms) block in cache;
-    on accelerators, one chunk of all atoms."""
+    """Atoms evaluated together. On CPU, small chunks keep the (moments x atoms) block in cache (about
+    512 KiB), in multiples of 4 atoms (one AVX2 float64 vector); on accelerators, one chunk of all atoms."""
+    n = max(n_atoms, 1)
     if jax.default_backend() != "cpu":
-        return max(n_atoms, 1)
-    c_max = int(np.clip((1 << 20) // (8 * max(plan.n_moments, 1)), 8, 64))  # ~1 MiB of moments
-    n_chunks = -(-max(n_atoms, 1) // c_max)
-    return -(-max(n_atoms, 1) // n_chunks)  # equal chunks, least padding
+        return n
+    c_max = int(np.clip((1 << 19) // (8 * max(plan.n_moments, 1)), 8, 64)) // 4 * 4
+    n_chunks = -(-n // c_max)
+    c = -(-n // n_chunks)  # equal chunks, least padding
+    return min(-(-c // 4) * 4, -(-n // 4) * 4)
 
 
 def pair_vectors(positions, cell, nbrs: Neighbours, structure=None):

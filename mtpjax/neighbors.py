@@ -109,7 +109,7 @@ def pairs(positions, cell, pbc, cutoff: float, name: str = "structure"):
         e = np.zeros(0, dtype=np.int64)
         return e, e, np.zeros((0, 3), dtype=np.int64)
     box = _box_for_vesin(positions, cell, pbc)
-    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True)
     i, j, shift, d = nl.compute(points=positions, box=box, periodic=pbc.tolist(), quantities="ijSd")
     keep = d < cutoff  # MLIP's strict inequality
     i, j, shift, d = i[keep], j[keep], shift[keep], d[keep]
@@ -130,8 +130,9 @@ def dense_neighbours(i, j, shift, n_atoms: int, n_atoms_pad: int | None = None, 
     n_atoms_pad = bucket_size(n_atoms) if n_atoms_pad is None else n_atoms_pad
     if max_nb > n_nb or n_atoms > n_atoms_pad:
         raise ValueError(f"padding too small: need {n_atoms} atoms x {max_nb} neighbours, got {n_atoms_pad} x {n_nb}")
-    order = np.lexsort((j, i))
-    i, j, shift = i[order], j[order], shift[order]
+    if len(i) > 1 and np.any(np.diff(i) < 0):  # group by central atom (vesin's sorted lists already are)
+        order = np.argsort(i, kind="stable")
+        i, j, shift = i[order], j[order], shift[order]
     starts = np.concatenate([[0], np.cumsum(counts)])
     slot = np.arange(len(i)) - starts[i]
     index = np.zeros((n_atoms_pad, n_nb), dtype=np.int32)

@@ -58,7 +58,10 @@ class ContractionPlan:
       the index of that lowered monomial (0 where the exponent is 0);
     - ``monomial_up`` (3, n_mono): index of the monomial with one exponent raised by one (itself where absent),
       ``monomial_up_exp`` (3, n_mono): that raised exponent (0 where absent);
-    - ``basic_row``: row of each basic moment in the (radial function, monomial) table, mu * n_mono + m;
+    - ``radial_prefix``: for each radial function mu, how many monomials (a prefix of the degree-ordered table)
+      its basic moments need;
+    - ``basic_row``: row of each basic moment in the table of (mu, monomial) pairs, mu-blocks of
+      ``radial_prefix[mu]`` rows one after the other;
     - ``source``: MLIP's original arrays (alpha_index_basic, alpha_index_times, alpha_moment_mapping,
       alpha_moments_count), for writing the potential back.
     """
@@ -75,6 +78,7 @@ class ContractionPlan:
     monomial_up: np.ndarray
     monomial_up_exp: np.ndarray
     basic_row: np.ndarray
+    radial_prefix: tuple
     source: tuple
     digest: str = field(default="")
 
@@ -151,7 +155,7 @@ class ContractionPlan:
             backward.append(_table(a, b, mm, seg, hi - lo))
         perm_basic = order[:nb]
         basic_mu, basic_abc = basic[perm_basic, 0].copy(), basic[perm_basic, 1:].copy()
-        monos, down, basic_row = _monomial_tables(basic_mu, basic_abc)
+        monos, down, basic_row, prefix = _monomial_tables(basic_mu, basic_abc, int(radial_funcs_count))
         up, up_exp = _raise_tables(monos)
         return cls(
             basic_mu=basic_mu,
@@ -161,6 +165,7 @@ class ContractionPlan:
             monomial_up=up,
             monomial_up_exp=up_exp,
             basic_row=basic_row,
+            radial_prefix=prefix,
             source=(basic, times, mapping, nm),
             bounds=bounds,
             forward=forward,
@@ -171,8 +176,9 @@ class ContractionPlan:
         )
 
 
-def _monomial_tables(basic_mu, basic_abc):
-    """Downward-closed monomial table, the lowered-monomial index, and each basic moment's row."""
+def _monomial_tables(basic_mu, basic_abc, n_radial):
+    """Downward-closed monomial table, the lowered-monomial index, each basic moment's row, and the
+    monomial prefix each radial function needs."""
     present = {tuple(int(x) for x in abc) for abc in basic_abc}
     stack = list(present)
     while stack:
@@ -194,9 +200,15 @@ def _monomial_tables(basic_mu, basic_abc):
                 b = list(m)
                 b[k] -= 1
                 down[k, i] = index[tuple(b)]
+    degree = np.array([sum(m) for m in monos])
+    prefix = []
+    for mu in range(n_radial):
+        abc = basic_abc[basic_mu == mu]
+        prefix.append(int(np.searchsorted(degree, abc.sum(axis=1).max(), side="right")) if len(abc) else 0)
+    offsets = np.concatenate([[0], np.cumsum(prefix)])
     monos = np.array(monos, dtype=np.int32).reshape(-1, 3)
-    rows = np.array([mu * len(monos) + index[tuple(int(x) for x in abc)] for mu, abc in zip(basic_mu, basic_abc)], dtype=np.int32)
-    return monos, down, rows
+    rows = np.array([offsets[mu] + index[tuple(int(x) for x in abc)] for mu, abc in zip(basic_mu, basic_abc)], dtype=np.int32)
+    return monos, down, rows, tuple(prefix)
 
 
 def _raise_tables(monos):
@@ -318,8 +330,9 @@ def monomials(plan: ContractionPlan, u, use_custom_vjp: bool = True):
 
 def _basic_plain(plan: ContractionPlan, f, u, mono=None):
     mono = _monomials_plain(plan, u) if mono is None else mono
-    full = jnp.einsum("kin,min->kmi", f, mono)  # (K, n_mono, c)
-    return full.reshape(-1, full.shape[-1])[plan.basic_row]
+    # radial function mu meets only the first radial_prefix[mu] monomials
+    full = jnp.concatenate([jnp.einsum("in,min->mi", f[k], mono[:n]) for k, n in enumerate(plan.radial_prefix) if n])
+    return full[plan.basic_row]
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -328,24 +341,35 @@ def _basic_custom(plan, f, u):
 
 
 def _basic_fwd(plan, f, u):
-    mono = _monomials_plain(plan, u)
-    return _basic_plain(plan, f, u, mono), (f, mono)
+    # keep u (3 numbers per pair), not the monomials (n_mono per pair): the backward recomputes them
+    return _basic_plain(plan, f, u), (f, u)
 
 
 def _basic_bwd(plan, res, g):
     # With G[k, m] the cotangent of the (radial k, monomial m) moment, d/du_a of sum_km G f_k m(u) is
-    # sum_k f_k sum_m' H_a[k, m'] m'(u), H_a[k, m'] = e_a(up_a m') G[k, up_a m']: one batched matmul for
-    # the radial and all three angular cotangents.
-    f, mono = res
-    K, n_mono, c = f.shape[0], plan.monomials.shape[0], g.shape[-1]
-    inv = np.full(K * n_mono, len(plan.basic_row))
+    # sum_k f_k sum_m' H_a[k, m'] m'(u), H_a[k, m'] = e_a(up_a m') G[k, up_a m']: per radial function, one
+    # batched matmul gives its radial cotangent and its share of all three angular cotangents.
+    f, u = res
+    mono = _monomials_plain(plan, u)
+    c = g.shape[-1]
+    n_rows = int(sum(plan.radial_prefix))
+    inv = np.full(n_rows, len(plan.basic_row))
     inv[plan.basic_row] = np.arange(len(plan.basic_row))
-    G = jnp.concatenate([g, jnp.zeros((1, c), g.dtype)])[inv].reshape(K, n_mono, c)
-    H = [G[:, plan.monomial_up[a]] * jnp.asarray(plan.monomial_up_exp[a], g.dtype)[None, :, None] for a in range(3)]
-    T = jnp.einsum("jmi,min->jin", jnp.concatenate([G] + H), mono)  # (4K, c, n_nb)
-    g_f = T[:K]
-    g_u = jnp.stack([jnp.sum(f * T[K * (a + 1) : K * (a + 2)], axis=0) for a in range(3)])
-    return g_f, g_u
+    G_all = jnp.concatenate([g, jnp.zeros((1, c), g.dtype)])[inv]
+    g_f, g_u, start = [], 0.0, 0
+    for k, n in enumerate(plan.radial_prefix):
+        if n == 0:
+            g_f.append(jnp.zeros_like(f[k]))
+            continue
+        G = G_all[start : start + n]
+        start += n
+        up = plan.monomial_up[:, :n]
+        inside = up < n
+        H = [G[np.where(inside[a], up[a], 0)] * jnp.asarray(np.where(inside[a], plan.monomial_up_exp[a, :n], 0.0), g.dtype)[:, None] for a in range(3)]
+        T = jnp.einsum("jmi,min->jin", jnp.stack([G] + H), mono[:n])  # (4, c, n_nb)
+        g_f.append(T[0])
+        g_u = g_u + f[k] * T[1:]
+    return jnp.stack(g_f), g_u
 
 
 _basic_custom.defvjp(_basic_fwd, _basic_bwd)

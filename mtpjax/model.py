@@ -73,13 +73,11 @@ def _radial_values(mtp: MTP, r, inside, ti, tj):
     return jnp.einsum("inz,bin,izkb->kin", oh_j, Q, Ci)
 
 
-def _chunk_site_energies(mtp: MTP, R, ti, tj, mask, use_custom_vjp: bool):
-    """Site energies (c,) of a chunk of c atoms with pair vectors R (c, n_nb, 3).
+def _chunk_basic_moments(mtp: MTP, R, ti, tj, mask, use_custom_vjp: bool):
+    """Basic moments (n_basic, c) of a chunk of c atoms with pair vectors R (c, n_nb, 3).
 
-    Inside, pairs sit on the trailing (contiguous) axes: u (3, c, n_nb), f (K, c, n_nb), monomials
-    (n_mono, c, n_nb); moments are (n_moments, c).
+    Pairs sit on the trailing (contiguous) axes: u (3, c, n_nb), f (K, c, n_nb), monomials (n_mono, c, n_nb).
     """
-    plan = mtp.plan
     rcut = mtp.max_dist
     Rt = jnp.moveaxis(R, -1, 0)  # (3, c, n_nb)
     inside = mask & (jnp.sum(Rt * Rt, axis=0) < rcut * rcut)
@@ -87,22 +85,42 @@ def _chunk_site_energies(mtp: MTP, R, ti, tj, mask, use_custom_vjp: bool):
     r = jnp.sqrt(jnp.sum(Rt * Rt, axis=0))
     u = Rt / r
     f = _radial_values(mtp, r, inside, ti, tj)  # (K, c, n_nb)
-    basic = basic_moments(plan, f, u, use_custom_vjp)  # (n_basic, c)
-    B = scalar_basis(plan, basic, use_custom_vjp)  # (n_scalars, c)
-    species_term = jax.nn.one_hot(ti, mtp.n_species, dtype=R.dtype) @ mtp.species_coeffs
-    return species_term + mtp.moment_coeffs @ B
+    return basic_moments(mtp.plan, f, u, use_custom_vjp)
 
 
-def default_chunk(plan: ContractionPlan, n_atoms: int) -> int:
-    """Atoms evaluated together. On CPU, small chunks keep the (moments x atoms) block in cache (about
-    512 KiB), in multiples of 4 atoms (one AVX2 float64 vector); on accelerators, one chunk of all atoms."""
+def _chunk_moment_energies(mtp: MTP, basic, use_custom_vjp: bool):
+    """sum_k moment_coeffs[k] B_k (c,) from the basic moments (n_basic, c) of c atoms."""
+    return mtp.moment_coeffs @ scalar_basis(mtp.plan, basic, use_custom_vjp)
+
+
+def default_chunks(plan: ContractionPlan, n_atoms: int, n_nb: int) -> tuple[int, int]:
+    """Atoms per chunk for the pair stage (basic moments) and for the contraction stage.
+
+    On CPU each stage's working set is kept near 512 KiB (pair stage: monomials and their cotangents,
+    ~4 n_mono n_nb doubles per atom; contraction: n_moments doubles per atom), in multiples of 4 atoms (one
+    AVX2 float64 vector); the contraction chunk is a multiple of the pair chunk. On accelerators, one chunk
+    of all atoms for both.
+    """
     n = max(n_atoms, 1)
     if jax.default_backend() != "cpu":
-        return n
-    c_max = int(np.clip((1 << 19) // (8 * max(plan.n_moments, 1)), 8, 64)) // 4 * 4
-    n_chunks = -(-n // c_max)
-    c = -(-n // n_chunks)  # equal chunks, least padding
-    return min(-(-c // 4) * 4, -(-n // 4) * 4)
+        return n, n
+
+    def fit(bytes_per_atom):
+        c_max = max(4, int(np.clip((1 << 19) // max(bytes_per_atom, 1), 4, 64)) // 4 * 4)
+        c = -(-n // -(-n // c_max))  # equal chunks, least padding
+        return min(-(-c // 4) * 4, -(-n // 4) * 4)
+
+    c_pairs = fit(8 * 4 * len(plan.monomials) * max(n_nb, 1))
+    c_atoms = max(c_pairs, fit(8 * plan.n_moments) // c_pairs * c_pairs)
+    return c_pairs, c_atoms
+
+
+def _chunked_map(fn, xs, c):
+    """fn over chunks of c atoms of the arrays xs (leading axis: atoms, a multiple of c); results concatenated."""
+    n = jax.tree.leaves(xs)[0].shape[0]
+    if n == c:
+        return fn(*xs)[None]
+    return jax.lax.map(lambda a: fn(*a), jax.tree.map(lambda x: x.reshape((n // c, c) + x.shape[1:]), xs))
 
 
 def pair_vectors(positions, cell, nbrs: Neighbours, structure=None):
@@ -115,29 +133,40 @@ def pair_vectors(positions, cell, nbrs: Neighbours, structure=None):
     return positions[nbrs.index] - positions[:, None, :] + lattice
 
 
-def site_energies_from_pairs(mtp: MTP, R, species, nbrs: Neighbours, *, chunk: int | None = None, use_custom_vjp: bool = True):
-    """Site energies V_i (eV), shape (N,), from pair vectors R (N, n_nb, 3). Species -1 marks padding atoms."""
-    n = R.shape[0]
-    c = chunk or default_chunk(mtp.plan, n)
+def site_energies_from_pairs(mtp: MTP, R, species, nbrs: Neighbours, *, chunk: int | tuple | None = None, use_custom_vjp: bool = True):
+    """Site energies V_i (eV), shape (N,), from pair vectors R (N, n_nb, 3). Species -1 marks padding atoms.
+
+    ``chunk``: atoms per chunk, one int for both stages or (pair stage, contraction stage); default
+    :func:`default_chunks`.
+    """
+    n, n_nb = R.shape[0], R.shape[1]
+    if chunk is None:
+        c_pairs, c_atoms = default_chunks(mtp.plan, n, n_nb)
+    elif isinstance(chunk, int):
+        c_pairs = c_atoms = chunk
+    else:
+        c_pairs, c_atoms = chunk
+    if c_atoms % c_pairs:
+        raise ValueError(f"the contraction chunk ({c_atoms}) must be a multiple of the pair chunk ({c_pairs})")
     species = jnp.asarray(species)
     tj = species[nbrs.index]
-    n_chunks = -(-n // c)
-    pad = n_chunks * c - n
     mask = nbrs.mask & (species >= 0)[:, None]
+    ti = species
+    pad = -n % c_atoms
     if pad:
         R = jnp.pad(R, ((0, pad), (0, 0), (0, 0)))
         tj = jnp.pad(tj, ((0, pad), (0, 0)))
         mask = jnp.pad(mask, ((0, pad), (0, 0)))
         ti = jnp.pad(species, (0, pad), constant_values=-1)
+    n_pad = n + pad
+    basic = _chunked_map(lambda *a: _chunk_basic_moments(mtp, *a, use_custom_vjp), (R, ti, tj, mask), c_pairs)
+    basic = jnp.moveaxis(basic, 1, 0).reshape(-1, n_pad)  # (n_basic, atoms)
+    basic = jnp.moveaxis(basic.reshape(-1, n_pad // c_atoms, c_atoms), 1, 0)  # (chunks, n_basic, c_atoms)
+    if n_pad == c_atoms:
+        V = _chunk_moment_energies(mtp, basic[0], use_custom_vjp)
     else:
-        ti = species
-    n_nb = R.shape[1]
-    xs = (R.reshape(n_chunks, c, n_nb, 3), ti.reshape(n_chunks, c), tj.reshape(n_chunks, c, n_nb), mask.reshape(n_chunks, c, n_nb))
-    if n_chunks == 1:
-        V = _chunk_site_energies(mtp, *(x[0] for x in xs), use_custom_vjp)[None]
-    else:
-        V = jax.lax.map(lambda a: _chunk_site_energies(mtp, *a, use_custom_vjp), xs)
-    V = V.reshape(-1)[:n]
+        V = jax.lax.map(lambda b: _chunk_moment_energies(mtp, b, use_custom_vjp), basic)
+    V = V.reshape(-1)[:n] + jax.nn.one_hot(species, mtp.n_species, dtype=R.dtype) @ mtp.species_coeffs
     return jnp.where(species >= 0, V, 0.0)
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: locations of ../shared and random MTPs built from MLIP's templates."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +39,21 @@ def random_mtp(level: int = 8, n_species: int = 1, rcut: float = 5.0, rmin: floa
         alpha_moment_mapping=t.alpha_moment_mapping,
         alpha_moments_count=t.alpha_moments_count,
     )
+
+
+def pytest_configure(config):
+    """Share compiled programs between the many Evaluators of a test session (and subprocesses) through
+    JAX's persistent compilation cache, in a fresh temporary folder, unless the user configured one."""
+    import jax
+
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="mtpjax-jax-cache-"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture(scope="session")
+def jax_cache_dir():
+    import jax
+
+    return jax.config.jax_compilation_cache_dir

@@ -32,37 +32,6 @@ def shared_data():
         pytest.skip(f"shared reference data not found: {', '.join(missing)} (looked in {SHARED})")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def jax_cache_dir(tmp_path_factory):
-    """Share compiled programs between the Evaluators of the CLI and calculators (JAX's persistent
-    compilation cache, scoped to this module and undone afterwards; left alone if the user set one)."""
-    import jax
-
-    try:
-        from jax._src import compilation_cache as _cc
-    except ImportError:  # pragma: no cover - private module moved
-        _cc = None
-    if jax.config.jax_compilation_cache_dir:
-        yield jax.config.jax_compilation_cache_dir
-        return
-    cache = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    old = {n: getattr(jax.config, n) for n in names}
-    jax.config.update("jax_compilation_cache_dir", str(cache))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    if _cc is not None and hasattr(_cc, "reset_cache"):
-        _cc.reset_cache()
-    try:
-        yield str(cache)
-    finally:
-        for n, v in old.items():
-            jax.config.update(n, v)
-        if _cc is not None and hasattr(_cc, "reset_cache"):
-            _cc.reset_cache()
-
-
 @pytest.fixture(scope="module")
 def calc():
     from mtpjax.calculator import MTPCalculator

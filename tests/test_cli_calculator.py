@@ -43,40 +43,8 @@ def need(*paths: Path) -> None:
         pytest.skip(f"shared reference data not found: {', '.join(missing)} (looked in {SHARED})")
 
 
-# ---------------------------------------------------------------------------------------------------------
-# JAX compiles one program per (potential, padded shape) and per Evaluator, and the CLI and the calculator each
-# build their own Evaluator. JAX's persistent compilation cache lets them (and the subprocess) share compiled
-# programs, which keeps this module's runtime small. Scoped to this module and undone afterwards; left alone
-# when the user configured a cache already.
-
-
-@pytest.fixture(scope="module", autouse=True)
-def jax_cache_dir(tmp_path_factory):
-    import jax
-
-    try:
-        from jax._src import compilation_cache as _cc
-    except ImportError:  # pragma: no cover - private module moved
-        _cc = None
-    if jax.config.jax_compilation_cache_dir:
-        yield jax.config.jax_compilation_cache_dir
-        return
-    cache = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    old = {n: getattr(jax.config, n) for n in names}
-    jax.config.update("jax_compilation_cache_dir", str(cache))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    if _cc is not None and hasattr(_cc, "reset_cache"):
-        _cc.reset_cache()
-    try:
-        yield str(cache)
-    finally:
-        for n, v in old.items():
-            jax.config.update(n, v)
-        if _cc is not None and hasattr(_cc, "reset_cache"):
-            _cc.reset_cache()
+# The CLI, the calculators and the subprocess share compiled programs through JAX's persistent compilation
+# cache, which tests/conftest.py switches on for the session.
 
 
 def subprocess_env(cache_dir) -> dict:

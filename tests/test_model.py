@@ -244,3 +244,19 @@ def test_level24_compiles_quickly():
     t0 = time.perf_counter()
     jax.jit(energy_forces_virial).lower(mtp, *args).compile()
     assert time.perf_counter() - t0 < 30.0
+
+
+def test_chunkings_agree():
+    """The pair and contraction stages may be chunked differently; every choice gives the same numbers."""
+    mtp = random_mtp(12, n_species=2, rcut=5.5, seed=12)
+    at = rattled_hcp((3, 2, 2), seed=9)  # 24 atoms
+    types = np.random.default_rng(2).integers(0, 2, len(at))
+    args = padded_inputs(at, mtp.cutoff, types)
+    ref = jax.jit(partial(energy_forces_virial, chunk=args[0].shape[0]))(mtp, *args)
+    for chunk in [None, 4, (4, 12), (8, 16)]:
+        out = jax.jit(partial(energy_forces_virial, chunk=chunk))(mtp, *args)
+        assert float(out[0]) == pytest.approx(float(ref[0]), rel=1e-13)
+        np.testing.assert_allclose(out[1], ref[1], atol=1e-12)
+        np.testing.assert_allclose(out[2], ref[2], atol=1e-11)
+    with pytest.raises(ValueError, match="multiple"):
+        energy_forces_virial(mtp, *args, chunk=(8, 12))

@@ -54,8 +54,7 @@ class ContractionPlan:
     - ``backward``: one table per block 0..L-1 (a: cotangent rows of later blocks, b: moment rows);
     - ``mapping``: renumbered moment index of each scalar basis function;
     - ``monomials`` (n_mono, 3): exponents (a, b, c) of the angular monomials, closed downwards (every
-      monomial with one exponent lowered by one is present) and ordered by degree; ``monomial_down`` (3, n_mono):
-      the index of that lowered monomial (0 where the exponent is 0);
+      monomial with one exponent lowered by one is present) and ordered by degree;
     - ``monomial_up`` (3, n_mono): index of the monomial with one exponent raised by one (itself where absent),
       ``monomial_up_exp`` (3, n_mono): that raised exponent (0 where absent);
     - ``radial_prefix``: for each radial function mu, how many monomials (a prefix of the degree-ordered table)
@@ -74,7 +73,6 @@ class ContractionPlan:
     mapping: np.ndarray
     n_radial: int
     monomials: np.ndarray
-    monomial_down: np.ndarray
     monomial_up: np.ndarray
     monomial_up_exp: np.ndarray
     basic_row: np.ndarray
@@ -155,13 +153,12 @@ class ContractionPlan:
             backward.append(_table(a, b, mm, seg, hi - lo))
         perm_basic = order[:nb]
         basic_mu, basic_abc = basic[perm_basic, 0].copy(), basic[perm_basic, 1:].copy()
-        monos, down, basic_row, prefix = _monomial_tables(basic_mu, basic_abc, int(radial_funcs_count))
+        monos, basic_row, prefix = _monomial_tables(basic_mu, basic_abc, int(radial_funcs_count))
         up, up_exp = _raise_tables(monos)
         return cls(
             basic_mu=basic_mu,
             basic_abc=basic_abc,
             monomials=monos,
-            monomial_down=down,
             monomial_up=up,
             monomial_up_exp=up_exp,
             basic_row=basic_row,
@@ -177,8 +174,8 @@ class ContractionPlan:
 
 
 def _monomial_tables(basic_mu, basic_abc, n_radial):
-    """Downward-closed monomial table, the lowered-monomial index, each basic moment's row, and the
-    monomial prefix each radial function needs."""
+    """Downward-closed monomial table, each basic moment's row, and the monomial prefix each radial
+    function needs."""
     present = {tuple(int(x) for x in abc) for abc in basic_abc}
     stack = list(present)
     while stack:
@@ -193,13 +190,6 @@ def _monomial_tables(basic_mu, basic_abc, n_radial):
                     stack.append(b)
     monos = sorted(present, key=lambda a: (sum(a), tuple(-x for x in a)))
     index = {m: i for i, m in enumerate(monos)}
-    down = np.zeros((3, len(monos)), dtype=np.int32)
-    for i, m in enumerate(monos):
-        for k in range(3):
-            if m[k] > 0:
-                b = list(m)
-                b[k] -= 1
-                down[k, i] = index[tuple(b)]
     degree = np.array([sum(m) for m in monos])
     prefix = []
     for mu in range(n_radial):
@@ -208,7 +198,7 @@ def _monomial_tables(basic_mu, basic_abc, n_radial):
     offsets = np.concatenate([[0], np.cumsum(prefix)])
     monos = np.array(monos, dtype=np.int32).reshape(-1, 3)
     rows = np.array([offsets[mu] + index[tuple(int(x) for x in abc)] for mu, abc in zip(basic_mu, basic_abc)], dtype=np.int32)
-    return monos, down, rows, tuple(prefix)
+    return monos, rows, tuple(prefix)
 
 
 def _raise_tables(monos):
@@ -295,33 +285,9 @@ def _monomials_plain(plan: ContractionPlan, u):
     return px[e[:, 0]] * py[e[:, 1]] * pz[e[:, 2]]
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _monomials_custom(plan, u):
-    return _monomials_plain(plan, u)
-
-
-def _monomials_fwd(plan, u):
-    mono = _monomials_plain(plan, u)
-    return mono, mono
-
-
-def _monomials_bwd(plan, mono, g):
-    # d(x^a y^b z^c)/dx = a * x^(a-1) y^b z^c: a gather of lower monomials, no scatter
-    e = plan.monomials.astype(np.float64)
-    shape = (-1,) + (1,) * (g.ndim - 1)
-    grads = [jnp.sum(g * mono[plan.monomial_down[k]] * jnp.asarray(e[:, k], g.dtype).reshape(shape), axis=0) for k in range(3)]
-    return (jnp.stack(grads),)
-
-
-_monomials_custom.defvjp(_monomials_fwd, _monomials_bwd)
-
-
-def monomials(plan: ContractionPlan, u, use_custom_vjp: bool = True):
+def monomials(plan: ContractionPlan, u):
     """Angular monomials (n_mono, ...) of unit vectors u (3, ...), in the order of ``plan.monomials``."""
-    if use_custom_vjp:
-        return _monomials_custom(plan, u)
     return _monomials_plain(plan, u)
-
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from ase.build import bulk
 from jax.test_util import check_grads
 
 from conftest import GOLDEN, need, random_mtp
-from mtpjax.contraction import monomials, scalar_basis
+from mtpjax.contraction import basic_moments, scalar_basis
 from mtpjax.evaluate import Evaluator
 from mtpjax.io import read_cfg
 from mtpjax.model import energy, energy_forces_virial, load_mtp, virial_to_plus_stress
@@ -187,9 +187,15 @@ def test_custom_vjp_kernels_check_grads(level):
     rng = np.random.default_rng(0)
     basic = jnp.asarray(rng.normal(size=(plan.n_basic, 3)))
     check_grads(lambda b: scalar_basis(plan, b, True), (basic,), order=2, modes=["rev"], atol=1e-5, rtol=1e-5)
-    u = rng.normal(size=(3, 4, 5))
+    u = rng.normal(size=(3, 3, 5))
     u = jnp.asarray(u / np.linalg.norm(u, axis=0))
-    check_grads(lambda x: monomials(plan, x, True), (u,), order=2, modes=["rev"], atol=1e-5, rtol=1e-5)
+    f = jnp.asarray(rng.normal(size=(plan.n_radial, 3, 5)))
+    check_grads(lambda a, b: basic_moments(plan, a, b, True), (f, u), order=2, modes=["rev"], atol=1e-5, rtol=1e-5)
+    gb = jnp.asarray(rng.normal(size=(plan.n_basic, 3)))
+    w1 = jax.vjp(lambda a, b: basic_moments(plan, a, b, True), f, u)[1](gb)
+    w2 = jax.vjp(lambda a, b: basic_moments(plan, a, b, False), f, u)[1](gb)
+    for x1, x2 in zip(w1, w2):
+        np.testing.assert_allclose(x1, x2, rtol=1e-12, atol=1e-12)
     g = jnp.asarray(rng.normal(size=(plan.n_scalars, 3)))
     v1 = jax.vjp(lambda b: scalar_basis(plan, b, True), basic)[1](g)[0]
     v2 = jax.vjp(lambda b: scalar_basis(plan, b, False), basic)[1](g)[0]

@@ -84,7 +84,7 @@ def cmd_basis(args) -> int:
 
     b = generate_basis(args.level)
     f = MTPFile(
-        potential_name=f"MTP{args.level:02d}",
+        potential_name="MTP1m",  # MLIP's own name for its templates
         species_count=args.species,
         min_dist=args.rmin,
         max_dist=args.rcut,

@@ -101,6 +101,89 @@ def cmd_basis(args) -> int:
     return 0
 
 
+def cmd_fit(args) -> int:
+    """Fit an MTP to labelled structures (MLIP's objective, exact linear solve, full-batch L-BFGS)."""
+    import json
+    import warnings
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from . import fit as F
+    from .basis import generate_basis
+    from .data import load_records, pack_records, validate
+    from .errors import MtpjaxError
+    from .model import save_mtp
+
+    out = Path(args.output)
+    workdir = Path(args.workdir) if args.workdir else out.with_name(out.stem + ".fit")
+    workdir.mkdir(parents=True, exist_ok=True)
+    n_species = len(args.species) if args.species else 1
+    train = [r for path in args.train for r in load_records(path, args.species, n_species)]
+    validate(train, n_species)
+    test = [r for path in (args.test or []) for r in load_records(path, args.species, n_species)]
+    if test:
+        validate(test, n_species)
+    t0, c0 = time.perf_counter(), time.process_time()
+    batches, subsets = pack_records(train, args.cutoff, max_batch_atoms=args.max_batch_atoms, cache_dir=workdir / "cache")
+    n_real = sum(int((lb.batch.species >= 0).sum()) for lb in batches)
+    n_pairs = sum(int(lb.batch.nbrs.mask.sum()) for lb in batches)
+    if n_pairs / max(n_real, 1) > 150:
+        warnings.warn(f"cutoff {args.cutoff} Å gives {n_pairs / n_real:.0f} neighbours per atom on average: larger than makes sense "
+                      "for an MTP (typical: 20-80), and fitting will be slow")
+    rmin = args.rmin
+    if rmin is None:  # MLIP-3: 0.99 x the shortest interatomic distance of the training set
+        dmin = np.inf
+        for lb in batches:
+            b = lb.batch
+            R = b.positions[b.nbrs.index] - b.positions[:, None, :] + np.einsum("inc,icd->ind", b.nbrs.shift, b.cells[b.structure])
+            r = np.linalg.norm(R, axis=-1)[b.nbrs.mask]
+            dmin = min(dmin, float(r.min())) if r.size else dmin
+        if not np.isfinite(dmin):
+            raise MtpjaxError(f"no pair of atoms of the training set is closer than the cutoff {args.cutoff} Å")
+        rmin = 0.99 * dmin
+    if rmin >= args.cutoff:
+        raise MtpjaxError(f"r_min {rmin:.3f} Å must be below the cutoff {args.cutoff} Å")
+    mtp = F.initial_mtp(generate_basis(args.level), n_species, rmin, args.cutoff, batches, seed=args.seed, species=args.species)
+    cfg = F.FitConfig(max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
+                      linear_solve_at=tuple(s for s in args.linear_solve_at if s < args.max_steps))
+    print(f"mtpjax fit: {len(train)} structures ({n_real} atoms), level {args.level}, cutoff {args.cutoff} Å, r_min {rmin:.4f} Å, "
+          f"{mtp.moment_coeffs.shape[0]} basis functions", file=sys.stderr)
+    with tqdm(total=args.max_steps, desc="fit", unit="step", disable=args.quiet or not sys.stderr.isatty()) as bar:
+        def progress(k, val):
+            bar.n = k + 1
+            bar.set_postfix(loss=f"{val:.4g}", refresh=False)
+            bar.update(0)
+
+        mtp, history = F.fit(mtp, batches, cfg, workdir=workdir, resume=args.resume, progress=progress,
+                             log=lambda m: print(m, file=sys.stderr))
+    mtp = F.linear_solve(mtp, [jax_tree_asarray(lb) for lb in batches], cfg.loss, sum(int((lb.weight > 0).sum()) for lb in batches))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    save_mtp(mtp, out)
+    result = {"train": F.errors(mtp, batches, subsets), "steps": len(history), "wall_s": wall, "cpu_s": cpu,
+              "level": args.level, "cutoff": args.cutoff, "rmin": rmin, "seed": args.seed, "potential": str(out)}
+    if test:
+        tb, ts = pack_records(test, args.cutoff, max_batch_atoms=args.max_batch_atoms)
+        result["test"] = F.errors(mtp, tb, ts)
+    F.write_metrics(workdir / "metrics.jsonl", {"history": history})
+    F.write_metrics(workdir / "metrics.jsonl", result)
+    F.plot_loss(history, workdir / "loss.png")
+    (workdir / "result.json").write_text(json.dumps(result, indent=1))
+    for split in ("train", "test"):
+        for subset, e in result.get(split, {}).items():
+            print(f"{split:5s} {subset:10s} RMSE: energy {e.get('energy', float('nan')):.3f} meV/atom, forces "
+                  f"{e.get('forces', float('nan')):.4f} eV/Å, stress {e.get('stress', float('nan')):.3f} GPa", file=sys.stderr)
+    print(f"mtpjax fit: {wall:.1f} s wall, {cpu:.1f} s CPU -> {out} (metrics, loss curve, checkpoint in {workdir})", file=sys.stderr)
+    return 0
+
+
+def jax_tree_asarray(tree):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(jnp.asarray, tree)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtpjax", description="Moment Tensor Potentials in JAX")
     sub = p.add_subparsers(dest="command", required=True)
@@ -122,6 +205,26 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--radial-basis-size", type=int, default=8, help="Chebyshev polynomials per radial function (default 8)")
     b.add_argument("-o", "--output", required=True)
     b.set_defaults(func=cmd_basis)
+
+    f = sub.add_parser("fit", help="fit an MTP to labelled structures (.cfg, extxyz, ASE db)")
+    f.add_argument("train", nargs="+", help="training data files")
+    f.add_argument("--level", type=int, required=True, help="MTP level (2-28)")
+    f.add_argument("--cutoff", type=float, required=True, help="cutoff R_cut in Å")
+    f.add_argument("--rmin", type=float, default=None, help="r_min in Å (default: 0.99 x the shortest training distance, as MLIP-3)")
+    f.add_argument("--test", nargs="+", default=None, help="test data files (errors reported, never fitted)")
+    f.add_argument("--species", nargs="+", default=None, help="element of each MTP type (default: one species)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the initial radial coefficients (default 0)")
+    f.add_argument("--max-steps", type=int, default=1000, help="L-BFGS steps (default 1000)")
+    f.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
+    f.add_argument("--workdir", default=None, help="checkpoint, metrics and plots (default: OUT's name + .fit)")
+    f.add_argument("--resume", action="store_true", help="continue from the checkpoint in the work folder")
+    f.add_argument("--linear-solve-at", type=int, nargs="*", default=[0, 25, 70, 100, 150, 250, 400],
+                   help="steps at which species and moment coefficients are re-solved exactly and L-BFGS restarts "
+                        "(default: MLIP-3's 0 25 70 100 150 250 400)")
+    f.add_argument("--max-batch-atoms", type=int, default=100000, help="atoms per packed batch (default: all in one)")
+    f.add_argument("-o", "--output", required=True, help="fitted potential (.almtp)")
+    f.add_argument("-q", "--quiet", action="store_true")
+    f.set_defaults(func=cmd_fit)
     return p
 
 

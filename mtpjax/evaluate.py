@@ -14,7 +14,8 @@ import numpy as np
 
 from .errors import StructureError
 from .model import MTP, energy_forces_virial_sites
-from .neighbors import bucket_size, check_structure, dense_neighbours, pairs
+from .batch import max_neighbours, pack
+from .neighbors import bucket_size, check_structure, pairs
 
 #: eV/Å³ -> GPa
 EV_PER_A3_TO_GPA = 160.21766208
@@ -130,34 +131,21 @@ class Evaluator:
 
     def evaluate(self, batch: list[_Prepared]) -> list[EFSResult]:
         """Evaluate prepared structures together as one padded, packed batch."""
-        sizes = np.array([len(p.positions) for p in batch])
-        offsets = np.concatenate([[0], np.cumsum(sizes)])
-        n_tot = int(offsets[-1])
-        n_pad = bucket_size(n_tot, minimum=8)
-        b_pad = bucket_size(len(batch))
-        i = np.concatenate([p.pairs[0] + o for p, o in zip(batch, offsets)])
-        j = np.concatenate([p.pairs[1] + o for p, o in zip(batch, offsets)])
-        shift = np.concatenate([p.pairs[2] for p in batch])
-        max_nb = int(np.bincount(i, minlength=n_tot).max()) if len(i) else 0
+        n_tot = sum(len(p.positions) for p in batch)
+        n_pad, b_pad = bucket_size(n_tot, minimum=8), bucket_size(len(batch))
+        max_nb = max((max_neighbours(p.pairs[0], len(p.positions)) for p in batch), default=0)
+        # reuse the widest neighbour bucket compiled so far for this atom bucket (no recompilation)
         n_nb = max(bucket_size(max_nb, minimum=4), self._widest.get((n_pad, b_pad), 0))
         self._widest[(n_pad, b_pad)] = n_nb
-        nl = dense_neighbours(i, j, shift, n_tot, n_atoms_pad=n_pad, n_nb=n_nb)
-        pos = np.zeros((n_pad, 3))
-        sp = np.full(n_pad, -1, dtype=np.int64)
-        structure = np.zeros(n_pad, dtype=np.int64)
-        cells = np.tile(np.eye(3), (b_pad, 1, 1))
-        for k, (p, o) in enumerate(zip(batch, offsets)):
-            pos[o : o + len(p.positions)] = p.positions
-            sp[o : o + len(p.positions)] = p.types
-            structure[o : o + len(p.positions)] = k
-            cells[k] = p.cell
-        e, f, v, sites = self._fn(self.mtp, jnp.asarray(pos), jnp.asarray(cells), jnp.asarray(sp), jax.tree.map(jnp.asarray, nl),
-                                  structure=jnp.asarray(structure))
+        b = pack([(p.positions, p.cell, p.types, p.pairs) for p in batch], n_pad, b_pad, n_nb)
+        e, f, v, sites = self._fn(self.mtp, jnp.asarray(b.positions), jnp.asarray(b.cells), jnp.asarray(b.species),
+                                  jax.tree.map(jnp.asarray, b.nbrs), structure=jnp.asarray(b.structure))
         e, f, v, sites = (np.asarray(x) for x in (e, f, v, sites))
-        results = []
-        for k, (p, o) in enumerate(zip(batch, offsets)):
+        results, o = [], 0
+        for k, p in enumerate(batch):
             if not np.isfinite(e[k]):
                 raise StructureError(f"{p.name}: the energy is not finite ({e[k]}); the structure is far outside the potential's range")
             sl = slice(o, o + len(p.positions))
+            o += len(p.positions)
             results.append(EFSResult(energy=float(e[k]), forces=f[sl], virial=v[k], site_energies=sites[sl], volume=p.volume))
         return results

@@ -1,0 +1,369 @@
+"""Fitting an MTP: MLIP's objective, the exact linear solve, full-batch L-BFGS, checkpoints, metrics.
+
+Loss (MLIP-3 defaults, ``shared/docs/mtp-spec.md`` §5), over the K labelled structures:
+
+    L = (1/K) sum_s w_s [ wE/N^pE (E-E*)^2 + wF/N^pF sum_ia (F-F*)^2 + wS/N sum_ab (V-V*)^2 ] + w_pen P(c)
+
+with N the structure's atom count, V the virial in eV, wE, wF, wS = 1, 0.01, 0.001, pE = 1, pF = 0, and
+P the orthonormality penalty of the radial coefficient vectors c_mu (flattened over species pairs and
+Chebyshev index): sum_mu (|c_mu|^2 - 1)^2 + sum_{mu<nu} (c_mu . c_nu)^2.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .data import LabelledBatch
+from .errors import MtpjaxError
+from .model import MTP, energy_forces_virial_sites
+
+EV_PER_A3_TO_GPA = 160.21766208
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of MLIP's objective (energies eV, forces eV/Å, virials eV)."""
+
+    energy_weight: float = 1.0
+    force_weight: float = 0.01
+    stress_weight: float = 0.001
+    energy_power: float = 1.0  # energy term / N^energy_power (MLIP's weight_scaling)
+    force_power: float = 0.0  # force term / N^force_power (MLIP's weight_scaling_forces)
+    penalty_weight: float = 1e-6
+
+
+# --------------------------------------------------------------------------------------------------
+# the objective
+
+
+def _efs(mtp: MTP, lb: LabelledBatch):
+    b = lb.batch
+    return energy_forces_virial_sites(mtp, b.positions, b.cells, b.species, b.nbrs, structure=b.structure)
+
+
+def batch_loss_terms(mtp: MTP, lb: LabelledBatch, cfg: LossConfig):
+    """Weighted sums of the energy, force and virial terms of one batch (not yet divided by K)."""
+    e, f, v, _ = _efs(mtp, lb)
+    n = jnp.maximum(lb.n_atoms, 1.0)
+    w = lb.weight
+    le = jnp.sum(jnp.where(lb.energy_mask, w * cfg.energy_weight / n**cfg.energy_power * (e - lb.energy) ** 2, 0.0))
+    fw = (w * cfg.force_weight / n**cfg.force_power)[lb.batch.structure]
+    lf = jnp.sum(jnp.where(lb.forces_mask, fw * jnp.sum((f - lb.forces) ** 2, axis=-1), 0.0))
+    ls = jnp.sum(jnp.where(lb.virial_mask, w * cfg.stress_weight / n * jnp.sum((v - lb.virial) ** 2, axis=(-1, -2)), 0.0))
+    return le, lf, ls
+
+
+def radial_penalty(mtp: MTP):
+    """sum_mu (|c_mu|^2 - 1)^2 + sum_{mu<nu} (c_mu . c_nu)^2 over the radial coefficient vectors."""
+    K = mtp.radial_coeffs.shape[2]
+    C = jnp.moveaxis(mtp.radial_coeffs, 2, 0).reshape(K, -1)
+    G = C @ C.T
+    off = jnp.triu(G, 1)
+    return jnp.sum((jnp.diag(G) - 1.0) ** 2) + jnp.sum(off**2)
+
+
+def loss(mtp: MTP, batches, cfg: LossConfig, n_structures: int):
+    """MLIP's objective over all batches (a full-batch loss)."""
+    total = 0.0
+    for lb in batches:
+        total = total + sum(batch_loss_terms(mtp, lb, cfg))
+    return total / n_structures + cfg.penalty_weight * radial_penalty(mtp)
+
+
+# --------------------------------------------------------------------------------------------------
+# errors
+
+
+def errors(mtp: MTP, batches, subsets) -> dict:
+    """RMSE of energy (meV/atom), forces (eV/Å) and stress (GPa), overall and per subset."""
+    efs = jax.jit(_efs)
+    acc = {}
+
+    def add(key, kind, sq, count):
+        d = acc.setdefault(key, {})
+        s, c = d.get(kind, (0.0, 0))
+        d[kind] = (s + float(sq), c + int(count))
+
+    for lb in batches:
+        e, f, v, _ = (np.asarray(x) for x in efs(mtp, jax.tree.map(jnp.asarray, lb)))
+        lb = jax.tree.map(np.asarray, lb)
+        real = lb.weight > 0
+        for k in np.nonzero(real | lb.energy_mask | lb.virial_mask)[0]:
+            keys = ("all", subsets[lb.subset[k]] or "all")
+            keys = keys[:1] if keys[1] == "all" else keys
+            atoms = lb.batch.structure == k
+            atoms &= lb.batch.species >= 0
+            for key in keys:
+                if lb.energy_mask[k]:
+                    add(key, "energy", ((e[k] - lb.energy[k]) / lb.n_atoms[k] * 1000.0) ** 2, 1)
+                fm = atoms & lb.forces_mask
+                if fm.any():
+                    add(key, "forces", np.sum((f[fm] - lb.forces[fm]) ** 2), 3 * fm.sum())
+                if lb.virial_mask[k] and lb.volume[k] > 0:
+                    add(key, "stress", np.sum(((v[k] - lb.virial[k]) / lb.volume[k] * EV_PER_A3_TO_GPA) ** 2), 9)
+    return {key: {kind: math.sqrt(s / c) for kind, (s, c) in d.items() if c} for key, d in acc.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# exact linear solve for species and moment coefficients at fixed radial coefficients
+
+
+def _design_columns(mtp: MTP, lb: LabelledBatch, chunk: int = 8):
+    """Energies (n_B, B), forces (n_B, N, 3) and virials (n_B, B, 3, 3) of each scalar basis function alone."""
+    n_b = mtp.moment_coeffs.shape[0]
+    base = eqx.tree_at(lambda m: m.species_coeffs, mtp, jnp.zeros_like(mtp.species_coeffs))
+
+    def column(xi):
+        e, f, v, _ = _efs(eqx.tree_at(lambda m: m.moment_coeffs, base, xi), lb)
+        return e, f, v
+
+    return jax.lax.map(column, jnp.eye(n_b, dtype=mtp.moment_coeffs.dtype), batch_size=chunk)
+
+
+_design_columns_jit = jax.jit(_design_columns, static_argnames="chunk")
+
+
+def linear_solve(mtp: MTP, batches, cfg: LossConfig, n_structures: int) -> MTP:
+    """The species and moment coefficients that minimise the loss exactly at fixed radial coefficients
+    (weighted normal equations, ridge 1e-10·max(1, A_ll) as MLIP)."""
+    S, n_b = mtp.species_coeffs.shape[0], mtp.moment_coeffs.shape[0]
+    n_lin = S + n_b
+    AtA = np.zeros((n_lin, n_lin))
+    Aty = np.zeros(n_lin)
+    for lb in batches:
+        E, F, V = (np.asarray(x) for x in _design_columns_jit(mtp, jax.tree.map(jnp.asarray, lb)))
+        lb = jax.tree.map(np.asarray, lb)  # the normal equations are accumulated on the host
+        n = np.maximum(lb.n_atoms, 1.0)
+        sp = lb.batch.species
+        counts = np.stack([np.bincount(lb.batch.structure[sp == s], minlength=len(n)) for s in range(S)], axis=1)
+        # energies: species counts | basis sums
+        we = lb.weight * cfg.energy_weight / n**cfg.energy_power * lb.energy_mask
+        A_e = np.concatenate([counts, E.T], axis=1)
+        AtA += A_e.T @ (A_e * we[:, None])
+        Aty += A_e.T @ (we * lb.energy)
+        # forces: species columns are zero
+        fm = lb.forces_mask & (sp >= 0)
+        wf = (lb.weight * cfg.force_weight / n**cfg.force_power)[lb.batch.structure][fm]
+        A_f = np.moveaxis(F[:, fm], 0, -1).reshape(-1, n_b)  # (3 n_f, n_B)
+        wf3 = np.repeat(wf, 3)
+        AtA[S:, S:] += A_f.T @ (A_f * wf3[:, None])
+        Aty[S:] += A_f.T @ (wf3 * lb.forces[fm].reshape(-1))
+        # virials
+        ws = lb.weight * cfg.stress_weight / n * lb.virial_mask
+        A_s = np.moveaxis(V, 0, -1).reshape(-1, n_b)  # (9 B, n_B)
+        ws9 = np.repeat(ws, 9)
+        AtA[S:, S:] += A_s.T @ (A_s * ws9[:, None])
+        Aty[S:] += A_s.T @ (ws9 * lb.virial.reshape(-1))
+    d = np.diag(AtA).copy()
+    AtA[np.diag_indices(n_lin)] += 1e-10 * np.maximum(1.0, d)
+    theta = np.linalg.solve(AtA, Aty)
+    dt = mtp.moment_coeffs.dtype
+    return eqx.tree_at(lambda m: (m.species_coeffs, m.moment_coeffs), mtp, (jnp.asarray(theta[:S], dt), jnp.asarray(theta[S:], dt)))
+
+
+# --------------------------------------------------------------------------------------------------
+# initialisation
+
+
+def initial_mtp(basis, n_species: int, min_dist: float, max_dist: float, batches, seed: int = 0, radial_basis_size: int = 8, species=None) -> MTP:
+    """A deterministic starting MTP: orthonormal random radial coefficients (seeded), ``scaling`` chosen so
+    that the mean neighbour sum of (R_cut - r)^2 * scaling is 1, species and moment coefficients zero."""
+    from .model import mtp_from_arrays
+
+    rng = np.random.default_rng(seed)
+    K, R = int(basis.radial_funcs_count), radial_basis_size
+    C = rng.normal(size=(K, n_species * n_species * R))
+    q, _ = np.linalg.qr(C.T)  # orthonormal rows: zero penalty at the start
+    C = q.T[:K].reshape(K, n_species, n_species, R)
+    sums, count = 0.0, 0
+    for lb in batches:
+        b = lb.batch
+        R_ = b.positions[b.nbrs.index] - b.positions[:, None, :] + np.einsum("inc,icd->ind", b.nbrs.shift, b.cells[b.structure])
+        r = np.linalg.norm(R_, axis=-1)
+        ok = b.nbrs.mask & (r < max_dist)
+        sums += float(np.sum(np.where(ok, (max_dist - r) ** 2, 0.0)))
+        count += int((b.species >= 0).sum())
+    scaling = count / sums if sums > 0 else 1.0
+    return mtp_from_arrays(
+        radial_coeffs=np.moveaxis(C, 0, 2),
+        species_coeffs=np.zeros(n_species),
+        moment_coeffs=np.zeros(len(basis.alpha_moment_mapping)),
+        scaling=scaling,
+        min_dist=min_dist,
+        max_dist=max_dist,
+        alpha_index_basic=basis.alpha_index_basic,
+        alpha_index_times=basis.alpha_index_times,
+        alpha_moment_mapping=basis.alpha_moment_mapping,
+        alpha_moments_count=basis.alpha_moments_count,
+        species=species,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# the optimiser and its checkpoints
+
+
+def _trainable(mtp: MTP):
+    return (mtp.radial_coeffs, mtp.species_coeffs, mtp.moment_coeffs)
+
+
+def _with(mtp: MTP, params) -> MTP:
+    return eqx.tree_at(lambda m: (m.radial_coeffs, m.species_coeffs, m.moment_coeffs), mtp, tuple(params))
+
+
+@dataclass
+class FitConfig:
+    """Options of :func:`fit`."""
+
+    max_steps: int = 1000
+    loss: LossConfig = field(default_factory=LossConfig)
+    linear_solve_at: tuple = (0,)  # steps at which species/moment coefficients are re-solved exactly
+    checkpoint_every: int = 50
+    memory_size: int = 20
+    tolerance: float = 1e-12  # stop when the relative loss decrease over 50 steps falls below this
+
+
+@functools.lru_cache(maxsize=16)
+def _make_step(loss_cfg: LossConfig, memory_size: int, n_structures: int):
+    """The optimiser and its jitted step (cached, so repeated fits with the same settings compile once)."""
+    opt = optax.lbfgs(memory_size=memory_size,
+                      linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=25, initial_guess_strategy="one"))
+
+    def value(params, static, batches):
+        return loss(_with(static, params), batches, loss_cfg, n_structures)
+
+    @jax.jit
+    def step(params, state, static, batches):
+        fn = lambda p: value(p, static, batches)  # noqa: E731
+        val, grad = optax.value_and_grad_from_state(fn)(params, state=state)
+        updates, state = opt.update(grad, state, params, value=val, grad=grad, value_fn=fn)
+        return optax.apply_updates(params, updates), state, val
+
+    return opt, step
+
+
+def _init_state(opt, params):
+    """The optimiser's initial state with strong types (as after an update), so the step compiles once."""
+    return jax.tree.map(lambda x: jnp.array(x, dtype=x.dtype), opt.init(params))
+
+
+def save_checkpoint(path, mtp: MTP, opt_state, step: int, history: list) -> None:
+    """Write the parameters, optimiser state, step and loss history atomically (equinox serialisation)."""
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write((json.dumps({"step": step, "history": history}) + "\n").encode())
+        eqx.tree_serialise_leaves(f, (_trainable(mtp), mtp.scaling, mtp.min_dist, mtp.max_dist, opt_state))
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, mtp: MTP, opt_state):
+    """Read a checkpoint into the structure of (mtp, opt_state). Returns (mtp, opt_state, step, history)."""
+    try:
+        with open(path, "rb") as f:
+            meta = json.loads(f.readline())
+            params, scaling, rmin, rmax, opt_state = eqx.tree_deserialise_leaves(
+                f, (_trainable(mtp), mtp.scaling, mtp.min_dist, mtp.max_dist, opt_state))
+    except Exception as err:
+        raise MtpjaxError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}); delete it to start afresh") from err
+    mtp = eqx.tree_at(lambda m: (m.scaling, m.min_dist, m.max_dist), _with(mtp, params), (scaling, rmin, rmax))
+    return mtp, opt_state, int(meta["step"]), list(meta["history"])
+
+
+def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, log=print, progress=None) -> tuple[MTP, list]:
+    """Minimise the loss from ``mtp``; returns the fitted MTP and the loss history [(step, loss), ...].
+
+    With ``workdir``, a checkpoint is written every ``cfg.checkpoint_every`` steps (and at the end) to
+    ``workdir/checkpoint.eqx``; ``resume=True`` continues from it and reaches the same result as an
+    uninterrupted run. If the loss becomes NaN, fitting stops and the last good parameters are returned.
+    """
+    batches = [jax.tree.map(jnp.asarray, lb) for lb in batches]
+    n_structures = int(sum(int(np.sum(np.asarray(lb.weight) > 0)) for lb in batches))
+    if n_structures == 0:
+        raise MtpjaxError("the training set is empty")
+    opt, step_fn = _make_step(cfg.loss, cfg.memory_size, n_structures)
+    ckpt = Path(workdir) / "checkpoint.eqx" if workdir else None
+    if ckpt is not None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    state = _init_state(opt, _trainable(mtp))
+    start, history = 0, []
+    if resume and ckpt is not None and ckpt.exists():
+        mtp, state, start, history = load_checkpoint(ckpt, mtp, state)
+        log(f"resumed from {ckpt} at step {start}")
+    params = _trainable(mtp)
+    last_good = (params, state)
+    t0 = time.perf_counter()
+    t_first = None
+    for k in range(start, cfg.max_steps):
+        if k in cfg.linear_solve_at:
+            mtp = linear_solve(_with(mtp, params), batches, cfg.loss, n_structures)
+            params, state = _trainable(mtp), _init_state(opt, _trainable(mtp))
+        params, state, val = step_fn(params, state, mtp, batches)
+        val = float(val)
+        if not np.isfinite(val):
+            log(f"step {k}: the loss is {val}; stopping with the last good parameters")
+            params, state = last_good
+            break
+        last_good = (params, state)
+        history.append((k, val))
+        if t_first is None:
+            t_first = time.perf_counter() - t0  # includes compilation
+        if progress is not None:
+            progress(k, val)
+        done = k + 1
+        if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == cfg.max_steps):
+            save_checkpoint(ckpt, _with(mtp, params), state, done, history)
+        if len(history) > 100 and k % 50 == 0:
+            old = history[-51][1]
+            if old - val < cfg.tolerance * abs(old):
+                log(f"step {k}: relative decrease over 50 steps below {cfg.tolerance:g}; stopping")
+                break
+    mtp = _with(mtp, params)
+    if ckpt is not None and history:
+        save_checkpoint(ckpt, mtp, state, history[-1][0] + 1, history)
+    wall = time.perf_counter() - t0
+    n_run = len(history) - start if history else 0
+    per_step = (wall - (t_first or 0.0)) / max(n_run - 1, 1)
+    log(f"fit: {n_run} steps in {wall:.1f} s (first step, with compilation, {t_first or 0.0:.1f} s; then {per_step:.3f} s/step); "
+        f"final loss {history[-1][1] if history else float('nan'):.6g}")
+    return mtp, history
+
+
+def write_metrics(path, record: dict) -> None:
+    """Append one JSON line."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def plot_loss(history, path) -> None:
+    """Loss curve (log scale) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, values = zip(*history) if history else ((), ())
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(steps, values)
+    ax.set_xlabel("L-BFGS step")
+    ax.set_ylabel("loss")
+    ax.set_title("mtpjax fit")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def config_dict(cfg: FitConfig) -> dict:
+    return asdict(cfg)

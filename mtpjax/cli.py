@@ -144,8 +144,9 @@ def cmd_fit(args) -> int:
         rmin = 0.99 * dmin
     if rmin >= args.cutoff:
         raise MtpjaxError(f"r_min {rmin:.3f} Å must be below the cutoff {args.cutoff} Å")
-    mtp = F.initial_mtp(generate_basis(args.level), n_species, rmin, args.cutoff, batches, seed=args.seed, species=args.species)
-    cfg = F.FitConfig(max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
+    mtp = F.initial_mtp(generate_basis(args.level), n_species, rmin, args.cutoff, batches, seed=args.seed, species=args.species,
+                        init=args.init)
+    cfg = F.FitConfig(max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, method=args.optimizer,
                       linear_solve_at=tuple(s for s in args.linear_solve_at if s < args.max_steps))
     print(f"mtpjax fit: {len(train)} structures ({n_real} atoms), level {args.level}, cutoff {args.cutoff} Å, r_min {rmin:.4f} Å, "
           f"{mtp.moment_coeffs.shape[0]} basis functions", file=sys.stderr)
@@ -221,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--linear-solve-at", type=int, nargs="*", default=[0, 25, 70, 100, 150, 250, 400],
                    help="steps at which species and moment coefficients are re-solved exactly and L-BFGS restarts "
                         "(default: MLIP-3's 0 25 70 100 150 250 400)")
+    f.add_argument("--optimizer", choices=["lbfgs", "bfgs"], default="lbfgs",
+                   help="lbfgs (optax L-BFGS, default) or bfgs (dense inverse Hessian, as MLIP)")
+    f.add_argument("--init", choices=["mlip", "random"], default="mlip",
+                   help="radial start: mlip (function mu = Chebyshev T_mu, as MLIP-3; default) or random orthonormal")
     f.add_argument("--max-batch-atoms", type=int, default=100000, help="atoms per packed batch (default: all in one)")
     f.add_argument("-o", "--output", required=True, help="fitted potential (.almtp)")
     f.add_argument("-q", "--quiet", action="store_true")

@@ -17,6 +17,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -176,16 +177,30 @@ def linear_solve(mtp: MTP, batches, cfg: LossConfig, n_structures: int) -> MTP:
 # initialisation
 
 
-def initial_mtp(basis, n_species: int, min_dist: float, max_dist: float, batches, seed: int = 0, radial_basis_size: int = 8, species=None) -> MTP:
-    """A deterministic starting MTP: orthonormal random radial coefficients (seeded), ``scaling`` chosen so
-    that the mean neighbour sum of (R_cut - r)^2 * scaling is 1, species and moment coefficients zero."""
+def initial_mtp(basis, n_species: int, min_dist: float, max_dist: float, batches, seed: int = 0, radial_basis_size: int = 8,
+                species=None, init: str = "mlip") -> MTP:
+    """A deterministic starting MTP; species and moment coefficients zero, ``scaling`` chosen so that the mean
+    neighbour sum of scaling * (R_cut - r)^2 is 1.
+
+    Radial coefficients: ``init="mlip"`` (default) starts radial function mu as the Chebyshev polynomial T_mu for
+    every species pair, as MLIP-3 does, plus seeded noise of 1e-3; ``init="random"`` draws orthonormal random
+    vectors from the seed. Both are normalised (the orthonormality penalty starts near zero).
+    """
     from .model import mtp_from_arrays
 
     rng = np.random.default_rng(seed)
     K, R = int(basis.radial_funcs_count), radial_basis_size
-    C = rng.normal(size=(K, n_species * n_species * R))
-    q, _ = np.linalg.qr(C.T)  # orthonormal rows: zero penalty at the start
-    C = q.T[:K].reshape(K, n_species, n_species, R)
+    if init == "mlip":
+        C = np.zeros((K, n_species, n_species, R))
+        for k in range(min(K, R)):
+            C[k, :, :, k] = 1.0
+        C += 1e-3 * rng.normal(size=C.shape)
+        C /= np.linalg.norm(C.reshape(K, -1), axis=1)[:, None, None, None]
+    elif init == "random":
+        q, _ = np.linalg.qr(rng.normal(size=(K, n_species * n_species * R)).T)
+        C = q.T[:K].reshape(K, n_species, n_species, R)
+    else:
+        raise ValueError(f"unknown radial initialisation {init!r} (mlip or random)")
     sums, count = 0.0, 0
     for lb in batches:
         b = lb.batch
@@ -230,15 +245,58 @@ class FitConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     linear_solve_at: tuple = (0,)  # steps at which species/moment coefficients are re-solved exactly
     checkpoint_every: int = 50
-    memory_size: int = 20
+    method: str = "lbfgs"  # "lbfgs" (optax L-BFGS) or "bfgs" (dense inverse Hessian, as MLIP)
+    memory_size: int = 20  # L-BFGS memory
     tolerance: float = 1e-12  # stop when the relative loss decrease over 50 steps falls below this
 
 
+class _BFGSState(NamedTuple):
+    inv_hessian: jax.Array
+    last_params: jax.Array  # (names distinct from the line search's "grad" and "value": optax looks them up by name)
+    last_grad: jax.Array
+    count: jax.Array
+
+
+def scale_by_bfgs() -> optax.GradientTransformation:
+    """Dense BFGS: the direction -H g with the standard inverse-Hessian update (H0 = (s.y / y.y) I after the first
+    step; an update is skipped when s.y <= 0). Meant to be chained with a line search, as MLIP's BFGS; cheap while
+    the parameter count is in the hundreds or low thousands."""
+    from jax.flatten_util import ravel_pytree
+
+    def init(params):
+        flat, _ = ravel_pytree(params)
+        n = flat.shape[0]
+        return _BFGSState(jnp.eye(n, dtype=flat.dtype), jnp.zeros_like(flat), jnp.zeros_like(flat), jnp.zeros((), jnp.int32))
+
+    def update(updates, state, params=None):
+        g, unravel = ravel_pytree(updates)
+        p, _ = ravel_pytree(params)
+        s, y = p - state.last_params, g - state.last_grad
+        sy = s @ y
+        eye = jnp.eye(g.shape[0], dtype=g.dtype)
+        H0 = jnp.where(state.count == 1, (sy / jnp.maximum(y @ y, 1e-300)) * eye, state.inv_hessian)
+        rho = 1.0 / jnp.where(sy > 0, sy, 1.0)
+        V = eye - rho * jnp.outer(s, y)
+        H_new = V @ H0 @ V.T + rho * jnp.outer(s, s)
+        H = jnp.where((state.count > 0) & (sy > 1e-12 * jnp.sqrt((s @ s) * (y @ y))), H_new, state.inv_hessian)
+        return unravel(-(H @ g)), _BFGSState(H, p, g, state.count + 1)
+
+    return optax.GradientTransformation(init, update)
+
+
+def _optimizer(method: str, memory_size: int):
+    linesearch = optax.scale_by_zoom_linesearch(max_linesearch_steps=25, initial_guess_strategy="one")
+    if method == "lbfgs":
+        return optax.lbfgs(memory_size=memory_size, linesearch=linesearch)
+    if method == "bfgs":
+        return optax.chain(scale_by_bfgs(), linesearch)
+    raise ValueError(f"unknown optimiser {method!r} (bfgs or lbfgs)")
+
+
 @functools.lru_cache(maxsize=16)
-def _make_step(loss_cfg: LossConfig, memory_size: int, n_structures: int):
+def _make_step(loss_cfg: LossConfig, method: str, memory_size: int, n_structures: int):
     """The optimiser and its jitted step (cached, so repeated fits with the same settings compile once)."""
-    opt = optax.lbfgs(memory_size=memory_size,
-                      linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=25, initial_guess_strategy="one"))
+    opt = _optimizer(method, memory_size)
 
     def value(params, static, batches):
         return loss(_with(static, params), batches, loss_cfg, n_structures)
@@ -292,7 +350,7 @@ def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, l
     n_structures = int(sum(int(np.sum(np.asarray(lb.weight) > 0)) for lb in batches))
     if n_structures == 0:
         raise MtpjaxError("the training set is empty")
-    opt, step_fn = _make_step(cfg.loss, cfg.memory_size, n_structures)
+    opt, step_fn = _make_step(cfg.loss, cfg.method, cfg.memory_size, n_structures)
     ckpt = Path(workdir) / "checkpoint.eqx" if workdir else None
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)

@@ -88,18 +88,18 @@ def _bench_records(n=24):
     return load_records(path)[:n]
 
 
-def test_resume_reaches_the_same_result(tmp_path):
+@pytest.mark.parametrize("method", ["lbfgs", "bfgs"])
+def test_resume_reaches_the_same_result(tmp_path, method):
     records = _bench_records(16)
     batches, _ = pack_records(records, 5.0)
     from mtpjax.basis import generate_basis
 
     mtp0 = F.initial_mtp(generate_basis(8), 1, 2.0, 5.0, batches, seed=3)
-    cfg = F.FitConfig(max_steps=8, checkpoint_every=3)
+    cfg = F.FitConfig(max_steps=8, checkpoint_every=3, method=method, linear_solve_at=(0, 5))
     full, hist_full = F.fit(mtp0, batches, cfg, workdir=tmp_path / "a", log=lambda m: None)
-    # "killed" after 4 steps (last checkpoint at step 3), then resumed to 8
-    F.fit(mtp0, batches, F.FitConfig(max_steps=4, checkpoint_every=3), workdir=tmp_path / "b", log=lambda m: None)
-    (tmp_path / "b" / "checkpoint.eqx").unlink()
-    F.fit(mtp0, batches, F.FitConfig(max_steps=3, checkpoint_every=3), workdir=tmp_path / "b", log=lambda m: None)
+    # "killed" after step 3 (its last checkpoint), then resumed to 8
+    F.fit(mtp0, batches, F.FitConfig(max_steps=3, checkpoint_every=3, method=method, linear_solve_at=(0, 5)),
+          workdir=tmp_path / "b", log=lambda m: None)
     resumed, hist = F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", resume=True, log=lambda m: None)
     assert [k for k, _ in hist] == list(range(8))
     for x, y in zip(F._trainable(full), F._trainable(resumed)):

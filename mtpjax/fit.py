@@ -135,9 +135,10 @@ def _design_columns(mtp: MTP, lb: LabelledBatch, chunk: int = 8):
 _design_columns_jit = jax.jit(_design_columns, static_argnames="chunk")
 
 
-def linear_solve(mtp: MTP, batches, cfg: LossConfig, n_structures: int) -> MTP:
+def linear_solve(mtp: MTP, batches, cfg: LossConfig, n_structures: int, return_diagonal: bool = False):
     """The species and moment coefficients that minimise the loss exactly at fixed radial coefficients
-    (weighted normal equations, ridge 1e-10·max(1, A_ll) as MLIP)."""
+    (weighted normal equations, ridge 1e-10·max(1, A_ll) as MLIP). With ``return_diagonal``, also the diagonal
+    of the normal matrix / n_structures (the loss's curvature along each linear coefficient)."""
     S, n_b = mtp.species_coeffs.shape[0], mtp.moment_coeffs.shape[0]
     n_lin = S + n_b
     AtA = np.zeros((n_lin, n_lin))
@@ -170,7 +171,8 @@ def linear_solve(mtp: MTP, batches, cfg: LossConfig, n_structures: int) -> MTP:
     AtA[np.diag_indices(n_lin)] += 1e-10 * np.maximum(1.0, d)
     theta = np.linalg.solve(AtA, Aty)
     dt = mtp.moment_coeffs.dtype
-    return eqx.tree_at(lambda m: (m.species_coeffs, m.moment_coeffs), mtp, (jnp.asarray(theta[:S], dt), jnp.asarray(theta[S:], dt)))
+    solved = eqx.tree_at(lambda m: (m.species_coeffs, m.moment_coeffs), mtp, (jnp.asarray(theta[:S], dt), jnp.asarray(theta[S:], dt)))
+    return (solved, d / n_structures) if return_diagonal else solved
 
 
 # --------------------------------------------------------------------------------------------------
@@ -237,6 +239,26 @@ def _with(mtp: MTP, params) -> MTP:
     return eqx.tree_at(lambda m: (m.radial_coeffs, m.species_coeffs, m.moment_coeffs), mtp, tuple(params))
 
 
+def _unit_scale(mtp: MTP):
+    return tuple(jnp.ones_like(x) for x in _trainable(mtp))
+
+
+def _scale_from_diagonal(mtp: MTP, diag) -> tuple:
+    """Diagonal preconditioner: the optimiser works on phi = theta * sqrt(curvature) for the linear coefficients."""
+    S = mtp.species_coeffs.shape[0]
+    d = np.sqrt(np.maximum(diag, 1e-12 * max(float(np.max(diag)), 1e-300)))
+    dt = mtp.moment_coeffs.dtype
+    return (jnp.ones_like(mtp.radial_coeffs), jnp.asarray(d[:S], dt), jnp.asarray(d[S:], dt))
+
+
+def _scaled(params, scale):
+    return tuple(p * s for p, s in zip(params, scale))
+
+
+def _unscaled(params, scale):
+    return tuple(p / s for p, s in zip(params, scale))
+
+
 @dataclass
 class FitConfig:
     """Options of :func:`fit`."""
@@ -246,6 +268,7 @@ class FitConfig:
     linear_solve_at: tuple = (0,)  # steps at which species/moment coefficients are re-solved exactly
     checkpoint_every: int = 50
     method: str = "lbfgs"  # "lbfgs" (optax L-BFGS) or "bfgs" (dense inverse Hessian, as MLIP)
+    precondition: bool = True  # scale linear coefficients by the curvature found in each linear solve
     memory_size: int = 20  # L-BFGS memory
     tolerance: float = 1e-12  # stop when the relative loss decrease over 50 steps falls below this
 
@@ -298,12 +321,12 @@ def _make_step(loss_cfg: LossConfig, method: str, memory_size: int, n_structures
     """The optimiser and its jitted step (cached, so repeated fits with the same settings compile once)."""
     opt = _optimizer(method, memory_size)
 
-    def value(params, static, batches):
-        return loss(_with(static, params), batches, loss_cfg, n_structures)
+    def value(params, static, scale, batches):
+        return loss(_with(static, _unscaled(params, scale)), batches, loss_cfg, n_structures)
 
     @jax.jit
-    def step(params, state, static, batches):
-        fn = lambda p: value(p, static, batches)  # noqa: E731
+    def step(params, state, static, scale, batches):
+        fn = lambda p: value(p, static, scale, batches)  # noqa: E731
         val, grad = optax.value_and_grad_from_state(fn)(params, state=state)
         updates, state = opt.update(grad, state, params, value=val, grad=grad, value_fn=fn)
         return optax.apply_updates(params, updates), state, val
@@ -316,27 +339,29 @@ def _init_state(opt, params):
     return jax.tree.map(lambda x: jnp.array(x, dtype=x.dtype), opt.init(params))
 
 
-def save_checkpoint(path, mtp: MTP, opt_state, step: int, history: list) -> None:
-    """Write the parameters, optimiser state, step and loss history atomically (equinox serialisation)."""
+def save_checkpoint(path, mtp: MTP, opt_state, step: int, history: list, scale=None) -> None:
+    """Write the parameters, optimiser state, preconditioner, step and loss history atomically (equinox
+    serialisation after one JSON line)."""
     path = Path(path)
     tmp = path.with_suffix(".tmp")
+    scale = _unit_scale(mtp) if scale is None else scale
     with open(tmp, "wb") as f:
         f.write((json.dumps({"step": step, "history": history}) + "\n").encode())
-        eqx.tree_serialise_leaves(f, (_trainable(mtp), mtp.scaling, mtp.min_dist, mtp.max_dist, opt_state))
+        eqx.tree_serialise_leaves(f, (_trainable(mtp), mtp.scaling, mtp.min_dist, mtp.max_dist, opt_state, scale))
     os.replace(tmp, path)
 
 
 def load_checkpoint(path, mtp: MTP, opt_state):
-    """Read a checkpoint into the structure of (mtp, opt_state). Returns (mtp, opt_state, step, history)."""
+    """Read a checkpoint into the structure of (mtp, opt_state). Returns (mtp, opt_state, step, history, scale)."""
     try:
         with open(path, "rb") as f:
             meta = json.loads(f.readline())
-            params, scaling, rmin, rmax, opt_state = eqx.tree_deserialise_leaves(
-                f, (_trainable(mtp), mtp.scaling, mtp.min_dist, mtp.max_dist, opt_state))
+            params, scaling, rmin, rmax, opt_state, scale = eqx.tree_deserialise_leaves(
+                f, (_trainable(mtp), mtp.scaling, mtp.min_dist, mtp.max_dist, opt_state, _unit_scale(mtp)))
     except Exception as err:
         raise MtpjaxError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}); delete it to start afresh") from err
     mtp = eqx.tree_at(lambda m: (m.scaling, m.min_dist, m.max_dist), _with(mtp, params), (scaling, rmin, rmax))
-    return mtp, opt_state, int(meta["step"]), list(meta["history"])
+    return mtp, opt_state, int(meta["step"]), list(meta["history"]), scale
 
 
 def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, log=print, progress=None) -> tuple[MTP, list]:
@@ -355,25 +380,28 @@ def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, l
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
     state = _init_state(opt, _trainable(mtp))
+    scale = _unit_scale(mtp)
     start, history = 0, []
     if resume and ckpt is not None and ckpt.exists():
-        mtp, state, start, history = load_checkpoint(ckpt, mtp, state)
+        mtp, state, start, history, scale = load_checkpoint(ckpt, mtp, state)
         log(f"resumed from {ckpt} at step {start}")
-    params = _trainable(mtp)
-    last_good = (params, state)
+    params = _scaled(_trainable(mtp), scale)  # the optimiser's variables
+    last_good = (params, state, scale)
     t0 = time.perf_counter()
     t_first = None
     for k in range(start, cfg.max_steps):
         if k in cfg.linear_solve_at:
-            mtp = linear_solve(_with(mtp, params), batches, cfg.loss, n_structures)
-            params, state = _trainable(mtp), _init_state(opt, _trainable(mtp))
-        params, state, val = step_fn(params, state, mtp, batches)
+            mtp, diag = linear_solve(_with(mtp, _unscaled(params, scale)), batches, cfg.loss, n_structures, return_diagonal=True)
+            scale = _scale_from_diagonal(mtp, diag) if cfg.precondition else _unit_scale(mtp)
+            params = _scaled(_trainable(mtp), scale)
+            state = _init_state(opt, params)
+        params, state, val = step_fn(params, state, mtp, scale, batches)
         val = float(val)
         if not np.isfinite(val):
             log(f"step {k}: the loss is {val}; stopping with the last good parameters")
-            params, state = last_good
+            params, state, scale = last_good
             break
-        last_good = (params, state)
+        last_good = (params, state, scale)
         history.append((k, val))
         if t_first is None:
             t_first = time.perf_counter() - t0  # includes compilation
@@ -381,15 +409,15 @@ def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, l
             progress(k, val)
         done = k + 1
         if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == cfg.max_steps):
-            save_checkpoint(ckpt, _with(mtp, params), state, done, history)
+            save_checkpoint(ckpt, _with(mtp, _unscaled(params, scale)), state, done, history, scale)
         if len(history) > 100 and k % 50 == 0:
             old = history[-51][1]
             if old - val < cfg.tolerance * abs(old):
                 log(f"step {k}: relative decrease over 50 steps below {cfg.tolerance:g}; stopping")
                 break
-    mtp = _with(mtp, params)
+    mtp = _with(mtp, _unscaled(params, scale))
     if ckpt is not None and history:
-        save_checkpoint(ckpt, mtp, state, history[-1][0] + 1, history)
+        save_checkpoint(ckpt, mtp, state, history[-1][0] + 1, history, scale)
     wall = time.perf_counter() - t0
     n_run = len(history) - start if history else 0
     per_step = (wall - (t_first or 0.0)) / max(n_run - 1, 1)

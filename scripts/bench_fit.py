@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -60,6 +61,8 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default="/tmp/mtpjax-bench-fit")
     p.add_argument("--potential", default=None, help="score this fitted potential instead of fitting")
     p.add_argument("--fit-log", default=None, help="with --potential: the fit's result.json (for its timings)")
+    p.add_argument("--cores", default="0", help="taskset CPU list for the fit (default 0: one core, as MLIP's run); '' = unpinned")
+    p.add_argument("fit_args", nargs="*", help="further options for mtpjax fit (after --)")
     args = p.parse_args(argv)
     from ase.io import read
 
@@ -70,7 +73,9 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         pot = work / "l16_rc6p5.almtp"
         cmd = [str(Path(sys.executable).with_name("mtpjax")), "fit", str(BENCH / "train.extxyz"), "--level", "16",
-               "--cutoff", "6.5", "--max-steps", str(args.max_steps), "-o", str(pot), "-q"]
+               "--cutoff", "6.5", "--max-steps", str(args.max_steps), "-o", str(pot), "-q"] + args.fit_args
+        if args.cores and shutil.which("taskset"):  # single-threaded like MLIP's run: no thread-pool spinning
+            cmd = ["taskset", "-c", args.cores] + cmd
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True)
@@ -88,7 +93,7 @@ def main(argv=None) -> int:
         "# Fitting benchmark: mtpjax against MLIP-3 on the same data (level 16, cutoff 6.5 Å)",
         "",
         f"- Command: `python scripts/bench_fit.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
-        + (f" (fit: `{' '.join(Path(c).name if k == 0 else c for k, c in enumerate(cmd))}`)" if cmd else ""),
+        + (f" (fit: `{' '.join(Path(c).name if c.endswith('mtpjax') else c for c in cmd)}`)" if cmd else ""),
         f"- Date: {datetime.datetime.now().isoformat(timespec='seconds')}; machine: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores; python {platform.python_version()}",
         "- Data: `../shared/bench/fit` (train 400 cells, test 100 cells; labels from the Sun 2006 EAM).",

@@ -339,29 +339,31 @@ def _init_state(opt, params):
     return jax.tree.map(lambda x: jnp.array(x, dtype=x.dtype), opt.init(params))
 
 
-def save_checkpoint(path, mtp: MTP, opt_state, step: int, history: list, scale=None) -> None:
-    """Write the parameters, optimiser state, preconditioner, step and loss history atomically (equinox
-    serialisation after one JSON line)."""
+def save_checkpoint(path, mtp: MTP, params, scale, opt_state, step: int, history: list) -> None:
+    """Write the optimiser's variables ``params`` (coefficients x ``scale``, stored as they are so that a resumed
+    run is bit-identical), the preconditioner, optimiser state, step and loss history atomically (one JSON line,
+    then equinox serialisation)."""
     path = Path(path)
     tmp = path.with_suffix(".tmp")
-    scale = _unit_scale(mtp) if scale is None else scale
     with open(tmp, "wb") as f:
         f.write((json.dumps({"step": step, "history": history}) + "\n").encode())
-        eqx.tree_serialise_leaves(f, (_trainable(mtp), mtp.scaling, mtp.min_dist, mtp.max_dist, opt_state, scale))
+        eqx.tree_serialise_leaves(f, (tuple(params), tuple(scale), mtp.scaling, mtp.min_dist, mtp.max_dist, opt_state))
     os.replace(tmp, path)
 
 
 def load_checkpoint(path, mtp: MTP, opt_state):
-    """Read a checkpoint into the structure of (mtp, opt_state). Returns (mtp, opt_state, step, history, scale)."""
+    """Read a checkpoint into the structure of (mtp, opt_state).
+
+    Returns (mtp with the checkpoint's coefficients, params, scale, opt_state, step, history)."""
+    like = (_trainable(mtp), _unit_scale(mtp), mtp.scaling, mtp.min_dist, mtp.max_dist, opt_state)
     try:
         with open(path, "rb") as f:
             meta = json.loads(f.readline())
-            params, scaling, rmin, rmax, opt_state, scale = eqx.tree_deserialise_leaves(
-                f, (_trainable(mtp), mtp.scaling, mtp.min_dist, mtp.max_dist, opt_state, _unit_scale(mtp)))
+            params, scale, scaling, rmin, rmax, opt_state = eqx.tree_deserialise_leaves(f, like)
     except Exception as err:
         raise MtpjaxError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}); delete it to start afresh") from err
-    mtp = eqx.tree_at(lambda m: (m.scaling, m.min_dist, m.max_dist), _with(mtp, params), (scaling, rmin, rmax))
-    return mtp, opt_state, int(meta["step"]), list(meta["history"]), scale
+    mtp = eqx.tree_at(lambda m: (m.scaling, m.min_dist, m.max_dist), _with(mtp, _unscaled(params, scale)), (scaling, rmin, rmax))
+    return mtp, params, scale, opt_state, int(meta["step"]), list(meta["history"])
 
 
 def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, log=print, progress=None) -> tuple[MTP, list]:
@@ -382,10 +384,10 @@ def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, l
     state = _init_state(opt, _trainable(mtp))
     scale = _unit_scale(mtp)
     start, history = 0, []
-    if resume and ckpt is not None and ckpt.exists():
-        mtp, state, start, history, scale = load_checkpoint(ckpt, mtp, state)
-        log(f"resumed from {ckpt} at step {start}")
     params = _scaled(_trainable(mtp), scale)  # the optimiser's variables
+    if resume and ckpt is not None and ckpt.exists():
+        mtp, params, scale, state, start, history = load_checkpoint(ckpt, mtp, state)
+        log(f"resumed from {ckpt} at step {start}")
     last_good = (params, state, scale)
     t0 = time.perf_counter()
     t_first = None
@@ -409,15 +411,15 @@ def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, l
             progress(k, val)
         done = k + 1
         if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == cfg.max_steps):
-            save_checkpoint(ckpt, _with(mtp, _unscaled(params, scale)), state, done, history, scale)
+            save_checkpoint(ckpt, mtp, params, scale, state, done, history)
         if len(history) > 100 and k % 50 == 0:
             old = history[-51][1]
             if old - val < cfg.tolerance * abs(old):
                 log(f"step {k}: relative decrease over 50 steps below {cfg.tolerance:g}; stopping")
                 break
-    mtp = _with(mtp, _unscaled(params, scale))
     if ckpt is not None and history:
-        save_checkpoint(ckpt, mtp, state, history[-1][0] + 1, history, scale)
+        save_checkpoint(ckpt, mtp, params, scale, state, history[-1][0] + 1, history)
+    mtp = _with(mtp, _unscaled(params, scale))
     wall = time.perf_counter() - t0
     n_run = len(history) - start if history else 0
     per_step = (wall - (t_first or 0.0)) / max(n_run - 1, 1)

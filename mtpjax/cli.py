@@ -125,7 +125,14 @@ def cmd_fit(args) -> int:
     if test:
         validate(test, n_species)
     t0, c0 = time.perf_counter(), time.process_time()
-    batches, subsets = pack_records(train, args.cutoff, max_batch_atoms=args.max_batch_atoms, cache_dir=workdir / "cache")
+    if args.devices > 1:  # data-parallel: one group of structures per device
+        from .data import pack_for_devices, unstack
+
+        stacked, subsets = pack_for_devices(train, args.cutoff, args.devices)
+        fit_batches, batches = [F.shard_over_devices(stacked)], unstack(stacked)
+    else:
+        batches, subsets = pack_records(train, args.cutoff, max_batch_atoms=args.max_batch_atoms, cache_dir=workdir / "cache")
+        fit_batches = batches
     n_real = sum(int((lb.batch.species >= 0).sum()) for lb in batches)
     n_pairs = sum(int(lb.batch.nbrs.mask.sum()) for lb in batches)
     if n_pairs / max(n_real, 1) > 150:
@@ -156,7 +163,7 @@ def cmd_fit(args) -> int:
             bar.set_postfix(loss=f"{val:.4g}", refresh=False)
             bar.update(0)
 
-        mtp, history = F.fit(mtp, batches, cfg, workdir=workdir, resume=args.resume, progress=progress,
+        mtp, history = F.fit(mtp, fit_batches, cfg, workdir=workdir, resume=args.resume, progress=progress,
                              log=lambda m: print(m, file=sys.stderr))
     mtp = F.linear_solve(mtp, [jax_tree_asarray(lb) for lb in batches], cfg.loss, sum(int((lb.weight > 0).sum()) for lb in batches))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -226,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lbfgs (optax L-BFGS, default) or bfgs (dense inverse Hessian, as MLIP)")
     f.add_argument("--init", choices=["mlip", "random"], default="mlip",
                    help="radial start: mlip (function mu = Chebyshev T_mu, as MLIP-3; default) or random orthonormal")
+    f.add_argument("--devices", type=int, default=1,
+                   help="data-parallel over this many jax devices (GPUs; on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)")
     f.add_argument("--max-batch-atoms", type=int, default=100000, help="atoms per packed batch (default: all in one)")
     f.add_argument("-o", "--output", required=True, help="fitted potential (.almtp)")
     f.add_argument("-q", "--quiet", action="store_true")

@@ -263,3 +263,42 @@ def _load_packed(path: Path):
             b = Batch(positions=g("positions"), cells=g("cells"), species=g("species"), structure=g("structure"), nbrs=nb)
             out.append(LabelledBatch(batch=b, **{f: g(f) for f in LabelledBatch._fields if f != "batch"}))
     return out
+
+
+def pack_for_devices(records: list[Record], cutoff: float, n_devices: int) -> tuple[LabelledBatch, list[str]]:
+    """Split structures into ``n_devices`` groups of similar atom counts, pack each to the same padded shapes
+    and stack them: every leaf gets a leading axis of length n_devices (for data-parallel fitting)."""
+    if n_devices < 1 or n_devices > len(records):
+        raise MtpjaxError(f"cannot split {len(records)} structures over {n_devices} devices")
+    subsets = sorted({r.subset for r in records})
+    groups = [[] for _ in range(n_devices)]
+    loads = np.zeros(n_devices)
+    for r in sorted(records, key=lambda r: -r.n_atoms):  # greedy balance by atoms
+        k = int(np.argmin(loads))
+        groups[k].append(r)
+        loads[k] += r.n_atoms
+    prepared = [[(r, pairs(r.positions, r.cell, r.pbc, cutoff, r.name)) for r in g] for g in groups]
+    n_pad = bucket_size(int(loads.max()), minimum=8)
+    b_pad = bucket_size(max(len(g) for g in groups))
+    n_nb = bucket_size(max(int(np.bincount(p[0], minlength=r.n_atoms).max()) if len(p[0]) else 0
+                           for g in prepared for r, p in g), minimum=4)
+    packed = []
+    for g in prepared:
+        b = pack([(r.positions, r.cell, r.types, p) for r, p in g], n_pad, b_pad, n_nb)
+        packed.append(LabelledBatch(batch=b, **_label_arrays([r for r, _ in g], b, subsets)))
+    return jax_free_stack(packed), subsets
+
+
+def jax_free_stack(batches):
+    """Stack same-shaped labelled batches along a new leading axis (numpy)."""
+    import jax
+
+    return jax.tree.map(lambda *x: np.stack(x), *batches)
+
+
+def unstack(lb: LabelledBatch) -> list[LabelledBatch]:
+    """The inverse of stacking: a list of labelled batches (host numpy)."""
+    import jax
+
+    lb = jax.tree.map(np.asarray, lb)
+    return [jax.tree.map(lambda x, k=k: x[k], lb) for k in range(lb.weight.shape[0])]

@@ -75,10 +75,15 @@ def radial_penalty(mtp: MTP):
 
 
 def loss(mtp: MTP, batches, cfg: LossConfig, n_structures: int):
-    """MLIP's objective over all batches (a full-batch loss)."""
+    """MLIP's objective over all batches (a full-batch loss). A batch stacked along a leading (device) axis, as
+    from :func:`mtpjax.data.pack_for_devices`, is evaluated with vmap, which XLA splits over the devices that
+    axis is sharded on."""
     total = 0.0
     for lb in batches:
-        total = total + sum(batch_loss_terms(mtp, lb, cfg))
+        if lb.weight.ndim == 2:
+            total = total + jnp.sum(jax.vmap(lambda b: sum(batch_loss_terms(mtp, b, cfg)))(lb))
+        else:
+            total = total + sum(batch_loss_terms(mtp, lb, cfg))
     return total / n_structures + cfg.penalty_weight * radial_penalty(mtp)
 
 
@@ -86,8 +91,19 @@ def loss(mtp: MTP, batches, cfg: LossConfig, n_structures: int):
 # errors
 
 
+def _flat(batches):
+    """Batches with stacked (device-axis) batches split into their parts."""
+    from .data import unstack
+
+    out = []
+    for lb in batches:
+        out += unstack(lb) if np.ndim(lb.weight) == 2 else [lb]
+    return out
+
+
 def errors(mtp: MTP, batches, subsets) -> dict:
     """RMSE of energy (meV/atom), forces (eV/Å) and stress (GPa), overall and per subset."""
+    batches = _flat(batches)
     efs = jax.jit(_efs)
     acc = {}
 
@@ -139,6 +155,7 @@ def linear_solve(mtp: MTP, batches, cfg: LossConfig, n_structures: int, return_d
     """The species and moment coefficients that minimise the loss exactly at fixed radial coefficients
     (weighted normal equations, ridge 1e-10·max(1, A_ll) as MLIP). With ``return_diagonal``, also the diagonal
     of the normal matrix / n_structures (the loss's curvature along each linear coefficient)."""
+    batches = _flat(batches)
     S, n_b = mtp.species_coeffs.shape[0], mtp.moment_coeffs.shape[0]
     n_lin = S + n_b
     AtA = np.zeros((n_lin, n_lin))
@@ -373,7 +390,7 @@ def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, l
     ``workdir/checkpoint.eqx``; ``resume=True`` continues from it and reaches the same result as an
     uninterrupted run. If the loss becomes NaN, fitting stops and the last good parameters are returned.
     """
-    batches = [jax.tree.map(jnp.asarray, lb) for lb in batches]
+    batches = [lb if isinstance(lb.weight, jax.Array) else jax.tree.map(jnp.asarray, lb) for lb in batches]
     n_structures = int(sum(int(np.sum(np.asarray(lb.weight) > 0)) for lb in batches))
     if n_structures == 0:
         raise MtpjaxError("the training set is empty")
@@ -426,6 +443,18 @@ def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, l
     log(f"fit: {n_run} steps in {wall:.1f} s (first step, with compilation, {t_first or 0.0:.1f} s; then {per_step:.3f} s/step); "
         f"final loss {history[-1][1] if history else float('nan'):.6g}")
     return mtp, history
+
+
+def shard_over_devices(stacked: LabelledBatch, devices=None) -> LabelledBatch:
+    """Place a stacked batch (leading axis = one group per device) on the devices, split along that axis."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    devices = jax.devices() if devices is None else devices
+    n = stacked.weight.shape[0]
+    if len(devices) < n:
+        raise MtpjaxError(f"{n} data groups but only {len(devices)} devices")
+    mesh = Mesh(np.array(devices[:n]), ("data",))
+    return jax.tree.map(lambda x: jax.device_put(x, NamedSharding(mesh, PartitionSpec("data"))), stacked)
 
 
 def write_metrics(path, record: dict) -> None:

@@ -101,95 +101,66 @@ def cmd_basis(args) -> int:
     return 0
 
 
-def cmd_fit(args) -> int:
-    """Fit an MTP to labelled structures (MLIP's objective, exact linear solve, full-batch L-BFGS)."""
-    import json
-    import warnings
+def _load_training(args):
+    from .data import load_records, validate
 
-    import numpy as np
-    from tqdm import tqdm
-
-    from . import fit as F
-    from .basis import generate_basis
-    from .data import load_records, pack_records, validate
-    from .errors import MtpjaxError
-    from .model import save_mtp
-
-    out = Path(args.output)
-    workdir = Path(args.workdir) if args.workdir else out.with_name(out.stem + ".fit")
-    workdir.mkdir(parents=True, exist_ok=True)
     n_species = len(args.species) if args.species else 1
     train = [r for path in args.train for r in load_records(path, args.species, n_species)]
     validate(train, n_species)
     test = [r for path in (args.test or []) for r in load_records(path, args.species, n_species)]
     if test:
         validate(test, n_species)
-    t0, c0 = time.perf_counter(), time.process_time()
-    if args.devices > 1:  # data-parallel: one group of structures per device
-        from .data import pack_for_devices, unstack
+    return train, test, n_species
 
-        stacked, subsets = pack_for_devices(train, args.cutoff, args.devices)
-        fit_batches, batches = [F.shard_over_devices(stacked)], unstack(stacked)
-    else:
-        batches, subsets = pack_records(train, args.cutoff, max_batch_atoms=args.max_batch_atoms, cache_dir=workdir / "cache")
-        fit_batches = batches
-    n_real = sum(int((lb.batch.species >= 0).sum()) for lb in batches)
-    n_pairs = sum(int(lb.batch.nbrs.mask.sum()) for lb in batches)
-    if n_pairs / max(n_real, 1) > 150:
-        warnings.warn(f"cutoff {args.cutoff} Å gives {n_pairs / n_real:.0f} neighbours per atom on average: larger than makes sense "
-                      "for an MTP (typical: 20-80), and fitting will be slow")
-    rmin = args.rmin
-    if rmin is None:  # MLIP-3: 0.99 x the shortest interatomic distance of the training set
-        dmin = np.inf
-        for lb in batches:
-            b = lb.batch
-            R = b.positions[b.nbrs.index] - b.positions[:, None, :] + np.einsum("inc,icd->ind", b.nbrs.shift, b.cells[b.structure])
-            r = np.linalg.norm(R, axis=-1)[b.nbrs.mask]
-            dmin = min(dmin, float(r.min())) if r.size else dmin
-        if not np.isfinite(dmin):
-            raise MtpjaxError(f"no pair of atoms of the training set is closer than the cutoff {args.cutoff} Å")
-        rmin = 0.99 * dmin
-    if rmin >= args.cutoff:
-        raise MtpjaxError(f"r_min {rmin:.3f} Å must be below the cutoff {args.cutoff} Å")
-    mtp = F.initial_mtp(generate_basis(args.level), n_species, rmin, args.cutoff, batches, seed=args.seed, species=args.species,
-                        init=args.init)
-    cfg = F.FitConfig(max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, method=args.optimizer,
-                      linear_solve_at=tuple(s for s in args.linear_solve_at if s < args.max_steps))
-    print(f"mtpjax fit: {len(train)} structures ({n_real} atoms), level {args.level}, cutoff {args.cutoff} Å, r_min {rmin:.4f} Å, "
-          f"{mtp.moment_coeffs.shape[0]} basis functions", file=sys.stderr)
+
+def _fit_config(args):
+    from . import fit as F
+
+    return F.FitConfig(max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, method=args.optimizer,
+                       linear_solve_at=tuple(s for s in args.linear_solve_at if s < args.max_steps))
+
+
+def _print_errors(result):
+    for split in ("train", "test"):
+        for subset, e in result.get(split, {}).items():
+            print(f"{split:5s} {subset:10s} RMSE: energy {e.get('energy', float('nan')):.3f} meV/atom, forces "
+                  f"{e.get('forces', float('nan')):.4f} eV/Å, stress {e.get('stress', float('nan')):.3f} GPa", file=sys.stderr)
+
+
+def cmd_fit(args) -> int:
+    """Fit an MTP to labelled structures (MLIP's objective, exact linear solve, full-batch L-BFGS)."""
+    from tqdm import tqdm
+
+    from . import fit as F
+
+    out = Path(args.output)
+    workdir = Path(args.workdir) if args.workdir else out.with_name(out.stem + ".fit")
+    train, test, n_species = _load_training(args)
     with tqdm(total=args.max_steps, desc="fit", unit="step", disable=args.quiet or not sys.stderr.isatty()) as bar:
         def progress(k, val):
             bar.n = k + 1
             bar.set_postfix(loss=f"{val:.4g}", refresh=False)
             bar.update(0)
 
-        mtp, history = F.fit(mtp, fit_batches, cfg, workdir=workdir, resume=args.resume, progress=progress,
-                             log=lambda m: print(m, file=sys.stderr))
-    mtp = F.linear_solve(mtp, [jax_tree_asarray(lb) for lb in batches], cfg.loss, sum(int((lb.weight > 0).sum()) for lb in batches))
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    save_mtp(mtp, out)
-    result = {"train": F.errors(mtp, batches, subsets), "steps": len(history), "wall_s": wall, "cpu_s": cpu,
-              "level": args.level, "cutoff": args.cutoff, "rmin": rmin, "seed": args.seed, "potential": str(out)}
-    if test:
-        tb, ts = pack_records(test, args.cutoff, max_batch_atoms=args.max_batch_atoms)
-        result["test"] = F.errors(mtp, tb, ts)
-    F.write_metrics(workdir / "metrics.jsonl", {"history": history})
-    F.write_metrics(workdir / "metrics.jsonl", result)
-    F.plot_loss(history, workdir / "loss.png")
-    (workdir / "result.json").write_text(json.dumps(result, indent=1))
-    for split in ("train", "test"):
-        for subset, e in result.get(split, {}).items():
-            print(f"{split:5s} {subset:10s} RMSE: energy {e.get('energy', float('nan')):.3f} meV/atom, forces "
-                  f"{e.get('forces', float('nan')):.4f} eV/Å, stress {e.get('stress', float('nan')):.3f} GPa", file=sys.stderr)
-    print(f"mtpjax fit: {wall:.1f} s wall, {cpu:.1f} s CPU -> {out} (metrics, loss curve, checkpoint in {workdir})", file=sys.stderr)
+        result = F.train_potential(train, test, level=args.level, cutoff=args.cutoff, rmin=args.rmin, seed=args.seed,
+                                   n_species=n_species, species=args.species, cfg=_fit_config(args), workdir=workdir, output=out,
+                                   resume=args.resume, devices=args.devices, max_batch_atoms=args.max_batch_atoms, init=args.init,
+                                   progress=progress, log=lambda m: print(m, file=sys.stderr))
+    _print_errors(result)
+    print(f"mtpjax fit: {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU -> {out} (metrics, loss curve, checkpoint in {workdir})",
+          file=sys.stderr)
     return 0
 
 
-def jax_tree_asarray(tree):
-    import jax
-    import jax.numpy as jnp
+def cmd_sweep(args) -> int:
+    """Fits over levels x cutoffs x training subsets x seeds; resumable; a CSV table and plots."""
+    from .sweep import run_sweep
 
-    return jax.tree.map(jnp.asarray, tree)
+    train, test, n_species = _load_training(args)
+    run_sweep(train, test, Path(args.output), levels=args.levels, cutoffs=args.cutoffs, subsets=args.subsets, seeds=args.seeds,
+              cfg=_fit_config(args), n_species=n_species, species=args.species, init=args.init,
+              max_batch_atoms=args.max_batch_atoms, log=lambda m: print(m, file=sys.stderr))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,17 +186,37 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_basis)
 
     f = sub.add_parser("fit", help="fit an MTP to labelled structures (.cfg, extxyz, ASE db)")
-    f.add_argument("train", nargs="+", help="training data files")
     f.add_argument("--level", type=int, required=True, help="MTP level (2-28)")
     f.add_argument("--cutoff", type=float, required=True, help="cutoff R_cut in Å")
     f.add_argument("--rmin", type=float, default=None, help="r_min in Å (default: 0.99 x the shortest training distance, as MLIP-3)")
-    f.add_argument("--test", nargs="+", default=None, help="test data files (errors reported, never fitted)")
-    f.add_argument("--species", nargs="+", default=None, help="element of each MTP type (default: one species)")
     f.add_argument("--seed", type=int, default=0, help="seed of the initial radial coefficients (default 0)")
-    f.add_argument("--max-steps", type=int, default=1000, help="L-BFGS steps (default 1000)")
-    f.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
+    _fit_options(f)
     f.add_argument("--workdir", default=None, help="checkpoint, metrics and plots (default: OUT's name + .fit)")
     f.add_argument("--resume", action="store_true", help="continue from the checkpoint in the work folder")
+    f.add_argument("--devices", type=int, default=1,
+                   help="data-parallel over this many jax devices (GPUs; on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)")
+    f.add_argument("-o", "--output", required=True, help="fitted potential (.almtp)")
+    f.set_defaults(func=cmd_fit)
+
+    w = sub.add_parser("sweep", help="fits over levels x cutoffs x training subsets x seeds (resumable), with a table and plots")
+    w.add_argument("--levels", type=int, nargs="+", required=True, help="MTP levels")
+    w.add_argument("--cutoffs", type=float, nargs="+", required=True, help="cutoffs in Å")
+    w.add_argument("--subsets", nargs="+", default=["all"],
+                   help="training subsets by tag ('all' = every structure; 'A+B' = the union of A and B); default all")
+    w.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
+    _fit_options(w)
+    w.add_argument("-o", "--output", required=True, help="sweep folder: runs/, results.csv, plots")
+    w.set_defaults(func=cmd_sweep)
+    return p
+
+
+def _fit_options(f) -> None:
+    """Options shared by fit and sweep."""
+    f.add_argument("train", nargs="+", help="training data files")
+    f.add_argument("--test", nargs="+", default=None, help="test data files (errors reported, never fitted)")
+    f.add_argument("--species", nargs="+", default=None, help="element of each MTP type (default: one species)")
+    f.add_argument("--max-steps", type=int, default=1000, help="L-BFGS steps (default 1000)")
+    f.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
     f.add_argument("--linear-solve-at", type=int, nargs="*", default=[0, 25, 70, 100, 150, 250, 400],
                    help="steps at which species and moment coefficients are re-solved exactly and L-BFGS restarts "
                         "(default: MLIP-3's 0 25 70 100 150 250 400)")
@@ -233,13 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lbfgs (optax L-BFGS, default) or bfgs (dense inverse Hessian, as MLIP)")
     f.add_argument("--init", choices=["mlip", "random"], default="mlip",
                    help="radial start: mlip (function mu = Chebyshev T_mu, as MLIP-3; default) or random orthonormal")
-    f.add_argument("--devices", type=int, default=1,
-                   help="data-parallel over this many jax devices (GPUs; on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)")
     f.add_argument("--max-batch-atoms", type=int, default=100000, help="atoms per packed batch (default: all in one)")
-    f.add_argument("-o", "--output", required=True, help="fitted potential (.almtp)")
     f.add_argument("-q", "--quiet", action="store_true")
-    f.set_defaults(func=cmd_fit)
-    return p
 
 
 def main(argv=None) -> int:

@@ -484,3 +484,72 @@ def plot_loss(history, path) -> None:
 
 def config_dict(cfg: FitConfig) -> dict:
     return asdict(cfg)
+
+
+def training_min_distance(batches) -> float:
+    """The shortest interatomic distance (Å, periodic images included) of packed batches."""
+    dmin = np.inf
+    for lb in batches:
+        b = jax.tree.map(np.asarray, lb.batch)
+        R = b.positions[b.nbrs.index] - b.positions[:, None, :] + np.einsum("inc,icd->ind", b.nbrs.shift, b.cells[b.structure])
+        r = np.linalg.norm(R, axis=-1)[b.nbrs.mask]
+        if r.size:
+            dmin = min(dmin, float(r.min()))
+    return dmin
+
+
+def train_potential(train, test, *, level: int, cutoff: float, rmin=None, seed: int = 0, n_species: int = 1, species=None,
+                    cfg: FitConfig | None = None, workdir, output, resume: bool = False, devices: int = 1,
+                    max_batch_atoms: int = 100000, init: str = "mlip", progress=None, log=print) -> dict:
+    """Fit a level-``level`` MTP with cutoff ``cutoff`` (Å) to records ``train``; score it on ``train`` and ``test``.
+
+    Writes ``output`` (.almtp) and, in ``workdir``, the checkpoint, ``metrics.jsonl``, ``result.json`` and ``loss.png``.
+    ``rmin`` defaults to 0.99 x the shortest training distance (MLIP-3). Returns the result dictionary (RMSEs per
+    subset, steps, wall and CPU seconds, settings).
+    """
+    import warnings
+
+    from .basis import generate_basis
+    from .data import pack_for_devices, pack_records, unstack
+    from .model import save_mtp
+
+    cfg = cfg or FitConfig()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0, c0 = time.perf_counter(), time.process_time()
+    if devices > 1:  # data-parallel: one group of structures per device
+        stacked, subsets = pack_for_devices(train, cutoff, devices)
+        fit_batches, batches = [shard_over_devices(stacked)], unstack(stacked)
+    else:
+        batches, subsets = pack_records(train, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=workdir / "cache")
+        fit_batches = batches
+    n_real = sum(int((lb.batch.species >= 0).sum()) for lb in batches)
+    n_pairs = sum(int(lb.batch.nbrs.mask.sum()) for lb in batches)
+    if n_pairs / max(n_real, 1) > 150:
+        warnings.warn(f"cutoff {cutoff} Å gives {n_pairs / n_real:.0f} neighbours per atom on average: larger than makes sense "
+                      "for an MTP (typical: 20-80), and fitting will be slow")
+    if rmin is None:
+        dmin = training_min_distance(batches)
+        if not np.isfinite(dmin):
+            raise MtpjaxError(f"no pair of atoms of the training set is closer than the cutoff {cutoff} Å")
+        rmin = 0.99 * dmin
+    if rmin >= cutoff:
+        raise MtpjaxError(f"r_min {rmin:.3f} Å must be below the cutoff {cutoff} Å")
+    mtp = initial_mtp(generate_basis(level), n_species, rmin, cutoff, batches, seed=seed, species=species, init=init)
+    log(f"mtpjax fit: {len(train)} structures ({n_real} atoms), level {level}, cutoff {cutoff} Å, r_min {rmin:.4f} Å, "
+        f"{mtp.moment_coeffs.shape[0]} basis functions")
+    mtp, history = fit(mtp, fit_batches, cfg, workdir=workdir, resume=resume, progress=progress, log=log)
+    n_structures = sum(int((lb.weight > 0).sum()) for lb in batches)
+    mtp = linear_solve(mtp, [jax.tree.map(jnp.asarray, lb) for lb in batches], cfg.loss, n_structures)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    save_mtp(mtp, output)
+    result = {"train": errors(mtp, batches, subsets), "steps": len(history), "wall_s": wall, "cpu_s": cpu, "level": level,
+              "cutoff": cutoff, "rmin": rmin, "seed": seed, "n_basis": int(mtp.moment_coeffs.shape[0]), "potential": str(output)}
+    if test:
+        tb, ts = pack_records(test, cutoff, max_batch_atoms=max_batch_atoms)
+        result["test"] = errors(mtp, tb, ts)
+    write_metrics(workdir / "metrics.jsonl", {"history": history})
+    write_metrics(workdir / "metrics.jsonl", result)
+    plot_loss(history, workdir / "loss.png")
+    (workdir / "result.json").write_text(json.dumps(result, indent=1))
+    return result

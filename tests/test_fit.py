@@ -175,3 +175,23 @@ def test_fit_command_line(tmp_path, capsys):
     # an empty training file fails clearly
     (tmp_path / "empty.extxyz").write_text("")
     assert main(["fit", str(tmp_path / "empty.extxyz"), "--level", "8", "--cutoff", "5", "-o", str(tmp_path / "x.almtp")]) == 2
+
+
+def test_sweep_table_plots_and_resume(tmp_path):
+    from mtpjax.sweep import run_sweep
+
+    records = _bench_records(12)
+    for k, r in enumerate(records):
+        r.subset = "A" if k % 2 else "B"
+    logs = []
+    cfg = F.FitConfig(max_steps=3)
+    rows = run_sweep(records, records[:4], tmp_path, levels=[6, 8], cutoffs=[5.0], subsets=["A", "A+B"], cfg=cfg, log=logs.append)
+    assert [(r["subset"], r["level"]) for r in rows] == [("A", 6), ("A", 8), ("A+B", 6), ("A+B", 8)]
+    assert all(r["test_energy_meV"] > 0 for r in rows)
+    assert (tmp_path / "results.csv").read_text().count("\n") == 5
+    assert (tmp_path / "rmse_vs_level.png").exists() and (tmp_path / "rmse_vs_cutoff.png").exists()
+    logs.clear()
+    again = run_sweep(records, records[:4], tmp_path, levels=[6, 8], cutoffs=[5.0], subsets=["A", "A+B"], cfg=cfg, log=logs.append)
+    assert sum("skipped" in m for m in logs) == 4 and again == rows
+    with pytest.raises(MtpjaxError, match="no training structure is tagged 'C'"):
+        run_sweep(records, [], tmp_path / "x", levels=[6], cutoffs=[5.0], subsets=["C"], cfg=cfg, log=logs.append)

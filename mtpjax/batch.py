@@ -37,8 +37,7 @@ def pack(structures, n_atoms_pad: int | None = None, n_structures_pad: int | Non
     j = np.concatenate([s[3][1] + o for s, o in zip(structures, offsets)]) if structures else np.zeros(0, np.int64)
     shift = np.concatenate([s[3][2] for s in structures]) if structures else np.zeros((0, 3), np.int64)
     if n_nb is None:
-        max_nb = int(np.bincount(i, minlength=n_tot).max()) if len(i) else 0
-        n_nb = bucket_size(max_nb, minimum=4)
+        n_nb = bucket_size(max_neighbours(i, n_tot), minimum=4)
     nbrs = dense_neighbours(i, j, shift, n_tot, n_atoms_pad=n_pad, n_nb=n_nb)
     pos = np.zeros((n_pad, 3))
     species = np.full(n_pad, -1, dtype=np.int64)

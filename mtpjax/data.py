@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .batch import Batch, pack
+from .batch import Batch, max_neighbours, pack
 from .errors import MtpjaxError, StructureError
 from .neighbors import bucket_size, check_structure, pairs
 
@@ -216,7 +216,7 @@ def pack_records(records: list[Record], cutoff: float, max_batch_atoms: int = 40
     prepared = []
     for r in records:
         p = pairs(r.positions, r.cell, r.pbc, cutoff, r.name)
-        nmax = int(np.bincount(p[0], minlength=r.n_atoms).max()) if len(p[0]) else 0
+        nmax = max_neighbours(p[0], r.n_atoms)
         prepared.append((nmax, r, p))
     prepared.sort(key=lambda x: x[0])
     batches, chunk, n = [], [], 0
@@ -280,16 +280,15 @@ def pack_for_devices(records: list[Record], cutoff: float, n_devices: int) -> tu
     prepared = [[(r, pairs(r.positions, r.cell, r.pbc, cutoff, r.name)) for r in g] for g in groups]
     n_pad = bucket_size(int(loads.max()), minimum=8)
     b_pad = bucket_size(max(len(g) for g in groups))
-    n_nb = bucket_size(max(int(np.bincount(p[0], minlength=r.n_atoms).max()) if len(p[0]) else 0
-                           for g in prepared for r, p in g), minimum=4)
+    n_nb = bucket_size(max(max_neighbours(p[0], r.n_atoms) for g in prepared for r, p in g), minimum=4)
     packed = []
     for g in prepared:
         b = pack([(r.positions, r.cell, r.types, p) for r, p in g], n_pad, b_pad, n_nb)
         packed.append(LabelledBatch(batch=b, **_label_arrays([r for r, _ in g], b, subsets)))
-    return jax_free_stack(packed), subsets
+    return stack_batches(packed), subsets
 
 
-def jax_free_stack(batches):
+def stack_batches(batches):
     """Stack same-shaped labelled batches along a new leading axis (numpy)."""
     import jax
 

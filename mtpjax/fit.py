@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,9 +27,9 @@ import optax
 
 from .data import LabelledBatch
 from .errors import MtpjaxError
+from .evaluate import EV_PER_A3_TO_GPA
 from .model import MTP, energy_forces_virial_sites
 
-EV_PER_A3_TO_GPA = 160.21766208
 
 
 @dataclass(frozen=True)
@@ -481,9 +481,6 @@ def plot_loss(history, path) -> None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
-
-def config_dict(cfg: FitConfig) -> dict:
-    return asdict(cfg)
 
 
 def training_min_distance(batches) -> float:

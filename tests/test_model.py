@@ -16,7 +16,7 @@ from conftest import GOLDEN, need, random_mtp
 from mtpjax.contraction import basic_moments, scalar_basis
 from mtpjax.evaluate import Evaluator
 from mtpjax.io import read_cfg
-from mtpjax.model import energy, energy_forces_virial, load_mtp, virial_to_plus_stress
+from mtpjax.model import energy, energy_forces_virial, load_mtp
 from mtpjax.neighbors import neighbour_list
 
 

@@ -52,3 +52,11 @@ def pack(structures, n_atoms_pad: int | None = None, n_structures_pad: int | Non
 def max_neighbours(pairs_i, n_atoms: int) -> int:
     """Largest number of neighbours of any atom."""
     return int(np.bincount(pairs_i, minlength=n_atoms).max()) if len(pairs_i) else 0
+
+
+def pair_distances(batch: Batch) -> np.ndarray:
+    """|r_ij| (N, n_nb) in Å of a packed batch, on the host (padding slots hold meaningless values: use
+    ``batch.nbrs.mask``)."""
+    b = Batch(*(np.asarray(x) for x in batch[:4]), nbrs=type(batch.nbrs)(*(np.asarray(x) for x in batch.nbrs)))
+    lattice = np.einsum("inc,icd->ind", b.nbrs.shift, b.cells[b.structure])
+    return np.linalg.norm(b.positions[b.nbrs.index] - b.positions[:, None, :] + lattice, axis=-1)

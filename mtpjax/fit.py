@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .batch import pair_distances
 from .data import LabelledBatch
 from .errors import MtpjaxError
 from .evaluate import EV_PER_A3_TO_GPA
@@ -222,12 +223,10 @@ def initial_mtp(basis, n_species: int, min_dist: float, max_dist: float, batches
         raise ValueError(f"unknown radial initialisation {init!r} (mlip or random)")
     sums, count = 0.0, 0
     for lb in batches:
-        b = lb.batch
-        R_ = b.positions[b.nbrs.index] - b.positions[:, None, :] + np.einsum("inc,icd->ind", b.nbrs.shift, b.cells[b.structure])
-        r = np.linalg.norm(R_, axis=-1)
-        ok = b.nbrs.mask & (r < max_dist)
+        r = pair_distances(lb.batch)
+        ok = np.asarray(lb.batch.nbrs.mask) & (r < max_dist)
         sums += float(np.sum(np.where(ok, (max_dist - r) ** 2, 0.0)))
-        count += int((b.species >= 0).sum())
+        count += int((np.asarray(lb.batch.species) >= 0).sum())
     scaling = count / sums if sums > 0 else 1.0
     return mtp_from_arrays(
         radial_coeffs=np.moveaxis(C, 0, 2),
@@ -487,9 +486,7 @@ def training_min_distance(batches) -> float:
     """The shortest interatomic distance (Å, periodic images included) of packed batches."""
     dmin = np.inf
     for lb in batches:
-        b = jax.tree.map(np.asarray, lb.batch)
-        R = b.positions[b.nbrs.index] - b.positions[:, None, :] + np.einsum("inc,icd->ind", b.nbrs.shift, b.cells[b.structure])
-        r = np.linalg.norm(R, axis=-1)[b.nbrs.mask]
+        r = pair_distances(lb.batch)[np.asarray(lb.batch.nbrs.mask)]
         if r.size:
             dmin = min(dmin, float(r.min()))
     return dmin

@@ -1,4 +1,4 @@
-"""Evaluate an MTP on single structures given as host arrays: validation, neighbours, padding, jit.
+"""Evaluate any JAX potential (an MTP, an oracle) on single structures given as host arrays: validation, neighbours, padding, jit.
 
 Structures are padded to bucketed shapes (:func:`mtpjax.neighbors.bucket_size`), so evaluating many
 structures compiles only a handful of programs.
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .errors import StructureError
-from .model import MTP, energy_forces_virial_sites
+from .potential import energy_forces_virial_sites
 from .batch import max_neighbours, pack
 from .neighbors import bucket_size, check_structure, pairs
 
@@ -76,14 +76,15 @@ class _Prepared:
 
 
 class Evaluator:
-    """Energy, forces, virial and site energies of an :class:`MTP` for structures given as host arrays.
+    """Energy, forces, virial and site energies of a JAX potential (:mod:`mtpjax.potential`) for structures
+    given as host arrays.
 
     Many structures are packed into a few batches (a disjoint union of atoms with a per-atom structure
     index) of bucketed sizes, so a whole file compiles to a handful of programs.
     """
 
-    def __init__(self, mtp: MTP, chunk: int | None = None, max_batch_atoms: int = 2048, use_custom_vjp: bool = True):
-        self.mtp = mtp
+    def __init__(self, potential, chunk: int | None = None, max_batch_atoms: int = 2048, use_custom_vjp: bool = True):
+        self.potential = potential
         self.max_batch_atoms = max_batch_atoms
         self._fn = jax.jit(partial(energy_forces_virial_sites, chunk=chunk, use_custom_vjp=use_custom_vjp))
         self._widest = {}  # atoms bucket -> widest neighbour bucket compiled so far (reused when it fits)
@@ -94,14 +95,14 @@ class Evaluator:
         types = np.asarray(types, dtype=np.int64).reshape(-1)
         if len(types) != len(positions):
             raise StructureError(f"{name}: {len(types)} types for {len(positions)} atoms")
-        S = self.mtp.n_species
+        S = self.potential.n_species
         bad = (types < 0) | (types >= S)
         if bad.any():
             k = int(np.argmax(bad))
             raise StructureError(f"{name}: atom {k} has type {int(types[k])}, but the potential knows types 0..{S - 1}")
         volume = abs(float(np.linalg.det(cell))) if pbc.all() else None
         cell = np.where(pbc[:, None], cell, 0.0)
-        return _Prepared(name, positions, cell, types, pairs(positions, cell, pbc, self.mtp.cutoff, name), volume)
+        return _Prepared(name, positions, cell, types, pairs(positions, cell, pbc, self.potential.cutoff, name), volume)
 
     def __call__(self, positions, cell, pbc, types, name: str = "structure") -> EFSResult:
         """One structure: positions (N, 3) Å, cell rows (3, 3) Å (ignored along non-periodic axes), pbc (3,) bool,
@@ -138,7 +139,7 @@ class Evaluator:
         n_nb = max(bucket_size(max_nb, minimum=4), self._widest.get((n_pad, b_pad), 0))
         self._widest[(n_pad, b_pad)] = n_nb
         b = pack([(p.positions, p.cell, p.types, p.pairs) for p in batch], n_pad, b_pad, n_nb)
-        e, f, v, sites = self._fn(self.mtp, jnp.asarray(b.positions), jnp.asarray(b.cells), jnp.asarray(b.species),
+        e, f, v, sites = self._fn(self.potential, jnp.asarray(b.positions), jnp.asarray(b.cells), jnp.asarray(b.species),
                                   jax.tree.map(jnp.asarray, b.nbrs), structure=jnp.asarray(b.structure))
         e, f, v, sites = (np.asarray(x) for x in (e, f, v, sites))
         results, o = [], 0

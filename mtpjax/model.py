@@ -17,6 +17,14 @@ import numpy as np
 
 from .contraction import ContractionPlan, basic_moments, scalar_basis
 from .neighbors import Neighbours
+from .potential import (  # noqa: F401  (the generic energy functions, re-exported for MTP users)
+    energy,
+    energy_forces_virial,
+    energy_forces_virial_sites,
+    pair_vectors,
+    site_energies,
+    virial_to_plus_stress,
+)
 
 
 class MTP(eqx.Module):
@@ -48,6 +56,10 @@ class MTP(eqx.Module):
     @property
     def radial_basis_size(self) -> int:
         return self.radial_coeffs.shape[-1]
+
+    def site_energies_from_pairs(self, R, types, nbrs: Neighbours, **kw):
+        """Site energies (N,) in eV from pair vectors (the :class:`mtpjax.potential.Potential` protocol)."""
+        return site_energies_from_pairs(self, R, types, nbrs, **kw)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -123,16 +135,6 @@ def _chunked_map(fn, xs, c):
     return jax.lax.map(lambda a: fn(*a), jax.tree.map(lambda x: x.reshape((n // c, c) + x.shape[1:]), xs))
 
 
-def pair_vectors(positions, cell, nbrs: Neighbours, structure=None):
-    """r_ij (N, n_nb, 3) in Å. ``cell`` is (3, 3), or (B, 3, 3) with ``structure`` (N,) the structure of each atom
-    (a batch of structures packed as one disjoint union)."""
-    if cell.ndim == 2:
-        lattice = nbrs.shift @ cell
-    else:
-        lattice = jnp.einsum("inc,icd->ind", nbrs.shift, cell[structure])
-    return positions[nbrs.index] - positions[:, None, :] + lattice
-
-
 def site_energies_from_pairs(mtp: MTP, R, species, nbrs: Neighbours, *, chunk: int | tuple | None = None, use_custom_vjp: bool = True):
     """Site energies V_i (eV), shape (N,), from pair vectors R (N, n_nb, 3). Species -1 marks padding atoms.
 
@@ -168,60 +170,6 @@ def site_energies_from_pairs(mtp: MTP, R, species, nbrs: Neighbours, *, chunk: i
         V = jax.lax.map(lambda b: _chunk_moment_energies(mtp, b, use_custom_vjp), basic)
     V = V.reshape(-1)[:n] + jax.nn.one_hot(species, mtp.n_species, dtype=R.dtype) @ mtp.species_coeffs
     return jnp.where(species >= 0, V, 0.0)
-
-
-def site_energies(mtp: MTP, positions, cell, species, nbrs: Neighbours, *, structure=None, **kw):
-    """Site energies V_i (eV), shape (N,). ``species`` holds types 0..S-1, and -1 for padding atoms."""
-    return site_energies_from_pairs(mtp, pair_vectors(positions, cell, nbrs, structure), species, nbrs, **kw)
-
-
-def energy(mtp: MTP, positions, cell, species, nbrs: Neighbours, **kw):
-    """Total energy E = sum_i V_i (eV) of one structure."""
-    return jnp.sum(site_energies(mtp, positions, cell, species, nbrs, **kw))
-
-
-def _strained_energy(strain, positions, mtp, cell, species, nbrs, structure, kw):
-    """Energy under the homogeneous deformation F = I + strain: every r_ij -> r_ij F (of its own structure)."""
-    R = pair_vectors(positions, cell, nbrs, structure)
-    eye = jnp.eye(3, dtype=positions.dtype)
-    if strain.ndim == 2:
-        R = R @ (eye + strain)
-    else:
-        R = jnp.einsum("inc,icd->ind", R, (eye + strain)[structure])
-    V = site_energies_from_pairs(mtp, R, species, nbrs, **kw)
-    return jnp.sum(V), V
-
-
-def energy_forces_virial(mtp: MTP, positions, cell, species, nbrs: Neighbours, **kw):
-    """(E in eV, forces (N, 3) in eV/Å, virial (3, 3) in eV).
-
-    Forces are -dE/dx; the virial is -dE/dε for the homogeneous strain x -> x(I + ε), cell -> cell(I + ε),
-    i.e. MLIP's PlusStress and -V·σ.
-    """
-    e, f, v, _ = energy_forces_virial_sites(mtp, positions, cell, species, nbrs, **kw)
-    return e, f, v
-
-
-def energy_forces_virial_sites(mtp: MTP, positions, cell, species, nbrs: Neighbours, *, structure=None, **kw):
-    """As :func:`energy_forces_virial`, plus the site energies (N,) in eV.
-
-    For a packed batch, ``cell`` is (B, 3, 3) and ``structure`` (N,) gives each atom's structure; energies (B,)
-    and virials (B, 3, 3) are then per structure.
-    """
-    batched = cell.ndim == 3
-    zero = jnp.zeros(cell.shape, positions.dtype)
-    (e, sites), (g_strain, g_pos) = jax.value_and_grad(_strained_energy, argnums=(0, 1), has_aux=True)(
-        zero, positions, mtp, cell, species, nbrs, structure, kw
-    )
-    if batched:
-        e = jax.ops.segment_sum(sites, structure, num_segments=cell.shape[0])
-    return e, -g_pos, -jnp.swapaxes(g_strain, -1, -2), sites
-
-
-def virial_to_plus_stress(virial):
-    """3x3 virial -> MLIP's PlusStress order (xx, yy, zz, yz, xz, xy), eV."""
-    v = jnp.asarray(virial)
-    return jnp.stack([v[..., 0, 0], v[..., 1, 1], v[..., 2, 2], v[..., 1, 2], v[..., 0, 2], v[..., 0, 1]], axis=-1)
 
 
 # ----------------------------------------------------------------------------------------------------

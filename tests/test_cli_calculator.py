@@ -350,7 +350,7 @@ def test_calculator_molecule_equals_huge_box():
     assert np.isfinite(e) and np.isfinite(f).all()
     assert np.linalg.norm(np.diff(mol.positions, axis=0), axis=1).min() < 5.0  # the atoms interact
     assert abs(e - mol.get_potential_energies().sum()) <= 1e-10
-    assert abs(e - len(mol) * float(calc.mtp.species_coeffs[0])) > 1e-3  # not just isolated atoms
+    assert abs(e - len(mol) * float(calc.potential.species_coeffs[0])) > 1e-3  # not just isolated atoms
     np.testing.assert_allclose(f.sum(axis=0), 0.0, atol=1e-10)  # translation invariance
     with pytest.raises(PropertyNotImplementedError):
         mol.get_stress()

@@ -116,8 +116,10 @@ def _load_training(args):
 def _fit_config(args):
     from . import fit as F
 
-    return F.FitConfig(max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, method=args.optimizer,
-                       linear_solve_at=tuple(s for s in args.linear_solve_at if s < args.max_steps))
+    loss = F.LossConfig(energy_weight=args.energy_weight, force_weight=args.force_weight, stress_weight=args.stress_weight)
+    return F.FitConfig(max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, method=args.optimizer, loss=loss,
+                       linear_solve_at=tuple(s for s in args.linear_solve_at if s < args.max_steps),
+                       learning_rate=args.learning_rate)
 
 
 def _print_errors(result):
@@ -186,8 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_basis)
 
     f = sub.add_parser("fit", help="fit an MTP to labelled structures (.cfg, extxyz, ASE db)")
-    f.add_argument("--level", type=int, required=True, help="MTP level (2-28)")
-    f.add_argument("--cutoff", type=float, required=True, help="cutoff R_cut in Å")
+    f.add_argument("--level", type=int, help="MTP level (2-28); required")
+    f.add_argument("--cutoff", type=float, help="cutoff R_cut in Å; required")
     f.add_argument("--rmin", type=float, default=None, help="r_min in Å (default: 0.99 x the shortest training distance, as MLIP-3)")
     f.add_argument("--seed", type=int, default=0, help="seed of the initial radial coefficients (default 0)")
     _fit_options(f)
@@ -195,24 +197,27 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--resume", action="store_true", help="continue from the checkpoint in the work folder")
     f.add_argument("--devices", type=int, default=1,
                    help="data-parallel over this many jax devices (GPUs; on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)")
-    f.add_argument("-o", "--output", required=True, help="fitted potential (.almtp)")
+    f.add_argument("-o", "--output", help="fitted potential: .almtp (MLIP, LAMMPS) and, beside it, mtpjax's exact .mtpjax; required")
     f.set_defaults(func=cmd_fit)
 
     w = sub.add_parser("sweep", help="fits over levels x cutoffs x training subsets x seeds (resumable), with a table and plots")
-    w.add_argument("--levels", type=int, nargs="+", required=True, help="MTP levels")
-    w.add_argument("--cutoffs", type=float, nargs="+", required=True, help="cutoffs in Å")
+    w.add_argument("--levels", type=int, nargs="+", help="MTP levels; required")
+    w.add_argument("--cutoffs", type=float, nargs="+", help="cutoffs in Å; required")
     w.add_argument("--subsets", nargs="+", default=["all"],
                    help="training subsets by tag ('all' = every structure; 'A+B' = the union of A and B); default all")
     w.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
     _fit_options(w)
-    w.add_argument("-o", "--output", required=True, help="sweep folder: runs/, results.csv, plots")
+    w.add_argument("-o", "--output", help="sweep folder: runs/, results.csv, plots; required")
     w.set_defaults(func=cmd_sweep)
     return p
 
 
 def _fit_options(f) -> None:
     """Options shared by fit and sweep."""
-    f.add_argument("train", nargs="+", help="training data files")
+    f.add_argument("train", nargs="*", help="training data files (.cfg, extxyz, ASE db); required")
+    f.add_argument("--config", default=None,
+                   help="TOML file whose [fit] (or [sweep]) table sets any of these options by name (max_steps = 500); "
+                        "options on the command line override it; paths in it are relative to the file")
     f.add_argument("--test", nargs="+", default=None, help="test data files (errors reported, never fitted)")
     f.add_argument("--species", nargs="+", default=None, help="element of each MTP type (default: one species)")
     f.add_argument("--max-steps", type=int, default=1000, help="L-BFGS steps (default 1000)")
@@ -220,18 +225,90 @@ def _fit_options(f) -> None:
     f.add_argument("--linear-solve-at", type=int, nargs="*", default=[0, 25, 70, 100, 150, 250, 400],
                    help="steps at which species and moment coefficients are re-solved exactly and L-BFGS restarts "
                         "(default: MLIP-3's 0 25 70 100 150 250 400)")
-    f.add_argument("--optimizer", choices=["lbfgs", "bfgs"], default="lbfgs",
-                   help="lbfgs (optax L-BFGS, default) or bfgs (dense inverse Hessian, as MLIP)")
+    f.add_argument("--optimizer", choices=["lbfgs", "bfgs", "adam"], default="lbfgs",
+                   help="lbfgs (optax L-BFGS, full batch, default), bfgs (dense inverse Hessian, as MLIP) or adam "
+                        "(minibatches of --max-batch-atoms atoms, for data sets larger than device memory)")
+    f.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's peak learning rate (cosine decay; default 1e-3)")
+    f.add_argument("--energy-weight", type=float, default=1.0, help="energy weight (default 1, MLIP)")
+    f.add_argument("--force-weight", type=float, default=0.01, help="force weight (default 0.01, MLIP)")
+    f.add_argument("--stress-weight", type=float, default=0.001, help="virial weight (default 0.001, MLIP)")
     f.add_argument("--init", choices=["mlip", "random"], default="mlip",
                    help="radial start: mlip (function mu = Chebyshev T_mu, as MLIP-3; default) or random orthonormal")
     f.add_argument("--max-batch-atoms", type=int, default=100000, help="atoms per packed batch (default: all in one)")
     f.add_argument("-q", "--quiet", action="store_true")
 
 
+#: Options that must be given on the command line or in the config, per command.
+_REQUIRED = {"fit": ("train", "level", "cutoff", "output"), "sweep": ("train", "levels", "cutoffs", "output")}
+#: Config keys holding paths (resolved relative to the config file).
+_PATH_KEYS = ("train", "test", "output", "workdir")
+
+
+def read_config(path, command: str, parser: argparse.ArgumentParser) -> dict:
+    """The options of ``command`` from a TOML file: its ``[command]`` table (or its top level when it has no such
+    table), checked against ``parser``'s options, converted to their types, paths made relative to the file."""
+    import tomllib
+
+    from .errors import FormatError
+
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise FormatError(f"not valid TOML ({err})", path) from err
+    table = doc.get(command, doc)
+    if not isinstance(table, dict):
+        raise FormatError(f"[{command}] must be a table", path)
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", "func")}
+    out = {}
+    for key, value in table.items():
+        dest = key.replace("-", "_")
+        if isinstance(value, dict) and key in _REQUIRED:
+            continue  # another command's table
+        if dest not in actions:
+            raise FormatError(f"unknown option {key!r} in [{command}]; known: {', '.join(sorted(actions))}", path)
+        a = actions[dest]
+        many = a.nargs in ("+", "*") or isinstance(a.nargs, int)
+        if many and not isinstance(value, list):
+            value = [value]
+        convert = a.type if callable(a.type) else (lambda v: v)
+        try:
+            value = [convert(v) for v in value] if many else (value if a.type is None else convert(value))
+        except (TypeError, ValueError) as err:
+            raise FormatError(f"option {key!r}: {value!r} is not a valid value ({err})", path) from err
+        if a.choices is not None and any(v not in a.choices for v in (value if many else [value])):
+            raise FormatError(f"option {key!r}: {value!r} is not one of {list(a.choices)}", path)
+        if dest in _PATH_KEYS and value is not None:
+            value = [str(path.parent / v) for v in value] if many else str(path.parent / value)
+        out[dest] = value
+    return out
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse the command line, with a ``--config`` file's options as defaults; checks the required options."""
+    from .errors import MtpjaxError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    sub = parser._subparsers._group_actions[0].choices.get(args.command) if parser._subparsers else None
+    if getattr(args, "config", None):
+        sub.set_defaults(**read_config(args.config, args.command, sub))
+        args = parser.parse_args(argv)
+    missing = [k for k in _REQUIRED.get(args.command, ()) if getattr(args, k) in (None, [])]
+    if missing:
+        names = ", ".join("TRAIN files" if k == "train" else "--" + k for k in missing)
+        raise MtpjaxError(f"give {names} (on the command line or in a --config file)")
+    return args
+
+
 def main(argv=None) -> int:
     from .errors import MtpjaxError
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except MtpjaxError as err:
+        print(f"mtpjax: error: {err}", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except MtpjaxError as err:

@@ -10,6 +10,7 @@ Chebyshev index): sum_mu (|c_mu|^2 - 1)^2 + sum_{mu<nu} (c_mu . c_nu)^2.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -283,10 +284,12 @@ class FitConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     linear_solve_at: tuple = (0,)  # steps at which species/moment coefficients are re-solved exactly
     checkpoint_every: int = 50
-    method: str = "lbfgs"  # "lbfgs" (optax L-BFGS) or "bfgs" (dense inverse Hessian, as MLIP)
+    method: str = "lbfgs"  # "lbfgs" (optax L-BFGS), "bfgs" (dense inverse Hessian, as MLIP), "adam" (minibatches)
     precondition: bool = True  # scale linear coefficients by the curvature found in each linear solve
     memory_size: int = 20  # L-BFGS memory
-    tolerance: float = 1e-12  # stop when the relative loss decrease over 50 steps falls below this
+    tolerance: float = 1e-12  # stop when the relative loss decrease over 50 steps falls below this (full batch only)
+    learning_rate: float = 1e-3  # Adam: peak learning rate, cosine-decayed to 1 % over max_steps
+    seed: int = 0  # Adam: the order of the minibatches (a fresh permutation per epoch, from (seed, epoch))
 
 
 class _BFGSState(NamedTuple):
@@ -323,13 +326,38 @@ def scale_by_bfgs() -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
-def _optimizer(method: str, memory_size: int):
+def _optimizer(method: str, memory_size: int, learning_rate: float = 1e-3, max_steps: int = 1000):
+    if method == "adam":
+        return optax.adam(optax.cosine_decay_schedule(learning_rate, max(max_steps, 1), alpha=0.01))
     linesearch = optax.scale_by_zoom_linesearch(max_linesearch_steps=25, initial_guess_strategy="one")
     if method == "lbfgs":
         return optax.lbfgs(memory_size=memory_size, linesearch=linesearch)
     if method == "bfgs":
         return optax.chain(scale_by_bfgs(), linesearch)
-    raise ValueError(f"unknown optimiser {method!r} (bfgs or lbfgs)")
+    raise ValueError(f"unknown optimiser {method!r} (lbfgs, bfgs or adam)")
+
+
+@functools.lru_cache(maxsize=16)
+def _make_adam_step(loss_cfg: LossConfig, learning_rate: float, max_steps: int):
+    """Adam and its jitted minibatch step (the minibatch's own structure count normalises its loss)."""
+    opt = _optimizer("adam", 0, learning_rate, max_steps)
+
+    @jax.jit
+    def step(params, state, static, scale, lb):
+        n = jnp.maximum(jnp.sum(lb.weight > 0), 1)
+        fn = lambda p: loss(_with(static, _unscaled(p, scale)), [lb], loss_cfg, n)  # noqa: E731
+        val, grad = jax.value_and_grad(fn)(params)
+        updates, state = opt.update(grad, state, params)
+        return optax.apply_updates(params, updates), state, val
+
+    return opt, step
+
+
+def minibatch_order(seed: int, n_batches: int, step: int) -> int:
+    """Index of the minibatch used at ``step``: epochs visit every batch once, in a permutation drawn from
+    (seed, epoch), so a resumed run sees the same sequence."""
+    epoch, k = divmod(step, n_batches)
+    return int(np.random.default_rng([seed, epoch]).permutation(n_batches)[k])
 
 
 @functools.lru_cache(maxsize=16)
@@ -389,11 +417,22 @@ def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, l
     ``workdir/checkpoint.eqx``; ``resume=True`` continues from it and reaches the same result as an
     uninterrupted run. If the loss becomes NaN, fitting stops and the last good parameters are returned.
     """
-    batches = [lb if isinstance(lb.weight, jax.Array) else jax.tree.map(jnp.asarray, lb) for lb in batches]
+    minibatch = cfg.method == "adam"
+    if not minibatch:  # full batch: everything on the device once; Adam moves one minibatch per step
+        batches = [lb if isinstance(lb.weight, jax.Array) else jax.tree.map(jnp.asarray, lb) for lb in batches]
     n_structures = int(sum(int(np.sum(np.asarray(lb.weight) > 0)) for lb in batches))
     if n_structures == 0:
         raise MtpjaxError("the training set is empty")
-    opt, step_fn = _make_step(cfg.loss, cfg.method, cfg.memory_size, n_structures)
+    if minibatch:
+        if any(np.ndim(lb.weight) == 2 for lb in batches):
+            raise MtpjaxError("Adam minibatches are not combined with several devices; use lbfgs or bfgs there")
+        opt, adam_step = _make_adam_step(cfg.loss, cfg.learning_rate, cfg.max_steps)
+
+        def step_fn(params, state, static, scale, _):
+            lb = batches[minibatch_order(cfg.seed, len(batches), k)]
+            return adam_step(params, state, static, scale, jax.tree.map(jnp.asarray, lb))
+    else:
+        opt, step_fn = _make_step(cfg.loss, cfg.method, cfg.memory_size, n_structures)
     ckpt = Path(workdir) / "checkpoint.eqx" if workdir else None
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -428,7 +467,7 @@ def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, l
         done = k + 1
         if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == cfg.max_steps):
             save_checkpoint(ckpt, mtp, params, scale, state, done, history)
-        if len(history) > 100 and k % 50 == 0:
+        if not minibatch and len(history) > 100 and k % 50 == 0:
             old = history[-51][1]
             if old - val < cfg.tolerance * abs(old):
                 log(f"step {k}: relative decrease over 50 steps below {cfg.tolerance:g}; stopping")
@@ -497,7 +536,7 @@ def train_potential(train, test, *, level: int, cutoff: float, rmin=None, seed: 
                     max_batch_atoms: int = 100000, init: str = "mlip", progress=None, log=print) -> dict:
     """Fit a level-``level`` MTP with cutoff ``cutoff`` (Å) to records ``train``; score it on ``train`` and ``test``.
 
-    Writes ``output`` (.almtp) and, in ``workdir``, the checkpoint, ``metrics.jsonl``, ``result.json`` and ``loss.png``.
+    Writes ``output`` (.almtp, or .mtpjax) and the exact ``.mtpjax`` beside it (with the result as metadata) and, in ``workdir``, the checkpoint, ``metrics.jsonl``, ``result.json`` and ``loss.png``.
     ``rmin`` defaults to 0.99 x the shortest training distance (MLIP-3). Returns the result dictionary (RMSEs per
     subset, steps, wall and CPU seconds, settings).
     """
@@ -507,7 +546,7 @@ def train_potential(train, test, *, level: int, cutoff: float, rmin=None, seed: 
     from .data import pack_for_devices, pack_records, unstack
     from .model import save_mtp
 
-    cfg = cfg or FitConfig()
+    cfg = dataclasses.replace(cfg or FitConfig(), seed=seed)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -536,12 +575,17 @@ def train_potential(train, test, *, level: int, cutoff: float, rmin=None, seed: 
     n_structures = sum(int((lb.weight > 0).sum()) for lb in batches)
     mtp = linear_solve(mtp, [jax.tree.map(jnp.asarray, lb) for lb in batches], cfg.loss, n_structures)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    save_mtp(mtp, output)
+    output = Path(output)
+    native = output if output.suffix == ".mtpjax" else output.with_suffix(".mtpjax")
     result = {"train": errors(mtp, batches, subsets), "steps": len(history), "wall_s": wall, "cpu_s": cpu, "level": level,
-              "cutoff": cutoff, "rmin": rmin, "seed": seed, "n_basis": int(mtp.moment_coeffs.shape[0]), "potential": str(output)}
+              "cutoff": cutoff, "rmin": rmin, "seed": seed, "n_basis": int(mtp.moment_coeffs.shape[0]), "potential": str(output),
+              "optimizer": cfg.method, "n_train": len(train), "n_test": len(test or [])}
     if test:
         tb, ts = pack_records(test, cutoff, max_batch_atoms=max_batch_atoms)
         result["test"] = errors(mtp, tb, ts)
+    save_mtp(mtp, output, metadata=result)
+    if native != output:
+        save_mtp(mtp, native, metadata=result)  # the exact copy, with how it was fitted
     write_metrics(workdir / "metrics.jsonl", {"history": history})
     write_metrics(workdir / "metrics.jsonl", result)
     plot_loss(history, workdir / "loss.png")

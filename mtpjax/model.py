@@ -255,9 +255,14 @@ def mtp_to_mtpfile(mtp: MTP, potential_name: str = "MTP1m", tail: bytes = b""):
 
 
 def load_mtp(path, species=None) -> MTP:
-    """Read a trained MLIP ``.mtp``/``.almtp`` file. ``species``: element symbol of each type (optional)."""
+    """Read a trained potential: MLIP's ``.mtp``/``.almtp`` or mtpjax's ``.mtpjax``. ``species``: element symbol of
+    each type (optional)."""
     from .errors import MtpjaxError
     from .io import read_mtp
+    from .io.native import SUFFIX, read_native
+
+    if str(path).endswith(SUFFIX):
+        return read_native(path, species)[0]
 
     try:
         return mtp_from_mtpfile(read_mtp(path), species=species)
@@ -267,8 +272,13 @@ def load_mtp(path, species=None) -> MTP:
         raise type(err)(f"{path}: {err}") from err
 
 
-def save_mtp(mtp: MTP, path, potential_name: str = "MTP1m") -> None:
-    """Write an :class:`MTP` as an MLIP ``.mtp``/``.almtp`` text file (readable by MLIP and LAMMPS-MLIP)."""
+def save_mtp(mtp: MTP, path, potential_name: str = "MTP1m", metadata: dict | None = None) -> None:
+    """Write an :class:`MTP`: as mtpjax's own ``.mtpjax`` (exact, with ``metadata``) when ``path`` ends so, else as an
+    MLIP ``.mtp``/``.almtp`` text file (readable by MLIP and LAMMPS-MLIP)."""
     from .io import write_mtp
+    from .io.native import SUFFIX, write_native
+
+    if str(path).endswith(SUFFIX):
+        return write_native(mtp, path, metadata)
 
     write_mtp(mtp_to_mtpfile(mtp, potential_name), path)

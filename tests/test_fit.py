@@ -88,23 +88,51 @@ def _bench_records(n=24):
     return load_records(path)[:n]
 
 
-@pytest.mark.parametrize("method", ["lbfgs", "bfgs"])
+@pytest.mark.parametrize("method", ["lbfgs", "bfgs", "adam"])
 def test_resume_reaches_the_same_result(tmp_path, method):
     records = _bench_records(16)
-    batches, _ = pack_records(records, 5.0)
+    # Adam: minibatches of about 30 atoms (several batches, visited in a seeded order); else one full batch
+    batches, _ = pack_records(records, 5.0, max_batch_atoms=30 if method == "adam" else 4096)
+    if method == "adam":
+        assert len(batches) > 2
     from mtpjax.basis import generate_basis
 
     mtp0 = F.initial_mtp(generate_basis(8), 1, 2.0, 5.0, batches, seed=3)
-    cfg = F.FitConfig(max_steps=8, checkpoint_every=3, method=method, linear_solve_at=(0, 5))
+    cfg = F.FitConfig(max_steps=8, checkpoint_every=3, method=method, linear_solve_at=(0, 5), learning_rate=1e-2)
     full, hist_full = F.fit(mtp0, batches, cfg, workdir=tmp_path / "a", log=lambda m: None)
-    # "killed" after step 3 (its last checkpoint), then resumed to 8
-    F.fit(mtp0, batches, F.FitConfig(max_steps=3, checkpoint_every=3, method=method, linear_solve_at=(0, 5)),
-          workdir=tmp_path / "b", log=lambda m: None)
+    # killed during step 4 (its last checkpoint is after step 3), then resumed to 8
+    class Killed(Exception):
+        pass
+
+    def kill(k, val):
+        if k == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", log=lambda m: None, progress=kill)
     resumed, hist = F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", resume=True, log=lambda m: None)
     assert [k for k, _ in hist] == list(range(8))
     for x, y in zip(F._trainable(full), F._trainable(resumed)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-10)
-    assert hist_full[-1][1] < hist_full[0][1]
+    if method != "adam":  # (Adam's history holds minibatch losses)
+        assert hist_full[-1][1] < hist_full[0][1]
+
+
+def test_adam_minibatches_reduce_the_full_loss():
+    """Adam on minibatches lowers the full-data loss beyond what the exact linear solve alone reaches."""
+    from mtpjax.basis import generate_basis
+
+    records = _bench_records(24)
+    batches, _ = pack_records(records, 5.0, max_batch_atoms=40)
+    assert len(batches) > 2
+    n = len(records)
+    mtp0 = F.linear_solve(F.initial_mtp(generate_basis(8), 1, 2.0, 5.0, batches, seed=1), batches, F.LossConfig(), n)
+    start = float(F.loss(mtp0, [jax.tree.map(jnp.asarray, b) for b in batches], F.LossConfig(), n))
+    cfg = F.FitConfig(max_steps=60, method="adam", learning_rate=1e-2, linear_solve_at=(0,), seed=2)
+    fitted, hist = F.fit(mtp0, batches, cfg, log=lambda m: None)
+    end = float(F.loss(fitted, [jax.tree.map(jnp.asarray, b) for b in batches], F.LossConfig(), n))
+    assert len(hist) == 60 and np.isfinite(end)
+    assert end < 0.9 * start
 
 
 def test_pack_cache_roundtrip_and_corruption(tmp_path):
@@ -172,9 +200,35 @@ def test_fit_command_line(tmp_path, capsys):
     result = json.loads((work / "result.json").read_text())
     assert result["steps"] == 5 and result["test"]["all"]["energy"] > 0
     assert "RMSE" in capsys.readouterr().err
+    # the exact .mtpjax beside it: the same potential, bit for bit, with how it was fitted
+    from mtpjax.io.native import read_native
+    from mtpjax.model import load_mtp
+
+    native, meta = read_native(tmp_path / "pot.mtpjax")
+    for x, y in zip(jax.tree.leaves(native), jax.tree.leaves(load_mtp(out))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert meta["level"] == 8 and meta["steps"] == 5 and "test" in meta
     # an empty training file fails clearly
     (tmp_path / "empty.extxyz").write_text("")
     assert main(["fit", str(tmp_path / "empty.extxyz"), "--level", "8", "--cutoff", "5", "-o", str(tmp_path / "x.almtp")]) == 2
+    # the config-driven form: options from a TOML file (paths relative to it), the command line overriding
+    cfg = tmp_path / "fit.toml"
+    cfg.write_text('[fit]\ntrain = ["train.extxyz"]\nlevel = 8\ncutoff = 5.0\nmax_steps = 3\noptimizer = "adam"\n'
+                   'max_batch_atoms = 60\nforce_weight = 0.02\noutput = "cfg.almtp"\n')
+    assert main(["fit", "--config", str(cfg), "--max-steps", "4"]) == 0
+    result = json.loads((tmp_path / "cfg.fit" / "result.json").read_text())
+    assert result["steps"] == 4 and result["optimizer"] == "adam"
+    assert read_mtp(tmp_path / "cfg.almtp").is_trained
+    capsys.readouterr()
+    cfg.write_text("[fit]\nlevel = 8\ncutoff = 5.0\nmax_stepz = 3\n")
+    assert main(["fit", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "max_stepz" in err and str(cfg) in err
+    cfg.write_text('[fit]\nlevel = "eight"\n')
+    assert main(["fit", "--config", str(cfg)]) == 2
+    assert "level" in capsys.readouterr().err
+    assert main(["fit", "--level", "8", "-o", "x.almtp"]) == 2
+    assert "TRAIN files, --cutoff" in capsys.readouterr().err
 
 
 def test_sweep_table_plots_and_resume(tmp_path):

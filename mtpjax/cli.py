@@ -161,7 +161,7 @@ def cmd_sweep(args) -> int:
     train, test, n_species = _load_training(args)
     run_sweep(train, test, Path(args.output), levels=args.levels, cutoffs=args.cutoffs, subsets=args.subsets, seeds=args.seeds,
               cfg=_fit_config(args), n_species=n_species, species=args.species, init=args.init,
-              max_batch_atoms=args.max_batch_atoms, log=lambda m: print(m, file=sys.stderr))
+              max_batch_atoms=args.max_batch_atoms, group=args.group, log=lambda m: print(m, file=sys.stderr))
     return 0
 
 
@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--subsets", nargs="+", default=["all"],
                    help="training subsets by tag ('all' = every structure; 'A+B' = the union of A and B); default all")
     w.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
+    w.add_argument("--group", choices=["level", "seed", "none"], default="level",
+                   help="runs trained together in one compiled program: level (all cutoffs and seeds of a level, data "
+                        "packed at the largest cutoff; default), seed (the seeds of each cutoff) or none")
     _fit_options(w)
     w.add_argument("-o", "--output", help="sweep folder: runs/, results.csv, plots; required")
     w.set_defaults(func=cmd_sweep)

@@ -360,15 +360,14 @@ def minibatch_order(seed: int, n_batches: int, step: int) -> int:
     return int(np.random.default_rng([seed, epoch]).permutation(n_batches)[k])
 
 
-@functools.lru_cache(maxsize=16)
-def _make_step(loss_cfg: LossConfig, method: str, memory_size: int, n_structures: int):
-    """The optimiser and its jitted step (cached, so repeated fits with the same settings compile once)."""
+def _step_body(loss_cfg: LossConfig, method: str, memory_size: int, n_structures: int):
+    """The full-batch optimiser and its (unjitted) step (params, state, static MTP, scale, batches) -> (params,
+    state, loss)."""
     opt = _optimizer(method, memory_size)
 
     def value(params, static, scale, batches):
         return loss(_with(static, _unscaled(params, scale)), batches, loss_cfg, n_structures)
 
-    @jax.jit
     def step(params, state, static, scale, batches):
         fn = lambda p: value(p, static, scale, batches)  # noqa: E731
         val, grad = optax.value_and_grad_from_state(fn)(params, state=state)
@@ -376,6 +375,13 @@ def _make_step(loss_cfg: LossConfig, method: str, memory_size: int, n_structures
         return optax.apply_updates(params, updates), state, val
 
     return opt, step
+
+
+@functools.lru_cache(maxsize=16)
+def _make_step(loss_cfg: LossConfig, method: str, memory_size: int, n_structures: int):
+    """The optimiser and its jitted step (cached, so repeated fits with the same settings compile once)."""
+    opt, step = _step_body(loss_cfg, method, memory_size, n_structures)
+    return opt, jax.jit(step)
 
 
 def _init_state(opt, params):
@@ -540,11 +546,8 @@ def train_potential(train, test, *, level: int, cutoff: float, rmin=None, seed: 
     ``rmin`` defaults to 0.99 x the shortest training distance (MLIP-3). Returns the result dictionary (RMSEs per
     subset, steps, wall and CPU seconds, settings).
     """
-    import warnings
-
     from .basis import generate_basis
     from .data import pack_for_devices, pack_records, unstack
-    from .model import save_mtp
 
     cfg = dataclasses.replace(cfg or FitConfig(), seed=seed)
     workdir = Path(workdir)
@@ -556,33 +559,61 @@ def train_potential(train, test, *, level: int, cutoff: float, rmin=None, seed: 
     else:
         batches, subsets = pack_records(train, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=workdir / "cache")
         fit_batches = batches
-    n_real = sum(int((lb.batch.species >= 0).sum()) for lb in batches)
-    n_pairs = sum(int(lb.batch.nbrs.mask.sum()) for lb in batches)
-    if n_pairs / max(n_real, 1) > 150:
-        warnings.warn(f"cutoff {cutoff} Å gives {n_pairs / n_real:.0f} neighbours per atom on average: larger than makes sense "
-                      "for an MTP (typical: 20-80), and fitting will be slow")
-    if rmin is None:
-        dmin = training_min_distance(batches)
-        if not np.isfinite(dmin):
-            raise MtpjaxError(f"no pair of atoms of the training set is closer than the cutoff {cutoff} Å")
-        rmin = 0.99 * dmin
+    check_cutoff(batches, cutoff)
+    rmin = default_rmin(batches, cutoff) if rmin is None else rmin
     if rmin >= cutoff:
         raise MtpjaxError(f"r_min {rmin:.3f} Å must be below the cutoff {cutoff} Å")
     mtp = initial_mtp(generate_basis(level), n_species, rmin, cutoff, batches, seed=seed, species=species, init=init)
-    log(f"mtpjax fit: {len(train)} structures ({n_real} atoms), level {level}, cutoff {cutoff} Å, r_min {rmin:.4f} Å, "
+    log(f"mtpjax fit: {len(train)} structures ({count_atoms(batches)} atoms), level {level}, cutoff {cutoff} Å, r_min {rmin:.4f} Å, "
         f"{mtp.moment_coeffs.shape[0]} basis functions")
     mtp, history = fit(mtp, fit_batches, cfg, workdir=workdir, resume=resume, progress=progress, log=log)
-    n_structures = sum(int((lb.weight > 0).sum()) for lb in batches)
+    test_batches = (lambda: pack_records(test, cutoff, max_batch_atoms=max_batch_atoms)) if test else None
+    return finish_run(mtp, history, batches, subsets, test_batches, cfg, output, workdir, t0, c0,
+                      {"level": level, "cutoff": cutoff, "rmin": rmin, "seed": seed, "n_train": len(train), "n_test": len(test or [])})
+
+
+def count_atoms(batches) -> int:
+    """Real (unpadded) atoms in packed batches."""
+    return sum(int((np.asarray(lb.batch.species) >= 0).sum()) for lb in batches)
+
+
+def check_cutoff(batches, cutoff: float) -> None:
+    """Warn when the cutoff gives far more neighbours per atom than makes sense for an MTP."""
+    import warnings
+
+    n_pairs = sum(int(np.asarray(lb.batch.nbrs.mask).sum()) for lb in batches)
+    per_atom = n_pairs / max(count_atoms(batches), 1)
+    if per_atom > 150:
+        warnings.warn(f"cutoff {cutoff} Å gives {per_atom:.0f} neighbours per atom on average: larger than makes sense "
+                      "for an MTP (typical: 20-80), and fitting will be slow")
+
+
+def default_rmin(batches, cutoff: float) -> float:
+    """MLIP-3's r_min: 0.99 x the shortest training distance (Å)."""
+    dmin = training_min_distance(batches)
+    if not np.isfinite(dmin):
+        raise MtpjaxError(f"no pair of atoms of the training set is closer than the cutoff {cutoff} Å")
+    return 0.99 * dmin
+
+
+def finish_run(mtp: MTP, history, batches, subsets, test_batches, cfg: FitConfig, output, workdir, t0: float, c0: float,
+               settings: dict) -> dict:
+    """The last exact linear solve, the errors on the training (and test) data, and the outputs of one fitted
+    potential: ``output`` (.almtp or .mtpjax) and the exact .mtpjax beside it, ``metrics.jsonl``, ``result.json``
+    and ``loss.png`` in ``workdir``. ``test_batches``: None, or a function giving the packed test set (batches,
+    subsets), called after the timing stops. Returns the result dictionary."""
+    from .model import save_mtp
+
+    workdir = Path(workdir)
+    n_structures = sum(int((np.asarray(lb.weight) > 0).sum()) for lb in batches)
     mtp = linear_solve(mtp, [jax.tree.map(jnp.asarray, lb) for lb in batches], cfg.loss, n_structures)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     output = Path(output)
     native = output if output.suffix == ".mtpjax" else output.with_suffix(".mtpjax")
-    result = {"train": errors(mtp, batches, subsets), "steps": len(history), "wall_s": wall, "cpu_s": cpu, "level": level,
-              "cutoff": cutoff, "rmin": rmin, "seed": seed, "n_basis": int(mtp.moment_coeffs.shape[0]), "potential": str(output),
-              "optimizer": cfg.method, "n_train": len(train), "n_test": len(test or [])}
-    if test:
-        tb, ts = pack_records(test, cutoff, max_batch_atoms=max_batch_atoms)
-        result["test"] = errors(mtp, tb, ts)
+    result = {"train": errors(mtp, batches, subsets), "steps": len(history), "wall_s": wall, "cpu_s": cpu, **settings,
+              "n_basis": int(mtp.moment_coeffs.shape[0]), "potential": str(output), "optimizer": cfg.method}
+    if test_batches is not None:
+        result["test"] = errors(mtp, *test_batches())
     save_mtp(mtp, output, metadata=result)
     if native != output:
         save_mtp(mtp, native, metadata=result)  # the exact copy, with how it was fitted

@@ -1,6 +1,7 @@
 """Sweeps: fits over levels x cutoffs x training subsets x seeds, resumable, with a table and plots.
 
-Each run lives in ``OUT/runs/<name>/`` (potential, checkpoint, result.json). A finished run (its result.json
+Each run lives in ``OUT/runs/<name>/`` (potential, checkpoint, result.json). Runs of one level train together in
+one compiled program (:mod:`mtpjax.group_fit`; checkpoints in ``OUT/groups/``). A finished run (its result.json
 exists) is skipped; an interrupted one resumes from its checkpoint. ``OUT/results.csv`` has one row per run
 and ``OUT/rmse_vs_level.png`` / ``OUT/rmse_vs_cutoff.png`` plot training errors as the paper's Figs 4a and 4b.
 """
@@ -33,32 +34,100 @@ def run_name(subset, level, cutoff, seed) -> str:
     return f"{subset}_L{level:02d}_rc{cutoff:g}_s{seed}".replace("+", "-")
 
 
+GROUPINGS = ("level", "seed", "none")
+
+
+def _groups(subsets, levels, cutoffs, seeds, group: str):
+    """The runs as lists of (subset, level, cutoff, seed) trained together."""
+    if group not in GROUPINGS:
+        raise MtpjaxError(f"unknown grouping {group!r}; choose one of {GROUPINGS}")
+    if group == "level":
+        return [[(s, lv, c, sd) for c in cutoffs for sd in seeds] for s in subsets for lv in levels]
+    if group == "seed":
+        return [[(s, lv, c, sd) for sd in seeds] for s in subsets for lv in levels for c in cutoffs]
+    return [[run] for run in itertools.product(subsets, levels, cutoffs, seeds)]
+
+
+def _train_group(members, train, test, out: Path, cfg, n_species, species, init, max_batch_atoms, log) -> None:
+    """Fit the pending runs of one group together (one compiled program) and write each run's outputs."""
+    import time
+
+    from .basis import generate_basis
+    from .data import pack_records
+    from .fit import check_cutoff, default_rmin, finish_run, initial_mtp
+    from .group_fit import fit_group
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    subset, level = members[0][0], members[0][1]
+    records = select_subset(train, subset)
+    cutoff = max(c for _, _, c, _ in members)
+    batches, tags = pack_records(records, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=out / "cache")
+    check_cutoff(batches, cutoff)
+    rmin = default_rmin(batches, cutoff)
+    basis = generate_basis(level)
+    mtps = [initial_mtp(basis, n_species, rmin, c, batches, seed=sd, species=species, init=init) for _, _, c, sd in members]
+    names = [run_name(*m) for m in members]
+    group_dir = out / "groups" / f"{subset}_L{level:02d}_{len(members)}".replace("+", "-")
+    fitted, histories = fit_group(mtps, batches, cfg, names=names, workdir=group_dir, resume=True, log=log)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    test_packed = []
+
+    def test_batches():  # packed once, at the largest cutoff, for all members
+        if not test_packed:
+            test_packed.append(pack_records(test, cutoff, max_batch_atoms=max_batch_atoms))
+        return test_packed[0]
+
+    for (sub, lv, c, sd), name, mtp, hist in zip(members, names, fitted, histories):
+        work = out / "runs" / name
+        work.mkdir(parents=True, exist_ok=True)
+        # each run is charged an equal share of the group's time
+        now_w, now_c = time.perf_counter(), time.process_time()
+        finish_run(mtp, hist, batches, tags, test_batches if test else None, cfg, work / "potential.almtp", work,
+                   now_w - wall / len(members), now_c - cpu / len(members),
+                   {"level": lv, "cutoff": c, "rmin": rmin, "seed": sd, "n_train": len(records), "n_test": len(test or []),
+                    "group_size": len(members)})
+
+
 def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seeds=(0,), cfg=None, n_species=1, species=None,
-              init="mlip", max_batch_atoms=100000, log=print) -> list[dict]:
-    """Fit every (subset, level, cutoff, seed); returns the table rows (also written to ``out/results.csv``)."""
-    from .fit import train_potential
+              init="mlip", max_batch_atoms=100000, group: str = "level", log=print) -> list[dict]:
+    """Fit every (subset, level, cutoff, seed); returns the table rows (also written to ``out/results.csv``).
+
+    ``group``: which runs train together in one compiled program (:mod:`mtpjax.group_fit`): "level" (all cutoffs
+    and seeds of a subset and level; the data is packed at the largest cutoff), "seed" (the seeds of each cutoff),
+    or "none" (one fit after another). Grouped runs are charged an equal share of their group's time.
+    """
+    from .fit import FitConfig, train_potential
 
     out = Path(out)
+    cfg = cfg or FitConfig()
     rows = []
-    grid = list(itertools.product(subsets, levels, cutoffs, seeds))
-    for k, (subset, level, cutoff, seed) in enumerate(grid):
-        name = run_name(subset, level, cutoff, seed)
-        work = out / "runs" / name
-        done = work / "result.json"
-        if done.exists():
+    groups = _groups(subsets, levels, cutoffs, seeds, group)
+    n_runs, k = sum(map(len, groups)), 0
+    for members in groups:
+        pending = [m for m in members if not (out / "runs" / run_name(*m) / "result.json").exists()]
+        if len(pending) > 1:
+            log(f"[{k + 1}-{k + len(members)}/{n_runs}] {len(pending)} runs together: {[run_name(*m) for m in pending]}")
+            _train_group(pending, train, test, out, cfg, n_species, species, init, max_batch_atoms, log)
+        for subset, level, cutoff, seed in members:
+            k += 1
+            name = run_name(subset, level, cutoff, seed)
+            work = out / "runs" / name
+            done = work / "result.json"
+            if (subset, level, cutoff, seed) not in pending:
+                log(f"[{k}/{n_runs}] {name}: done before, skipped")
+            elif len(pending) == 1:
+                log(f"[{k}/{n_runs}] {name}")
+                train_potential(select_subset(train, subset), test, level=level, cutoff=cutoff, seed=seed, n_species=n_species,
+                                species=species, cfg=cfg, workdir=work, output=work / "potential.almtp", resume=True,
+                                max_batch_atoms=max_batch_atoms, init=init, log=log)
             result = json.loads(done.read_text())
-            log(f"[{k + 1}/{len(grid)}] {name}: done before, skipped")
-        else:
-            log(f"[{k + 1}/{len(grid)}] {name}")
-            result = train_potential(select_subset(train, subset), test, level=level, cutoff=cutoff, seed=seed,
-                                     n_species=n_species, species=species, cfg=cfg, workdir=work, output=work / "potential.almtp",
-                                     resume=True, max_batch_atoms=max_batch_atoms, init=init, log=log)
-        tr, te = result["train"].get("all", {}), result.get("test", {}).get("all", {})
-        rows.append({"subset": subset, "level": level, "cutoff": cutoff, "seed": seed, "n_basis": result.get("n_basis"),
-                     "steps": result["steps"], "wall_s": round(result["wall_s"], 2), "cpu_s": round(result["cpu_s"], 2),
-                     "train_energy_meV": tr.get("energy"), "train_forces": tr.get("forces"), "train_stress_GPa": tr.get("stress"),
-                     "test_energy_meV": te.get("energy"), "test_forces": te.get("forces"), "test_stress_GPa": te.get("stress")})
-        write_table(rows, out / "results.csv")
+            tr, te = result["train"].get("all", {}), result.get("test", {}).get("all", {})
+            rows.append({"subset": subset, "level": level, "cutoff": cutoff, "seed": seed, "n_basis": result.get("n_basis"),
+                         "steps": result["steps"], "wall_s": round(result["wall_s"], 2), "cpu_s": round(result["cpu_s"], 2),
+                         "train_energy_meV": tr.get("energy"), "train_forces": tr.get("forces"),
+                         "train_stress_GPa": tr.get("stress"), "test_energy_meV": te.get("energy"),
+                         "test_forces": te.get("forces"), "test_stress_GPa": te.get("stress")})
+            write_table(rows, out / "results.csv")
     plot_sweep(rows, out)
     log(f"sweep: {len(rows)} runs -> {out / 'results.csv'}")
     return rows

@@ -1,0 +1,15 @@
+"""Training sets by the recipe of Poul, Huber, Bitzek & Neugebauer (2023): random space-group crystals
+(RANDSPG), successive low-precision relaxations (VOLMIN, CELLMIN, INTMIN), strained and rattled copies (TRIAX,
+SHEAR, RATTLE), labelled with an oracle. See ``docs/generate.md``.
+
+    from mtpjax.generate import load_config, run
+    manifest = run(load_config("configs/generate_mg.toml"), "data/mg")
+
+Modules: config, reference, randspg, relax, deform, label, checkpoint, executors, manifest, pipeline, cli.
+"""
+from .config import SUBSETS, ConfigError, GenerateConfig, config_from_dict, load_config
+from .pipeline import run
+from .reference import hcp_reference
+from .structures import Failure
+
+__all__ = ["SUBSETS", "ConfigError", "Failure", "GenerateConfig", "config_from_dict", "hcp_reference", "load_config", "run"]

@@ -1,0 +1,216 @@
+"""The generation recipe as a TOML file, validated into dataclasses.
+
+Every error names the config field at fault (``randspg.volume_range: ...``). Units: Å, eV, eV/Å, GPa;
+volumes are fractions of the oracle's own hcp equilibrium volume Ω0 (Å³/atom).
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import MtpjaxError
+
+#: Subsets in pipeline order; EVERYTHING is the union of the selected ones.
+SUBSETS = ("RANDSPG", "VOLMIN", "CELLMIN", "INTMIN", "TRIAX", "SHEAR", "RATTLE")
+
+
+class ConfigError(MtpjaxError, ValueError):
+    """A bad generation config; the message starts with the field at fault."""
+
+    def __init__(self, field_name: str, message: str):
+        self.field = field_name
+        super().__init__(f"{field_name}: {message}")
+
+
+@dataclass(frozen=True)
+class RandspgConfig:
+    """Random space-group structures (pyxtal) of one element."""
+
+    space_groups: tuple[int, int] = (1, 230)  # inclusive range of space-group numbers
+    n_atoms: tuple[int, int] = (1, 10)  # inclusive range of atoms per (conventional) cell
+    copies: int = 1  # structures per compatible (space group, atoms) pair
+    volume_range: tuple[float, float] = (0.9, 1.1)  # volume per atom, uniform in [lo, hi] × Ω0
+    min_distance: float = 0.6  # minimum interatomic distance, × the oracle's hcp nearest-neighbour distance
+    symprec: float = 1e-3  # Å, spglib tolerance of the detected space group
+    max_attempts: int = 3  # pyxtal calls per structure before giving up
+    time_limit: float = 20.0  # s per structure (all attempts), 0 = none
+    workers: int = 2  # processes for pyxtal (1 = in-process)
+
+
+@dataclass(frozen=True)
+class RelaxConfig:
+    """Low-precision FIRE relaxations (VOLMIN, CELLMIN, INTMIN)."""
+
+    fmax: float = 0.05  # eV/Å, INTMIN convergence (largest atomic force)
+    smax: float = 0.2  # GPa, VOLMIN (|pressure|) and CELLMIN (largest stress component) convergence
+    max_steps: int = 500  # FIRE steps before a structure counts as not converged
+    maxstep: float = 0.2  # Å, largest FIRE move per step (norm over a structure's degrees of freedom)
+    skin: float = 1.0  # Å, neighbour-list skin (lists are rebuilt before they can go stale)
+    steps_per_round: int = 25  # jitted FIRE steps between host checks
+    max_volume_factor: float = 4.0  # fail when V/V_start leaves [1/f, f] (random cells often double their volume)
+    batch_atoms: int = 4096  # atoms per packed batch (JAX oracles)
+
+
+@dataclass(frozen=True)
+class DeformConfig:
+    """TRIAX, SHEAR and RATTLE copies of every INTMIN structure."""
+
+    copies: int = 5
+    triax: float = 0.8  # TRIAX: diagonal strain entries uniform in ±triax
+    shear: float = 0.8  # SHEAR: symmetric off-diagonal strain entries uniform in ±shear (diagonal 0)
+    rattle_mean: float = 0.5  # Å, RATTLE: mean displacement norm (isotropic Gaussian)
+    rattle_strain: float = 0.05  # RATTLE: symmetric strain entries uniform in ±rattle_strain
+    min_volume_ratio: float = 0.1  # discard a deformed cell with V/V_parent below this
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where the work runs. kind: auto (JAX oracle: in-process batched; ASE oracle: process pool), jax,
+    process or dask."""
+
+    kind: str = "auto"
+    workers: int = 2  # processes (process pool) or Dask workers of a LocalCluster
+    address: str = ""  # Dask scheduler address ("" = start a LocalCluster)
+    processes: bool = True  # LocalCluster: worker processes (True) or threads (False)
+    chunk_size: int = 256  # structures per task and per checkpoint
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """The whole recipe (see configs/generate_mg.toml)."""
+
+    element: str = "Mg"
+    seed: int = 0
+    oracle: dict = field(default_factory=lambda: {"type": "zhou"})
+    subsets: tuple[str, ...] = SUBSETS
+    randspg: RandspgConfig = RandspgConfig()
+    relax: RelaxConfig = RelaxConfig()
+    deform: DeformConfig = DeformConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+
+    def oracle_spec(self) -> dict:
+        """The [oracle] table as a :func:`mtpjax.oracles.make_oracle` spec; a Zhou EAM without ``element(s)``
+        gets the top-level element."""
+        spec = dict(self.oracle)
+        if spec.get("type") == "zhou" and "element" not in spec and "elements" not in spec:
+            spec["element"] = self.element
+        return spec
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"randspg": RandspgConfig, "relax": RelaxConfig, "deform": DeformConfig, "executor": ExecutorConfig}
+
+
+def _build(cls, data: dict, prefix: str):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}", f"unknown field (known: {', '.join(names)})")
+    kw = {}
+    for k, v in data.items():
+        default = getattr(cls(), k) if k not in _SECTIONS else None
+        if isinstance(default, tuple):
+            if not isinstance(v, (list, tuple)):
+                raise ConfigError(f"{prefix}{k}", f"expected a list, got {v!r}")
+            v = tuple(v)
+        kw[k] = v
+    return cls(**kw)
+
+
+def config_from_dict(data: dict) -> GenerateConfig:
+    """Validated config from a (TOML-like) dict; missing fields take their defaults."""
+    data = dict(data)
+    sections = {k: _build(c, data.pop(k) or {}, f"{k}.") for k, c in _SECTIONS.items() if k in data}
+    cfg = _build(GenerateConfig, data, "")
+    cfg = dataclasses.replace(cfg, **sections)
+    validate(cfg)
+    return cfg
+
+
+def load_config(path) -> GenerateConfig:
+    """Read and validate a TOML config. Raises ConfigError / MtpjaxError naming the file and field."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise MtpjaxError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise MtpjaxError(f"{path}: not valid TOML: {err}") from None
+    try:
+        return config_from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(err.field, f"{str(err)[len(err.field) + 2:]} (in {path})") from None
+
+
+def _range(name, r, lo, hi, kind=float):
+    if len(r) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r):
+        raise ConfigError(name, f"expected [lower, upper], got {list(r)!r}")
+    if kind is int and not all(float(x).is_integer() for x in r):
+        raise ConfigError(name, f"expected integers, got {list(r)!r}")
+    if not (lo <= r[0] <= r[1] <= hi):
+        raise ConfigError(name, f"need {lo} <= lower <= upper <= {hi}, got {list(r)!r}")
+
+
+def _positive(name, x, allow_zero=False):
+    if not isinstance(x, (int, float)) or isinstance(x, bool) or not (x >= 0 if allow_zero else x > 0):
+        raise ConfigError(name, f"must be a {'non-negative' if allow_zero else 'positive'} number, got {x!r}")
+
+
+def validate(cfg: GenerateConfig) -> None:
+    """Field-by-field checks that need no oracle (see :func:`check_volume_range` for the one that does)."""
+    from ase.data import atomic_numbers
+
+    if not isinstance(cfg.element, str) or cfg.element not in atomic_numbers:
+        raise ConfigError("element", f"{cfg.element!r} is not a chemical element")
+    if not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError("seed", f"must be a non-negative integer, got {cfg.seed!r}")
+    if not isinstance(cfg.oracle, dict) or "type" not in cfg.oracle:
+        raise ConfigError("oracle.type", "the [oracle] table needs a type (e.g. zhou, eam, lj, ase)")
+    bad = [s for s in cfg.subsets if s not in SUBSETS]
+    if bad or not cfg.subsets:
+        raise ConfigError("subsets", f"unknown subset {bad[0]!r}; choose from {', '.join(SUBSETS)}" if bad else "is empty")
+    r = cfg.randspg
+    _range("randspg.space_groups", r.space_groups, 1, 230, int)
+    _range("randspg.n_atoms", r.n_atoms, 1, 10_000, int)
+    if not (len(r.volume_range) == 2 and all(isinstance(x, (int, float)) for x in r.volume_range)):
+        raise ConfigError("randspg.volume_range", f"expected [lower, upper] (fractions of Ω0), got {list(r.volume_range)!r}")
+    lo, hi = r.volume_range
+    if not (lo > 0 and hi > 0):
+        raise ConfigError("randspg.volume_range", f"volumes must be positive fractions of Ω0, got {[lo, hi]}")
+    if lo > hi:
+        raise ConfigError("randspg.volume_range", f"lower {lo} > upper {hi}")
+    for name, x in [("randspg.copies", r.copies), ("randspg.max_attempts", r.max_attempts), ("randspg.workers", r.workers),
+                    ("relax.max_steps", cfg.relax.max_steps), ("relax.steps_per_round", cfg.relax.steps_per_round),
+                    ("relax.batch_atoms", cfg.relax.batch_atoms), ("executor.workers", cfg.executor.workers),
+                    ("executor.chunk_size", cfg.executor.chunk_size)]:
+        if not isinstance(x, int) or x < 1:
+            raise ConfigError(name, f"must be a positive integer, got {x!r}")
+    if not isinstance(cfg.deform.copies, int) or cfg.deform.copies < 0:
+        raise ConfigError("deform.copies", f"must be a non-negative integer, got {cfg.deform.copies!r}")
+    _positive("randspg.min_distance", r.min_distance, allow_zero=True)
+    _positive("randspg.symprec", r.symprec)
+    _positive("randspg.time_limit", r.time_limit, allow_zero=True)
+    for k in ("fmax", "smax", "maxstep", "skin"):
+        _positive(f"relax.{k}", getattr(cfg.relax, k))
+    if not cfg.relax.max_volume_factor > 1:
+        raise ConfigError("relax.max_volume_factor", f"must be > 1, got {cfg.relax.max_volume_factor!r}")
+    for k in ("triax", "shear", "rattle_mean", "rattle_strain", "min_volume_ratio"):
+        _positive(f"deform.{k}", getattr(cfg.deform, k), allow_zero=True)
+    if cfg.executor.kind not in ("auto", "jax", "process", "dask"):
+        raise ConfigError("executor.kind", f"choose auto, jax, process or dask, not {cfg.executor.kind!r}")
+
+
+def check_volume_range(cfg: GenerateConfig, omega0: float, nn_distance: float) -> None:
+    """Atoms kept ``min_distance`` apart need at least the close-packed volume d³/√2 per atom: a volume range
+    whose upper end is below that cannot produce a single structure."""
+    d = cfg.randspg.min_distance * nn_distance
+    need = d ** 3 / 2 ** 0.5
+    hi = cfg.randspg.volume_range[1] * omega0
+    if hi < need:
+        raise ConfigError("randspg.volume_range",
+                          f"the largest volume {hi:.3g} Å³/atom (upper {cfg.randspg.volume_range[1]} × Ω0 = {omega0:.3g} Å³) "
+                          f"cannot hold atoms {d:.3g} Å apart (randspg.min_distance; close packing needs {need:.3g} Å³/atom)")

@@ -1,0 +1,71 @@
+"""The run's record: ``manifest.json`` (seeds, config, oracle, versions, Ω0, counts, rejections, timings, file
+hashes) and ``summary.md`` (the counts per subset as a table, like Fig. 2 of Poul et al.)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from .checkpoint import atomic_write_bytes
+
+PACKAGES = ("mtpjax", "jax", "jaxlib", "equinox", "pyxtal", "spglib", "ase", "numpy", "scipy", "vesin", "dask", "distributed")
+
+
+def versions() -> dict:
+    """Versions of Python, the platform and the packages the data depend on (None if not installed)."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json(path, obj) -> None:
+    """Atomic JSON write."""
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+def read_json(path, what: str = "file"):
+    """Read JSON; a corrupted file raises an MtpjaxError naming it."""
+    from ..errors import MtpjaxError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MtpjaxError(f"{path}: corrupted {what} ({err}); delete it (or the whole folder) to start afresh") from None
+
+
+def _reasons(d: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "-"
+
+
+def summary_markdown(manifest: dict) -> str:
+    """The subsets table of a manifest as markdown."""
+    ref = manifest["reference"]
+    lines = [f"# Training set: {manifest['element']} ({manifest['oracle'].get('name', manifest['oracle'].get('type', ''))})", "",
+             f"seed {manifest['seed']}; Ω0 = {ref['omega0']:.4f} Å³/atom (oracle's hcp: a = {ref['a']:.4f} Å, "
+             f"c/a = {ref['c_over_a']:.4f}); minimum distance {manifest['min_distance']:.3f} Å", "",
+             "| subset | in dataset | structures | atoms | attempted | rejected (by reason) | label failures | time (s) |",
+             "|---|---|---:|---:|---:|---|---|---:|"]
+    for name, s in manifest["subsets"].items():
+        lines.append(f"| {name} | {'yes' if s.get('selected', True) else 'no'} | {s['structures']} | {s['atoms']} | "
+                     f"{s.get('attempted', '')} | {_reasons(s.get('rejected', {}))} | {_reasons(s.get('label_failures', {}))} | "
+                     f"{s.get('time_s', 0):.1f} |")
+    sp = manifest["subsets"].get("RANDSPG", {})
+    if "incompatible_pairs" in sp:
+        lines += ["", f"RANDSPG: {sp['compatible_pairs']} compatible (space group, atoms) pairs × {sp['copies']} copies; "
+                      f"{sp['incompatible_pairs']} incompatible pairs skipped."]
+    lines += ["", "| stage | time (s) |", "|---|---:|"] + [f"| {k} | {v:.1f} |" for k, v in manifest["timings"].items()]
+    return "\n".join(lines) + "\n"

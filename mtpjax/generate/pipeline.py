@@ -1,0 +1,288 @@
+"""The training-set recipe of Poul, Huber, Bitzek & Neugebauer (2023), end to end.
+
+    RANDSPG ─► VOLMIN ─► CELLMIN ─► INTMIN ─► TRIAX, SHEAR, RATTLE        (each a subset; EVERYTHING = union)
+
+1. the oracle's hcp ground state gives Ω0 (Å³/atom) and the nearest-neighbour distance (:mod:`.reference`);
+2. RANDSPG: random crystals for every compatible (space group, atoms) pair (:mod:`.randspg`);
+3. VOLMIN, CELLMIN, INTMIN: successive low-precision relaxations, each of the previous stage's output (:mod:`.relax`);
+4. TRIAX, SHEAR, RATTLE: deformed copies of every INTMIN structure (:mod:`.deform`);
+5. every selected subset is labelled with the oracle (energy, forces, stress) and written as ``OUT/<SUBSET>.extxyz``;
+   their union as ``OUT/EVERYTHING.extxyz``; ``manifest.json``, ``summary.md`` and ``rejected.jsonl`` record the run.
+
+Work is cut into chunks; each chunk's result is a content-addressed checkpoint (:mod:`.checkpoint`) under
+``OUT/checkpoints``, so a killed run resumes (``resume=True``) without recomputing anything it finished. Results
+do not depend on the executor, the number of workers or interruptions: every random draw is seeded by the
+structure's key, and chunks are fixed by the input order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from ..errors import MtpjaxError
+from . import oracle as _oracle
+from .checkpoint import Store, atomic_write_bytes, content_hash
+from .config import SUBSETS, GenerateConfig, check_volume_range
+from .deform import DEFORMATIONS, deform
+from .executors import DaskExecutor, InProcess, ProcessPool
+from .label import label
+from .manifest import file_sha256, read_json, summary_markdown, versions, write_json
+from .randspg import generate_one, tasks as randspg_tasks
+from .reference import hcp_reference
+from .relax import relax
+from .structures import is_failure, strip_labels, tag
+
+RELAXATIONS = (("VOLMIN", "volume"), ("CELLMIN", "cell"), ("INTMIN", "positions"))
+#: Bumped when a stage's results would change for the same inputs (part of every checkpoint key).
+RECIPE_VERSION = 1
+#: pyxtal tasks per chunk (small: load balance over workers, since some space groups are slow).
+RANDSPG_CHUNK = 16
+
+
+# --------------------------------------------------------------------------------------- tasks (run in workers)
+def randspg_task(p, progress=None):
+    out = []
+    for k, t in enumerate(p["tasks"]):
+        out.append(generate_one(t, p["element"], p["omega0"], p["dmin"], p["cfg"], p["seed"], k))
+        if progress:
+            progress(1)
+    return out
+
+
+def relax_task(p, progress=None):
+    oracle = _oracle.single_process(_oracle.resolve(p["oracle"]))
+    return relax(oracle, p["structures"], p["mode"], p["cfg"], p["dmin"], progress=progress)
+
+
+def label_task(p, progress=None):
+    oracle = _oracle.single_process(_oracle.resolve(p["oracle"]))
+    return label(oracle, p["structures"], progress=progress)
+
+
+# --------------------------------------------------------------------------------------- the run
+class _Run:
+    def __init__(self, cfg: GenerateConfig, out: Path, oracle, hook, progress: bool):
+        self.cfg, self.out, self.oracle, self.hook, self.progress = cfg, out, oracle, hook or (lambda *a, **k: None), progress
+        self.store = Store(out / "checkpoints")
+        self.oracle_id = _oracle.describe(oracle)
+        self.stats: dict = {}
+        self.timings: dict = {}
+        self.rejected: list = []
+        self.chunks = Counter()  # computed / cached chunks
+        ex = cfg.executor
+        if ex.kind == "dask":
+            self.pyx = self.work = DaskExecutor(ex.address, ex.workers, ex.processes)
+        else:
+            self.pyx = ProcessPool(cfg.randspg.workers) if cfg.randspg.workers > 1 else InProcess()
+            jax_here = ex.kind == "jax" or (ex.kind == "auto" and _oracle.is_jax(oracle))
+            self.work = InProcess() if jax_here else ProcessPool(ex.workers)
+        self.ref_oracle = self.oracle if isinstance(self.work, InProcess) else _oracle.portable(oracle)
+
+    def close(self):
+        for e in {id(self.pyx): self.pyx, id(self.work): self.work}.values():
+            e.close()
+
+    def bar(self, total, desc):
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=f"{desc:8s}", unit="str", disable=not self.progress, leave=True, file=sys.stderr)
+
+    def chunked(self, stage, fn, payloads, keys, executor, desc):
+        """Results of ``fn`` over payloads (lists), each a checkpoint ``stage/key``; only missing ones are computed."""
+        results = [self.store.load(stage, k) for k in keys]
+        todo = [i for i, r in enumerate(results) if r is None]
+        self.chunks[f"{stage}:cached"] += len(keys) - len(todo)
+        self.chunks[f"{stage}:computed"] += len(todo)
+        n_total = sum(len(p["tasks"] if "tasks" in p else p["structures"]) for p in payloads)
+        with self.bar(n_total, desc) as bar:
+            bar.update(sum(len(r) for r in results if r is not None))
+            for j, res in executor.imap(fn, [payloads[i] for i in todo], progress=bar.update):
+                i = todo[j]
+                self.store.save(stage, keys[i], res)
+                results[i] = res
+                self.hook("chunk_done", stage=stage, chunk=i)
+        return [x for r in results for x in r]
+
+    def split(self, items, size):
+        return [items[i:i + size] for i in range(0, len(items), size)]
+
+    def keep(self, subset, results, attempted, extra=None):
+        """Structures of ``results`` (failures counted in the subset's row and listed in rejected.jsonl)."""
+        ok = [r for r in results if not is_failure(r)]
+        bad = [r for r in results if is_failure(r)]
+        self.rejected += [{"stage": subset, "id": f.name, "reason": f.reason, "message": f.message} for f in bad]
+        self.stats[subset] = {"selected": subset in self.cfg.subsets, "attempted": attempted, "structures": len(ok),
+                              "atoms": sum(len(a) for a in ok), "rejected": dict(Counter(f.reason for f in bad)), **(extra or {})}
+        return ok
+
+    def timed(self, name, t0):
+        self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 3)
+
+    # ------------------------------------------------------------------------------- stages
+    def reference(self):
+        t0 = time.perf_counter()
+        key = content_hash("reference", RECIPE_VERSION, self.oracle_id, self.cfg.element)
+        ref = self.store.load("reference", key)
+        if ref is None:
+            ref = hcp_reference(self.oracle, self.cfg.element)
+            self.store.save("reference", key, ref)
+        self.timed("reference", t0)
+        return ref
+
+    def randspg(self, omega0, dmin):
+        t0 = time.perf_counter()
+        c = self.cfg.randspg
+        todo, n_bad = randspg_tasks(c)
+        chunks = self.split(todo, RANDSPG_CHUNK)
+        payloads = [dict(tasks=ch, element=self.cfg.element, omega0=omega0, dmin=dmin, cfg=c, seed=self.cfg.seed) for ch in chunks]
+        keys = [content_hash("RANDSPG", RECIPE_VERSION, self.cfg.seed, self.cfg.element, omega0, dmin, repr(c), ch) for ch in chunks]
+        res = self.chunked("RANDSPG", randspg_task, payloads, keys, self.pyx, "RANDSPG")
+        if self.pyx is not self.work:
+            self.pyx.close()  # free the pyxtal processes for the relaxations
+        ok = self.keep("RANDSPG", res, len(todo), {"compatible_pairs": len(todo) // c.copies, "incompatible_pairs": n_bad,
+                                                   "copies": c.copies})
+        self.timed("RANDSPG", t0)
+        self.stats["RANDSPG"]["time_s"] = self.timings["RANDSPG"]
+        return ok
+
+    def relax_stage(self, stage, mode, parents, dmin):
+        t0 = time.perf_counter()
+        inputs = [strip_labels(a) for a in parents]
+        chunks = self.split(inputs, self.cfg.executor.chunk_size)
+        payloads = [dict(oracle=self.ref_oracle, structures=ch, mode=mode, cfg=self.cfg.relax, dmin=dmin) for ch in chunks]
+        keys = [content_hash(stage, RECIPE_VERSION, mode, repr(self.cfg.relax), dmin, self.oracle_id, ch) for ch in chunks]
+        res = self.chunked(stage, relax_task, payloads, keys, self.work, stage)
+        for a, p in zip(res, inputs):
+            if not is_failure(a):
+                tag(a, stage, p.info["id"].split("/", 1)[1], p.info["id"], self.cfg.randspg.symprec)
+        res = [dataclasses.replace(a, name=f"{stage}/{p.info['id'].split('/', 1)[1]}") if is_failure(a) else a
+               for a, p in zip(res, inputs)]
+        ok = self.keep(stage, res, len(inputs))
+        self.timed(stage, t0)
+        self.stats[stage]["time_s"] = self.timings[stage]
+        return ok
+
+    def deformations(self, subset, parents, dmin):
+        t0 = time.perf_counter()
+        res = []
+        for k, p in enumerate(parents):
+            res += deform(p, subset, self.cfg.deform, self.cfg.seed, dmin, self.cfg.randspg.symprec, k * self.cfg.deform.copies)
+        ok = self.keep(subset, res, len(res))
+        self.timed(subset, t0)
+        self.stats[subset]["time_s"] = self.timings[subset]
+        return ok
+
+    def label(self, subset, structures):
+        t0 = time.perf_counter()
+        chunks = self.split(structures, self.cfg.executor.chunk_size)
+        payloads = [dict(oracle=self.ref_oracle, structures=ch) for ch in chunks]
+        keys = [content_hash("label", RECIPE_VERSION, self.oracle_id, ch) for ch in chunks]
+        res = self.chunked(f"label-{subset}", label_task, payloads, keys, self.work, f"label {subset}")
+        ok = [r for r in res if not is_failure(r)]
+        bad = [r for r in res if is_failure(r)]
+        self.rejected += [{"stage": f"label {subset}", "id": f.name, "reason": f.reason, "message": f.message} for f in bad]
+        s = self.stats[subset]
+        s.update(structures=len(ok), atoms=sum(len(a) for a in ok), label_failures=dict(Counter(f.reason for f in bad)))
+        self.timed(f"label {subset}", t0)
+        return ok
+
+
+def _check_resume(out: Path, cfg: GenerateConfig, resume: bool, oracle_id: dict):
+    state = out / "run.json"
+    config = json.loads(json.dumps(cfg.to_dict(), default=list))
+    config.pop("executor")  # where the work runs does not change the results: resume anywhere
+    want = {"config": config, "oracle": oracle_id}
+    if state.exists():
+        if not resume:
+            raise MtpjaxError(f"{out} already holds a generation run ({state}); pass --resume to continue it, "
+                              "or choose another output folder")
+        have = read_json(state, "run state")
+        if not isinstance(have, dict) or "config" not in have:
+            raise MtpjaxError(f"{state}: corrupted run state (no config); delete it to start afresh")
+        diff = sorted(k for k in set(have["config"]) | set(want["config"]) if have["config"].get(k) != want["config"].get(k))
+        if diff or have.get("oracle") != oracle_id:
+            raise MtpjaxError(f"{state}: the interrupted run used a different config (fields {diff or ['oracle']}); "
+                              "resume with the same config or choose another output folder")
+    write_json(state, want)
+
+
+def run(cfg: GenerateConfig, out_dir, resume: bool = False, oracle=None, hook=None, progress: bool | None = None) -> dict:
+    """Run the whole pipeline into ``out_dir``; returns the manifest (also written as ``manifest.json``).
+
+    ``oracle`` overrides the config's [oracle] table (any JAX potential or :class:`mtpjax.oracles.ASEOracle`).
+    ``hook(event, **info)`` is called after every chunk (``"chunk_done"``, stage, chunk) and stage
+    (``"stage_done"``, stage). ``progress``: tqdm bars on stderr (default: when stderr is a terminal).
+    """
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    oracle = _oracle.make(cfg.oracle_spec()) if oracle is None else oracle
+    _oracle.check_element(oracle, cfg.element)
+    progress = sys.stderr.isatty() if progress is None else progress
+    r = _Run(cfg, out, oracle, hook, progress)
+    _check_resume(out, cfg, resume, r.oracle_id)
+    written: dict = {}
+    try:
+        ref = r.reference()
+        check_volume_range(cfg, ref["omega0"], ref["nn_distance"])
+        dmin = cfg.randspg.min_distance * ref["nn_distance"]
+        order = [s for s in SUBSETS if s in cfg.subsets]
+        depth = max(SUBSETS.index(s) for s in order)
+        labelled = {}
+
+        def finish(stage, structures):
+            if stage in cfg.subsets:
+                labelled[stage] = r.label(stage, structures)
+            r.hook("stage_done", stage=stage)
+
+        current = r.randspg(ref["omega0"], dmin)
+        finish("RANDSPG", current)
+        for stage, mode in RELAXATIONS[: min(depth, 3)]:
+            current = r.relax_stage(stage, mode, current, dmin)
+            finish(stage, current)
+        for subset in DEFORMATIONS:
+            if subset in cfg.subsets:
+                finish(subset, r.deformations(subset, current, dmin))
+        t0 = time.perf_counter()
+        written = _write(out, order, labelled)
+        r.timed("write", t0)
+    finally:
+        r.close()
+    everything = [a for s in order for a in labelled[s]]
+    stats = {s: r.stats[s] for s in SUBSETS if s in r.stats}
+    stats["EVERYTHING"] = {"selected": True, "structures": len(everything), "atoms": sum(len(a) for a in everything),
+                           "subsets": order}
+    r.timings["total"] = round(time.perf_counter() - t_start, 3)
+    manifest = {
+        "recipe": "Poul et al. 2023: RANDSPG -> VOLMIN -> CELLMIN -> INTMIN -> TRIAX/SHEAR/RATTLE", "recipe_version": RECIPE_VERSION,
+        "element": cfg.element, "seed": cfg.seed, "seeding": "numpy SeedSequence([seed, stream, space group, atoms, copy(, k)])",
+        "oracle": r.oracle_id, "reference": ref, "omega0": ref["omega0"], "min_distance": dmin,
+        "executor": {"relax_label": r.work.name, "randspg": r.pyx.name}, "config": json.loads(json.dumps(cfg.to_dict(), default=list)),
+        "versions": versions(), "subsets": stats, "timings": r.timings, "files": written,
+        "checkpoints": {"chunks": dict(r.chunks), "corrupted_and_recomputed": r.store.corrupt},
+    }
+    atomic_write_bytes(out / "rejected.jsonl", "".join(json.dumps(x) + "\n" for x in r.rejected).encode())
+    write_json(out / "manifest.json", manifest)
+    atomic_write_bytes(out / "summary.md", summary_markdown(manifest).encode())
+    return manifest
+
+
+def _write(out: Path, order, labelled) -> dict:
+    """One extxyz per subset plus EVERYTHING.extxyz (temp file + rename); {file: {sha256, structures}}."""
+    import ase.io
+
+    files = {}
+    for name, structures in [*((s, labelled[s]) for s in order), ("EVERYTHING", [a for s in order for a in labelled[s]])]:
+        path = out / f"{name}.extxyz"
+        tmp = path.with_name(f".{path.name}.tmp")
+        if structures:
+            ase.io.write(tmp, structures, format="extxyz")
+        else:
+            tmp.write_text("")
+        tmp.replace(path)
+        files[path.name] = {"sha256": file_sha256(path), "structures": len(structures)}
+    return files

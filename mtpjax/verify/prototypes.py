@@ -1,0 +1,270 @@
+"""Crystal prototypes of one element (hcp, fcc, dhcp, bcc) at a given volume per atom, supercells, and the
+checks shared by the physics tests (which element, table rows).
+
+Lengths in Å, volumes in Å³/atom. Hexagonal cells follow ASE: a1 = (a, 0, 0), a2 = (-a/2, a√3/2, 0),
+a3 = (0, 0, c).
+``c_over_a`` is that of the hcp stacking unit (two layers) for both hcp and dhcp (the dhcp cell is twice as tall);
+the default is the ideal √(8/3).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from ase import Atoms
+
+from ..errors import MtpjaxError
+
+#: Ideal c/a of close-packed hexagonal stacking, √(8/3).
+IDEAL_C_OVER_A = math.sqrt(8.0 / 3.0)
+
+#: Phases the verification tests know.
+PHASES = ("hcp", "fcc", "dhcp", "bcc")
+
+#: eV/Å² -> J/m²
+EV_PER_A2_TO_J_PER_M2 = 16.02176634
+#: eV/Å³ -> GPa
+EV_PER_A3_TO_GPA = 160.21766208
+
+
+def guess_volume(element: str, default: float = 20.0) -> float:
+    """Volume per atom (Å³) of ``element``'s reference crystal in ASE's data (hcp, fcc, bcc, diamond), else
+    ``default``: a starting point for relaxations."""
+    from ase.data import atomic_numbers, reference_states
+
+    try:
+        ref = reference_states[atomic_numbers[element]] or {}
+    except KeyError:
+        return default
+    a, sym = ref.get("a"), ref.get("symmetry")
+    if a is None:
+        return default
+    if sym == "hcp":
+        return math.sqrt(3.0) / 4.0 * a**3 * ref.get("c/a", IDEAL_C_OVER_A)
+    return {"fcc": a**3 / 4.0, "bcc": a**3 / 2.0, "diamond": a**3 / 8.0}.get(sym, default)
+
+
+def lattice_parameters(kind: str, volume: float, c_over_a: float | None = None) -> tuple[float, float | None]:
+    """(a, c) in Å of ``kind`` with ``volume`` Å³/atom; c is None for cubic phases, the full cell height for dhcp
+    (4 layers). fcc/bcc: the conventional cubic a."""
+    q = IDEAL_C_OVER_A if c_over_a is None else float(c_over_a)
+    if kind in ("hcp", "dhcp"):
+        a = (4.0 * volume / (math.sqrt(3.0) * q)) ** (1.0 / 3.0)
+        return a, q * a * (2.0 if kind == "dhcp" else 1.0)
+    if kind == "fcc":
+        return (4.0 * volume) ** (1.0 / 3.0), None
+    if kind == "bcc":
+        return (2.0 * volume) ** (1.0 / 3.0), None
+    raise MtpjaxError(f"unknown prototype {kind!r}; known: {list(PHASES)}")
+
+
+def _hex_cell(a: float, c: float) -> np.ndarray:
+    return np.array([[a, 0.0, 0.0], [-0.5 * a, 0.5 * math.sqrt(3.0) * a, 0.0], [0.0, 0.0, c]])
+
+
+def prototype(kind: str, element: str, volume: float, c_over_a: float | None = None, cubic: bool = False) -> Atoms:
+    """The ``kind`` crystal (hcp, fcc, dhcp, bcc) of ``element`` at ``volume`` Å³/atom, periodic.
+
+    hcp: 2 atoms (ABAB); dhcp: 4 atoms (ABAC); fcc/bcc: the primitive 1-atom cell, or with ``cubic`` the
+    conventional cube (4 / 2 atoms). ``c_over_a``: of the two-layer hcp unit (default ideal).
+    """
+    a, c = lattice_parameters(kind, volume, c_over_a)
+    if kind == "hcp":
+        cell = _hex_cell(a, c)
+        frac = [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]]
+    elif kind == "dhcp":
+        cell = _hex_cell(a, c)
+        frac = [[0.0, 0.0, 0.0], [1 / 3, 2 / 3, 0.25], [0.0, 0.0, 0.5], [2 / 3, 1 / 3, 0.75]]
+    elif kind == "fcc":
+        if cubic:
+            cell = np.eye(3) * a
+            frac = [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]
+        else:
+            cell = 0.5 * a * np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+            frac = [[0, 0, 0]]
+    else:  # bcc
+        if cubic:
+            cell = np.eye(3) * a
+            frac = [[0, 0, 0], [0.5, 0.5, 0.5]]
+        else:
+            cell = 0.5 * a * np.array([[-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, -1.0]])
+            frac = [[0, 0, 0]]
+    atoms = Atoms([element] * len(frac), scaled_positions=frac, cell=cell, pbc=True)
+    atoms.info["name"] = kind
+    return atoms
+
+
+def hcp_orthorhombic(element: str, a: float, c: float) -> Atoms:
+    """The 4-atom orthorhombic hcp cell: x along [2-1-10] (a), y along [01-10] (√3 a), z along [0001] (c)."""
+    cell = np.diag([a, math.sqrt(3.0) * a, c])
+    frac = [[0.0, 0.0, 0.25], [0.5, 0.5, 0.25], [0.5, 1 / 6, 0.75], [0.0, 2 / 3, 0.75]]
+    atoms = Atoms([element] * 4, scaled_positions=frac, cell=cell, pbc=True)
+    atoms.info["name"] = "hcp-ortho"
+    return atoms
+
+
+def hex_parameters(atoms: Atoms) -> dict:
+    """a (Å), c/a of the two-layer unit (c_cell/2a for the 4-atom dhcp cell) and volume per atom (Å³) of an hcp or
+    dhcp cell."""
+    cellpar = atoms.cell.cellpar()
+    a = 0.5 * (cellpar[0] + cellpar[1])
+    layers = 4 if len(atoms) == 4 else 2
+    return {"a": float(a), "c_over_a": float(cellpar[2] / a * 2 / layers),
+            "volume": float(atoms.get_volume() / len(atoms))}
+
+
+def cubic_parameter(atoms: Atoms, kind: str) -> float:
+    """Conventional cubic lattice constant (Å) of an fcc/bcc cell from its volume per atom."""
+    v = atoms.get_volume() / len(atoms)
+    return float((4 * v) ** (1 / 3) if kind == "fcc" else (2 * v) ** (1 / 3))
+
+
+def supercell(atoms: Atoms, reps) -> Atoms:
+    """``atoms`` repeated (n1, n2, n3) times (or by an integer 3x3 matrix P: new cell = P @ cell), keeping info."""
+    reps = np.asarray(reps)
+    if reps.ndim == 1 or reps.ndim == 0:
+        out = atoms.repeat(tuple(np.broadcast_to(reps, (3,)).astype(int)))
+    else:
+        from ase.build import make_supercell
+
+        out = make_supercell(atoms, reps, wrap=True)
+    out.info = dict(atoms.info)
+    return out
+
+
+def scaled(atoms: Atoms, volume_per_atom: float) -> Atoms:
+    """A copy isotropically scaled to ``volume_per_atom`` Å³/atom (fractional coordinates kept)."""
+    out = atoms.copy()
+    v = abs(out.get_volume()) / len(out)
+    out.set_cell(out.cell.array * (volume_per_atom / v) ** (1.0 / 3.0), scale_atoms=True)
+    return out
+
+
+def strained(atoms: Atoms, strain) -> Atoms:
+    """A copy under the homogeneous deformation x -> x (I + ε) (row vectors; ε a 3x3 strain, applied to the cell and
+    positions)."""
+    out = atoms.copy()
+    F = np.eye(3) + np.asarray(strain, dtype=np.float64)
+    out.set_cell(out.cell.array @ F, scale_atoms=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# pieces shared by the test modules
+
+
+def element_of(potential, oracle=None, element: str | None = None) -> str:
+    """The element both potentials describe. ``element`` must be among each one's ``species`` (when it has any);
+    without it, each must name exactly one element and they must agree. Both must be JAX potentials
+    (:mod:`mtpjax.potential`). Raises MtpjaxError otherwise."""
+    for name, p in (("the potential", potential), ("the oracle", oracle)):
+        if p is not None and not callable(getattr(p, "site_energies_from_pairs", None)):
+            raise MtpjaxError(f"{name} ({type(p).__name__}) is not a JAX potential (no site_energies_from_pairs): "
+                              "the physics tests relax structures with autodiff forces")
+    lists = [(name, getattr(p, "species", None))
+             for name, p in (("the potential", potential), ("the oracle", oracle)) if p is not None]
+    if element is not None:
+        for name, sp in lists:
+            if sp is not None and element not in sp:
+                raise MtpjaxError(f"element {element!r} is not among the species of {name}: {list(sp)}")
+        return element
+    known = [(name, tuple(sp)) for name, sp in lists if sp]
+    if not known:
+        raise MtpjaxError("neither potential names its element (species is None): pass element='Mg' (for example)")
+    for name, sp in known:
+        if len(sp) != 1:
+            raise MtpjaxError(f"{name} has species {list(sp)}: pass element=... to choose the element to verify")
+    els = {sp[0] for _, sp in known}
+    if len(els) > 1:
+        raise MtpjaxError(
+            "the potential and the oracle describe different elements: "
+            + ", ".join(f"{name} {list(sp)}" for name, sp in known)
+        )
+    return els.pop()
+
+
+def row(test: str, quantity: str, unit: str, mtp, oracle) -> dict:
+    """One table row: values of the potential ('mtp') and the oracle, error = mtp − oracle (None where either is)."""
+    def f(x):
+        return None if x is None or not np.isfinite(x) else float(x)
+
+    m, o = f(mtp), f(oracle)
+    return {"test": test, "quantity": quantity, "unit": unit, "mtp": m, "oracle": o,
+            "error": None if m is None or o is None else m - o}
+
+
+def error_row(test: str, quantity: str, unit: str, error) -> dict:
+    """A table row for a quantity that is itself an error (an RMSE): only ``error`` is set."""
+    return {"test": test, "quantity": quantity, "unit": unit, "mtp": None, "oracle": None,
+            "error": finite_or_none(error)}
+
+
+def rmse(a, b) -> float | None:
+    """Root-mean-square of a − b over entries finite in both (None when none are)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(np.sqrt(np.mean((a[ok] - b[ok]) ** 2))) if ok.any() else None
+
+
+def finite_or_none(x):
+    """A JSON-able float, or None for None/NaN/inf."""
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def evaluate(evaluator, structures) -> list:
+    """:class:`mtpjax.evaluate.EFSResult` of ase.Atoms ``structures`` with an Evaluator (packed batches); types from the
+    potential's species (a one-species potential without species takes any single element)."""
+    from ..evaluate import types_for_symbols
+
+    pot = evaluator.potential
+    species = getattr(pot, "species", None)
+    items = []
+    for k, a in enumerate(structures):
+        name = a.info.get("name") or f"structure {k}"
+        types = types_for_symbols(a.get_chemical_symbols(), species, pot.n_species, name)
+        items.append((a.positions, a.cell.array, a.pbc, types, name))
+    return evaluator.many(items)
+
+
+def evaluate_safe(evaluator, structures) -> tuple[list, list]:
+    """As :func:`evaluate`, but a structure the potential cannot evaluate (non-finite energy, overlapping atoms)
+    gives None and a failure {"structure", "reason"} instead of stopping the rest."""
+    from ..errors import MtpjaxError
+
+    try:
+        return evaluate(evaluator, structures), []
+    except MtpjaxError:
+        pass
+    out, failures = [], []
+    for k, a in enumerate(structures):
+        try:
+            out.append(evaluate(evaluator, [a])[0])
+        except MtpjaxError as e:
+            out.append(None)
+            failures.append({"structure": a.info.get("name") or f"structure {k}", "reason": f"evaluation failed: {e}"})
+    return out, failures
+
+
+def plot_clipped(ax, x, y, lim, **kw):
+    """Plot y over x with markers; points outside lim = (lo, hi) are drawn on the edge as ▲/▼ (the potential's
+    wild extrapolations must not squash the oracle's curve)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    lo, hi = lim
+    inside = (y >= lo) & (y <= hi)
+    ax.plot(x[inside], y[inside], **kw)
+    kw = {k: v for k, v in kw.items() if k in ("color", "ms", "mfc")}
+    if (y > hi).any():
+        ax.plot(x[y > hi], np.full((y > hi).sum(), hi), "^", **kw)
+    if (y < lo).any():
+        ax.plot(x[y < lo], np.full((y < lo).sum(), lo), "v", **kw)
+
+
+def limits(*series, pad: float = 0.15) -> tuple[float, float]:
+    """(lo, hi) spanning the finite values of the given (reference) series, padded by ``pad`` of the span."""
+    v = np.concatenate([np.asarray(s, float).ravel() for s in series])
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return -1.0, 1.0
+    lo, hi = v.min(), v.max()
+    span = max(hi - lo, 1e-6)
+    return lo - pad * span, hi + pad * span

@@ -1,0 +1,192 @@
+"""The verification suite: run the physics tests of a potential against its oracle, time each, keep going when
+one fails, and write the report (``metrics.json``, ``rows.csv``, ``summary.md``; figures in one folder per test).
+
+Each test is a module ``mtpjax.verify.<name>`` with ``run(potential, oracle, outdir, **options) -> dict`` returning
+``{"metrics": {...}, "figures": [paths], "rows": [{"test", "quantity", "unit", "mtp", "oracle", "error"}],
+"failures": [{"structure", "reason"}]}``. A module that is missing (or fails to import) is reported as
+"not available"; a test that raises is recorded as "failed" with its message and the rest go on.
+"""
+from __future__ import annotations
+
+import datetime
+import importlib
+import inspect
+import time
+import traceback
+from pathlib import Path
+
+from ..errors import MtpjaxError
+from . import report
+
+#: The tests in their default order (modules of mtpjax.verify).
+TESTS = ("eos", "strain", "elastic", "phonons", "vacancy", "planar")
+#: Options every test may take (passed only to tests whose run() accepts them).
+COMMON_OPTIONS = ("quick", "element", "progress")
+
+
+def load_test(name: str):
+    """``run`` of ``mtpjax.verify.<name>``, or a string saying why it is not available."""
+    if not name.isidentifier():
+        return f"{name!r} is not a test name"
+    try:
+        mod = importlib.import_module(f"{__package__}.{name}")
+    except ModuleNotFoundError as err:
+        if err.name == f"{__package__}.{name}":
+            return "not available (module not written yet)"
+        return f"not available (import failed: {err})"
+    except Exception as err:  # noqa: BLE001 (a broken module must not stop the suite)
+        return f"not available (import failed: {type(err).__name__}: {err})"
+    fn = getattr(mod, "run", None)
+    if not callable(fn):
+        return f"not available ({mod.__name__} has no run())"
+    return fn
+
+
+def available_tests() -> dict:
+    """{name: run function or the reason it is not available} for :data:`TESTS`."""
+    return {name: load_test(name) for name in TESTS}
+
+
+def _call(fn, potential, oracle, outdir, kwargs):
+    """Call a test's run() with the keyword arguments it accepts: common options it does not take are dropped,
+    test-specific ones are passed on (an unknown one makes the test fail with run()'s own TypeError)."""
+    common = {k: kwargs.pop(k) for k in list(kwargs) if k in COMMON_OPTIONS}
+    try:
+        params = inspect.signature(fn).parameters
+        takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        common = {k: v for k, v in common.items() if takes_all or k in params}
+    except (TypeError, ValueError):
+        pass
+    return fn(potential, oracle, outdir, **common, **kwargs)
+
+
+def _normalise(out, name: str, outdir: Path, root: Path) -> dict:
+    """A test's returned dict checked and made uniform: figure paths relative to the report root, rows with their test."""
+    if not isinstance(out, dict):
+        raise MtpjaxError(f"test {name!r}: run() returned {type(out).__name__}, not a dict")
+    unknown = sorted(set(out) - {"metrics", "figures", "rows", "failures"})
+    figures = []
+    for f in out.get("figures") or []:
+        p = Path(f)
+        p = p if p.is_absolute() else (Path.cwd() / p)
+        try:
+            figures.append(str(p.resolve().relative_to(root.resolve())))
+        except ValueError:
+            figures.append(str(p))
+    rows = [{**r, "test": r.get("test") or name} for r in out.get("rows") or []]
+    failures = [{**f, "test": name} if isinstance(f, dict) else {"test": name, "structure": None, "reason": str(f)}
+                for f in out.get("failures") or []]
+    res = {"metrics": out.get("metrics") or {}, "figures": figures, "rows": rows, "failures": failures}
+    if unknown:
+        res["extra"] = {k: out[k] for k in unknown}
+    return res
+
+
+def _resolve(tests, registry):
+    """[(name, run function or reason)] for names (or a {name: function} mapping)."""
+    if tests is None:
+        names = list(TESTS)
+    elif isinstance(tests, dict):
+        return list(tests.items())
+    else:
+        names = [tests] if isinstance(tests, str) else list(tests)
+    out = []
+    for t in names:
+        if callable(t):
+            out.append((getattr(t, "__name__", "test"), t))
+            continue
+        if registry and t in registry:
+            out.append((t, registry[t]))
+            continue
+        fn = load_test(t)
+        if isinstance(fn, str) and t not in TESTS:
+            raise MtpjaxError(f"unknown test {t!r} ({fn}); known: {', '.join(TESTS)}")
+        out.append((t, fn))
+    if len({n for n, _ in out}) != len(out):
+        raise MtpjaxError(f"a test is named twice in {[n for n, _ in out]}")
+    return out
+
+
+def run_suite(potential, oracle, outdir, tests=None, element=None, options=None, progress=True, *, quick=False,
+              registry=None, potential_label=None, oracle_label=None, potential_spec=None, oracle_spec=None) -> dict:
+    """Run ``tests`` (names from :data:`TESTS`, default all of them; missing modules are "not available") of
+    ``potential`` against ``oracle``, write the report into ``outdir`` and return the result dict.
+
+    ``options``: keyword arguments per test, ``{"phonons": {"mesh": [12, 12, 12]}}``; top-level non-dict entries
+    (and ``quick``, ``element``) go to every test whose run() takes them. ``registry``: {name: run function}
+    overriding the module lookup (e.g. an extra test). Timings in seconds.
+
+    The result: potential, oracle (descriptions), elements, quick, tests {name: {status ("ok", "failed",
+    "not available"), seconds, metrics, figures, rows, failures, error, traceback}}, rows, failures, total_seconds.
+    """
+    from tqdm import tqdm
+
+    from .load import check_elements, describe, label
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    elements = check_elements(potential, oracle, element)
+    if element is None and len(elements) == 1:
+        element = elements[0]
+    options = dict(options or {})
+    common = {k: v for k, v in options.items() if not isinstance(v, dict)}
+    per_test = {k: v for k, v in options.items() if isinstance(v, dict)}
+    common.setdefault("quick", bool(quick))
+    if element is not None:
+        common.setdefault("element", element)
+    plan = _resolve(tests, registry)
+    unknown_opts = sorted(set(per_test) - {n for n, _ in plan})
+    notes = []
+    if unknown_opts:
+        notes.append(f"options given for tests that are not run: {unknown_opts}")
+    if getattr(potential, "species", None) is None and getattr(oracle, "species", None):
+        notes.append(f"the potential names no species; it is taken to describe the oracle's {list(oracle.species)}")
+    result = {
+        "potential": describe(potential, potential_spec), "oracle": describe(oracle, oracle_spec),
+        "potential_label": potential_label or label(potential, potential_spec),
+        "oracle_label": oracle_label or label(oracle, oracle_spec),
+        "elements": elements, "quick": bool(common["quick"]), "options": options,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"), "versions": _versions(),
+        "notes": notes, "tests": {}, "rows": [], "failures": [],
+    }
+    t_start = time.perf_counter()
+    bar = tqdm(plan, desc="verify", unit="test", disable=not progress)
+    for name, fn in bar:
+        bar.set_postfix_str(name)
+        entry = {"status": None, "seconds": 0.0, "metrics": {}, "figures": [], "rows": [], "failures": []}
+        if isinstance(fn, str):
+            entry.update(status="not available", error=fn)
+        else:
+            t0 = time.perf_counter()
+            try:
+                out = _call(fn, potential, oracle, outdir / name, {**common, **per_test.get(name, {})})
+                entry.update(_normalise(out, name, outdir / name, outdir), status="ok")
+            except Exception as err:  # noqa: BLE001 (one failing test must not stop the others)
+                entry.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+                entry["failures"] = [{"test": name, "structure": None, "reason": f"test raised {type(err).__name__}: {err}"}]
+            entry["seconds"] = time.perf_counter() - t0
+        result["tests"][name] = entry
+        result["rows"] += entry["rows"]
+        result["failures"] += entry["failures"]
+    bar.close()
+    result["total_seconds"] = time.perf_counter() - t_start
+    result["timings"] = {n: t["seconds"] for n, t in result["tests"].items()} | {"total": result["total_seconds"]}
+    result["rows"] = report.normalise_rows(result["rows"])
+    result["files"] = {k: str(Path(v).name) for k, v in report.write_report(result, outdir).items()}
+    return result
+
+
+def _versions() -> dict:
+    out = {}
+    for mod in ("mtpjax", "jax", "numpy", "phonopy", "ase"):
+        try:
+            out[mod] = importlib.import_module(mod).__version__
+        except Exception:  # noqa: BLE001
+            out[mod] = None
+    try:
+        import jax
+
+        out["device"] = str(jax.devices()[0])
+    except Exception:  # noqa: BLE001
+        pass
+    return out

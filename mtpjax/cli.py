@@ -119,7 +119,7 @@ def _fit_config(args):
     loss = F.LossConfig(energy_weight=args.energy_weight, force_weight=args.force_weight, stress_weight=args.stress_weight)
     return F.FitConfig(max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, method=args.optimizer, loss=loss,
                        linear_solve_at=tuple(s for s in args.linear_solve_at if s < args.max_steps),
-                       learning_rate=args.learning_rate)
+                       learning_rate=args.learning_rate, orthonormalize=args.orthonormalize)
 
 
 def _print_errors(result):
@@ -212,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     _fit_options(w)
     w.add_argument("-o", "--output", help="sweep folder: runs/, results.csv, plots; required")
     w.set_defaults(func=cmd_sweep)
+
+    from .generate.cli import add_parser as add_generate
+    from .verify.cli import add_parser as add_verify
+
+    add_generate(sub)
+    add_verify(sub)
     return p
 
 
@@ -231,6 +237,9 @@ def _fit_options(f) -> None:
     f.add_argument("--optimizer", choices=["lbfgs", "bfgs", "adam"], default="lbfgs",
                    help="lbfgs (optax L-BFGS, full batch, default), bfgs (dense inverse Hessian, as MLIP) or adam "
                         "(minibatches of --max-batch-atoms atoms, for data sets larger than device memory)")
+    f.add_argument("--no-orthonormalize", dest="orthonormalize", action="store_false",
+                   help="do not Gram-Schmidt the radial coefficient vectors before each linear solve (by default it is "
+                        "done, as MLIP's LinOptimize does)")
     f.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's peak learning rate (cosine decay; default 1e-3)")
     f.add_argument("--energy-weight", type=float, default=1.0, help="energy weight (default 1, MLIP)")
     f.add_argument("--force-weight", type=float, default=0.01, help="force weight (default 0.01, MLIP)")
@@ -294,7 +303,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     sub = parser._subparsers._group_actions[0].choices.get(args.command) if parser._subparsers else None
-    if getattr(args, "config", None):
+    if args.command in _REQUIRED and getattr(args, "config", None):  # (generate reads its own recipe)
         sub.set_defaults(**read_config(args.config, args.command, sub))
         args = parser.parse_args(argv)
     missing = [k for k in _REQUIRED.get(args.command, ()) if getattr(args, k) in (None, [])]

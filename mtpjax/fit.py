@@ -194,6 +194,18 @@ def linear_solve(mtp: MTP, batches, cfg: LossConfig, n_structures: int, return_d
     return (solved, d / n_structures) if return_diagonal else solved
 
 
+def orthonormalize_radial(mtp: MTP) -> MTP:
+    """Gram-Schmidt of the radial coefficient vectors c_mu (flattened over species pairs and Chebyshev index), in
+    the order mu = 0, 1, ... (as MLIP's LinOptimize does before its solve). It changes the model."""
+    rc = np.asarray(mtp.radial_coeffs)
+    K = rc.shape[2]
+    C = np.moveaxis(rc, 2, 0).reshape(K, -1)
+    q, r = np.linalg.qr(C.T)
+    q = q * np.sign(np.where(np.diag(r) == 0, 1.0, np.diag(r)))
+    new = np.moveaxis(q.T.reshape((K,) + rc.shape[:2] + rc.shape[3:]), 0, 2)
+    return eqx.tree_at(lambda m: m.radial_coeffs, mtp, jnp.asarray(new, mtp.radial_coeffs.dtype))
+
+
 # --------------------------------------------------------------------------------------------------
 # initialisation
 
@@ -288,6 +300,7 @@ class FitConfig:
     precondition: bool = True  # scale linear coefficients by the curvature found in each linear solve
     memory_size: int = 20  # L-BFGS memory
     tolerance: float = 1e-12  # stop when the relative loss decrease over 50 steps falls below this (full batch only)
+    orthonormalize: bool = True  # Gram-Schmidt the radial coefficient vectors before each linear solve (MLIP's LinOptimize)
     learning_rate: float = 1e-3  # Adam: peak learning rate, cosine-decayed to 1 % over max_steps
     seed: int = 0  # Adam: the order of the minibatches (a fresh permutation per epoch, from (seed, epoch))
 
@@ -454,7 +467,10 @@ def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, l
     t_first = None
     for k in range(start, cfg.max_steps):
         if k in cfg.linear_solve_at:
-            mtp, diag = linear_solve(_with(mtp, _unscaled(params, scale)), batches, cfg.loss, n_structures, return_diagonal=True)
+            mtp = _with(mtp, _unscaled(params, scale))
+            if cfg.orthonormalize:
+                mtp = orthonormalize_radial(mtp)
+            mtp, diag = linear_solve(mtp, batches, cfg.loss, n_structures, return_diagonal=True)
             scale = _scale_from_diagonal(mtp, diag) if cfg.precondition else _unit_scale(mtp)
             params = _scaled(_trainable(mtp), scale)
             state = _init_state(opt, params)

@@ -35,6 +35,7 @@ from .fit import (
     _unscaled,
     _with,
     linear_solve,
+    orthonormalize_radial,
 )
 from .model import MTP
 
@@ -64,7 +65,10 @@ def _solve_all(models, params, scales, batches, cfg: FitConfig, n_structures: in
     """Exact linear solve of every model (host); returns the models, the optimiser variables and the scales."""
     out_m, out_p, out_s = [], [], []
     for m, p, s in zip(models, params, scales):
-        m, diag = linear_solve(_with(m, _unscaled(p, s)), batches, cfg.loss, n_structures, return_diagonal=True)
+        m = _with(m, _unscaled(p, s))
+        if cfg.orthonormalize:
+            m = orthonormalize_radial(m)
+        m, diag = linear_solve(m, batches, cfg.loss, n_structures, return_diagonal=True)
         s = _scale_from_diagonal(m, diag) if cfg.precondition else _unit_scale(m)
         out_m.append(m)
         out_p.append(_scaled(_trainable(m), s))

@@ -214,10 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_sweep)
 
     from .generate.cli import add_parser as add_generate
+    from .run_cli import add_parser as add_run
     from .verify.cli import add_parser as add_verify
 
     add_generate(sub)
     add_verify(sub)
+    add_run(sub)
     return p
 
 

@@ -1,0 +1,171 @@
+"""The combined report of ``mtpjax run``: ``OUT/report.md`` with relative links to the figures of every stage.
+
+Sections: the stages (hash, time), the data set (counts per subset — the paper's Fig. 2 — and Figs. 1 and 3), the
+fit (settings, loss curve, RMSE per subset on the training and test sets) and the verification (its error table —
+the rows of Fig. 14 — and its figures: E–V Figs. 6/7, phonons Figs. 8/9, vacancies Figs. 10/11, planar defects
+Fig. 12).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: Captions of the verification figures by file stem (the paper's figure numbers where there is one).
+FIGURE_CAPTIONS = {
+    "eos_10": "E(V) within ±10 % of Ω0 (Fig. 6)", "eos_80": "E(V) within ±80 % of Ω0 (Fig. 6)",
+    "eos_diff_10": "E(phase) − E(hcp), ±10 % (Fig. 7)", "eos_diff_80": "E(phase) − E(hcp), ±80 % (Fig. 7)",
+    "strain": "energies under strain", "elastic": "elastic constants",
+    "phonons_force_constants": "force constants, potential vs oracle (Fig. 9)",
+    "vacancy": "vacancy formation energies and volumes (Figs. 10, 11)",
+    "surfaces": "surface energies (Fig. 12)", "gsf": "basal generalised stacking fault (Fig. 12)",
+    "decohesion": "decohesion (Fig. 12)", "gb_sigma7": "Σ7 tilt grain boundary (Fig. 12)",
+}
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _fmt(x, digits=4):
+    from .verify.report import fmt
+
+    return fmt(x, digits)
+
+
+def _table(headers, body, align=None):
+    from .verify.report import markdown_table
+
+    return markdown_table(headers, body, align)
+
+
+def _image(out: Path, rel: str, caption: str) -> list[str]:
+    if not (out / rel).exists():
+        return [f"*{caption}: figure missing ({rel})*", ""]
+    return [f"![{caption}]({rel})", "", f"*{caption}* — [{rel}]({rel})", ""]
+
+
+def _caption(stem: str) -> str:
+    if stem in FIGURE_CAPTIONS:
+        return FIGURE_CAPTIONS[stem]
+    if stem.startswith("phonons_"):
+        return f"phonon bands and DOS, {stem[len('phonons_'):]} (Fig. 8)"
+    return stem.replace("_", " ")
+
+
+def stages_section(cfg, out: Path) -> list[str]:
+    from .pipeline import STAGES, read_stage
+
+    body = []
+    for s in STAGES:
+        st = read_stage(out, s) or {}
+        secs = st.get("seconds")
+        body.append([s, st.get("hash", "—"), st.get("status", "not run") if s != "report" else "done",
+                     st.get("finished", "—") if s != "report" else "(this file)", "—" if secs is None else f"{secs:.1f}"])
+    return ["## Stages", "", _table(["stage", "input hash", "status", "finished", "time (s)"], body,
+                                    ["l", "l", "l", "l", "r"]), "", "The run log is [stages.log](stages.log).", ""]
+
+
+def dataset_section(cfg, out: Path) -> list[str]:
+    man = _read_json(out / "generate" / "manifest.json")
+    lines = ["## Data set", ""]
+    if man is None:
+        return lines + ["*no generation manifest (generate/manifest.json)*", ""]
+    ref = man["reference"]
+    oracle = man["oracle"].get("name", man["oracle"].get("type", ""))
+    lines += [f"{man['element']}, labelled by {oracle}; seed {man['seed']}; Ω0 = {ref['omega0']:.4f} Å³/atom "
+              f"(oracle's hcp a = {ref['a']:.4f} Å, c/a = {ref['c_over_a']:.4f}). Details: "
+              "[generate/summary.md](generate/summary.md), [generate/manifest.json](generate/manifest.json).", "",
+              "### Structures per subset (Fig. 2)", ""]
+    body = []
+    for name, s in man["subsets"].items():
+        sel = s.get("selected", True)
+        body.append([name, "yes" if sel else "no", s["structures"], s["atoms"],
+                     f"{s['atoms'] / s['structures']:.1f}" if s["structures"] else "—",
+                     f"[{name}.extxyz](generate/{name}.extxyz)" if sel and (out / "generate" / f"{name}.extxyz").exists() else ""])
+    lines += [_table(["subset", "in data set", "structures", "atoms", "atoms/structure", "file"], body,
+                     ["l", "l", "r", "r", "r", "l"]), ""]
+    lines += _image(out, "generate/fig1_space_groups.png", "Fig. 1: space groups of the RANDSPG structures")
+    lines += _image(out, "generate/fig3_distances.png", "Fig. 3: neighbour distances of RANDSPG and INTMIN")
+    return lines
+
+
+def _rmse_rows(split: str, errs: dict) -> list[list]:
+    order = sorted(errs, key=lambda k: (k != "all", k))
+    return [[split, k, _fmt(errs[k].get("energy")), _fmt(errs[k].get("forces")), _fmt(errs[k].get("stress"))] for k in order]
+
+
+def fit_section(cfg, out: Path) -> list[str]:
+    res = _read_json(out / "fit" / "result.json")
+    lines = ["## Fit", ""]
+    if res is None:
+        return lines + ["*no fit result (fit/result.json)*", ""]
+    f = cfg.fit
+    test_desc = (f"the {f.test_subset} subset" if f.test_subset else
+                 f"a random {100 * f.test_fraction:g} % of {f.subset}" if f.test_fraction else "none")
+    lines += [f"Level-{res['level']} MTP ({res['n_basis']} basis functions), cutoff {res['cutoff']:g} Å, "
+              f"r_min {res['rmin']:.3f} Å, seed {res['seed']}; optimizer {res.get('optimizer', f.optimizer)}, "
+              f"{res['steps']} steps in {res['wall_s']:.1f} s. Trained on {res['n_train']} structures of {f.subset}; "
+              f"test set: {test_desc} ({res['n_test']} structures).", "",
+              "Potential: [fit/potential.almtp](fit/potential.almtp) (MLIP, LAMMPS) and "
+              "[fit/potential.mtpjax](fit/potential.mtpjax) (exact); metrics: [fit/result.json](fit/result.json).", "",
+              "### RMSE per subset", ""]
+    body = _rmse_rows("train", res.get("train", {})) + _rmse_rows("test", res.get("test", {}))
+    lines += [_table(["set", "subset", "energy (meV/atom)", "forces (eV/Å)", "stress (GPa)"], body,
+                     ["l", "l", "r", "r", "r"]), ""]
+    lines += _image(out, "fit/loss.png", "loss curve")
+    return lines
+
+
+def verify_section(cfg, out: Path) -> list[str]:
+    from .verify.report import error_table
+
+    m = _read_json(out / "verify" / "metrics.json")
+    lines = ["## Verification", ""]
+    if m is None:
+        return lines + ["*no verification result (verify/metrics.json)*", ""]
+    lines += [f"{m.get('potential_label', 'potential')} against {m.get('oracle_label', 'oracle')}; "
+              f"mode: {'quick' if m.get('quick') else 'full'}; {m.get('total_seconds', 0):.0f} s. "
+              "Details: [verify/summary.md](verify/summary.md), [verify/rows.csv](verify/rows.csv), "
+              "[verify/metrics.json](verify/metrics.json).", ""]
+    body = [[n, t["status"], f"{t.get('seconds', 0):.1f}", (t.get("error") or "").replace("\n", " ")[:120]]
+            for n, t in m["tests"].items()]
+    lines += [_table(["test", "status", "time (s)", "error"], body, ["l", "l", "r", "l"]), ""]
+    rows = m.get("rows", [])
+    if cfg.report.max_rows and len(rows) > cfg.report.max_rows:
+        lines += [f"The first {cfg.report.max_rows} of {len(rows)} rows (all in [verify/rows.csv](verify/rows.csv)).", ""]
+        rows = rows[: cfg.report.max_rows]
+    lines += ["### Errors (Fig. 14 rows)", "",
+              "error = potential − oracle; for RMSE rows the error is the RMSE. rel. error = error / |oracle|.", ""]
+    lines += [error_table(rows, "potential", "oracle") if rows else "*no rows*", ""]
+    fails = m.get("failures", [])
+    if fails:
+        lines += ["### Failures and notes", ""] + [f"- {x.get('test')}: {x.get('structure') or ''} {x.get('reason')}".replace("\n", " ")
+                                                   for x in fails[:50]] + [""]
+    figs = [(n, f) for n, t in m["tests"].items() for f in t.get("figures", [])]
+    if figs:
+        lines += ["### Figures", ""]
+        for _, f in figs:
+            lines += _image(out, f"verify/{f}", _caption(Path(f).stem))
+    return lines
+
+
+def report_markdown(cfg, out) -> str:
+    """The whole report as markdown; links are relative to ``out``."""
+    out = Path(out)
+    title = cfg.report.title or f"{cfg.name}: generate → fit → verify"
+    lines = [f"# {title}", "", f"Produced by `mtpjax run {cfg.path or 'CONFIG'}` into this folder.", ""]
+    lines += stages_section(cfg, out) + dataset_section(cfg, out) + fit_section(cfg, out) + verify_section(cfg, out)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(cfg, out) -> Path:
+    """Write ``OUT/report.md`` (temp file + rename); returns its path."""
+    out = Path(out)
+    path = out / "report.md"
+    tmp = out / ".report.md.tmp"
+    tmp.write_text(report_markdown(cfg, out))
+    tmp.replace(path)
+    return path

@@ -435,6 +435,7 @@ def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, l
     With ``workdir``, a checkpoint is written every ``cfg.checkpoint_every`` steps (and at the end) to
     ``workdir/checkpoint.eqx``; ``resume=True`` continues from it and reaches the same result as an
     uninterrupted run. If the loss becomes NaN, fitting stops and the last good parameters are returned.
+    ``cfg.method="adam"`` takes one batch of ``batches`` (kept on the host) per step, in a seeded order.
     """
     minibatch = cfg.method == "adam"
     if not minibatch:  # full batch: everything on the device once; Adam moves one minibatch per step

@@ -49,11 +49,6 @@ def stack_models(mtps) -> MTP:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *mtps)
 
 
-def unstack_models(stacked: MTP, n: int) -> list[MTP]:
-    """The inverse of :func:`stack_models`."""
-    return [jax.tree.map(lambda x: x[k], stacked) for k in range(n)]
-
-
 @functools.lru_cache(maxsize=8)
 def _make_group_step(loss_cfg, method: str, memory_size: int, n_structures: int):
     """The optimiser and the jitted step of all models at once (vmap over the model axis; data shared)."""
@@ -122,7 +117,7 @@ def fit_group(mtps, batches, cfg: FitConfig, names=None, workdir=None, resume: b
         raise MtpjaxError("the training set is empty")
     n = len(mtps)
     names = list(names) if names is not None else [str(k) for k in range(n)]
-    stack_models(mtps)  # checks compatibility
+    stack_models(mtps)  # fails early, with a clear message, for models of different bases
     opt, step = _make_group_step(cfg.loss, cfg.method, cfg.memory_size, n_structures)
     models = list(mtps)
     scales = [_unit_scale(m) for m in models]
@@ -142,16 +137,19 @@ def fit_group(mtps, batches, cfg: FitConfig, names=None, workdir=None, resume: b
                 log(f"resumed {n} models from {ckpt} at step {start}")
     log(f"fitting {n} models together (cutoffs {sorted({m.cutoff for m in mtps})} Å; data packed at {cutoff} Å)")
     t0 = time.perf_counter()
+    # stacked optimiser variables, scales and models; unstacked only around the host-side linear solves
+    P, S, M = _stack(params), _stack(scales), stack_models(models)
     for k in range(start, cfg.max_steps):
         if k in cfg.linear_solve_at:
+            params, scales = _unstack(P, n), _unstack(S, n)
             models = [_with(m, _unscaled(p, s)) for m, p, s in zip(models, params, scales)]
             solved, new_p, new_s = _solve_all(models, params, scales, batches, cfg, n_structures)
             keep = np.asarray(alive)
             models = [a if ok else b for a, b, ok in zip(solved, models, keep)]
             params = [a if ok else b for a, b, ok in zip(new_p, params, keep)]
             scales = [a if ok else b for a, b, ok in zip(new_s, scales, keep)]
+            P, S, M = _stack(params), _stack(scales), stack_models(models)
             state = _stack([_init_state(opt, p) for p in params])
-        P, S, M = _stack(params), _stack(scales), stack_models(models)
         P_new, state_new, vals = step(P, state, M, S, batches)
         ok = alive & jnp.isfinite(vals)
         if not bool(jnp.all(ok == alive)):
@@ -159,7 +157,7 @@ def fit_group(mtps, batches, cfg: FitConfig, names=None, workdir=None, resume: b
             log(f"step {k}: the loss of {bad} is not finite; they keep their last good parameters")
         pick = lambda new, old: jax.tree.map(  # noqa: E731
             lambda a, b: jnp.where(ok.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
-        params = _unstack(pick(P_new, P), n)
+        P = pick(P_new, P)
         state = pick(state_new, state)
         alive = ok
         vals = np.asarray(vals)
@@ -170,9 +168,9 @@ def fit_group(mtps, batches, cfg: FitConfig, names=None, workdir=None, resume: b
             progress(k, vals)
         done = k + 1
         if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == cfg.max_steps):
-            _save(ckpt, names, _stack(params), _stack(scales), state, alive, done, histories)
+            _save(ckpt, names, P, S, state, alive, done, histories)
         if not bool(jnp.any(alive)):
             break
-    models = [_with(m, _unscaled(p, s)) for m, p, s in zip(models, params, scales)]
+    models = [_with(m, _unscaled(p, s)) for m, p, s in zip(models, _unstack(P, n), _unstack(S, n))]
     log(f"fit_group: {n} models, {cfg.max_steps - start} steps in {time.perf_counter() - t0:.1f} s")
     return models, histories

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import MtpjaxError
+from .generate.config import ConfigError
 
 #: Bumped when a stage's outputs change for the same inputs (part of every stage hash).
 PIPELINE_VERSION = 1
@@ -31,12 +32,12 @@ STAGES = ("generate", "fit", "verify", "report")
 DEPENDS = {"generate": (), "fit": ("generate",), "verify": ("fit", "generate"), "report": ("generate", "fit", "verify")}
 
 
-class RunConfigError(MtpjaxError, ValueError):
-    """A bad run config; the message starts with the key at fault (``fit.level: ...``)."""
+class RunConfigError(ConfigError):
+    """A bad run config; the message starts with the key at fault (``fit.level: ...``), also in ``.key``."""
 
-    def __init__(self, key: str, message: str):
-        self.key = key
-        super().__init__(f"{key}: {message}")
+    @property
+    def key(self) -> str:
+        return self.field
 
 
 # --------------------------------------------------------------------------------------------------

@@ -233,7 +233,7 @@ def _fit_options(f) -> None:
     f.add_argument("--species", nargs="+", default=None, help="element of each MTP type (default: one species)")
     f.add_argument("--max-steps", type=int, default=1000, help="L-BFGS steps (default 1000)")
     f.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
-    f.add_argument("--linear-solve-at", type=int, nargs="*", default=[0, 25, 70, 100, 150, 250, 400],
+    f.add_argument("--linear-solve-at", type=int, nargs="*", default=[0, 25, 70, 100, 150, 250, 400],  # mtpjax.fit.MLIP_LINEAR_SOLVES
                    help="steps at which species and moment coefficients are re-solved exactly and L-BFGS restarts "
                         "(default: MLIP-3's 0 25 70 100 150 250 400)")
     f.add_argument("--optimizer", choices=["lbfgs", "bfgs", "adam"], default="lbfgs",

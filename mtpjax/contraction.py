@@ -259,6 +259,14 @@ def _scalars_bwd(plan, M, g):
 _scalars_custom.defvjp(_scalars_fwd, _scalars_bwd)
 
 
+def scalar_basis_vjp(plan: ContractionPlan, basic, g):
+    """(B, dB/dbasic^T g): the scalar basis functions (n_scalars, atoms) and the cotangent (n_basic, atoms) of the
+    basic moments for cotangent ``g`` (n_scalars, atoms) of B, both from plain jax ops (so forward-mode derivatives
+    of the cotangent work, which a custom_vjp does not allow)."""
+    M = all_moments(plan, basic)
+    return M[plan.mapping], _scalars_bwd(plan, M, g)[0]
+
+
 def scalar_basis(plan: ContractionPlan, basic, use_custom_vjp: bool = True):
     """Scalar basis functions B_1..B_n (n_scalars, atoms) from basic moments (n_basic, atoms)."""
     if use_custom_vjp:

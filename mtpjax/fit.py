@@ -44,6 +44,7 @@ class LossConfig:
     energy_power: float = 1.0  # energy term / N^energy_power (MLIP's weight_scaling)
     force_power: float = 0.0  # force term / N^force_power (MLIP's weight_scaling_forces)
     penalty_weight: float = 1e-6
+    fast_gradient: bool = True  # jax.grad of the loss uses mtpjax.fit_gradient (same values, ~2x cheaper); False: plain autodiff
 
 
 # --------------------------------------------------------------------------------------------------
@@ -79,13 +80,18 @@ def radial_penalty(mtp: MTP):
 def loss(mtp: MTP, batches, cfg: LossConfig, n_structures: int):
     """MLIP's objective over all batches (a full-batch loss). A batch stacked along a leading (device) axis, as
     from :func:`mtpjax.data.pack_for_devices`, is evaluated with vmap, which XLA splits over the devices that
-    axis is sharded on."""
+    axis is sharded on.
+
+    With ``cfg.fast_gradient`` (default) its gradient with respect to the radial, species and moment coefficients
+    comes from :mod:`mtpjax.fit_gradient` (first derivatives only); otherwise from plain autodiff."""
+    from .fit_gradient import batch_loss
+
+    def one(b):
+        return batch_loss(mtp, b, cfg) if cfg.fast_gradient else sum(batch_loss_terms(mtp, b, cfg))
+
     total = 0.0
     for lb in batches:
-        if lb.weight.ndim == 2:
-            total = total + jnp.sum(jax.vmap(lambda b: sum(batch_loss_terms(mtp, b, cfg)))(lb))
-        else:
-            total = total + sum(batch_loss_terms(mtp, lb, cfg))
+        total = total + (jnp.sum(jax.vmap(one)(lb)) if lb.weight.ndim == 2 else one(lb))
     return total / n_structures + cfg.penalty_weight * radial_penalty(mtp)
 
 
@@ -294,7 +300,7 @@ class FitConfig:
 
     max_steps: int = 1000
     loss: LossConfig = field(default_factory=LossConfig)
-    linear_solve_at: tuple = (0,)  # steps at which species/moment coefficients are re-solved exactly
+    linear_solve_at: tuple = MLIP_LINEAR_SOLVES  # steps at which species/moment coefficients are re-solved exactly
     checkpoint_every: int = 50
     method: str = "lbfgs"  # "lbfgs" (optax L-BFGS), "bfgs" (dense inverse Hessian, as MLIP), "adam" (minibatches)
     precondition: bool = True  # scale linear coefficients by the curvature found in each linear solve
@@ -526,13 +532,11 @@ def write_metrics(path, record: dict) -> None:
 
 def plot_loss(history, path) -> None:
     """Loss curve (log scale) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the user's backend (e.g. a notebook's) is left alone
 
     steps, values = zip(*history) if history else ((), ())
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.semilogy(steps, values)
     ax.set_xlabel("L-BFGS step")
     ax.set_ylabel("loss")
@@ -540,7 +544,6 @@ def plot_loss(history, path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 

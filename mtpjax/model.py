@@ -66,8 +66,9 @@ class MTP(eqx.Module):
 # per-chunk site energies (atoms on the trailing axis inside the contraction)
 
 
-def _radial_values(mtp: MTP, r, inside, ti, tj):
-    """f_mu(r_ij) (K, c, n_nb) for distances r (c, n_nb), central types ti (c,), neighbour types tj (c, n_nb)."""
+def radial_basis_values(mtp: MTP, r, inside):
+    """Q_beta(r) = scaling * T_beta(xi(r)) * (R_cut - r)^2, shape (R, ...) for distances r (...) in Å; zero where
+    ``inside`` is False."""
     rmin, rcut = mtp.min_dist, mtp.max_dist
     xi = (2.0 * r - (rmin + rcut)) / (rcut - rmin)
     R = mtp.radial_basis_size
@@ -75,7 +76,23 @@ def _radial_values(mtp: MTP, r, inside, ti, tj):
     for _ in range(2, R):
         cheb.append(2.0 * xi * cheb[-1] - cheb[-2])
     env = jnp.where(inside, mtp.scaling * (rcut - r) ** 2, 0.0)
-    Q = jnp.stack(cheb[:R]) * env  # (R, c, n_nb)
+    return jnp.stack(cheb[:R]) * env
+
+
+def pair_geometry(mtp: MTP, R, mask):
+    """(distances r, unit vectors u (3, ...), inside) of pair vectors R (..., 3); pairs outside the cutoff or masked
+    get a dummy unit vector and ``inside`` False."""
+    rcut = mtp.max_dist
+    Rt = jnp.moveaxis(R, -1, 0)
+    inside = mask & (jnp.sum(Rt * Rt, axis=0) < rcut * rcut)
+    Rt = jnp.where(inside, Rt, jnp.array([1.0, 0.0, 0.0], R.dtype).reshape((3,) + (1,) * (Rt.ndim - 1)))
+    r = jnp.sqrt(jnp.sum(Rt * Rt, axis=0))
+    return r, Rt / r, inside
+
+
+def _radial_values(mtp: MTP, r, inside, ti, tj):
+    """f_mu(r_ij) (K, c, n_nb) for distances r (c, n_nb), central types ti (c,), neighbour types tj (c, n_nb)."""
+    Q = radial_basis_values(mtp, r, inside)  # (R, c, n_nb)
     S = mtp.n_species
     if S == 1:
         return jnp.einsum("kb,bin->kin", mtp.radial_coeffs[0, 0], Q)
@@ -90,12 +107,7 @@ def _chunk_basic_moments(mtp: MTP, R, ti, tj, mask, use_custom_vjp: bool):
 
     Pairs sit on the trailing (contiguous) axes: u (3, c, n_nb), f (K, c, n_nb), monomials (n_mono, c, n_nb).
     """
-    rcut = mtp.max_dist
-    Rt = jnp.moveaxis(R, -1, 0)  # (3, c, n_nb)
-    inside = mask & (jnp.sum(Rt * Rt, axis=0) < rcut * rcut)
-    Rt = jnp.where(inside, Rt, jnp.array([1.0, 0.0, 0.0], R.dtype)[:, None, None])
-    r = jnp.sqrt(jnp.sum(Rt * Rt, axis=0))
-    u = Rt / r
+    r, u, inside = pair_geometry(mtp, R, mask)  # (c, n_nb), (3, c, n_nb)
     f = _radial_values(mtp, r, inside, ti, tj)  # (K, c, n_nb)
     return basic_moments(mtp.plan, f, u, use_custom_vjp)
 

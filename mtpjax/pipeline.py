@@ -7,7 +7,7 @@ Stages (each in ``OUT/<stage>/`` with a ``stage.json``)::
 A stage's *hash* covers its own config section (with defaults filled in) and the hashes of the stages it depends
 on. A finished stage whose hash matches is skipped; a changed parameter reruns that stage and every stage
 downstream. A stage that was interrupted (``stage.json`` status "running" with the same hash) resumes: generation
-from its chunk checkpoints, fitting from its optimiser checkpoint. Every decision is appended to ``OUT/stages.log``.
+from its chunk checkpoints, fitting from its optimiser checkpoint, verification from the tests already finished. Every decision is appended to ``OUT/stages.log``.
 See docs/run.md for the config format.
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ class FitSection:
     test_subset: str = ""  # or: this subset is the test set (and removed from the training set); overrides test_fraction
     optimizer: str = "lbfgs"  # lbfgs, bfgs or adam
     checkpoint_every: int = 50
-    linear_solve_at: tuple = (0, 25, 70, 100, 150, 250, 400)
+    linear_solve_at: tuple = (0, 25, 70, 100, 150, 250, 400)  # MLIP-3's (mtpjax.fit.MLIP_LINEAR_SOLVES)
     memory_size: int = 20
     learning_rate: float = 1e-3  # adam only
     orthonormalize: bool = True
@@ -397,7 +397,8 @@ def _stage_verify(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bo
     oracle = make_oracle(spec)
     res = run_suite(pot, oracle, d, tests=list(cfg.verify.tests), element=cfg.generate.element,
                     options=dict(cfg.verify.options), progress=progress, quick=cfg.verify.quick,
-                    potential_label=f"MTP level {cfg.fit.level}, {cfg.fit.cutoff:g} Å", potential_spec=str(out / "fit" / "potential.mtpjax"))
+                    potential_label=f"MTP level {cfg.fit.level}, {cfg.fit.cutoff:g} Å", potential_spec=str(out / "fit" / "potential.mtpjax"),
+                    resume=resume)
     status = {n: t["status"] for n, t in res["tests"].items()}
     return {"tests": status, "timings": res["timings"]}
 
@@ -410,7 +411,7 @@ def _stage_report(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bo
 
 
 _RUNNERS = {"generate": _stage_generate, "fit": _stage_fit, "verify": _stage_verify, "report": _stage_report}
-_RESUMABLE = {"generate", "fit"}
+_RESUMABLE = {"generate", "fit", "verify"}
 
 
 def run(cfg: RunConfig, out=None, force=None, progress: bool | None = None, echo=None) -> dict:

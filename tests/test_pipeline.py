@@ -183,7 +183,7 @@ def test_cli_force_report_only(tiny_run, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_interrupted_fit_resumes(tmp_path):
-    """A stage left 'running' with the same hash resumes (fit from its checkpoint) instead of starting afresh."""
+    """A stage left 'running' with the same hash resumes (fit from its checkpoint, verify from its finished tests)."""
     from mtpjax.pipeline import _write_stage
 
     d = _copy(TINY)
@@ -197,6 +197,14 @@ def test_interrupted_fit_resumes(tmp_path):
     summary = run(cfg, out, progress=False)
     assert {s: v["action"] for s, v in summary["stages"].items()} == {
         "generate": "skip", "fit": "resume", "verify": "run", "report": "run"}
+    st = read_stage(out, "verify")  # verify interrupted after its finished tests: they are reused
+    st["status"] = "running"
+    _write_stage(out, "verify", st)
+    before = (out / "verify" / "eos" / "result.json").stat().st_mtime_ns
+    summary = run(cfg, out, progress=False)
+    assert {s: v["action"] for s, v in summary["stages"].items()} == {
+        "generate": "skip", "fit": "skip", "verify": "resume", "report": "run"}
+    assert (out / "verify" / "eos" / "result.json").stat().st_mtime_ns == before
 
 
 def _toml(d: dict) -> str:

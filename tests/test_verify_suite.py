@@ -293,3 +293,33 @@ def test_cli_quick_all_available_tests(tmp_path):
     ran = [n for n, t in data["tests"].items() if t["status"] == "ok"]
     assert "phonons" in ran and rc == (1 if any(t["status"] == "failed" for t in data["tests"].values()) else 0)
     assert {r["test"] for r in data["rows"]} == set(ran) - {n for n in ran if not data["tests"][n]["rows"]}
+
+
+def test_interrupted_suite_resumes_with_the_unfinished_tests(tmp_path):
+    """A suite killed during its second test reruns only that one with resume=True; changed options rerun a test."""
+    lj = LennardJones(species=("Mg",))
+    calls = []
+
+    def counted(name, rows):
+        fake = _fake(rows)
+
+        def run(potential, oracle, outdir, quick=False, element=None):
+            calls.append(name)
+            return fake(potential, oracle, outdir, quick=quick, element=element)
+        return run
+
+    def interrupt(potential, oracle, outdir, **options):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(lj, lj, tmp_path, tests=["a", "b"], progress=False, registry={"a": counted("a", 2), "b": interrupt})
+    assert calls == ["a"] and (tmp_path / "a" / "result.json").exists()
+    res = run_suite(lj, lj, tmp_path, tests=["a", "b"], progress=False, resume=True,
+                    registry={"a": counted("a", 2), "b": counted("b", 1)})
+    assert calls == ["a", "b"]  # "a" was reused, not run again
+    assert res["tests"]["a"]["status"] == "ok" and [r["quantity"] for r in res["rows"]] == ["q0", "q1", "q0"]
+    assert res["tests"]["a"]["figures"] == ["a/fake.png"]
+    run_suite(lj, lj, tmp_path, tests=["a"], progress=False, resume=True, quick=True, registry={"a": counted("a", 2)})
+    assert calls == ["a", "b", "a"]  # other options: run again
+    run_suite(lj, lj, tmp_path, tests=["a"], progress=False, registry={"a": counted("a", 2)})
+    assert calls == ["a", "b", "a", "a"]  # without resume everything runs

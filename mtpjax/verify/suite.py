@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import json
 import inspect
 import time
 import traceback
@@ -108,13 +109,16 @@ def _resolve(tests, registry):
 
 
 def run_suite(potential, oracle, outdir, tests=None, element=None, options=None, progress=True, *, quick=False,
-              registry=None, potential_label=None, oracle_label=None, potential_spec=None, oracle_spec=None) -> dict:
+              registry=None, potential_label=None, oracle_label=None, potential_spec=None, oracle_spec=None,
+              resume=False) -> dict:
     """Run ``tests`` (names from :data:`TESTS`, default all of them; missing modules are "not available") of
     ``potential`` against ``oracle``, write the report into ``outdir`` and return the result dict.
 
     ``options``: keyword arguments per test, ``{"phonons": {"mesh": [12, 12, 12]}}``; top-level non-dict entries
     (and ``quick``, ``element``) go to every test whose run() takes them. ``registry``: {name: run function}
-    overriding the module lookup (e.g. an extra test). Timings in seconds.
+    overriding the module lookup (e.g. an extra test). Timings in seconds. Each finished test leaves
+    ``outdir/<test>/result.json``; ``resume=True`` reuses those whose options are unchanged (an interrupted suite
+    continues with the first unfinished test; failed tests are run again).
 
     The result: potential, oracle (descriptions), elements, quick, tests {name: {status ("ok", "failed",
     "not available"), seconds, metrics, figures, rows, failures, error, traceback}}, rows, failures, total_seconds.
@@ -154,17 +158,24 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
     for name, fn in bar:
         bar.set_postfix_str(name)
         entry = {"status": None, "seconds": 0.0, "metrics": {}, "figures": [], "rows": [], "failures": []}
-        if isinstance(fn, str):
+        kwargs = {**common, **per_test.get(name, {})}
+        key = _options_key(kwargs)
+        saved = _saved_entry(outdir / name, key) if resume and not isinstance(fn, str) else None
+        if saved is not None:
+            entry = saved
+        elif isinstance(fn, str):
             entry.update(status="not available", error=fn)
         else:
             t0 = time.perf_counter()
             try:
-                out = _call(fn, potential, oracle, outdir / name, {**common, **per_test.get(name, {})})
+                out = _call(fn, potential, oracle, outdir / name, kwargs)
                 entry.update(_normalise(out, name, outdir / name, outdir), status="ok")
+                entry["seconds"] = time.perf_counter() - t0
+                _save_entry(outdir / name, key, entry)
             except Exception as err:  # noqa: BLE001 (one failing test must not stop the others)
                 entry.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
                 entry["failures"] = [{"test": name, "structure": None, "reason": f"test raised {type(err).__name__}: {err}"}]
-            entry["seconds"] = time.perf_counter() - t0
+            entry["seconds"] = entry["seconds"] or time.perf_counter() - t0
         result["tests"][name] = entry
         result["rows"] += entry["rows"]
         result["failures"] += entry["failures"]
@@ -174,6 +185,33 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
     result["rows"] = report.normalise_rows(result["rows"])
     result["files"] = {k: str(Path(v).name) for k, v in report.write_report(result, outdir).items()}
     return result
+
+
+def _options_key(kwargs) -> str:
+    return json.dumps(kwargs, sort_keys=True, default=str)
+
+
+def _save_entry(d: Path, key: str, entry) -> None:
+    """Write a finished test's entry (atomically) so that a resumed suite can reuse it."""
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / ".result.json.tmp"
+    try:
+        tmp.write_text(json.dumps({"options": key, "entry": entry}, default=str))
+    except (TypeError, ValueError):  # an entry that does not serialise is simply not resumable
+        tmp.unlink(missing_ok=True)
+        return
+    tmp.replace(d / "result.json")
+
+
+def _saved_entry(d: Path, key: str):
+    """The saved entry of a finished test run with the same options, else None."""
+    try:
+        saved = json.loads((d / "result.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if saved.get("options") != key or saved.get("entry", {}).get("status") != "ok":
+        return None
+    return saved["entry"]
 
 
 def _versions() -> dict:

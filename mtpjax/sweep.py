@@ -143,18 +143,16 @@ def write_table(rows, path: Path) -> None:
 
 def plot_sweep(rows, out: Path) -> None:
     """Training RMSE (energy, forces) vs level for each cutoff, and vs cutoff for each level (mean over seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from .plotting import subplots
 
     def mean(sel, key):
         vals = [r[key] for r in sel if r[key] is not None]
         return float(np.mean(vals)) if vals else np.nan
 
     for x_key, line_key, fname in (("level", "cutoff", "rmse_vs_level.png"), ("cutoff", "level", "rmse_vs_cutoff.png")):
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        fig, axes = subplots(1, 2, figsize=(10, 4))
         for (subset, line), _ in itertools.groupby(sorted(((r["subset"], r[line_key]) for r in rows))):
             sel = [r for r in rows if r["subset"] == subset and r[line_key] == line]
             xs = sorted({r[x_key] for r in sel})
@@ -170,4 +168,3 @@ def plot_sweep(rows, out: Path) -> None:
         axes[0].legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / fname, dpi=110)
-        plt.close(fig)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..plotting import subplots
+
 #: Crystal systems by international space-group number (inclusive ranges).
 CRYSTAL_SYSTEMS = (("triclinic", 1, 2), ("monoclinic", 3, 15), ("orthorhombic", 16, 74), ("tetragonal", 75, 142),
                    ("trigonal", 143, 167), ("hexagonal", 168, 194), ("cubic", 195, 230))
@@ -22,22 +24,12 @@ def crystal_system(space_group: int) -> str:
     raise ValueError(f"space group {space_group} is not in 1-230")
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_space_groups(structures, path) -> dict:
     """Fig. 1: how often each crystal system and space group occurs, as requested of pyxtal and as detected by
     spglib (``info['spacegroup_requested']``, ``info['spacegroup']``). Returns the crystal-system counts."""
-    plt = _plt()
     names = [n for n, _, _ in CRYSTAL_SYSTEMS]
     counts = {}
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 2]})
+    fig, (ax1, ax2) = subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 2]})
     for key, label, offset in (("spacegroup_requested", "requested", -0.2), ("spacegroup", "detected (spglib)", 0.2)):
         sg = np.array([int(a.info[key]) for a in structures if key in a.info])
         if not sg.size:
@@ -56,7 +48,6 @@ def plot_space_groups(structures, path) -> dict:
     fig.suptitle(f"RANDSPG: {len(structures)} structures")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return counts
 
 
@@ -85,10 +76,9 @@ def hcp_shells(a: float, c: float, r_max: float) -> np.ndarray:
 def plot_distance_histograms(subsets: dict, path, a: float, c: float, cutoffs=DEFAULT_CUTOFFS, r_max=None) -> None:
     """Fig. 3: neighbour-distance histograms (pairs per atom per Å) of each subset (name -> structures), with the
     shells of hcp (a, c in Å) and the candidate ``cutoffs`` drawn in."""
-    plt = _plt()
     r_max = r_max or max(cutoffs) + 1.0
     bins = np.linspace(0.0, r_max, 201)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = subplots(figsize=(8, 4.5))
     for name, structures in subsets.items():
         d, n = neighbour_distances(structures, r_max)
         if n:
@@ -105,7 +95,6 @@ def plot_distance_histograms(subsets: dict, path, a: float, c: float, cutoffs=DE
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_dataset(folder, cutoffs=DEFAULT_CUTOFFS) -> list[Path]:

@@ -131,13 +131,10 @@ ROWS = [
 
 
 def _figure(pm: dict, po: dict, path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import subplots
 
     keys = ["C11", "C12", "C13", "C33", "C44", "C66"]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, (ax, bx) = subplots(1, 2, figsize=(9, 3.5))
     x = np.arange(len(keys))
     ax.bar(x - 0.2, [pm.get(k, np.nan) or np.nan for k in keys], 0.4, label="potential")
     ax.bar(x + 0.2, [po.get(k, np.nan) or np.nan for k in keys], 0.4, label="oracle")
@@ -154,7 +151,6 @@ def _figure(pm: dict, po: dict, path: Path) -> Path | None:
     bx.set_ylabel("E − E(hcp) (meV/atom)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

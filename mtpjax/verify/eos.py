@@ -37,16 +37,13 @@ def _structures(element, omega0, ranges, points, c_over_a: dict):
 
 
 def _figures(outdir: Path, ranges, table, omega0) -> list:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import subplots
 
     figs = []
     colours = dict(zip(PHASES, ("C0", "C1", "C2", "C3")))
     for r in ranges:
         tag = f"{round(r * 100)}"
-        fig, ax = plt.subplots(figsize=(5.5, 4))
+        fig, ax = subplots(figsize=(5.5, 4))
         lim = limits(*[table[(r, p)][2] for p in PHASES])
         for p in PHASES:
             v, em, eo = table[(r, p)]
@@ -61,9 +58,8 @@ def _figures(outdir: Path, ranges, table, omega0) -> list:
         fig.tight_layout()
         path = outdir / f"eos_{tag}.png"
         fig.savefig(path, dpi=120)
-        plt.close(fig)
         figs.append(path)
-        fig, ax = plt.subplots(figsize=(5.5, 4))
+        fig, ax = subplots(figsize=(5.5, 4))
         v, hm, ho = table[(r, "hcp")]
         lim = limits(0.0, *[1000 * (table[(r, p)][2] - ho) for p in PHASES[1:]])
         for p in PHASES[1:]:
@@ -80,7 +76,6 @@ def _figures(outdir: Path, ranges, table, omega0) -> list:
         fig.tight_layout()
         path = outdir / f"eos_diff_{tag}.png"
         fig.savefig(path, dpi=120)
-        plt.close(fig)
         figs.append(path)
     return figs
 

@@ -416,13 +416,11 @@ def tick_labels(labels, connections) -> list:
 def plot_bands(result_mtp: PhononResult, result_oracle: PhononResult, title: str, path: Path, tick_names=None,
                names=("MTP", "oracle")) -> Path:
     """Band structure (THz) along the path with both potentials, DOS beside it (Fig. 8); writes a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    fig, (ax, ad) = plt.subplots(1, 2, figsize=(8, 4), sharey=True, gridspec_kw={"width_ratios": [3, 1], "wspace": 0.1})
+    from ..plotting import subplots
+
+    fig, (ax, ad) = subplots(1, 2, figsize=(8, 4), sharey=True, gridspec_kw={"width_ratios": [3, 1], "wspace": 0.1})
     x = result_oracle.distances
     styles = [(result_oracle, dict(color="k", lw=1.2)), (result_mtp, dict(color="C3", lw=1.0, ls="--"))]
     for res, style in styles:
@@ -445,20 +443,16 @@ def plot_bands(result_mtp: PhononResult, result_oracle: PhononResult, title: str
     ad.set_xlabel("DOS (1/THz)")
     ad.set_xlim(left=0)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
 def plot_fc_parity(pairs: dict, path: Path) -> Path:
     """Parity plots of the force constants Φ_ij^ab, MTP vs oracle (eV/Å², Fig. 9), one panel per structure; writes a
     PNG. Entries zero in both (beyond the cutoff) are left out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import subplots
 
     n = max(len(pairs), 1)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False)
+    fig, axes = subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False)
     for k, (ax, (label, (fm, fo))) in enumerate(zip(axes[0], pairs.items())):
         fm, fo = np.ravel(fm), np.ravel(fo)
         keep = (np.abs(fo) > 1e-8) | (np.abs(fm) > 1e-8)
@@ -473,7 +467,6 @@ def plot_fc_parity(pairs: dict, path: Path) -> Path:
             ax.set_ylabel("MTP Φ (eV/Å²)")
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 

@@ -317,15 +317,12 @@ def _gsf_points(g) -> dict:
 
 
 def _figures(outdir: Path, pm: dict, po: dict, opts) -> list:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import subplots
 
     figs = []
     names = list(opts["surfaces"])
     if names:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig, ax = subplots(figsize=(5, 3.5))
         x = np.arange(len(names))
         for off, p, lab in ((-0.2, pm, "potential"), (0.2, po, "oracle")):
             vals = [p.get("surface_J_m2", {}).get(n) for n in names]
@@ -337,10 +334,9 @@ def _figures(outdir: Path, pm: dict, po: dict, opts) -> list:
         fig.tight_layout()
         figs.append(outdir / "surfaces.png")
         fig.savefig(figs[-1], dpi=120)
-        plt.close(fig)
     if opts["gsf_directions"]:
         nd = len(opts["gsf_directions"])
-        fig, axes = plt.subplots(1, nd, figsize=(4.5 * nd, 3.5), squeeze=False)
+        fig, axes = subplots(1, nd, figsize=(4.5 * nd, 3.5), squeeze=False)
         for ax, d in zip(axes[0], opts["gsf_directions"]):
             for p, lab, st in ((po, "oracle", "-"), (pm, "potential", "o--")):
                 if "gsf" in p:
@@ -354,8 +350,7 @@ def _figures(outdir: Path, pm: dict, po: dict, opts) -> list:
         fig.tight_layout()
         figs.append(outdir / "gsf.png")
         fig.savefig(figs[-1], dpi=120)
-        plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5, 3.5)) if "decohesion" in pm or "decohesion" in po else (None, None)
+    fig, ax = subplots(figsize=(5, 3.5)) if "decohesion" in pm or "decohesion" in po else (None, None)
     for p, lab, st in ((po, "oracle", "-"), (pm, "potential", "o--")) if fig else ():
         if "decohesion" in p:
             d = p["decohesion"]
@@ -368,9 +363,8 @@ def _figures(outdir: Path, pm: dict, po: dict, opts) -> list:
         fig.tight_layout()
         figs.append(outdir / "decohesion.png")
         fig.savefig(figs[-1], dpi=120)
-        plt.close(fig)
     if opts["gb"] and "gb" in pm and "gb" in po:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig, ax = subplots(figsize=(5, 3.5))
         for off, p, lab in ((-0.2, pm, "potential"), (0.2, po, "oracle")):
             v = [np.nan if y is None else y for y in p["gb"]["all_J_m2"]]
             ax.bar(np.arange(len(v)) + off, v, 0.4, label=lab)
@@ -381,7 +375,6 @@ def _figures(outdir: Path, pm: dict, po: dict, opts) -> list:
         fig.tight_layout()
         figs.append(outdir / "gb_sigma7.png")
         fig.savefig(figs[-1], dpi=120)
-        plt.close(fig)
     return figs
 
 

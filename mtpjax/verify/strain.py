@@ -37,12 +37,9 @@ def strain_tensor(component: str, s: float) -> np.ndarray:
 
 
 def _figure(outdir, table, values):
-    import matplotlib
+    from ..plotting import subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, len(PHASES), figsize=(3.2 * len(PHASES), 6), sharex=True)
+    fig, axes = subplots(2, len(PHASES), figsize=(3.2 * len(PHASES), 6), sharex=True)
     for col, p in enumerate(PHASES):
         for rowi, comps in enumerate((("xx", "yy", "zz"), ("yz", "xz", "xy"))):
             ax = axes[rowi, col]
@@ -62,7 +59,6 @@ def _figure(outdir, table, values):
     fig.tight_layout()
     path = Path(outdir) / "strain.png"
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -80,12 +80,9 @@ def formation_energies(potential, element: str, phases=PHASES, size=3, cubic: bo
 
 
 def _figure(names, pm, po, path: Path):
-    import matplotlib
+    from ..plotting import subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = subplots(1, 2, figsize=(9, 3.5))
     x = np.arange(len(names))
     for ax, key, label in ((axes[0], "Ef_eV", "vacancy formation energy (eV)"),
                            (axes[1], "max_displacement_A", "max displacement in relaxation (Å)")):
@@ -100,7 +97,6 @@ def _figure(names, pm, po, path: Path):
     axes[0].legend(ncol=2, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

@@ -294,6 +294,10 @@ def _unscaled(params, scale):
     return tuple(p / s for p, s in zip(params, scale))
 
 
+#: MLIP-3's schedule of exact linear solves (LinOptimize): the L-BFGS steps before which they run.
+MLIP_LINEAR_SOLVES = (0, 25, 70, 100, 150, 250, 400)
+
+
 @dataclass
 class FitConfig:
     """Options of :func:`fit`."""

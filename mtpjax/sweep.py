@@ -8,6 +8,7 @@ and ``OUT/rmse_vs_level.png`` / ``OUT/rmse_vs_cutoff.png`` plot training errors 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -100,6 +101,8 @@ def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seed
 
     out = Path(out)
     cfg = cfg or FitConfig()
+    check_settings(out, {"fit": dataclasses.asdict(cfg), "init": init, "max_batch_atoms": max_batch_atoms,
+                         "n_species": n_species, "species": list(species) if species else None})
     rows = []
     groups = _groups(subsets, levels, cutoffs, seeds, group)
     n_runs, k = sum(map(len, groups)), 0
@@ -131,6 +134,29 @@ def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seed
     plot_sweep(rows, out)
     log(f"sweep: {len(rows)} runs -> {out / 'results.csv'}")
     return rows
+
+
+def check_settings(out: Path, settings: dict) -> None:
+    """Record the fit settings of a sweep in ``out/sweep.json``; refuse to resume a sweep whose finished runs were
+    fitted with other settings (the file and the keys that differ are named)."""
+    settings = json.loads(json.dumps(settings, default=lambda o: list(o) if isinstance(o, (tuple, set)) else str(o)))
+    path = out / "sweep.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+
+        def flat(d, prefix=""):
+            return {k2: v2 for k, v in d.items() for k2, v2 in (flat(v, f"{prefix}{k}.").items() if isinstance(v, dict)
+                                                                  else [(f"{prefix}{k}", v)])}
+
+        a, b = flat(old), flat(settings)
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if diff:
+            detail = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:5])
+            raise MtpjaxError(f"{path}: the sweep in {out} was run with other settings ({detail}); "
+                              "use another output folder, or delete it to start afresh")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=1))
 
 
 def write_table(rows, path: Path) -> None:

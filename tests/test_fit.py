@@ -249,3 +249,16 @@ def test_sweep_table_plots_and_resume(tmp_path):
     assert sum("skipped" in m for m in logs) == 4 and again == rows
     with pytest.raises(MtpjaxError, match="no training structure is tagged 'C'"):
         run_sweep(records, [], tmp_path / "x", levels=[6], cutoffs=[5.0], subsets=["C"], cfg=cfg, log=logs.append)
+
+
+def test_sweep_refuses_to_resume_with_other_settings(tmp_path):
+    """A sweep folder remembers its fit settings; resuming it with others is an error naming the file and the key."""
+    from mtpjax.sweep import check_settings
+
+    check_settings(tmp_path, {"fit": F.dataclasses.asdict(F.FitConfig(max_steps=3)), "init": "mlip"})
+    check_settings(tmp_path, {"fit": F.dataclasses.asdict(F.FitConfig(max_steps=3)), "init": "mlip"})  # same: fine
+    with pytest.raises(MtpjaxError, match=r"sweep\.json.*fit\.max_steps: 3 -> 5"):
+        check_settings(tmp_path, {"fit": F.dataclasses.asdict(F.FitConfig(max_steps=5)), "init": "mlip"})
+    with pytest.raises(MtpjaxError, match=r"fit\.loss\.force_weight"):
+        cfg = F.FitConfig(max_steps=3, loss=F.LossConfig(force_weight=0.02))
+        check_settings(tmp_path, {"fit": F.dataclasses.asdict(cfg), "init": "mlip"})

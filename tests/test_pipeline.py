@@ -99,6 +99,14 @@ def test_shipped_quickstart_config_is_valid():
     assert 12 <= cfg.fit.level <= 16 and 5.2 <= cfg.fit.cutoff <= 6.5 and cfg.verify.quick
 
 
+def test_shipped_full_study_config_is_paper_scale():
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "study_mg.toml")
+    assert cfg.generate.randspg.space_groups == (1, 230) and cfg.generate.randspg.n_atoms == (1, 10)
+    assert cfg.generate.deform.copies == 5 and len(cfg.generate.subsets) == 7 and not cfg.verify.quick
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 

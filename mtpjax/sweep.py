@@ -20,8 +20,9 @@ COLUMNS = ["subset", "level", "cutoff", "seed", "n_basis", "steps", "wall_s", "c
 
 
 def select_subset(records, subset: str):
-    """Records of a subset: 'all', one tag, or a union 'A+B'."""
-    if subset == "all":
+    """Records of a subset: 'all' (or 'EVERYTHING', the generator's name for the union), one tag, or a union 'A+B'.
+    A tag 'EVERYTHING' on the records themselves is taken as it is."""
+    if subset == "all" or (subset == "EVERYTHING" and not any(r.subset == "EVERYTHING" for r in records)):
         return list(records)
     tags = set(subset.split("+"))
     chosen = [r for r in records if r.subset in tags]

@@ -262,3 +262,14 @@ def test_sweep_refuses_to_resume_with_other_settings(tmp_path):
     with pytest.raises(MtpjaxError, match=r"fit\.loss\.force_weight"):
         cfg = F.FitConfig(max_steps=3, loss=F.LossConfig(force_weight=0.02))
         check_settings(tmp_path, {"fit": F.dataclasses.asdict(cfg), "init": "mlip"})
+
+
+def test_select_subset_names():
+    from mtpjax.sweep import select_subset
+
+    recs = _two_records()
+    assert [r.name for r in select_subset(recs, "all")] == ["a", "b"]
+    assert [r.name for r in select_subset(recs, "EVERYTHING")] == ["a", "b"]  # the generator's name for the union
+    assert [r.name for r in select_subset(recs, "Y")] == ["b"] and len(select_subset(recs, "X+Y")) == 2
+    with pytest.raises(MtpjaxError, match="no training structure is tagged 'Z'"):
+        select_subset(recs, "Z")

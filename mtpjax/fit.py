@@ -439,13 +439,16 @@ def load_checkpoint(path, mtp: MTP, opt_state):
     return mtp, params, scale, opt_state, int(meta["step"]), list(meta["history"])
 
 
-def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, log=print, progress=None) -> tuple[MTP, list]:
+def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, log=print, progress=None,
+        timings: dict | None = None) -> tuple[MTP, list]:
     """Minimise the loss from ``mtp``; returns the fitted MTP and the loss history [(step, loss), ...].
 
     With ``workdir``, a checkpoint is written every ``cfg.checkpoint_every`` steps (and at the end) to
     ``workdir/checkpoint.eqx``; ``resume=True`` continues from it and reaches the same result as an
     uninterrupted run. If the loss becomes NaN, fitting stops and the last good parameters are returned.
     ``cfg.method="adam"`` takes one batch of ``batches`` (kept on the host) per step, in a seeded order.
+    ``timings``: a dict that receives ``first_step_s`` (wall seconds of the first step: compilation and the first
+    linear solve included), ``per_step_s`` (the mean of the others) and ``compile_s`` (their difference).
     """
     minibatch = cfg.method == "adam"
     if not minibatch:  # full batch: everything on the device once; Adam moves one minibatch per step
@@ -511,6 +514,8 @@ def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, l
     wall = time.perf_counter() - t0
     n_run = len(history) - start if history else 0
     per_step = (wall - (t_first or 0.0)) / max(n_run - 1, 1)
+    if timings is not None:
+        timings.update(first_step_s=t_first or 0.0, per_step_s=per_step, compile_s=max((t_first or 0.0) - per_step, 0.0))
     log(f"fit: {n_run} steps in {wall:.1f} s (first step, with compilation, {t_first or 0.0:.1f} s; then {per_step:.3f} s/step); "
         f"final loss {history[-1][1] if history else float('nan'):.6g}")
     return mtp, history
@@ -590,10 +595,12 @@ def train_potential(train, test, *, level: int, cutoff: float, rmin=None, seed: 
     mtp = initial_mtp(generate_basis(level), n_species, rmin, cutoff, batches, seed=seed, species=species, init=init)
     log(f"mtpjax fit: {len(train)} structures ({count_atoms(batches)} atoms), level {level}, cutoff {cutoff} Å, r_min {rmin:.4f} Å, "
         f"{mtp.moment_coeffs.shape[0]} basis functions")
-    mtp, history = fit(mtp, fit_batches, cfg, workdir=workdir, resume=resume, progress=progress, log=log)
+    timings = {}
+    mtp, history = fit(mtp, fit_batches, cfg, workdir=workdir, resume=resume, progress=progress, log=log, timings=timings)
     test_batches = (lambda: pack_records(test, cutoff, max_batch_atoms=max_batch_atoms)) if test else None
     return finish_run(mtp, history, batches, subsets, test_batches, cfg, output, workdir, t0, c0,
-                      {"level": level, "cutoff": cutoff, "rmin": rmin, "seed": seed, "n_train": len(train), "n_test": len(test or [])})
+                      {"level": level, "cutoff": cutoff, "rmin": rmin, "seed": seed, "n_train": len(train), "n_test": len(test or []),
+                       **timings})
 
 
 def count_atoms(batches) -> int:

@@ -199,6 +199,7 @@ def test_fit_command_line(tmp_path, capsys):
     assert (work / "loss.png").stat().st_size > 1000
     result = json.loads((work / "result.json").read_text())
     assert result["steps"] == 5 and result["test"]["all"]["energy"] > 0
+    assert result["first_step_s"] >= result["compile_s"] >= 0 and result["per_step_s"] > 0  # compile time apart
     assert "RMSE" in capsys.readouterr().err
     # the exact .mtpjax beside it: the same potential, bit for bit, with how it was fitted
     from mtpjax.io.native import read_native

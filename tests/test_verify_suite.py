@@ -323,3 +323,6 @@ def test_interrupted_suite_resumes_with_the_unfinished_tests(tmp_path):
     assert calls == ["a", "b", "a"]  # other options: run again
     run_suite(lj, lj, tmp_path, tests=["a"], progress=False, registry={"a": counted("a", 2)})
     assert calls == ["a", "b", "a", "a"]  # without resume everything runs
+    other = LennardJones(species=("Mg",), epsilon=0.02)
+    run_suite(other, lj, tmp_path, tests=["a"], progress=False, resume=True, registry={"a": counted("a", 2)})
+    assert calls == ["a", "b", "a", "a", "a"]  # another potential: run again

@@ -117,7 +117,7 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
     ``options``: keyword arguments per test, ``{"phonons": {"mesh": [12, 12, 12]}}``; top-level non-dict entries
     (and ``quick``, ``element``) go to every test whose run() takes them. ``registry``: {name: run function}
     overriding the module lookup (e.g. an extra test). Timings in seconds. Each finished test leaves
-    ``outdir/<test>/result.json``; ``resume=True`` reuses those whose options are unchanged (an interrupted suite
+    ``outdir/<test>/result.json``; ``resume=True`` reuses those whose options, potential and oracle are unchanged (an interrupted suite
     continues with the first unfinished test; failed tests are run again).
 
     The result: potential, oracle (descriptions), elements, quick, tests {name: {status ("ok", "failed",
@@ -154,12 +154,13 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
         "notes": notes, "tests": {}, "rows": [], "failures": [],
     }
     t_start = time.perf_counter()
+    fingerprint = _fingerprint(potential, oracle) if resume else ""
     bar = tqdm(plan, desc="verify", unit="test", disable=not progress)
     for name, fn in bar:
         bar.set_postfix_str(name)
         entry = {"status": None, "seconds": 0.0, "metrics": {}, "figures": [], "rows": [], "failures": []}
         kwargs = {**common, **per_test.get(name, {})}
-        key = _options_key(kwargs)
+        key = _options_key(kwargs, fingerprint)
         saved = _saved_entry(outdir / name, key) if resume and not isinstance(fn, str) else None
         if saved is not None:
             entry = saved
@@ -187,8 +188,29 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
     return result
 
 
-def _options_key(kwargs) -> str:
-    return json.dumps(kwargs, sort_keys=True, default=str)
+def _options_key(kwargs, fingerprint: str = "") -> str:
+    return json.dumps({"options": kwargs, "models": fingerprint}, sort_keys=True, default=str)
+
+
+def _fingerprint(*models) -> str:
+    """A digest of the numbers (array leaves) and the type of each model: a saved test result is reused only for
+    the same potential and oracle."""
+    import hashlib
+
+    import jax
+    import numpy as np
+
+    h = hashlib.sha256()
+    for m in models:
+        h.update(type(m).__qualname__.encode())
+        for leaf in jax.tree.leaves(m):
+            if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+                a = np.asarray(leaf)
+                h.update(str((a.shape, a.dtype)).encode())
+                h.update(np.ascontiguousarray(a).tobytes())
+            else:
+                h.update(repr(leaf).encode())
+    return h.hexdigest()[:16]
 
 
 def _save_entry(d: Path, key: str, entry) -> None:

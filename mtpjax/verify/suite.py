@@ -154,7 +154,7 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
         "notes": notes, "tests": {}, "rows": [], "failures": [],
     }
     t_start = time.perf_counter()
-    fingerprint = _fingerprint(potential, oracle) if resume else ""
+    fingerprint = _fingerprint(potential, oracle)
     bar = tqdm(plan, desc="verify", unit="test", disable=not progress)
     for name, fn in bar:
         bar.set_postfix_str(name)

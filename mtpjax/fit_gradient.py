@@ -13,7 +13,9 @@ computes the same gradient with much less work, from two facts:
    coefficients is per atom (the moment contractions), never per pair.
 
 :func:`batch_loss` is the loss of one batch as a ``jax.custom_vjp`` whose backward pass returns this gradient;
-its value is the ordinary loss. It is a first derivative only (the gradient is not itself differentiable).
+its value is the ordinary loss. It is a first derivative only (the gradient is not itself differentiable), and only
+with respect to the trained coefficients: ``scaling``, ``min_dist``, ``max_dist`` and the data get zero cotangents
+(use ``LossConfig(fast_gradient=False)`` to differentiate with respect to those).
 ``tests/test_fit_gradient.py`` compares it with ``jax.grad`` of the plain loss and with finite differences.
 """
 from __future__ import annotations
@@ -101,7 +103,7 @@ def _chunk_gradient(mtp: MTP, R, dR, tj, mask, ti, w):
     zero = jnp.zeros((1, M.shape[1]), M.dtype)
     lam = jnp.concatenate([w * gV + HdM, zero])[inv]
     lam_d = jnp.concatenate([gV, zero])[inv]
-    S, _, K, Rb = mtp.radial_coeffs.shape
+    S, Rb = mtp.n_species, mtp.radial_basis_size
     g_radial, start = [], 0
     for k, n in enumerate(plan.radial_prefix):
         if n == 0:
@@ -130,9 +132,9 @@ def value_and_gradient(mtp: MTP, lb, cfg):
     c = gradient_chunk(mtp, n, n_nb)
     pad = -n % c
     args = (R, dR, tj, mask, species, w)
-    if pad:
-        args = tuple(jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=-1 if x is species else 0)
-                     for x in args)
+    if pad:  # padding atoms: species -1, no pairs
+        args = tuple(jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
+                     for x, fill in zip(args, (0.0, 0.0, -1, False, -1, 0.0)))
     n_chunks = (n + pad) // c
     if n_chunks == 1:
         grads = _chunk_gradient(mtp, *args)

@@ -56,16 +56,25 @@ def _efs(mtp: MTP, lb: LabelledBatch):
     return energy_forces_virial_sites(mtp, b.positions, b.cells, b.species, b.nbrs, structure=b.structure)
 
 
-def batch_loss_terms(mtp: MTP, lb: LabelledBatch, cfg: LossConfig):
-    """Weighted sums of the energy, force and virial terms of one batch (not yet divided by K)."""
+def weighted_residuals(mtp: MTP, lb: LabelledBatch, cfg: LossConfig):
+    """The loss terms' weights and residuals of one batch: ((c_E, E - E*), (c_F, F - F*), (c_V, V - V*)), with
+    c_E (B,), c_F (N, 1), c_V (B, 1, 1) and residuals zero where a label is missing. The loss of the batch is
+    sum(c_E dE^2) + sum(c_F dF^2) + sum(c_V dV^2)."""
     e, f, v, _ = _efs(mtp, lb)
     n = jnp.maximum(lb.n_atoms, 1.0)
     w = lb.weight
-    le = jnp.sum(jnp.where(lb.energy_mask, w * cfg.energy_weight / n**cfg.energy_power * (e - lb.energy) ** 2, 0.0))
-    fw = (w * cfg.force_weight / n**cfg.force_power)[lb.batch.structure]
-    lf = jnp.sum(jnp.where(lb.forces_mask, fw * jnp.sum((f - lb.forces) ** 2, axis=-1), 0.0))
-    ls = jnp.sum(jnp.where(lb.virial_mask, w * cfg.stress_weight / n * jnp.sum((v - lb.virial) ** 2, axis=(-1, -2)), 0.0))
-    return le, lf, ls
+    ce = w * cfg.energy_weight / n**cfg.energy_power
+    cf = (w * cfg.force_weight / n**cfg.force_power)[lb.batch.structure][:, None]
+    cv = (w * cfg.stress_weight / n)[:, None, None]
+    de = jnp.where(lb.energy_mask, e - lb.energy, 0.0)
+    df = jnp.where(lb.forces_mask[:, None], f - lb.forces, 0.0)
+    dv = jnp.where(lb.virial_mask[:, None, None], v - lb.virial, 0.0)
+    return (ce, de), (cf, df), (cv, dv)
+
+
+def batch_loss_terms(mtp: MTP, lb: LabelledBatch, cfg: LossConfig):
+    """Weighted sums of the energy, force and virial terms of one batch (not yet divided by K)."""
+    return tuple(jnp.sum(c * d**2) for c, d in weighted_residuals(mtp, lb, cfg))
 
 
 def radial_penalty(mtp: MTP):

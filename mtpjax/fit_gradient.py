@@ -28,21 +28,14 @@ import numpy as np
 
 from .contraction import monomials, scalar_basis_vjp
 from .model import MTP, pair_geometry, radial_basis_values
-from .potential import energy_forces_virial_sites, pair_vectors
+from .potential import pair_vectors
 
 
 def _terms(mtp: MTP, lb, cfg):
     """(loss value of the batch, dL/dE (B,), dL/dF (N, 3), dL/dV (B, 3, 3)) with the predictions of ``mtp``."""
-    b = lb.batch
-    e, f, v, _ = energy_forces_virial_sites(mtp, b.positions, b.cells, b.species, b.nbrs, structure=b.structure)
-    n = jnp.maximum(lb.n_atoms, 1.0)
-    w = lb.weight
-    ce = w * cfg.energy_weight / n**cfg.energy_power
-    cf = (w * cfg.force_weight / n**cfg.force_power)[b.structure][:, None]
-    cv = (w * cfg.stress_weight / n)[:, None, None]
-    de = jnp.where(lb.energy_mask, e - lb.energy, 0.0)
-    df = jnp.where(lb.forces_mask[:, None], f - lb.forces, 0.0)
-    dv = jnp.where(lb.virial_mask[:, None, None], v - lb.virial, 0.0)
+    from .fit import weighted_residuals
+
+    (ce, de), (cf, df), (cv, dv) = weighted_residuals(mtp, lb, cfg)
     value = jnp.sum(ce * de**2) + jnp.sum(cf * df**2) + jnp.sum(cv * dv**2)
     return value, 2.0 * ce * de, 2.0 * cf * df, 2.0 * cv * dv
 

@@ -25,7 +25,6 @@ import json
 import math
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -131,13 +130,14 @@ SCHEMA = {
 def load_mode(path, mode: str, schema: dict) -> dict:
     """The ``[mode]`` table of TOML file ``path`` checked against ``schema`` (key -> (default, check)), with defaults
     filled in and the file's folder as ``_dir``. Raises ExperimentError naming the file and the key."""
+    from mtpjax.errors import FormatError
+    from mtpjax.io.tomlfile import read_toml
+
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ExperimentError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ExperimentError(f"{path}: not valid TOML: {err}") from None
+        doc = read_toml(path)
+    except FormatError as err:
+        raise ExperimentError(str(err)) from None
     extra = sorted(set(doc) - {"quick", "full"})
     if extra:
         raise ExperimentError(f"{path}: unknown table(s) {extra}; expected [quick] and [full]")

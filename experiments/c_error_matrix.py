@@ -42,7 +42,6 @@ import os
 import shutil
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -107,13 +106,14 @@ def load_settings(path, mode: str, schema: dict, validate=None) -> dict:
     Unknown keys, wrong types and missing tables are :class:`ExperimentError`\\ s naming the file and the key. The
     ``data`` path is resolved relative to the config file. ``validate(settings, where)`` adds checks of its own.
     """
+    from mtpjax.errors import FormatError
+    from mtpjax.io.tomlfile import read_toml
+
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ExperimentError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ExperimentError(f"{path}: not valid TOML: {err}") from None
+        doc = read_toml(path)
+    except FormatError as err:
+        raise ExperimentError(str(err)) from None
     unknown = sorted(set(doc) - {"quick", "full"})
     if unknown:
         raise ExperimentError(f"{path}: unknown table or key {unknown[0]!r} (the file holds a [quick] and a [full] table)")

@@ -261,15 +261,11 @@ _PATH_KEYS = ("train", "test", "output", "workdir")
 def read_config(path, command: str, parser: argparse.ArgumentParser) -> dict:
     """The options of ``command`` from a TOML file: its ``[command]`` table (or its top level when it has no such
     table), checked against ``parser``'s options, converted to their types, paths made relative to the file."""
-    import tomllib
-
     from .errors import FormatError
+    from .io.tomlfile import read_toml
 
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise FormatError(f"not valid TOML ({err})", path) from err
+    doc = read_toml(path)
     table = doc.get(command, doc)
     if not isinstance(table, dict):
         raise FormatError(f"[{command}] must be a table", path)

@@ -19,7 +19,6 @@ import json
 import shutil
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,13 +233,10 @@ def config_from_dict(data: dict, path=None) -> RunConfig:
 
 def load_config(path) -> RunConfig:
     """Read and validate a run config (TOML). Errors name the file and the key."""
+    from .io.tomlfile import read_toml
+
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise MtpjaxError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise MtpjaxError(f"{path}: not valid TOML: {err}") from None
+    data = read_toml(path)
     try:
         return config_from_dict(data, path)
     except RunConfigError as err:

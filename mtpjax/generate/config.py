@@ -6,7 +6,6 @@ volumes are fractions of the oracle's own hcp equilibrium volume Ω0 (Å³/atom)
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,13 +132,10 @@ def config_from_dict(data: dict) -> GenerateConfig:
 
 def load_config(path) -> GenerateConfig:
     """Read and validate a TOML config. Raises ConfigError / MtpjaxError naming the file and field."""
+    from ..io.tomlfile import read_toml
+
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise MtpjaxError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise MtpjaxError(f"{path}: not valid TOML: {err}") from None
+    data = read_toml(path)
     try:
         return config_from_dict(data)
     except ConfigError as err:

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from .fit_validate import mtp_level, non_negative_float, non_negative_int, positive_float, positive_int
+
 
 def _is_cfg(path) -> bool:
     return Path(path).suffix.lower() == ".cfg"
@@ -179,33 +181,33 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_efs)
 
     b = sub.add_parser("basis", help="write an untrained MTP (MLIP template) for a level")
-    b.add_argument("--level", type=int, required=True, help="maximum level lev_max (2-28)")
-    b.add_argument("--species", type=int, default=1, help="number of species (default 1)")
-    b.add_argument("--rmin", type=float, default=2.0, help="min_dist r_min in Å (default 2.0)")
-    b.add_argument("--rcut", type=float, default=5.0, help="cutoff max_dist in Å (default 5.0)")
-    b.add_argument("--radial-basis-size", type=int, default=8, help="Chebyshev polynomials per radial function (default 8)")
+    b.add_argument("--level", type=mtp_level, required=True, help="maximum level lev_max (2-28)")
+    b.add_argument("--species", type=positive_int, default=1, help="number of species (default 1)")
+    b.add_argument("--rmin", type=positive_float, default=2.0, help="min_dist r_min in Å (default 2.0)")
+    b.add_argument("--rcut", type=positive_float, default=5.0, help="cutoff max_dist in Å (default 5.0)")
+    b.add_argument("--radial-basis-size", type=positive_int, default=8, help="Chebyshev polynomials per radial function (default 8)")
     b.add_argument("-o", "--output", required=True)
     b.set_defaults(func=cmd_basis)
 
     f = sub.add_parser("fit", help="fit an MTP to labelled structures (.cfg, extxyz, ASE db)")
-    f.add_argument("--level", type=int, help="MTP level (2-28); required")
-    f.add_argument("--cutoff", type=float, help="cutoff R_cut in Å; required")
-    f.add_argument("--rmin", type=float, default=None, help="r_min in Å (default: 0.99 x the shortest training distance, as MLIP-3)")
-    f.add_argument("--seed", type=int, default=0, help="seed of the initial radial coefficients (default 0)")
+    f.add_argument("--level", type=mtp_level, help="MTP level (2-28); required")
+    f.add_argument("--cutoff", type=positive_float, help="cutoff R_cut in Å; required")
+    f.add_argument("--rmin", type=positive_float, default=None, help="r_min in Å (default: 0.99 x the shortest training distance, as MLIP-3)")
+    f.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial radial coefficients (default 0)")
     _fit_options(f)
     f.add_argument("--workdir", default=None, help="checkpoint, metrics and plots (default: OUT's name + .fit)")
     f.add_argument("--resume", action="store_true", help="continue from the checkpoint in the work folder")
-    f.add_argument("--devices", type=int, default=1,
+    f.add_argument("--devices", type=positive_int, default=1,
                    help="data-parallel over this many jax devices (GPUs; on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)")
     f.add_argument("-o", "--output", help="fitted potential: .almtp (MLIP, LAMMPS) and, beside it, mtpjax's exact .mtpjax; required")
     f.set_defaults(func=cmd_fit)
 
     w = sub.add_parser("sweep", help="fits over levels x cutoffs x training subsets x seeds (resumable), with a table and plots")
-    w.add_argument("--levels", type=int, nargs="+", help="MTP levels; required")
-    w.add_argument("--cutoffs", type=float, nargs="+", help="cutoffs in Å; required")
+    w.add_argument("--levels", type=mtp_level, nargs="+", help="MTP levels; required")
+    w.add_argument("--cutoffs", type=positive_float, nargs="+", help="cutoffs in Å; required")
     w.add_argument("--subsets", nargs="+", default=["all"],
                    help="training subsets by tag ('all' = every structure; 'A+B' = the union of A and B); default all")
-    w.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
+    w.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0], help="seeds (default 0)")
     w.add_argument("--group", choices=["level", "seed", "none"], default="level",
                    help="runs trained together in one compiled program: level (all cutoffs and seeds of a level, data "
                         "packed at the largest cutoff; default), seed (the seeds of each cutoff) or none")
@@ -231,9 +233,9 @@ def _fit_options(f) -> None:
                         "options on the command line override it; paths in it are relative to the file")
     f.add_argument("--test", nargs="+", default=None, help="test data files (errors reported, never fitted)")
     f.add_argument("--species", nargs="+", default=None, help="element of each MTP type (default: one species)")
-    f.add_argument("--max-steps", type=int, default=1000, help="L-BFGS steps (default 1000)")
-    f.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
-    f.add_argument("--linear-solve-at", type=int, nargs="*", default=[0, 25, 70, 100, 150, 250, 400],  # mtpjax.fit.MLIP_LINEAR_SOLVES
+    f.add_argument("--max-steps", type=positive_int, default=1000, help="L-BFGS steps (default 1000)")
+    f.add_argument("--checkpoint-every", type=positive_int, default=50, help="steps between checkpoints (default 50)")
+    f.add_argument("--linear-solve-at", type=non_negative_int, nargs="*", default=[0, 25, 70, 100, 150, 250, 400],  # mtpjax.fit.MLIP_LINEAR_SOLVES
                    help="steps at which species and moment coefficients are re-solved exactly and L-BFGS restarts "
                         "(default: MLIP-3's 0 25 70 100 150 250 400)")
     f.add_argument("--optimizer", choices=["lbfgs", "bfgs", "adam"], default="lbfgs",
@@ -242,13 +244,13 @@ def _fit_options(f) -> None:
     f.add_argument("--no-orthonormalize", dest="orthonormalize", action="store_false",
                    help="do not Gram-Schmidt the radial coefficient vectors before each linear solve (by default it is "
                         "done, as MLIP's LinOptimize does)")
-    f.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's peak learning rate (cosine decay; default 1e-3)")
-    f.add_argument("--energy-weight", type=float, default=1.0, help="energy weight (default 1, MLIP)")
-    f.add_argument("--force-weight", type=float, default=0.01, help="force weight (default 0.01, MLIP)")
-    f.add_argument("--stress-weight", type=float, default=0.001, help="virial weight (default 0.001, MLIP)")
+    f.add_argument("--learning-rate", type=positive_float, default=1e-3, help="Adam's peak learning rate (cosine decay; default 1e-3)")
+    f.add_argument("--energy-weight", type=non_negative_float, default=1.0, help="energy weight (default 1, MLIP)")
+    f.add_argument("--force-weight", type=non_negative_float, default=0.01, help="force weight (default 0.01, MLIP)")
+    f.add_argument("--stress-weight", type=non_negative_float, default=0.001, help="virial weight (default 0.001, MLIP)")
     f.add_argument("--init", choices=["mlip", "random"], default="mlip",
                    help="radial start: mlip (function mu = Chebyshev T_mu, as MLIP-3; default) or random orthonormal")
-    f.add_argument("--max-batch-atoms", type=int, default=100000, help="atoms per packed batch (default: all in one)")
+    f.add_argument("--max-batch-atoms", type=positive_int, default=100000, help="atoms per packed batch (default: all in one)")
     f.add_argument("-q", "--quiet", action="store_true")
 
 

@@ -21,3 +21,7 @@ class FormatError(MtpjaxError, ValueError):
 
 class StructureError(MtpjaxError, ValueError):
     """A structure that cannot be evaluated (NaN positions, singular cell, overlapping atoms, unknown species)."""
+
+
+class LabelWarning(UserWarning):
+    """Training labels that load but look wrong (an outlier energy, huge forces) or come from a non-standard key."""

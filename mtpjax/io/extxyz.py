@@ -11,7 +11,7 @@ from mtpjax.errors import FormatError
 
 from .cfg import atoms_to_configuration, configuration_to_atoms, read_cfg, write_cfg
 
-__all__ = ["read_structures", "write_structures"]
+__all__ = ["read_structures", "write_structures", "frame_lines"]
 
 
 def _is_cfg(path, format) -> bool:
@@ -45,6 +45,8 @@ def read_structures(path, index=":", species: list[str] | None = None, format: s
         raise
     except Exception as e:  # ASE raises many kinds (ValueError, IndexError, XYZError (an OSError), KeyError ...)
         line, frame = _locate_xyz_fault(path)
+        if line is None:  # the frames are well formed: a bad value in a comment line (e.g. stress=abc)
+            line, frame = _locate_bad_frame(path, format)
         where = f" (frame {frame})" if frame is not None else ""
         raise FormatError(f"cannot read as {format or 'ASE-readable'} structures{where}: "
                           f"{type(e).__name__}: {e}", path=os.fspath(path), line=line) from e
@@ -89,6 +91,44 @@ def _locate_xyz_fault(path):
         i += natoms + 2
         frame += 1
     return None, None
+
+
+def _locate_bad_frame(path, format):
+    """Best-effort (comment line, frame) of the first frame ASE cannot read, reading frame by frame."""
+    import ase.io
+
+    k = 0
+    try:
+        for _ in ase.io.iread(path, index=":", format=format):
+            k += 1
+    except Exception:
+        lines = frame_lines(path)
+        return (lines[k] if k < len(lines) else None), k
+    return None, None
+
+
+def frame_lines(path) -> list[int]:
+    """The 1-based line number of the comment line of each frame of an (extended) XYZ file, best effort: the scan
+    stops at the first frame whose atom count is not an integer."""
+    out = []
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            i = 0
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    while i < len(lines):
+        toks = lines[i].split()
+        if not toks:
+            i += 1
+            continue
+        try:
+            natoms = int(toks[0])
+        except ValueError:
+            break
+        out.append(i + 2)
+        i += natoms + 2
+    return out
 
 
 def write_structures(atoms_list, path, species: list[str] | None = None, format: str | None = None,

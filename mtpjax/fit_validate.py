@@ -110,7 +110,8 @@ def _show(value) -> str:
 
 def check_fit_options(*, level, cutoff, rmin=None, max_steps, checkpoint_every=None, weights=(1.0, 0.01, 0.001),
                       validation_fraction=0.0, learning_rate=None, max_batch_atoms=None, devices=None, seed=None,
-                      linear_solve_at=None, method=None, init=None) -> None:
+                      linear_solve_at=None, method=None, init=None, memory_size=None, tolerance=None,
+                      validate_every=None, patience=None, methods=METHODS) -> None:
     """Raise MtpjaxError for the first bad option of a fit, naming it as the command line does.
 
     - ``level``: an integer in 2..28 (MLIP's templates; odd levels are accepted and give the even level below);
@@ -118,7 +119,10 @@ def check_fit_options(*, level, cutoff, rmin=None, max_steps, checkpoint_every=N
     - ``max_steps`` >= 1; ``checkpoint_every``, ``max_batch_atoms``, ``devices`` (None: not checked) >= 1;
     - ``weights`` (energy, force, stress): finite, >= 0, not all zero;
     - ``validation_fraction`` in [0, 1); ``learning_rate`` finite and > 0; ``seed`` an integer >= 0;
-    - ``linear_solve_at``: integers >= 0; ``method`` one of lbfgs, bfgs, adam; ``init`` mlip or random.
+    - ``memory_size``, ``validate_every``, ``patience`` >= 1; ``tolerance`` finite and >= 0;
+    - ``linear_solve_at``: integers >= 0; ``method`` one of ``methods`` (lbfgs, bfgs, adam); ``init`` mlip or random.
+
+    Options given as None are not checked (except level, cutoff and max_steps, which are required).
     """
     problems = [
         ("--level", level, _level_problem(level)),
@@ -132,11 +136,14 @@ def check_fit_options(*, level, cutoff, rmin=None, max_steps, checkpoint_every=N
             p = f"must be below the cutoff ({c} Å)"
         problems.append(("--rmin", rmin, p))
     for name, value, minimum in (("--checkpoint-every", checkpoint_every, 1), ("--max-batch-atoms", max_batch_atoms, 1),
-                                 ("--devices", devices, 1), ("--seed", seed, 0)):
+                                 ("--devices", devices, 1), ("--seed", seed, 0), ("--memory-size", memory_size, 1),
+                                 ("--validate-every", validate_every, 1), ("--patience", patience, 1)):
         if value is not None:
             problems.append((name, value, _int_problem(value, minimum)))
     if learning_rate is not None:
         problems.append(("--learning-rate", learning_rate, _positive_problem(learning_rate)))
+    if tolerance is not None:
+        problems.append(("--tolerance", tolerance, _non_negative_problem(tolerance)))
     for name, value, problem in problems:
         if problem:
             raise MtpjaxError(f"{name} {_show(value)}: {problem}")
@@ -164,8 +171,8 @@ def check_fit_options(*, level, cutoff, rmin=None, max_steps, checkpoint_every=N
             p = _int_problem(s, 0)
             if p:
                 raise MtpjaxError(f"--linear-solve-at {_show(s)}: {p}")
-    if method is not None and method not in METHODS:
-        raise MtpjaxError(f"--optimizer {_show(method)}: must be one of {', '.join(METHODS)}")
+    if method is not None and method not in methods:
+        raise MtpjaxError(f"--optimizer {_show(method)}: must be one of {', '.join(methods)}")
     if init is not None and init not in INITS:
         raise MtpjaxError(f"--init {_show(init)}: must be one of {', '.join(INITS)}")
 

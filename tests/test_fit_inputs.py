@@ -110,6 +110,10 @@ GOOD = dict(level=16, cutoff=6.5, max_steps=10)
     (dict(linear_solve_at=(0, -25)), "--linear-solve-at -25"),
     (dict(method="sgd"), "--optimizer sgd"),
     (dict(init="zeros"), "--init zeros"),
+    (dict(memory_size=0), "--memory-size 0"),
+    (dict(validate_every=0), "--validate-every 0"),
+    (dict(patience=-1), "--patience -1"),
+    (dict(tolerance=-1e-9), "--tolerance -1e-09"),
 ])
 def test_check_fit_options_names_the_option(change, needle):
     with pytest.raises(MtpjaxError) as err:
@@ -121,7 +125,9 @@ def test_check_fit_options_accepts_good_values():
     check_fit_options(**GOOD)
     check_fit_options(level=np.int64(2), cutoff=np.float64(5.0), rmin=1.9, max_steps=1, checkpoint_every=1,
                       weights=(0, 0.01, 0), validation_fraction=0.2, learning_rate=1e-3, max_batch_atoms=1, devices=1,
-                      seed=0, linear_solve_at=(0, 25), method="adam", init="random")
+                      seed=0, linear_solve_at=(0, 25), method="adam", init="random", memory_size=20, tolerance=0.0,
+                      validate_every=10, patience=5)
+    check_fit_options(**GOOD, method="newton", methods=("lbfgs", "newton"))
     for level in range(2, 29):  # odd levels exist (the basis of the even level below)
         check_fit_options(level=level, cutoff=5.0, max_steps=1)
 

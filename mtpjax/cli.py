@@ -121,7 +121,8 @@ def _fit_config(args):
     loss = F.LossConfig(energy_weight=args.energy_weight, force_weight=args.force_weight, stress_weight=args.stress_weight)
     return F.FitConfig(max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, method=args.optimizer, loss=loss,
                        linear_solve_at=tuple(s for s in args.linear_solve_at if s < args.max_steps),
-                       learning_rate=args.learning_rate, orthonormalize=args.orthonormalize)
+                       learning_rate=args.learning_rate, orthonormalize=args.orthonormalize,
+                       validation_fraction=args.validation_fraction)
 
 
 def _print_errors(result):
@@ -244,6 +245,10 @@ def _fit_options(f) -> None:
     f.add_argument("--no-orthonormalize", dest="orthonormalize", action="store_false",
                    help="do not Gram-Schmidt the radial coefficient vectors before each linear solve (by default it is "
                         "done, as MLIP's LinOptimize does)")
+    f.add_argument("--validation-fraction", type=non_negative_float, default=0.0,
+                   help="hold out this fraction of the training structures (seeded by --seed): every 10 steps the "
+                        "loss on them is evaluated, the parameters with the best one are kept, and a fit stops after 5 "
+                        "evaluations without improvement (default 0: no early stopping)")
     f.add_argument("--learning-rate", type=positive_float, default=1e-3, help="Adam's peak learning rate (cosine decay; default 1e-3)")
     f.add_argument("--energy-weight", type=non_negative_float, default=1.0, help="energy weight (default 1, MLIP)")
     f.add_argument("--force-weight", type=non_negative_float, default=0.01, help="force weight (default 0.01, MLIP)")

@@ -1,7 +1,7 @@
 """Sweeps: fits over levels x cutoffs x training subsets x seeds, resumable, with a table and plots.
 
 Each run lives in ``OUT/runs/<name>/`` (potential, checkpoint, result.json). Runs of one level train together in
-one compiled program (:mod:`mtpjax.group_fit`; checkpoints in ``OUT/groups/``). A finished run (its result.json
+one compiled program (:func:`mtpjax.fit.train_potentials`; checkpoints in ``OUT/groups/``). A finished run (its result.json
 exists) is skipped; an interrupted one resumes from its checkpoint. ``OUT/results.csv`` has one row per run
 and ``OUT/rmse_vs_level.png`` / ``OUT/rmse_vs_cutoff.png`` plot training errors as the paper's Figs 4a and 4b.
 """
@@ -39,73 +39,64 @@ def run_name(subset, level, cutoff, seed) -> str:
 GROUPINGS = ("level", "seed", "none")
 
 
-def _groups(subsets, levels, cutoffs, seeds, group: str):
-    """The runs as lists of (subset, level, cutoff, seed) trained together."""
+def _groups(subsets, levels, cutoffs, seeds, group: str, by_seed: bool = False):
+    """The runs as lists of (subset, level, cutoff, seed) trained together. ``by_seed``: runs of different seeds are
+    never together (a validation split or a minibatch order depends on the seed)."""
     if group not in GROUPINGS:
         raise MtpjaxError(f"unknown grouping {group!r}; choose one of {GROUPINGS}")
     if group == "level":
-        return [[(s, lv, c, sd) for c in cutoffs for sd in seeds] for s in subsets for lv in levels]
-    if group == "seed":
-        return [[(s, lv, c, sd) for sd in seeds] for s in subsets for lv in levels for c in cutoffs]
-    return [[run] for run in itertools.product(subsets, levels, cutoffs, seeds)]
+        groups = [[(s, lv, c, sd) for c in cutoffs for sd in seeds] for s in subsets for lv in levels]
+    elif group == "seed":
+        groups = [[(s, lv, c, sd) for sd in seeds] for s in subsets for lv in levels for c in cutoffs]
+    else:
+        groups = [[run] for run in itertools.product(subsets, levels, cutoffs, seeds)]
+    if by_seed:
+        groups = [[m for m in g if m[3] == sd] for g in groups for sd in dict.fromkeys(m[3] for m in g)]
+    return groups
+
+
+def _group_dir(out: Path, members) -> Path:
+    """The work folder (checkpoint) of a group of runs: named by its subset, level and members."""
+    import hashlib
+
+    names = [run_name(*m) for m in members]
+    tag = hashlib.sha256("|".join(names).encode()).hexdigest()[:8]
+    return out / "groups" / f"{members[0][0]}_L{members[0][1]:02d}_{len(members)}_{tag}".replace("+", "-")
 
 
 def _train_group(members, train, test, out: Path, cfg, n_species, species, init, max_batch_atoms, log) -> None:
-    """Fit the pending runs of one group together (one compiled program) and write each run's outputs."""
-    import time
+    """Fit the pending runs of one group together (one compiled program, :func:`mtpjax.fit.train_potentials`) and
+    write each run's outputs in ``out/runs/<name>/``; the group's checkpoint is in ``out/groups/``."""
+    from .fit import Run, train_potentials
 
-    from .basis import generate_basis
-    from .data import pack_records
-    from .fit import check_cutoff, default_rmin, finish_run, initial_mtp
-    from .group_fit import fit_group
-
-    t0, c0 = time.perf_counter(), time.process_time()
     subset, level = members[0][0], members[0][1]
-    records = select_subset(train, subset)
-    cutoff = max(c for _, _, c, _ in members)
-    batches, tags = pack_records(records, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=out / "cache")
-    check_cutoff(batches, cutoff)
-    rmin = default_rmin(batches, cutoff)
-    basis = generate_basis(level)
-    mtps = [initial_mtp(basis, n_species, rmin, c, batches, seed=sd, species=species, init=init) for _, _, c, sd in members]
-    names = [run_name(*m) for m in members]
-    group_dir = out / "groups" / f"{subset}_L{level:02d}_{len(members)}".replace("+", "-")
-    fitted, histories = fit_group(mtps, batches, cfg, names=names, workdir=group_dir, resume=True, log=log)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    test_packed = []
-
-    def test_batches():  # packed once, at the largest cutoff, for all members
-        if not test_packed:
-            test_packed.append(pack_records(test, cutoff, max_batch_atoms=max_batch_atoms))
-        return test_packed[0]
-
-    for (sub, lv, c, sd), name, mtp, hist in zip(members, names, fitted, histories):
-        work = out / "runs" / name
-        work.mkdir(parents=True, exist_ok=True)
-        # each run is charged an equal share of the group's time
-        now_w, now_c = time.perf_counter(), time.process_time()
-        finish_run(mtp, hist, batches, tags, test_batches if test else None, cfg, work / "potential.almtp", work,
-                   now_w - wall / len(members), now_c - cpu / len(members),
-                   {"level": lv, "cutoff": c, "rmin": rmin, "seed": sd, "n_train": len(records), "n_test": len(test or []),
-                    "group_size": len(members)})
+    runs = []
+    for _, _, cutoff, seed in members:
+        name = run_name(subset, level, cutoff, seed)
+        runs.append(Run(cutoff, seed, out / "runs" / name / "potential.almtp", out / "runs" / name, name))
+    train_potentials(select_subset(train, subset), test, runs, level=level, n_species=n_species, species=species, cfg=cfg,
+                     workdir=_group_dir(out, members), resume=True, max_batch_atoms=max_batch_atoms, init=init,
+                     cache_dir=out / "cache", log=log)
 
 
 def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seeds=(0,), cfg=None, n_species=1, species=None,
               init="mlip", max_batch_atoms=100000, group: str = "level", log=print) -> list[dict]:
     """Fit every (subset, level, cutoff, seed); returns the table rows (also written to ``out/results.csv``).
 
-    ``group``: which runs train together in one compiled program (:mod:`mtpjax.group_fit`): "level" (all cutoffs
+    ``group``: which runs train together in one compiled program (:func:`mtpjax.fit.train_potentials`): "level" (all cutoffs
     and seeds of a subset and level; the data is packed at the largest cutoff), "seed" (the seeds of each cutoff),
     or "none" (one fit after another). Grouped runs are charged an equal share of their group's time.
     """
-    from .fit import FitConfig, train_potential
+    from .fit import FitConfig, make_method, records_digest, train_potential
 
     out = Path(out)
     cfg = cfg or FitConfig()
     check_settings(out, {"fit": dataclasses.asdict(cfg), "init": init, "max_batch_atoms": max_batch_atoms,
-                         "n_species": n_species, "species": list(species) if species else None})
+                         "n_species": n_species, "species": list(species) if species else None,
+                         "data": {"train": records_digest(train), "test": records_digest(test or [])}})
     rows = []
-    groups = _groups(subsets, levels, cutoffs, seeds, group)
+    by_seed = cfg.validation_fraction > 0 or not getattr(make_method(cfg), "full_batch", True)
+    groups = _groups(subsets, levels, cutoffs, seeds, group, by_seed)
     n_runs, k = sum(map(len, groups)), 0
     for members in groups:
         pending = [m for m in members if not (out / "runs" / run_name(*m) / "result.json").exists()]
@@ -138,22 +129,22 @@ def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seed
 
 
 def check_settings(out: Path, settings: dict) -> None:
-    """Record the fit settings of a sweep in ``out/sweep.json``; refuse to resume a sweep whose finished runs were
-    fitted with other settings (the file and the keys that differ are named)."""
-    settings = json.loads(json.dumps(settings, default=lambda o: list(o) if isinstance(o, (tuple, set)) else str(o)))
+    """Record the fit settings of a sweep, with digests of its training and test data (``settings["data"]``), in
+    ``out/sweep.json``; refuse to resume a sweep whose finished runs were fitted with other settings or data (the
+    file and what differs are named), since its finished runs would be skipped and their old errors reported."""
+    from .fit.checkpoint import flatten, jsonable
+
+    settings = jsonable(settings)
     path = out / "sweep.json"
     if path.exists():
-        old = json.loads(path.read_text())
-
-        def flat(d, prefix=""):
-            return {k2: v2 for k, v in d.items() for k2, v2 in (flat(v, f"{prefix}{k}.").items() if isinstance(v, dict)
-                                                                  else [(f"{prefix}{k}", v)])}
-
-        a, b = flat(old), flat(settings)
+        a, b = flatten(json.loads(path.read_text())), flatten(settings)
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         if diff:
-            detail = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:5])
-            raise MtpjaxError(f"{path}: the sweep in {out} was run with other settings ({detail}); "
+            data = {"data.train": "training", "data.test": "test"}
+            detail = [f"the {data[k]} data differ (digest {str(a.get(k))[:16]} in sweep.json != {str(b.get(k))[:16]} now)"
+                      for k in diff if k in data]
+            detail += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff if k not in data][:5]
+            raise MtpjaxError(f"{path}: the sweep in {out} was run with other settings or data ({'; '.join(detail)}); "
                               "use another output folder, or delete it to start afresh")
         return
     out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""CPU time of one loss value + gradient: the fast gradient (mtpjax.fit_gradient) against plain autodiff.
+"""CPU time of one loss value + gradient: the fast gradient (mtpjax.fit.gradient) against plain autodiff.
 
     python scripts/bench_fit_gradient.py [--level 16] [--cutoff 6.5] [--repeats 10] [--out docs/benchmarks/fit_gradient.md]
 
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     fns = {}
     for name, fast in (("plain autodiff", False), ("fast gradient", True)):
         cfg = dataclasses.replace(F.LossConfig(), fast_gradient=fast)
-        fns[name] = jax.jit(jax.value_and_grad(lambda t, cfg=cfg: F.loss(F._with(mtp, t), batches, cfg, n)))
+        fns[name] = jax.jit(jax.value_and_grad(lambda t, cfg=cfg: F.loss(F.with_trainable(mtp, t), batches, cfg, n)))
     results = {k: f(theta) for k, f in fns.items()}
     jax.block_until_ready(results)
     (v0, g0), (v1, g1) = results.values()

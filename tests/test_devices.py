@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent(
     two, h2 = F.fit(mtp0, [sharded], cfg, log=quiet)
     one, h1 = F.fit(mtp0, [stacked], cfg, log=quiet)
     ref, h0 = F.fit(mtp0, unstack(stacked), cfg, log=quiet)
-    diff = lambda a, b: max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(F._trainable(a), F._trainable(b)))
+    diff = lambda a, b: max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(F.trainable(a), F.trainable(b)))
     print(json.dumps({"devices": jax.device_count(), "placed_on": len(sharded.weight.sharding.device_set),
                       "two_vs_one": diff(two, one), "two_vs_list": diff(two, ref),
                       "loss": [h2[-1][1], h1[-1][1], h0[-1][1]], "first": h2[0][1]}))

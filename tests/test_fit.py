@@ -2,6 +2,7 @@
 bad input and the command line."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -112,7 +113,7 @@ def test_resume_reaches_the_same_result(tmp_path, method):
         F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", log=lambda m: None, progress=kill)
     resumed, hist = F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", resume=True, log=lambda m: None)
     assert [k for k, _ in hist] == list(range(8))
-    for x, y in zip(F._trainable(full), F._trainable(resumed)):
+    for x, y in zip(F.trainable(full), F.trainable(resumed)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-10)
     if method != "adam":  # (Adam's history holds minibatch losses)
         assert hist_full[-1][1] < hist_full[0][1]
@@ -256,13 +257,13 @@ def test_sweep_refuses_to_resume_with_other_settings(tmp_path):
     """A sweep folder remembers its fit settings; resuming it with others is an error naming the file and the key."""
     from mtpjax.sweep import check_settings
 
-    check_settings(tmp_path, {"fit": F.dataclasses.asdict(F.FitConfig(max_steps=3)), "init": "mlip"})
-    check_settings(tmp_path, {"fit": F.dataclasses.asdict(F.FitConfig(max_steps=3)), "init": "mlip"})  # same: fine
+    check_settings(tmp_path, {"fit": dataclasses.asdict(F.FitConfig(max_steps=3)), "init": "mlip"})
+    check_settings(tmp_path, {"fit": dataclasses.asdict(F.FitConfig(max_steps=3)), "init": "mlip"})  # same: fine
     with pytest.raises(MtpjaxError, match=r"sweep\.json.*fit\.max_steps: 3 -> 5"):
-        check_settings(tmp_path, {"fit": F.dataclasses.asdict(F.FitConfig(max_steps=5)), "init": "mlip"})
+        check_settings(tmp_path, {"fit": dataclasses.asdict(F.FitConfig(max_steps=5)), "init": "mlip"})
     with pytest.raises(MtpjaxError, match=r"fit\.loss\.force_weight"):
         cfg = F.FitConfig(max_steps=3, loss=F.LossConfig(force_weight=0.02))
-        check_settings(tmp_path, {"fit": F.dataclasses.asdict(cfg), "init": "mlip"})
+        check_settings(tmp_path, {"fit": dataclasses.asdict(cfg), "init": "mlip"})
 
 
 def test_select_subset_names():

@@ -1,4 +1,4 @@
-"""The fast loss gradient (mtpjax.fit_gradient) against plain autodiff of the loss and finite differences."""
+"""The fast loss gradient (mtpjax.fit.gradient) against plain autodiff of the loss and finite differences."""
 from __future__ import annotations
 
 import jax
@@ -9,7 +9,7 @@ from ase.build import bulk
 
 from conftest import random_mtp
 from mtpjax import fit as F
-from mtpjax import fit_gradient as FG
+from mtpjax.fit import gradient as FG
 from mtpjax.data import Record, pack_for_devices, pack_records
 
 
@@ -39,8 +39,8 @@ def _gradients(mtp, batches, cfg, n):
     import dataclasses
 
     fast_cfg, plain_cfg = cfg, dataclasses.replace(cfg, fast_gradient=False)
-    f = jax.jit(jax.value_and_grad(lambda t: F.loss(F._with(mtp, t), batches, fast_cfg, n)))
-    p = jax.jit(jax.value_and_grad(lambda t: F.loss(F._with(mtp, t), batches, plain_cfg, n)))
+    f = jax.jit(jax.value_and_grad(lambda t: F.loss(F.with_trainable(mtp, t), batches, fast_cfg, n)))
+    p = jax.jit(jax.value_and_grad(lambda t: F.loss(F.with_trainable(mtp, t), batches, plain_cfg, n)))
     return f(_theta(mtp)), p(_theta(mtp))
 
 
@@ -70,8 +70,8 @@ def test_fast_gradient_against_finite_differences():
     batches, _ = pack_records(records, mtp.cutoff)
     batches = [jax.tree.map(jnp.asarray, lb) for lb in batches]
     cfg = F.LossConfig()
-    fn = jax.jit(lambda t: F.loss(F._with(mtp, t), batches, cfg, len(records)))
-    g = jax.jit(jax.grad(lambda t: F.loss(F._with(mtp, t), batches, cfg, len(records))))(_theta(mtp))
+    fn = jax.jit(lambda t: F.loss(F.with_trainable(mtp, t), batches, cfg, len(records)))
+    g = jax.jit(jax.grad(lambda t: F.loss(F.with_trainable(mtp, t), batches, cfg, len(records))))(_theta(mtp))
     theta = _theta(mtp)
     rng = np.random.default_rng(0)
     for leaf in range(3):

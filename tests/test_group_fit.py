@@ -8,7 +8,7 @@ from conftest import SHARED, need
 from mtpjax import fit as F
 from mtpjax.basis import generate_basis
 from mtpjax.data import load_records, pack_records
-from mtpjax.group_fit import fit_group
+from mtpjax.fit import fit_group
 
 QUIET = lambda m: None  # noqa: E731
 
@@ -18,7 +18,7 @@ def _records(n):
 
 
 def _diff(a, b):
-    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(F._trainable(a), F._trainable(b)))
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(F.trainable(a), F.trainable(b)))
 
 
 def test_group_equals_separate_fits():
@@ -39,8 +39,8 @@ def test_group_equals_separate_fits():
     np.testing.assert_allclose([v for _, v in hists[1]], [v for _, v in h2], rtol=1e-8)
     for g, s in ((g1, s1), (g2, s2)):
         assert _diff(g, s) < 1e-7
-        eg, fg, _, _ = (np.asarray(x) for x in F._efs(g, b5[0]))
-        es, fs, _, _ = (np.asarray(x) for x in F._efs(s, b5[0]))
+        eg, fg, _, _ = (np.asarray(x) for x in F.efs(g, b5[0]))
+        es, fs, _, _ = (np.asarray(x) for x in F.efs(s, b5[0]))
         np.testing.assert_allclose(eg, es, rtol=0, atol=1e-9)
         np.testing.assert_allclose(fg, fs, rtol=0, atol=1e-9)
     assert hists[0][-1][1] < hists[0][0][1]

@@ -16,6 +16,7 @@ computes the same gradient with much less work, from two facts:
 its value is the ordinary loss. It is a first derivative only (the gradient is not itself differentiable), and only
 with respect to the trained coefficients: ``scaling``, ``min_dist``, ``max_dist`` and the data get zero cotangents
 (use ``LossConfig(fast_gradient=False)`` to differentiate with respect to those).
+Used by :func:`mtpjax.fit.loss.loss` when ``LossConfig.fast_gradient`` (the default).
 ``tests/test_fit_gradient.py`` compares it with ``jax.grad`` of the plain loss and with finite differences.
 """
 from __future__ import annotations
@@ -26,15 +27,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .contraction import monomials, scalar_basis_vjp
-from .model import MTP, pair_geometry, radial_basis_values
-from .potential import pair_vectors
+from ..contraction import monomials, scalar_basis_vjp
+from ..model import MTP, pair_geometry, radial_basis_values
+from ..potential import pair_vectors
+from .params import with_trainable
+from .residuals import weighted_residuals
 
 
 def _terms(mtp: MTP, lb, cfg):
     """(loss value of the batch, dL/dE (B,), dL/dF (N, 3), dL/dV (B, 3, 3)) with the predictions of ``mtp``."""
-    from .fit import weighted_residuals
-
     (ce, de), (cf, df), (cv, dv) = weighted_residuals(mtp, lb, cfg)
     value = jnp.sum(ce * de**2) + jnp.sum(cf * df**2) + jnp.sum(cv * dv**2)
     return value, 2.0 * ce * de, 2.0 * cf * df, 2.0 * cv * dv
@@ -111,7 +112,7 @@ def _chunk_gradient(mtp: MTP, R, dR, tj, mask, ti, w):
 
 def value_and_gradient(mtp: MTP, lb, cfg):
     """(loss of one packed batch, its gradient (radial, species, moment coefficients)); the loss is the sum of
-    :func:`mtpjax.fit.batch_loss_terms`, not yet divided by the number of structures."""
+    :func:`mtpjax.fit.residuals.batch_loss_terms`, not yet divided by the number of structures."""
     mtp = jax.lax.stop_gradient(mtp)
     b = lb.batch
     value, g_e, g_f, g_v = _terms(mtp, lb, cfg)
@@ -137,19 +138,13 @@ def value_and_gradient(mtp: MTP, lb, cfg):
     return value, grads
 
 
-def _with(mtp: MTP, theta) -> MTP:
-    import equinox as eqx
-
-    return eqx.tree_at(lambda m: (m.radial_coeffs, m.species_coeffs, m.moment_coeffs), mtp, tuple(theta))
-
-
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _loss(theta, mtp, lb, cfg):
-    return _terms(_with(mtp, theta), lb, cfg)[0]
+    return _terms(with_trainable(mtp, theta), lb, cfg)[0]
 
 
 def _loss_fwd(theta, mtp, lb, cfg):
-    value, grads = value_and_gradient(_with(mtp, theta), lb, cfg)
+    value, grads = value_and_gradient(with_trainable(mtp, theta), lb, cfg)
     return value, grads
 
 

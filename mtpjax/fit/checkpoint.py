@@ -1,0 +1,146 @@
+"""The one checkpoint format of a fit (any number of stacked models).
+
+A checkpoint is one JSON header line followed by the equinox serialisation (``eqx.tree_serialise_leaves``) of the
+loop's arrays: the stacked models, the method's state, the stopped flags and the validation bookkeeping. It is written
+atomically (a temporary file, then ``os.replace``). The header holds the step, the loss histories and what the fit
+was for: its settings (``FitConfig`` as a dict, level, cutoff, r_min, seed, species, init, model names) and a sha256
+digest of the training data. A resumed fit must have the same settings and data: :func:`check_resumable` raises
+:class:`mtpjax.errors.MtpjaxError` naming every difference.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import equinox as eqx
+import numpy as np
+
+from ..errors import MtpjaxError
+
+FORMAT = "mtpjax-fit-checkpoint"
+VERSION = 1
+#: The checkpoint's file name in a fit's work folder.
+CHECKPOINT = "checkpoint.eqx"
+
+
+def records_digest(records) -> str:
+    """sha256 of labelled structures (in order): positions, cells, periodicity, types, energy, forces, virial,
+    weight and subset tag of each (not its name, which holds the file it came from)."""
+    h = hashlib.sha256(f"records|{len(records)}".encode())
+    for r in records:
+        for x in (r.positions, r.cell, r.pbc, r.types, r.forces, r.virial):
+            if x is None:
+                h.update(b"|-")
+            else:
+                a = np.ascontiguousarray(x)
+                h.update(f"|{a.dtype.str}{a.shape}".encode())
+                h.update(a.tobytes())
+        h.update(f"|{r.energy!r}|{float(r.weight)!r}|{r.subset}".encode())
+    return h.hexdigest()
+
+
+def batches_digest(batches) -> str:
+    """sha256 of packed batches (every array leaf, in order): the data digest of a fit given packed data only."""
+    import jax
+
+    h = hashlib.sha256(b"batches")
+    for lb in batches:
+        for x in jax.tree.leaves(lb):
+            a = np.ascontiguousarray(np.asarray(x))
+            h.update(f"|{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def jsonable(obj):
+    """``obj`` as JSON would give it back (dataclasses as dicts, tuples as lists), for comparisons."""
+
+    def default(o):
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return dataclasses.asdict(o)
+        if isinstance(o, (set, frozenset)):
+            return sorted(o)
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        return str(o)
+
+    return json.loads(json.dumps(obj, default=default))
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """Nested dictionaries as one, with dotted keys (``fit.loss.force_weight``)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def setting_differences(old: dict, new: dict, old_label: str = "checkpoint", new_label: str = "now") -> list[str]:
+    """'key: OLD (checkpoint) != NEW (now)' for every key of two settings dictionaries (nested) that differs."""
+    a, b = flatten(jsonable(old)), flatten(jsonable(new))
+    missing = "(absent)"
+    return [f"{k}: {json.dumps(a[k]) if k in a else missing} ({old_label}) != {json.dumps(b[k]) if k in b else missing} ({new_label})"
+            for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
+
+
+def save(path, header: dict, tree) -> None:
+    """Write ``header`` (one JSON line) and the arrays of ``tree`` atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write((json.dumps({"format": FORMAT, "version": VERSION, **header}) + "\n").encode())
+        eqx.tree_serialise_leaves(f, tree)
+    os.replace(tmp, path)
+
+
+def _unreadable(path, err) -> MtpjaxError:
+    return MtpjaxError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}); delete it to start afresh")
+
+
+def read_header(path) -> dict:
+    """The header of a checkpoint (MtpjaxError for an unreadable file or another format)."""
+    try:
+        with open(path, "rb") as f:
+            header = json.loads(f.readline())
+    except Exception as err:
+        raise _unreadable(path, err) from err
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise MtpjaxError(f"{path}: not a checkpoint of this mtpjax (written by an older version?); "
+                          "delete it to start afresh")
+    if header.get("version") != VERSION:
+        raise MtpjaxError(f"{path}: checkpoint version {header.get('version')} (this mtpjax reads {VERSION}); "
+                          "delete it to start afresh")
+    return header
+
+
+def load(path, like):
+    """(header, arrays in the structure of ``like``) of a checkpoint."""
+    header = read_header(path)
+    try:
+        with open(path, "rb") as f:
+            f.readline()
+            tree = eqx.tree_deserialise_leaves(f, like)
+    except Exception as err:
+        raise _unreadable(path, err) from err
+    return header, tree
+
+
+def check_resumable(path, settings: dict, data_digest: str, header: dict | None = None) -> dict:
+    """Raise MtpjaxError naming every setting (and the training data) that differs between the checkpoint at ``path``
+    and the fit about to resume from it; returns its header."""
+    header = read_header(path) if header is None else header
+    diffs = setting_differences(header.get("settings", {}), settings)
+    if header.get("data") != data_digest:
+        diffs.append(f"training data differ (digest {str(header.get('data'))[:16]} (checkpoint) != {data_digest[:16]} (now))")
+    if diffs:
+        raise MtpjaxError(f"{path}: cannot resume: the checkpoint is of another fit: " + "; ".join(diffs)
+                          + f". Use another work folder, or delete {Path(path).name} to start afresh")
+    return header

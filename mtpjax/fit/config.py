@@ -1,0 +1,32 @@
+"""The options of a fit."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .residuals import LossConfig
+
+#: MLIP-3's schedule of exact linear solves (LinOptimize): the L-BFGS steps before which they run.
+MLIP_LINEAR_SOLVES = (0, 25, 70, 100, 150, 250, 400)
+
+#: Steps over which the relative decrease of the loss is measured for ``FitConfig.tolerance``.
+TOLERANCE_WINDOW = 50
+
+
+@dataclass
+class FitConfig:
+    """Options of :func:`mtpjax.fit.fit` and :func:`mtpjax.fit.train_potential`."""
+
+    max_steps: int = 1000
+    loss: LossConfig = field(default_factory=LossConfig)
+    linear_solve_at: tuple = MLIP_LINEAR_SOLVES  # steps at which species/moment coefficients are re-solved exactly
+    checkpoint_every: int = 50
+    method: str = "lbfgs"  # a key of mtpjax.fit.optimizers.METHODS: "lbfgs" (optax L-BFGS), "bfgs" (dense, as MLIP), "adam" (minibatches)
+    precondition: bool = True  # scale linear coefficients by the curvature found in each linear solve
+    memory_size: int = 20  # L-BFGS memory
+    tolerance: float = 1e-12  # stop a model when its relative loss decrease over 50 steps falls below this (full batch only)
+    orthonormalize: bool = True  # Gram-Schmidt the radial coefficient vectors before each linear solve (MLIP's LinOptimize)
+    learning_rate: float = 1e-3  # Adam: peak learning rate, cosine-decayed to 1 % over max_steps
+    seed: int = 0  # Adam: the order of the minibatches (a fresh permutation per epoch, from (seed, epoch))
+    validation_fraction: float = 0.0  # > 0: hold out this fraction of the training structures for early stopping
+    validate_every: int = 10  # steps between evaluations of the validation loss
+    patience: int = 5  # stop a model after this many validation evaluations without improvement

@@ -1,0 +1,275 @@
+"""The library entry point of fitting: records in, fitted potentials and their reports out.
+
+:func:`train_potential` fits one MTP; :func:`train_potentials` fits several of one level together (any cutoffs and
+seeds, one compiled program; what ``mtpjax sweep`` groups). Both pack the data, choose r_min, build the starting
+models, run the one training loop (:func:`mtpjax.fit.loop.fit_models`) and write each potential with its metrics
+(:func:`finish_run`). ``mtpjax fit``, ``mtpjax sweep`` and ``mtpjax run`` all go through them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..batch import pair_distances
+from ..data import LabelledBatch
+from ..errors import MtpjaxError
+from ..model import MTP
+from . import checkpoint as ckpt_io
+from .config import FitConfig
+from .linear import initial_mtp, linear_solve
+from .loop import NonFiniteLoss, fit_models, make_method
+from .loss import count_structures, errors
+from .params import stack_models, unstack_models
+
+
+def shard_over_devices(stacked: LabelledBatch, devices=None) -> LabelledBatch:
+    """Place a stacked batch (leading axis = one group per device) on the devices, split along that axis."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    devices = jax.devices() if devices is None else devices
+    n = stacked.weight.shape[0]
+    if len(devices) < n:
+        raise MtpjaxError(f"{n} data groups but only {len(devices)} devices")
+    mesh = Mesh(np.array(devices[:n]), ("data",))
+    return jax.tree.map(lambda x: jax.device_put(x, NamedSharding(mesh, PartitionSpec("data"))), stacked)
+
+
+def write_metrics(path, record: dict) -> None:
+    """Append one JSON line."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def plot_loss(history, path, validation=None) -> None:
+    """Loss curve (log scale) as a PNG; with ``validation`` [(step, loss)], the validation loss too."""
+    from matplotlib.figure import Figure  # no pyplot: the user's backend (e.g. a notebook's) is left alone
+
+    steps, values = zip(*history) if history else ((), ())
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.semilogy(steps, values, label="training")
+    if validation:
+        vs, vv = zip(*validation)
+        ax.semilogy(vs, vv, "o-", ms=3, label="validation")
+        ax.legend()
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("mtpjax fit")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def training_min_distance(batches) -> float:
+    """The shortest interatomic distance (Å, periodic images included) of packed batches."""
+    dmin = np.inf
+    for lb in batches:
+        r = pair_distances(lb.batch)[np.asarray(lb.batch.nbrs.mask)]
+        if r.size:
+            dmin = min(dmin, float(r.min()))
+    return dmin
+
+
+def count_atoms(batches) -> int:
+    """Real (unpadded) atoms in packed batches."""
+    return sum(int((np.asarray(lb.batch.species) >= 0).sum()) for lb in batches)
+
+
+def check_cutoff(batches, cutoff: float) -> None:
+    """Warn when the cutoff gives far more neighbours per atom than makes sense for an MTP."""
+    import warnings
+
+    n_pairs = sum(int(np.asarray(lb.batch.nbrs.mask).sum()) for lb in batches)
+    per_atom = n_pairs / max(count_atoms(batches), 1)
+    if per_atom > 150:
+        warnings.warn(f"cutoff {cutoff} Å gives {per_atom:.0f} neighbours per atom on average: larger than makes sense "
+                      "for an MTP (typical: 20-80), and fitting will be slow")
+
+
+def default_rmin(batches, cutoff: float) -> float:
+    """MLIP-3's r_min: 0.99 x the shortest training distance (Å)."""
+    dmin = training_min_distance(batches)
+    if not np.isfinite(dmin):
+        raise MtpjaxError(f"no pair of atoms of the training set is closer than the cutoff {cutoff} Å")
+    return 0.99 * dmin
+
+
+def split_validation(records, fraction: float, seed: int):
+    """(training, validation) records: a seeded random ``fraction`` of the structures held out (at least one, and
+    at least one left to train on), both in their original order. ``fraction`` 0: (records, [])."""
+    if fraction <= 0:
+        return list(records), []
+    if not 0 < fraction < 1:
+        raise MtpjaxError(f"validation fraction {fraction} must be in [0, 1)")
+    n = len(records)
+    if n < 2:
+        raise MtpjaxError(f"a validation fraction needs at least 2 training structures, got {n}")
+    n_val = min(max(int(round(fraction * n)), 1), n - 1)
+    held = set(np.random.default_rng([seed, 4111]).permutation(n)[:n_val].tolist())
+    return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
+
+
+def label_report(records) -> str:
+    """Which structure's energy per atom is farthest from the median (for a loss that is not finite)."""
+    e = [(r.name, r.energy / r.n_atoms) for r in records if r.energy is not None and r.n_atoms]
+    if not e:
+        return "no structure has an energy label"
+    x = np.array([v for _, v in e], dtype=float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        med = float(np.median(x))
+        k = int(np.nanargmax(np.abs(x - med))) if np.isfinite(x).any() else 0
+    return f"the largest |E/N - median| is structure {e[k][0]} (E/N = {x[k]:.6g} eV/atom; median {med:.6g} eV/atom)"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One potential of :func:`train_potentials`: its cutoff (Å), seed, output file (.almtp or .mtpjax), work folder
+    (metrics.jsonl, result.json, loss.png) and name (its identity in the group's checkpoint)."""
+
+    cutoff: float
+    seed: int
+    output: Path
+    workdir: Path
+    name: str = "0"
+
+
+def train_potential(train, test, *, level: int, cutoff: float, rmin=None, seed: int = 0, n_species: int = 1, species=None,
+                    cfg: FitConfig | None = None, workdir, output, resume: bool = False, devices: int = 1,
+                    max_batch_atoms: int = 100000, init: str = "mlip", progress=None, log=print) -> dict:
+    """Fit a level-``level`` MTP with cutoff ``cutoff`` (Å) to records ``train``; score it on ``train`` and ``test``.
+
+    Writes ``output`` (.almtp, or .mtpjax) and the exact ``.mtpjax`` beside it (with the result as metadata) and, in
+    ``workdir``, the checkpoint, ``metrics.jsonl``, ``result.json`` and ``loss.png``. ``rmin`` defaults to 0.99 x the
+    shortest training distance (MLIP-3). ``resume``: continue from the checkpoint in ``workdir``; one written for other
+    settings or training data is refused (MtpjaxError naming the differences; nothing is written).
+    ``cfg.validation_fraction`` > 0 holds out that fraction of ``train`` (seeded by ``seed``) for early stopping.
+    ``progress(k, loss)`` after each step. Returns the result dictionary (RMSEs per subset, steps, wall and CPU
+    seconds, settings)."""
+    return train_potentials(train, test, [Run(cutoff, seed, Path(output), Path(workdir))], level=level, rmin=rmin,
+                            n_species=n_species, species=species, cfg=cfg, workdir=workdir, resume=resume, devices=devices,
+                            max_batch_atoms=max_batch_atoms, init=init, progress=progress, log=log)[0]
+
+
+def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_species: int = 1, species=None,
+                     cfg: FitConfig | None = None, workdir, resume: bool = False, devices: int = 1,
+                     max_batch_atoms: int = 100000, init: str = "mlip", cache_dir=None, progress=None, log=print) -> list[dict]:
+    """Fit the ``runs`` (one level; any cutoffs and seeds) together in one compiled program on records ``train``
+    (packed once at the largest cutoff), then write each run's potential and report as :func:`train_potential` does
+    (each run is charged an equal share of the fitting time). The checkpoint lives in ``workdir``; the packed-data
+    cache in ``cache_dir`` (default ``workdir/cache``). ``progress(k, loss)`` (one run) or ``progress(k, losses)``.
+    Returns the result dictionaries in the order of ``runs``."""
+    from ..basis import generate_basis
+    from ..data import pack_for_devices, pack_records, unstack
+
+    runs = list(runs)
+    if not runs:
+        return []
+    M = len(runs)
+    cfg = dataclasses.replace(cfg or FitConfig(), seed=runs[0].seed)  # the seed orders Adam's minibatches and the split
+    seeds = sorted({r.seed for r in runs})
+    if len(seeds) > 1 and (cfg.validation_fraction > 0 or not getattr(make_method(cfg), "full_batch", True)):
+        raise MtpjaxError(f"runs of seeds {seeds} cannot be fitted together with a validation split or minibatches "
+                          "(both depend on the seed); fit each seed apart")
+    names = [r.name for r in runs] if M > 1 else ["0"]
+    if len(set(names)) != M:
+        raise MtpjaxError(f"the runs fitted together need distinct names, got {names}")
+    workdir = Path(workdir)
+    cutoff = max(r.cutoff for r in runs)
+    settings = {"fit": cfg, "level": level, "cutoff": runs[0].cutoff if M == 1 else [r.cutoff for r in runs], "rmin": rmin,
+                "seed": runs[0].seed if M == 1 else [r.seed for r in runs], "species": list(species) if species else None,
+                "n_species": n_species, "init": init}
+    digest = ckpt_io.records_digest(train)
+    ckpt = workdir / ckpt_io.CHECKPOINT
+    if resume and ckpt.exists():  # refuse another fit's checkpoint before anything is packed or written
+        ckpt_io.check_resumable(ckpt, ckpt_io.jsonable({**settings, "models": names}), digest)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cache_dir) if cache_dir is not None else workdir / "cache"
+    t0, c0 = time.perf_counter(), time.process_time()
+    fit_records, val_records = split_validation(train, cfg.validation_fraction, cfg.seed)
+    if devices > 1:  # data-parallel: one group of structures per device
+        stacked, subsets = pack_for_devices(fit_records, cutoff, devices)
+        fit_batches, batches = [shard_over_devices(stacked)], unstack(stacked)
+    else:
+        batches, subsets = pack_records(fit_records, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=cache_dir)
+        fit_batches = batches
+    check_cutoff(batches, cutoff)
+    rmin = default_rmin(batches, cutoff) if rmin is None else rmin
+    if rmin >= min(r.cutoff for r in runs):
+        raise MtpjaxError(f"r_min {rmin:.3f} Å must be below the cutoff {min(r.cutoff for r in runs)} Å")
+    basis = generate_basis(level)
+    mtps = [initial_mtp(basis, n_species, rmin, r.cutoff, batches, seed=r.seed, species=species, init=init) for r in runs]
+    cutoffs = ", ".join(f"{c:g}" for c in sorted({r.cutoff for r in runs}))
+    log(f"mtpjax fit: {len(fit_records)} structures ({count_atoms(batches)} atoms), level {level}, cutoff {cutoffs} Å, "
+        f"r_min {rmin:.4f} Å, {mtps[0].moment_coeffs.shape[0]} basis functions"
+        + (f"; {len(val_records)} held out for validation" if val_records else "")
+        + (f"; {M} models together (data packed at {cutoff:g} Å)" if M > 1 else ""))
+    val = pack_records(val_records, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=cache_dir) if val_records else None
+    timings = {}
+    try:
+        result = fit_models(stack_models(mtps), fit_batches, cfg, names=names, workdir=workdir, resume=resume, log=log,
+                            progress=progress, timings=timings, validation=val[0] if val else None, settings=settings,
+                            data_digest=digest)
+    except NonFiniteLoss as err:
+        raise NonFiniteLoss(f"{err}: {label_report(fit_records)}") from None
+    fit_wall, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
+    test_packed = []
+
+    def test_batches():  # packed once, at the largest cutoff, for all runs
+        if not test_packed:
+            test_packed.append(pack_records(test, cutoff, max_batch_atoms=max_batch_atoms))
+        return test_packed[0]
+
+    out = []
+    for j, (run, mtp) in enumerate(zip(runs, unstack_models(result.models))):
+        settings_j = {"level": level, "cutoff": run.cutoff, "rmin": rmin, "seed": run.seed, "n_train": len(fit_records),
+                      "n_test": len(test or []), **timings, "stopped": result.stopped[j]}
+        if M > 1:
+            settings_j["group_size"] = M
+        validation = None
+        if val:
+            validation = (val[0], val[1], {"fraction": cfg.validation_fraction, "n": len(val_records), **result.validation[j]})
+        now_w, now_c = time.perf_counter(), time.process_time()
+        Path(run.workdir).mkdir(parents=True, exist_ok=True)
+        out.append(finish_run(mtp, result.histories[j], batches, subsets, test_batches if test else None, cfg, run.output,
+                              run.workdir, now_w - fit_wall / M, now_c - fit_cpu / M, settings_j, validation=validation))
+    return out
+
+
+def finish_run(mtp: MTP, history, batches, subsets, test_batches, cfg: FitConfig, output, workdir, t0: float, c0: float,
+               settings: dict, validation=None) -> dict:
+    """The last exact linear solve, the errors on the training (and test) data, and the outputs of one fitted
+    potential: ``output`` (.almtp or .mtpjax) and the exact .mtpjax beside it, ``metrics.jsonl``, ``result.json``
+    and ``loss.png`` in ``workdir``. ``test_batches``: None, or a function giving the packed test set (batches,
+    subsets), called after the timing stops. ``validation``: None, or (batches, subsets, info) of the held-out set
+    the model was chosen on; then the model is kept as chosen (no last linear solve) and ``result["validation"]``
+    has ``info`` (best_step, best_loss, history, ...) and the validation RMSEs. Returns the result dictionary."""
+    from ..model import save_mtp
+
+    workdir = Path(workdir)
+    if validation is None:
+        mtp = linear_solve(mtp, [jax.tree.map(jnp.asarray, lb) for lb in batches], cfg.loss, count_structures(batches))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    output = Path(output)
+    native = output if output.suffix == ".mtpjax" else output.with_suffix(".mtpjax")
+    result = {"train": errors(mtp, batches, subsets), "steps": len(history), "wall_s": wall, "cpu_s": cpu, **settings,
+              "n_basis": int(mtp.moment_coeffs.shape[0]), "potential": str(output), "optimizer": cfg.method}
+    if validation is not None:
+        vb, vsub, info = validation
+        result["validation"] = {**info, "rmse": errors(mtp, vb, vsub)}
+    if test_batches is not None:
+        result["test"] = errors(mtp, *test_batches())
+    save_mtp(mtp, output, metadata=result)
+    if native != output:
+        save_mtp(mtp, native, metadata=result)  # the exact copy, with how it was fitted
+    write_metrics(workdir / "metrics.jsonl", {"history": history})
+    write_metrics(workdir / "metrics.jsonl", result)
+    plot_loss(history, workdir / "loss.png", validation=result.get("validation", {}).get("history"))
+    (workdir / "result.json").write_text(json.dumps(result, indent=1))
+    return result

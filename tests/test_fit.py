@@ -113,8 +113,9 @@ def test_resume_reaches_the_same_result(tmp_path, method):
         F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", log=lambda m: None, progress=kill)
     resumed, hist = F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", resume=True, log=lambda m: None)
     assert [k for k, _ in hist] == list(range(8))
+    assert hist == hist_full  # bit-identical: the checkpoint holds the optimiser's exact variables and state
     for x, y in zip(F.trainable(full), F.trainable(resumed)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-10)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     if method != "adam":  # (Adam's history holds minibatch losses)
         assert hist_full[-1][1] < hist_full[0][1]
 
@@ -275,3 +276,161 @@ def test_select_subset_names():
     assert [r.name for r in select_subset(recs, "Y")] == ["b"] and len(select_subset(recs, "X+Y")) == 2
     with pytest.raises(MtpjaxError, match="no training structure is tagged 'Z'"):
         select_subset(recs, "Z")
+
+
+def _write_extxyz(path, records):
+    from ase.io import write
+
+    atoms = []
+    for r in records:
+        a = Atoms("Mg" * r.n_atoms, positions=r.positions, cell=r.cell, pbc=True)
+        a.calc = SinglePointCalculator(a, energy=r.energy, forces=r.forces)
+        atoms.append(a)
+    write(path, atoms)
+
+
+def _snapshot(folder):
+    """Every file under ``folder`` with its size, modification time and content."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resume_refuses_another_fit(tmp_path, capsys):
+    """--resume from a checkpoint written with another cutoff, or for other training data, is an error naming each
+    difference, and nothing is written (before: a 5 Å checkpoint resumed with --cutoff 6 gave a 5 Å potential whose
+    result.json said 6)."""
+    from mtpjax.cli import main
+
+    records = _bench_records(8)
+    _write_extxyz(tmp_path / "train.extxyz", records)
+    out = tmp_path / "pot.almtp"
+    args = ["fit", str(tmp_path / "train.extxyz"), "--level", "6", "--max-steps", "3", "-o", str(out), "-q"]
+    assert main(args + ["--cutoff", "5.0"]) == 0
+    before = _snapshot(tmp_path)
+    capsys.readouterr()
+    assert main(args + ["--cutoff", "4.5", "--resume", "--force-weight", "0.02"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.eqx" in err and "cutoff: 5.0 (checkpoint) != 4.5 (now)" in err
+    assert "fit.loss.force_weight: 0.01 (checkpoint) != 0.02 (now)" in err
+    other = [dataclasses.replace(r) for r in records]
+    other[2].energy += 0.1
+    with pytest.raises(MtpjaxError, match=r"training data differ \(digest [0-9a-f]+ \(checkpoint\) != [0-9a-f]+ \(now\)\)"):
+        F.train_potential(other, [], level=6, cutoff=5.0, cfg=F.FitConfig(max_steps=3), workdir=tmp_path / "pot.fit",
+                          output=out, resume=True, log=lambda m: None)
+    assert _snapshot(tmp_path) == before
+    # the same settings and data resume (here: the run is finished; nothing more to do)
+    assert main(args + ["--cutoff", "5.0", "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().err
+
+
+def test_sweep_refuses_other_training_or_test_data(tmp_path):
+    """sweep.json holds digests of the training and test data: a sweep folder reused with other data is refused
+    (its finished runs would be skipped and their old errors reported)."""
+    from mtpjax.sweep import run_sweep
+
+    records = _bench_records(6)
+    kw = dict(levels=[6], cutoffs=[5.0], subsets=["NOPE"], cfg=F.FitConfig(max_steps=2), log=lambda m: None)
+    with pytest.raises(MtpjaxError, match="tagged 'NOPE'"):  # sweep.json is written, then no run can start
+        run_sweep(records[:4], records[4:], tmp_path, **kw)
+    assert (tmp_path / "sweep.json").exists()
+    with pytest.raises(MtpjaxError, match=r"sweep\.json.*the training data differ"):
+        run_sweep(records[:3], records[4:], tmp_path, **kw)
+    with pytest.raises(MtpjaxError, match=r"sweep\.json.*the test data differ"):
+        run_sweep(records[:4], records[5:], tmp_path, **kw)
+    with pytest.raises(MtpjaxError, match="tagged 'NOPE'"):  # the same data: accepted
+        run_sweep(records[:4], records[4:], tmp_path, **kw)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_loss_not_finite_from_the_start_is_an_error(tmp_path):
+    """An energy label of 1e200 makes the loss infinite from step 0: an error naming the structure, and no potential,
+    result or checkpoint is written."""
+    records = _bench_records(8)
+    records[3].energy = 1e200
+    work = tmp_path / "w"
+    with pytest.raises(MtpjaxError, match="not finite from the first step") as err:
+        F.train_potential(records, [], level=6, cutoff=5.0, cfg=F.FitConfig(max_steps=3, checkpoint_every=1),
+                          workdir=work, output=work / "pot.almtp", log=lambda m: None)
+    assert f"the largest |E/N - median| is structure {records[3].name}" in str(err.value)
+    assert not any(work.glob("pot.*")) and not (work / "result.json").exists() and not (work / "checkpoint.eqx").exists()
+
+
+class _ThroughOptimum:
+    """A stand-in method that walks the moment coefficients of model j along a line through ``best`` (the exact
+    minimiser of the validation loss), passing it at step ``centres[j]``; its training losses only decrease."""
+
+    name = "walk"
+    full_batch = True
+
+    def __init__(self, best, direction, centres):
+        self.best, self.d, self.centres = best, direction, np.asarray(centres, float)
+
+    def init(self, models, batches, n_structures):
+        return {"k": np.zeros(F.n_models(models))}
+
+    def step(self, k, models, state, batches, n_structures):
+        import equinox as eqx
+
+        t = (k - self.centres)[:, None] * 0.05
+        models = eqx.tree_at(lambda m: m.moment_coeffs, models, self.best[None] + t * self.d[None])
+        return models, {"k": state["k"] + 1}, np.full(len(self.centres), 1.0 / (k + 1)), np.zeros(len(self.centres), bool)
+
+
+def test_validation_keeps_the_best_parameters_and_stops_after_patience(tmp_path):
+    from mtpjax.basis import generate_basis
+
+    records = _bench_records(8)
+    train_b, _ = pack_records(records[:4], 5.0)
+    val_b, _ = pack_records(records[4:], 5.0)
+    val_b = [jax.tree.map(jnp.asarray, lb) for lb in val_b]
+    m0 = F.initial_mtp(generate_basis(6), 1, 2.0, 5.0, train_b, seed=0)
+    best = F.linear_solve(m0, val_b, F.LossConfig(), 4)
+    d = np.random.default_rng(0).normal(size=best.moment_coeffs.shape)
+    method = _ThroughOptimum(np.asarray(best.moment_coeffs), d, [5, 10])
+    cfg = F.FitConfig(max_steps=50, validate_every=1, patience=3)
+    r = F.fit_models(F.stack_models([best, best]), train_b, cfg, method=method, validation=val_b, log=lambda m: None)
+    assert r.stopped == ["validation", "validation"]
+    assert [v["best_step"] for v in r.validation] == [5, 10]
+    assert [len(h) for h in r.histories] == [9, 14] and r.steps == 14  # 3 evaluations without improvement each
+    for m, v in zip(F.unstack_models(r.models), r.validation):
+        np.testing.assert_array_equal(np.asarray(m.moment_coeffs), np.asarray(best.moment_coeffs))  # the best, not the last
+        assert v["best_loss"] == min(x for _, x in v["history"])
+        assert float(F.loss(m, val_b, F.LossConfig(), 4)) == pytest.approx(v["best_loss"], rel=1e-12)
+    # killed after step 7 (the last checkpoint after step 5: the best of model 0), resumed: the same choice
+    cfg = dataclasses.replace(cfg, checkpoint_every=3)
+
+    def kill(k, v):
+        if k == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        F.fit_models(F.stack_models([best, best]), train_b, cfg, method=method, validation=val_b, log=lambda m: None,
+                     workdir=tmp_path, progress=kill)
+    again = F.fit_models(F.stack_models([best, best]), train_b, cfg, method=method, validation=val_b, log=lambda m: None,
+                         workdir=tmp_path, resume=True)
+    assert again.validation == r.validation and again.histories == r.histories and again.stopped == r.stopped
+    for x, y in zip(jax.tree.leaves(again.models), jax.tree.leaves(r.models)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_train_potential_with_a_validation_fraction(tmp_path):
+    """--validation-fraction: a seeded held-out set; result.json records its RMSEs and the chosen step, and the
+    written potential is the one with the best validation loss recorded."""
+    from mtpjax.model import load_mtp
+
+    records = _bench_records(12)
+    cfg = F.FitConfig(max_steps=30, linear_solve_at=(0, 10), validation_fraction=0.25, validate_every=4, patience=2)
+    result = F.train_potential(records, [], level=6, cutoff=5.0, seed=1, cfg=cfg, workdir=tmp_path, output=tmp_path / "p.almtp",
+                               log=lambda m: None)
+    saved = json.loads((tmp_path / "result.json").read_text())
+    v = saved["validation"]
+    assert v["n"] == 3 and saved["n_train"] == 9 and v["fraction"] == 0.25
+    assert v["rmse"]["all"]["energy"] > 0 and v["rmse"]["all"]["forces"] > 0
+    steps = [k for k, _ in v["history"]]
+    assert steps[:3] == [3, 7, 11] and v["best_step"] == min(v["history"], key=lambda x: x[1])[0]
+    assert result["validation"]["best_step"] == v["best_step"]
+    _, held = F.split_validation(records, 0.25, 1)
+    assert len(held) == 3
+    vb, _ = pack_records(held, 5.0)
+    mtp = load_mtp(tmp_path / "p.mtpjax")
+    got = float(F.loss(mtp, [jax.tree.map(jnp.asarray, lb) for lb in vb], cfg.loss, 3))
+    assert got == pytest.approx(v["best_loss"], rel=1e-9)

@@ -42,15 +42,14 @@ from ..model import MTP
 from . import checkpoint as ckpt_io
 from .config import TOLERANCE_WINDOW, FitConfig
 from .loss import count_structures, loss
+from .lm import LevenbergMarquardt
 from .optimizers import GRADIENT_METHODS, Method
 from .params import n_models, select, stack_models, unstack_models
 from .residuals import LossConfig
 
 #: The optimisers by ``FitConfig.method``: a function of the FitConfig that gives a :class:`Method`.
 METHODS: dict[str, Callable[[FitConfig], Method]] = dict(GRADIENT_METHODS)
-# Further methods register here, e.g. Levenberg-Marquardt from mtpjax/fit/lm.py:
-#     from .lm import LevenbergMarquardt
-#     METHODS["lm"] = LevenbergMarquardt
+METHODS["lm"] = LevenbergMarquardt  # Levenberg-Marquardt with variable projection (mtpjax/fit/lm.py)
 # (a module that registers here must not import this one: import_cycles.py would report a cycle).
 
 
@@ -224,7 +223,7 @@ def fit_models(models: MTP, batches, cfg: FitConfig, *, names=None, method: Meth
                                 f"evaluations (best {best_value[j]:.6g} at step {best_step[j]}); stopping")
                 best_models = select(improved, models, best_models)
         stopped |= stopping
-        if ckpt is not None and (steps_done % cfg.checkpoint_every == 0 or steps_done == cfg.max_steps):
+        if ckpt is not None and any(histories) and (steps_done % cfg.checkpoint_every == 0 or steps_done == cfg.max_steps):
             save(steps_done)
     if ckpt is not None and n_run and any(histories):
         save(steps_done)

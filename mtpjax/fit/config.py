@@ -30,3 +30,9 @@ class FitConfig:
     validation_fraction: float = 0.0  # > 0: hold out this fraction of the training structures for early stopping
     validate_every: int = 10  # steps between evaluations of the validation loss
     patience: int = 5  # stop a model after this many validation evaluations without improvement
+    # Levenberg-Marquardt ("lm", mtpjax.fit.lm): one step is one accepted iteration
+    lm_ftol: float = 1e-2  # stop when the loss fell by less than this (relative) over the last lm_window iterations
+    lm_window: int = 5
+    lm_gtol: float = 1e-8  # stop when max |gradient| / sqrt(curvature * loss) falls below this
+    lm_max_tries: int = 10  # rejected trial steps (each doubling the damping again) before a model stops
+    lm_lambda0: float = 1e-3  # initial damping (relative to the diagonal of J^T J)

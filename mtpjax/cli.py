@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .fit_validate import mtp_level, non_negative_float, non_negative_int, positive_float, positive_int
+from .fit.validate import mtp_level, non_negative_float, non_negative_int, positive_float, positive_int
 
 
 def _is_cfg(path) -> bool:
@@ -119,10 +119,11 @@ def _fit_config(args):
     from . import fit as F
 
     loss = F.LossConfig(energy_weight=args.energy_weight, force_weight=args.force_weight, stress_weight=args.stress_weight)
-    return F.FitConfig(max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, method=args.optimizer, loss=loss,
-                       linear_solve_at=tuple(s for s in args.linear_solve_at if s < args.max_steps),
-                       learning_rate=args.learning_rate, orthonormalize=args.orthonormalize,
-                       validation_fraction=args.validation_fraction)
+    cfg = F.FitConfig(max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, method=args.optimizer, loss=loss,
+                      learning_rate=args.learning_rate, orthonormalize=args.orthonormalize,
+                      validation_fraction=args.validation_fraction)
+    cfg.linear_solve_at = tuple(s for s in args.linear_solve_at if s < cfg.max_steps)
+    return cfg
 
 
 def _print_errors(result):
@@ -141,14 +142,15 @@ def cmd_fit(args) -> int:
     out = Path(args.output)
     workdir = Path(args.workdir) if args.workdir else out.with_name(out.stem + ".fit")
     train, test, n_species = _load_training(args)
-    with tqdm(total=args.max_steps, desc="fit", unit="step", disable=args.quiet or not sys.stderr.isatty()) as bar:
+    cfg = _fit_config(args)
+    with tqdm(total=cfg.max_steps, desc="fit", unit="step", disable=args.quiet or not sys.stderr.isatty()) as bar:
         def progress(k, val):
             bar.n = k + 1
             bar.set_postfix(loss=f"{val:.4g}", refresh=False)
             bar.update(0)
 
         result = F.train_potential(train, test, level=args.level, cutoff=args.cutoff, rmin=args.rmin, seed=args.seed,
-                                   n_species=n_species, species=args.species, cfg=_fit_config(args), workdir=workdir, output=out,
+                                   n_species=n_species, species=args.species, cfg=cfg, workdir=workdir, output=out,
                                    resume=args.resume, devices=args.devices, max_batch_atoms=args.max_batch_atoms, init=args.init,
                                    progress=progress, log=lambda m: print(m, file=sys.stderr))
     _print_errors(result)
@@ -234,13 +236,17 @@ def _fit_options(f) -> None:
                         "options on the command line override it; paths in it are relative to the file")
     f.add_argument("--test", nargs="+", default=None, help="test data files (errors reported, never fitted)")
     f.add_argument("--species", nargs="+", default=None, help="element of each MTP type (default: one species)")
-    f.add_argument("--max-steps", type=positive_int, default=1000, help="L-BFGS steps (default 1000)")
+    f.add_argument("--max-steps", type=positive_int, default=None,
+                   help="most optimiser steps (default: the optimiser's own, mtpjax.fit.config.DEFAULT_MAX_STEPS: 200 "
+                        "Levenberg-Marquardt iterations, which stop by their own convergence test; 1000 for the others)")
     f.add_argument("--checkpoint-every", type=positive_int, default=50, help="steps between checkpoints (default 50)")
     f.add_argument("--linear-solve-at", type=non_negative_int, nargs="*", default=[0, 25, 70, 100, 150, 250, 400],  # mtpjax.fit.MLIP_LINEAR_SOLVES
-                   help="steps at which species and moment coefficients are re-solved exactly and L-BFGS restarts "
-                        "(default: MLIP-3's 0 25 70 100 150 250 400)")
-    f.add_argument("--optimizer", choices=["lbfgs", "bfgs", "adam"], default="lbfgs",
-                   help="lbfgs (optax L-BFGS, full batch, default), bfgs (dense inverse Hessian, as MLIP) or adam "
+                   help="lbfgs, bfgs, adam: steps at which species and moment coefficients are re-solved exactly and "
+                        "the optimiser restarts (default: MLIP-3's 0 25 70 100 150 250 400; lm eliminates them exactly "
+                        "at every step)")
+    f.add_argument("--optimizer", choices=["lm", "lbfgs", "bfgs", "adam"], default="lm",
+                   help="lm (Levenberg-Marquardt with variable projection on the exact residual Jacobian, default), "
+                        "lbfgs (optax L-BFGS, full batch), bfgs (dense inverse Hessian, as MLIP) or adam "
                         "(minibatches of --max-batch-atoms atoms, for data sets larger than device memory)")
     f.add_argument("--no-orthonormalize", dest="orthonormalize", action="store_false",
                    help="do not Gram-Schmidt the radial coefficient vectors before each linear solve (by default it is "

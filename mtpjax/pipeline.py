@@ -51,11 +51,11 @@ class FitSection:
     cutoff: float = 5.5  # Å
     rmin: float = 0.0  # Å; 0 = 0.99 x the shortest training distance (MLIP-3)
     seed: int = 0  # initial radial coefficients and the train/test split
-    max_steps: int = 1000
+    max_steps: int = 0  # 0: the optimiser's default (mtpjax.fit.config.DEFAULT_MAX_STEPS)
     subset: str = "EVERYTHING"  # training subset: a generated <SUBSET>.extxyz
     test_fraction: float = 0.1  # random fraction of the training subset held out as the test set
     test_subset: str = ""  # or: this subset is the test set (and removed from the training set); overrides test_fraction
-    optimizer: str = "lbfgs"  # lbfgs, bfgs or adam
+    optimizer: str = "lm"  # lm (Levenberg-Marquardt, default), lbfgs, bfgs or adam
     checkpoint_every: int = 50
     linear_solve_at: tuple = (0, 25, 70, 100, 150, 250, 400)  # MLIP-3's (mtpjax.fit.MLIP_LINEAR_SOLVES)
     memory_size: int = 20
@@ -151,7 +151,9 @@ def _check_fit(f: FitSection, subsets) -> None:
         raise RunConfigError("fit.cutoff", f"must be positive (Å), got {f.cutoff}")
     if f.rmin < 0 or (f.rmin and f.rmin >= f.cutoff):
         raise RunConfigError("fit.rmin", f"must be 0 (automatic) or in (0, cutoff), got {f.rmin}")
-    for k in ("max_steps", "checkpoint_every", "memory_size", "max_batch_atoms"):
+    if f.max_steps < 0:
+        raise RunConfigError("fit.max_steps", f"must be 0 (the optimiser's default) or a positive integer, got {f.max_steps}")
+    for k in ("checkpoint_every", "memory_size", "max_batch_atoms"):
         if getattr(f, k) < 1:
             raise RunConfigError(f"fit.{k}", f"must be a positive integer, got {getattr(f, k)}")
     if f.seed < 0:
@@ -166,8 +168,8 @@ def _check_fit(f: FitSection, subsets) -> None:
         raise RunConfigError("fit.test_subset", "must differ from fit.subset")
     if not 0 <= f.test_fraction < 1:
         raise RunConfigError("fit.test_fraction", f"must be in [0, 1), got {f.test_fraction}")
-    if f.optimizer not in ("lbfgs", "bfgs", "adam"):
-        raise RunConfigError("fit.optimizer", f"must be lbfgs, bfgs or adam, got {f.optimizer!r}")
+    if f.optimizer not in ("lm", "lbfgs", "bfgs", "adam"):
+        raise RunConfigError("fit.optimizer", f"must be lm, lbfgs, bfgs or adam, got {f.optimizer!r}")
     if f.init not in ("mlip", "random"):
         raise RunConfigError("fit.init", f"must be mlip or random, got {f.init!r}")
     if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in f.linear_solve_at):
@@ -361,11 +363,11 @@ def _stage_fit(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool,
         test = load_records(gen / f"{f.test_subset}.extxyz", species=species)
     if not train:
         raise MtpjaxError(f"fit: the training set ({f.subset} without {f.test_subset or 'the test fraction'}) is empty")
-    fcfg = FitConfig(max_steps=f.max_steps, checkpoint_every=f.checkpoint_every, method=f.optimizer,
+    fcfg = FitConfig(max_steps=f.max_steps or None, checkpoint_every=f.checkpoint_every, method=f.optimizer,
                      linear_solve_at=tuple(f.linear_solve_at), memory_size=f.memory_size, learning_rate=f.learning_rate,
                      orthonormalize=f.orthonormalize,
                      loss=LossConfig(energy_weight=f.energy_weight, force_weight=f.force_weight, stress_weight=f.stress_weight))
-    with tqdm(total=f.max_steps, desc="fit", unit="step", disable=not progress) as bar:
+    with tqdm(total=fcfg.max_steps, desc="fit", unit="step", disable=not progress) as bar:
         def on_step(k, val):
             bar.n = k + 1
             bar.set_postfix(loss=f"{val:.4g}", refresh=False)

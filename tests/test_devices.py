@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
     mtp0 = F.initial_mtp(generate_basis(8), 1, 2.0, 5.0, unstack(stacked), seed=3)
     # one exact linear solve at the start: later re-solves amplify 1e-16 differences of summation order through
     # ill-conditioned normal equations (to ~1e-7), on any number of devices
-    cfg = F.FitConfig(max_steps=5, linear_solve_at=(0,))
+    cfg = F.FitConfig(method="lbfgs", max_steps=5, linear_solve_at=(0,))
     quiet = lambda m: None
     sharded = F.shard_over_devices(stacked)
     two, h2 = F.fit(mtp0, [sharded], cfg, log=quiet)

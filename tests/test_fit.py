@@ -386,7 +386,7 @@ def test_validation_keeps_the_best_parameters_and_stops_after_patience(tmp_path)
     best = F.linear_solve(m0, val_b, F.LossConfig(), 4)
     d = np.random.default_rng(0).normal(size=best.moment_coeffs.shape)
     method = _ThroughOptimum(np.asarray(best.moment_coeffs), d, [5, 10])
-    cfg = F.FitConfig(max_steps=50, validate_every=1, patience=3)
+    cfg = F.FitConfig(method="lbfgs", max_steps=50, validate_every=1, patience=3)
     r = F.fit_models(F.stack_models([best, best]), train_b, cfg, method=method, validation=val_b, log=lambda m: None)
     assert r.stopped == ["validation", "validation"]
     assert [v["best_step"] for v in r.validation] == [5, 10]
@@ -418,7 +418,7 @@ def test_train_potential_with_a_validation_fraction(tmp_path):
     from mtpjax.model import load_mtp
 
     records = _bench_records(12)
-    cfg = F.FitConfig(max_steps=30, linear_solve_at=(0, 10), validation_fraction=0.25, validate_every=4, patience=2)
+    cfg = F.FitConfig(method="lbfgs", max_steps=30, linear_solve_at=(0, 10), validation_fraction=0.25, validate_every=4, patience=2)
     result = F.train_potential(records, [], level=6, cutoff=5.0, seed=1, cfg=cfg, workdir=tmp_path, output=tmp_path / "p.almtp",
                                log=lambda m: None)
     saved = json.loads((tmp_path / "result.json").read_text())

@@ -21,7 +21,7 @@ from ase.io import write
 from mtpjax.cli import main
 from mtpjax.data import check_label_outliers, load_records, records_from_atoms, validate
 from mtpjax.errors import FormatError, LabelWarning, MtpjaxError
-from mtpjax.fit_validate import check_fit_options
+from mtpjax.fit.validate import check_fit_options
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -29,7 +29,7 @@ def test_group_equals_separate_fits():
     basis = generate_basis(8)
     m1 = F.initial_mtp(basis, 1, 2.0, 4.5, b45, seed=1)
     m2 = F.initial_mtp(basis, 1, 2.0, 5.0, b5, seed=2)
-    cfg = F.FitConfig(max_steps=5, linear_solve_at=(0,))
+    cfg = F.FitConfig(method="lbfgs", max_steps=5, linear_solve_at=(0,))
     (g1, g2), hists = fit_group([m1, m2], b5, cfg, log=QUIET)
     s1, h1 = F.fit(m1, b45, cfg, log=QUIET)
     s2, h2 = F.fit(m2, b5, cfg, log=QUIET)
@@ -52,7 +52,7 @@ def test_group_resume_after_kill(tmp_path):
     b, _ = pack_records(records, 5.0)
     basis = generate_basis(6)
     mtps = [F.initial_mtp(basis, 1, 2.0, 5.0, b, seed=s) for s in (0, 1)]
-    cfg = F.FitConfig(max_steps=7, checkpoint_every=3, linear_solve_at=(0, 4))
+    cfg = F.FitConfig(method="lbfgs", max_steps=7, checkpoint_every=3, linear_solve_at=(0, 4))
     full, hf = fit_group(mtps, b, cfg, names=["a", "b"], workdir=tmp_path / "full", log=QUIET)
 
     class Killed(Exception):
@@ -75,7 +75,7 @@ def test_sweep_groups_cutoffs_and_seeds(tmp_path):
     from mtpjax.sweep import run_sweep
 
     records = _records(12)
-    cfg = F.FitConfig(max_steps=3, linear_solve_at=(0,))
+    cfg = F.FitConfig(method="lbfgs", max_steps=3, linear_solve_at=(0,))
     logs = []
     rows = run_sweep(records, records[:3], tmp_path / "g", levels=[6], cutoffs=[4.5, 5.0], seeds=[0, 1], cfg=cfg, log=logs.append)
     assert any("4 runs together" in m for m in logs)
@@ -120,7 +120,7 @@ def test_loop_stops_each_model_by_its_own_rules():
     values = np.stack([1.0 / (k + 1), np.ones(K), np.where(k == 30, np.nan, 2.0 - k / 100)], axis=1)
     done = np.zeros((K, 3), bool)
     done[140, 0] = True
-    cfg = F.FitConfig(max_steps=K)
+    cfg = F.FitConfig(method="lbfgs", max_steps=K)
     seen = []
     r = F.fit_models(F.stack_models(mtps), b, cfg, method=_Scripted(values, done), log=QUIET,
                      progress=lambda k, v: seen.append((k, np.asarray(v).shape)))
@@ -142,7 +142,7 @@ def test_group_honours_tolerance():
     b, _ = pack_records(_records(6), 5.0)
     basis = generate_basis(6)
     mtps = [F.initial_mtp(basis, 1, 2.0, c, b, seed=s) for s, c in ((0, 5.0), (1, 4.5))]
-    cfg = F.FitConfig(max_steps=130, linear_solve_at=(0,), tolerance=0.5)
+    cfg = F.FitConfig(method="lbfgs", max_steps=130, linear_solve_at=(0,), tolerance=0.5)
     _, hists = fit_group(mtps, b, cfg, log=QUIET)
     _, single = F.fit(mtps[0], b, cfg, log=QUIET)
     assert [len(h) for h in hists] == [101, 101] and len(single) == 101

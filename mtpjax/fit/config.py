@@ -8,6 +8,11 @@ from .residuals import LossConfig
 #: MLIP-3's schedule of exact linear solves (LinOptimize): the L-BFGS steps before which they run.
 MLIP_LINEAR_SOLVES = (0, 25, 70, 100, 150, 250, 400)
 
+#: The most steps of each optimiser when ``FitConfig.max_steps`` is None. A Levenberg-Marquardt step is one accepted
+#: iteration (one or more passes of the residual Jacobian, each about 25 energy-and-force passes of the data set), and
+#: it stops by its own convergence test long before this; a gradient step is one loss-and-gradient evaluation.
+DEFAULT_MAX_STEPS = {"lm": 200, "lbfgs": 1000, "bfgs": 1000, "adam": 1000}
+
 #: Steps over which the relative decrease of the loss is measured for ``FitConfig.tolerance``.
 TOLERANCE_WINDOW = 50
 
@@ -16,11 +21,11 @@ TOLERANCE_WINDOW = 50
 class FitConfig:
     """Options of :func:`mtpjax.fit.fit` and :func:`mtpjax.fit.train_potential`."""
 
-    max_steps: int = 1000
+    max_steps: int | None = None  # None: the method's default (DEFAULT_MAX_STEPS)
     loss: LossConfig = field(default_factory=LossConfig)
     linear_solve_at: tuple = MLIP_LINEAR_SOLVES  # steps at which species/moment coefficients are re-solved exactly
     checkpoint_every: int = 50
-    method: str = "lbfgs"  # a key of mtpjax.fit.optimizers.METHODS: "lbfgs" (optax L-BFGS), "bfgs" (dense, as MLIP), "adam" (minibatches)
+    method: str = "lm"  # a key of mtpjax.fit.loop.METHODS: "lm" (Levenberg-Marquardt, variable projection), "lbfgs" (optax L-BFGS), "bfgs" (dense, as MLIP), "adam" (minibatches)
     precondition: bool = True  # scale linear coefficients by the curvature found in each linear solve
     memory_size: int = 20  # L-BFGS memory
     tolerance: float = 1e-12  # stop a model when its relative loss decrease over 50 steps falls below this (full batch only)
@@ -36,3 +41,7 @@ class FitConfig:
     lm_gtol: float = 1e-8  # stop when max |gradient| / sqrt(curvature * loss) falls below this
     lm_max_tries: int = 10  # rejected trial steps (each doubling the damping again) before a model stops
     lm_lambda0: float = 1e-3  # initial damping (relative to the diagonal of J^T J)
+
+    def __post_init__(self):
+        if self.max_steps is None:
+            self.max_steps = DEFAULT_MAX_STEPS.get(self.method, 1000)

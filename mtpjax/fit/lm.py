@@ -76,6 +76,7 @@ class LevenbergMarquardt:
 
     name = "lm"
     full_batch = True
+    eliminates_linear = True  # the linear coefficients are exact after every step: no final linear solve needed
 
     def __init__(self, cfg: FitConfig):
         self.cfg = cfg

@@ -69,13 +69,15 @@ class FitResult:
     """What :func:`fit_models` returns. ``models``: stacked (the best-validation parameters where validation was
     used); ``histories``: per model [(step, loss), ...]; ``stopped``: per model why it stopped early ("not finite",
     "converged" (the method's test), "tolerance", "validation") or None; ``validation``: per model
-    {"history": [(step, loss)], "best_step", "best_loss"}, or None; ``steps``: the step counter at the end."""
+    {"history": [(step, loss)], "best_step", "best_loss"}, or None; ``steps``: the step counter at the end;
+    ``cpu_s``: ``time.process_time()`` after each step of this run (not of a resumed past)."""
 
     models: MTP
     histories: list
     stopped: list
     validation: list | None
     steps: int
+    cpu_s: list
 
 
 def _on_device(batches):
@@ -162,6 +164,7 @@ def fit_models(models: MTP, batches, cfg: FitConfig, *, names=None, method: Meth
 
     val_loss = _validation_loss(cfg.loss, n_val, M > 1) if n_val else None
     first_bad = {}
+    cpu_history = []
     t0 = time.perf_counter()
     t_first = None
     n_run = 0
@@ -189,6 +192,7 @@ def fit_models(models: MTP, batches, cfg: FitConfig, *, names=None, method: Meth
             histories[j].append((k, float(values[j])))
         n_run += 1
         steps_done = k + 1
+        cpu_history.append(time.process_time())
         if t_first is None:
             t_first = time.perf_counter() - t0  # includes compilation
         if progress is not None and (M > 1 or ok[0]):
@@ -247,7 +251,7 @@ def fit_models(models: MTP, batches, cfg: FitConfig, *, names=None, method: Meth
         models = select(best_step >= 0, best_models, models)
         val_info = [{"history": val_histories[j], "best_step": int(best_step[j]) if best_step[j] >= 0 else None,
                      "best_loss": float(best_value[j]) if best_step[j] >= 0 else None} for j in range(M)]
-    return FitResult(models, histories, reasons, val_info, steps_done)
+    return FitResult(models, histories, reasons, val_info, steps_done, cpu_history)
 
 
 def fit(mtp: MTP, batches, cfg: FitConfig, workdir=None, resume: bool = False, log=print, progress=None,

@@ -24,9 +24,10 @@ from ..model import MTP
 from . import checkpoint as ckpt_io
 from .config import FitConfig
 from .linear import initial_mtp, linear_solve
-from .loop import NonFiniteLoss, fit_models, make_method
+from .loop import METHODS, NonFiniteLoss, fit_models, make_method
 from .loss import count_structures, errors
 from .params import stack_models, unstack_models
+from .validate import check_fit_options
 
 
 def shard_over_devices(stacked: LabelledBatch, devices=None) -> LabelledBatch:
@@ -172,7 +173,14 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
     if not runs:
         return []
     M = len(runs)
-    cfg = dataclasses.replace(cfg or FitConfig(), seed=runs[0].seed)  # the seed orders Adam's minibatches and the split
+    cfg = dataclasses.replace(cfg or FitConfig(), seed=runs[0].seed)
+    for r in runs:  # every option checked before anything is read or written
+        check_fit_options(level=level, cutoff=r.cutoff, rmin=rmin, max_steps=cfg.max_steps, checkpoint_every=cfg.checkpoint_every,
+                          weights=(cfg.loss.energy_weight, cfg.loss.force_weight, cfg.loss.stress_weight),
+                          validation_fraction=cfg.validation_fraction, learning_rate=cfg.learning_rate,
+                          max_batch_atoms=max_batch_atoms, devices=devices, seed=r.seed, linear_solve_at=cfg.linear_solve_at,
+                          method=cfg.method, init=init, memory_size=cfg.memory_size, tolerance=cfg.tolerance,
+                          validate_every=cfg.validate_every, patience=cfg.patience, methods=tuple(METHODS))  # the seed orders Adam's minibatches and the split
     seeds = sorted({r.seed for r in runs})
     if len(seeds) > 1 and (cfg.validation_fraction > 0 or not getattr(make_method(cfg), "full_batch", True)):
         raise MtpjaxError(f"runs of seeds {seeds} cannot be fitted together with a validation split or minibatches "
@@ -229,7 +237,8 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
     out = []
     for j, (run, mtp) in enumerate(zip(runs, unstack_models(result.models))):
         settings_j = {"level": level, "cutoff": run.cutoff, "rmin": rmin, "seed": run.seed, "n_train": len(fit_records),
-                      "n_test": len(test or []), **timings, "stopped": result.stopped[j]}
+                      "n_test": len(test or []), **timings, "stopped": result.stopped[j],
+                      "step_cpu_s": [round((t - c0) / M, 3) for t in result.cpu_s]}
         if M > 1:
             settings_j["group_size"] = M
         validation = None
@@ -253,7 +262,7 @@ def finish_run(mtp: MTP, history, batches, subsets, test_batches, cfg: FitConfig
     from ..model import save_mtp
 
     workdir = Path(workdir)
-    if validation is None:
+    if validation is None and not getattr(make_method(cfg), "eliminates_linear", False):  # (LM's are exact already)
         mtp = linear_solve(mtp, [jax.tree.map(jnp.asarray, lb) for lb in batches], cfg.loss, count_structures(batches))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     output = Path(output)

@@ -15,13 +15,13 @@ import math
 import numbers
 import operator
 
-from .errors import MtpjaxError
+from ..errors import MtpjaxError
 
 __all__ = ["check_fit_options", "OptionError", "positive_int", "non_negative_int", "positive_float",
            "non_negative_float", "mtp_level", "METHODS", "INITS"]
 
 #: The optimisers and radial starts the fit knows.
-METHODS = ("lbfgs", "bfgs", "adam")
+METHODS = ("lm", "lbfgs", "bfgs", "adam")
 INITS = ("mlip", "random")
 
 
@@ -77,7 +77,7 @@ def _int_problem(value, minimum: int):
 
 
 def _level_problem(value):
-    from .basis import MAX_LEVEL, MIN_LEVEL
+    from ..basis import MAX_LEVEL, MIN_LEVEL
 
     v = _as_int(value)
     if v is None or not MIN_LEVEL <= v <= MAX_LEVEL:

@@ -252,8 +252,8 @@ def _fit_options(f) -> None:
                    help="do not Gram-Schmidt the radial coefficient vectors before each linear solve (by default it is "
                         "done, as MLIP's LinOptimize does)")
     f.add_argument("--validation-fraction", type=non_negative_float, default=0.0,
-                   help="hold out this fraction of the training structures (seeded by --seed): every 10 steps the "
-                        "loss on them is evaluated, the parameters with the best one are kept, and a fit stops after 5 "
+                   help="hold out this fraction of the training structures (seeded by --seed): every step (lm) or 10 "
+                        "steps (the others) the loss on them is evaluated, the parameters with the best one are kept, and a fit stops after 5 "
                         "evaluations without improvement (default 0: no early stopping)")
     f.add_argument("--learning-rate", type=positive_float, default=1e-3, help="Adam's peak learning rate (cosine decay; default 1e-3)")
     f.add_argument("--energy-weight", type=non_negative_float, default=1.0, help="energy weight (default 1, MLIP)")

@@ -7,7 +7,8 @@
 
 Each fit is what a user types (``mtpjax fit TRAIN --level 16 --cutoff 6.5 --seed S --optimizer O``, every other
 option at its default), run as a fresh process pinned to one core (``taskset``), ``--jobs`` of them at a time on
-distinct cores. CPU time is the child's own user + sys time (``os.wait4``), import and compilation included. Each
+distinct cores. CPU time is the child's own user + sys time (``os.wait4``), import and compilation included (the
+persistent compilation cache is off, ``MTPJAX_CACHE_DIR=0``, unless the environment sets it: a user's first run). Each
 fitted potential, and MLIP-3's (``mlip3_l16_rc6p5.almtp``), is scored the same way (``bench_fit.score``: all cells, and
 the README's metric, cells with d_min >= 2 Å). Writes a JSON file with every run (RMSEs, CPU, wall, steps, the loss
 history against CPU seconds), a figure of loss against CPU seconds, and prints a Markdown table.
@@ -38,7 +39,8 @@ def run_fit(opt: str, seed: int, core: int | None, work: Path, extra: list[str])
     if core is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(core)] + cmd
     log = open(work / "fit.log", "w")
-    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "MTPJAX_CACHE_DIR": os.environ.get("MTPJAX_CACHE_DIR", "0")}  # a first run: everything compiles
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     p.cmd, p.t0, p.work, p.key = cmd, time.perf_counter(), work, (opt, seed)
     return p
 
@@ -52,8 +54,19 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=str(REPO / "docs" / "benchmarks" / "fit_optimizers.json"))
     p.add_argument("--figure", default=str(REPO / "docs" / "benchmarks" / "fit_loss_cpu.png"))
     p.add_argument("--reuse", action="store_true", help="score runs whose result.json exists instead of fitting again")
+    p.add_argument("--merge", nargs="+", default=None,
+                   help="no fitting: merge the runs of these JSON files (from earlier invocations) into --json and --figure")
     p.add_argument("extra", nargs="*", help="further mtpjax fit options (after --)")
     args = p.parse_args(argv)
+    if args.merge:
+        docs = [json.loads(Path(f).read_text()) for f in args.merge]
+        rows = [r for d in docs for r in d["runs"]]
+        meta = {"merged": [d["meta"] for d in docs], "command": "python scripts/bench_fit_optimizers.py "
+                + " ".join(argv if argv is not None else sys.argv[1:])}
+        Path(args.json).write_text(json.dumps({"meta": meta, "runs": rows, "mlip3": docs[0]["mlip3"]}, indent=1))
+        plot(rows, Path(args.figure))
+        print(table(rows, docs[0]["mlip3"]))
+        return 0
     from ase.io import read
 
     train, test = read(BENCH / "train.extxyz", ":"), read(BENCH / "test.extxyz", ":")

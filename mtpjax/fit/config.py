@@ -33,7 +33,7 @@ class FitConfig:
     learning_rate: float = 1e-3  # Adam: peak learning rate, cosine-decayed to 1 % over max_steps
     seed: int = 0  # Adam: the order of the minibatches (a fresh permutation per epoch, from (seed, epoch))
     validation_fraction: float = 0.0  # > 0: hold out this fraction of the training structures for early stopping
-    validate_every: int = 10  # steps between evaluations of the validation loss
+    validate_every: int | None = None  # steps between evaluations of the validation loss (None: 1 for lm, else 10)
     patience: int = 5  # stop a model after this many validation evaluations without improvement
     # Levenberg-Marquardt ("lm", mtpjax.fit.lm): one step is one accepted iteration
     lm_ftol: float = 1e-2  # stop when the loss fell by less than this (relative) over the last lm_window iterations
@@ -45,3 +45,5 @@ class FitConfig:
     def __post_init__(self):
         if self.max_steps is None:
             self.max_steps = DEFAULT_MAX_STEPS.get(self.method, 1000)
+        if self.validate_every is None:
+            self.validate_every = 1 if self.method == "lm" else 10

@@ -10,12 +10,17 @@ Chebyshev radial functions f_mu(r) = sum_b c_{mu b} * scaling * T_b(xi(r)) * (R_
 """
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .contraction import ContractionPlan, basic_moments, scalar_basis
+from .errors import FormatError
 from .neighbors import Neighbours
 from .potential import (  # noqa: F401  (the generic energy functions, re-exported for MTP users)
     energy,
@@ -266,14 +271,83 @@ def mtp_to_mtpfile(mtp: MTP, potential_name: str = "MTP1m", tail: bytes = b""):
     )
 
 
+# ----------------------------------------------------------------------------------------------------
+# mtpjax's own potential format (``.mtpjax``; also importable from :mod:`mtpjax.io.native`): one JSON header
+# line (format version, basis index arrays, species, free-form metadata), then the equinox-serialised parameters
+# bit for bit, so a saved MTP loads back exactly.
+
+NATIVE_FORMAT = "mtpjax-potential"
+NATIVE_VERSION = 1
+NATIVE_SUFFIX = ".mtpjax"
+
+
+def write_native(mtp: MTP, path, metadata: dict | None = None) -> None:
+    """Write an :class:`MTP` as ``.mtpjax`` (atomically) with optional JSON-serialisable ``metadata``."""
+    basic, times, mapping, nm = mtp.plan.source
+    header = {
+        "format": NATIVE_FORMAT,
+        "version": NATIVE_VERSION,
+        "species": list(mtp.species) if mtp.species else None,
+        "radial_coeffs_shape": list(mtp.radial_coeffs.shape),
+        "n_basis": int(mtp.moment_coeffs.shape[0]),
+        "alpha_moments_count": int(nm),
+        "alpha_index_basic": np.asarray(basic).tolist(),
+        "alpha_index_times": np.asarray(times).tolist(),
+        "alpha_moment_mapping": np.asarray(mapping).tolist(),
+        "metadata": metadata or {},
+    }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write((json.dumps(header) + "\n").encode())
+        eqx.tree_serialise_leaves(f, mtp)
+    os.replace(tmp, path)
+
+
+def read_native(path, species=None):
+    """Read a ``.mtpjax`` file: returns (MTP, metadata dict). ``species`` overrides the stored element list."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        try:
+            header = json.loads(f.readline())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise FormatError(f"not an mtpjax potential (bad header: {err})", path, 1) from err
+        if not isinstance(header, dict) or header.get("format") != NATIVE_FORMAT:
+            raise FormatError(f"not an mtpjax potential (the first line must be a JSON header with format {NATIVE_FORMAT!r})", path, 1)
+        if header.get("version") != NATIVE_VERSION:
+            raise FormatError(f"format version {header.get('version')} is not supported (this mtpjax reads version {NATIVE_VERSION})", path, 1)
+        try:
+            S, _, K, R = header["radial_coeffs_shape"]
+            species = species if species is not None else header["species"]
+            like = mtp_from_arrays(
+                radial_coeffs=np.zeros((S, S, K, R)),
+                species_coeffs=np.zeros(S),
+                moment_coeffs=np.zeros(header["n_basis"]),
+                scaling=1.0,
+                min_dist=0.0,
+                max_dist=1.0,
+                alpha_index_basic=np.asarray(header["alpha_index_basic"], dtype=np.int64).reshape(-1, 4),
+                alpha_index_times=np.asarray(header["alpha_index_times"], dtype=np.int64).reshape(-1, 4),
+                alpha_moment_mapping=np.asarray(header["alpha_moment_mapping"], dtype=np.int64),
+                alpha_moments_count=header["alpha_moments_count"],
+                species=species,
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise FormatError(f"inconsistent header ({type(err).__name__}: {err})", path, 1) from err
+        try:
+            mtp = eqx.tree_deserialise_leaves(f, like)
+        except Exception as err:
+            raise FormatError(f"the parameters after the header are truncated or corrupt ({type(err).__name__}: {err})", path) from err
+    return mtp, header.get("metadata", {})
+
+
 def load_mtp(path, species=None) -> MTP:
     """Read a trained potential: MLIP's ``.mtp``/``.almtp`` or mtpjax's ``.mtpjax``. ``species``: element symbol of
     each type (optional)."""
     from .errors import MtpjaxError
     from .io import read_mtp
-    from .io.native import SUFFIX, read_native
 
-    if str(path).endswith(SUFFIX):
+    if str(path).endswith(NATIVE_SUFFIX):
         return read_native(path, species)[0]
 
     try:
@@ -288,9 +362,8 @@ def save_mtp(mtp: MTP, path, potential_name: str = "MTP1m", metadata: dict | Non
     """Write an :class:`MTP`: as mtpjax's own ``.mtpjax`` (exact, with ``metadata``) when ``path`` ends so, else as an
     MLIP ``.mtp``/``.almtp`` text file (readable by MLIP and LAMMPS-MLIP)."""
     from .io import write_mtp
-    from .io.native import SUFFIX, write_native
 
-    if str(path).endswith(SUFFIX):
+    if str(path).endswith(NATIVE_SUFFIX):
         return write_native(mtp, path, metadata)
 
     write_mtp(mtp_to_mtpfile(mtp, potential_name), path)

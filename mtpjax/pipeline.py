@@ -404,7 +404,7 @@ def _stage_verify(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bo
 def _stage_report(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool, echo) -> dict:
     from .study_report import write_report
 
-    path = write_report(cfg, out)
+    path = write_report(cfg, out, {s: read_stage(out, s) for s in STAGES})
     return {"report": str(path.relative_to(out))}
 
 

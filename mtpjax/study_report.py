@@ -55,12 +55,11 @@ def _caption(stem: str) -> str:
     return stem.replace("_", " ")
 
 
-def stages_section(cfg, out: Path) -> list[str]:
-    from .pipeline import STAGES, read_stage
-
+def stages_section(stages: dict) -> list[str]:
+    """``stages``: {stage: its ``stage.json`` record, or None when not run}, in pipeline order."""
     body = []
-    for s in STAGES:
-        st = read_stage(out, s) or {}
+    for s, st in stages.items():
+        st = st or {}
         secs = st.get("seconds")
         body.append([s, st.get("hash", "—"), st.get("status", "not run") if s != "report" else "done",
                      st.get("finished", "—") if s != "report" else "(this file)", "—" if secs is None else f"{secs:.1f}"])
@@ -152,20 +151,21 @@ def verify_section(cfg, out: Path) -> list[str]:
     return lines
 
 
-def report_markdown(cfg, out) -> str:
-    """The whole report as markdown; links are relative to ``out``."""
+def report_markdown(cfg, out, stages: dict) -> str:
+    """The whole report as markdown; links are relative to ``out``. ``stages``: as for :func:`stages_section`."""
     out = Path(out)
     title = cfg.report.title or f"{cfg.name}: generate → fit → verify"
     lines = [f"# {title}", "", f"Produced by `mtpjax run {cfg.path or 'CONFIG'}` into this folder.", ""]
-    lines += stages_section(cfg, out) + dataset_section(cfg, out) + fit_section(cfg, out) + verify_section(cfg, out)
+    lines += stages_section(stages) + dataset_section(cfg, out) + fit_section(cfg, out) + verify_section(cfg, out)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_report(cfg, out) -> Path:
-    """Write ``OUT/report.md`` (temp file + rename); returns its path."""
+def write_report(cfg, out, stages: dict) -> Path:
+    """Write ``OUT/report.md`` (temp file + rename); returns its path. ``stages``: {stage: its ``stage.json`` record
+    or None}, in pipeline order (what :func:`mtpjax.pipeline.read_stage` returns for each of its ``STAGES``)."""
     out = Path(out)
     path = out / "report.md"
     tmp = out / ".report.md.tmp"
-    tmp.write_text(report_markdown(cfg, out))
+    tmp.write_text(report_markdown(cfg, out, stages))
     tmp.replace(path)
     return path

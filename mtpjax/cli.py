@@ -211,9 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--subsets", nargs="+", default=["all"],
                    help="training subsets by tag ('all' = every structure; 'A+B' = the union of A and B); default all")
     w.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0], help="seeds (default 0)")
-    w.add_argument("--group", choices=["level", "seed", "none"], default="level",
+    w.add_argument("--group", choices=["auto", "level", "seed", "none"], default="auto",
                    help="runs trained together in one compiled program: level (all cutoffs and seeds of a level, data "
-                        "packed at the largest cutoff; default), seed (the seeds of each cutoff) or none")
+                        "packed at the largest cutoff), seed (the seeds of each cutoff), none, or auto (default: seed "
+                        "for the default optimiser lm, which steps its models in turn; level for the gradient "
+                        "optimisers, whose one vmapped step advances the whole group)")
     _fit_options(w)
     w.add_argument("-o", "--output", help="sweep folder: runs/, results.csv, plots; required")
     w.set_defaults(func=cmd_sweep)

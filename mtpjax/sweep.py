@@ -36,7 +36,7 @@ def run_name(subset, level, cutoff, seed) -> str:
     return f"{subset}_L{level:02d}_rc{cutoff:g}_s{seed}".replace("+", "-")
 
 
-GROUPINGS = ("level", "seed", "none")
+GROUPINGS = ("auto", "level", "seed", "none")
 
 
 def _groups(subsets, levels, cutoffs, seeds, group: str, by_seed: bool = False):
@@ -80,12 +80,15 @@ def _train_group(members, train, test, out: Path, cfg, n_species, species, init,
 
 
 def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seeds=(0,), cfg=None, n_species=1, species=None,
-              init="mlip", max_batch_atoms=100000, group: str = "level", log=print) -> list[dict]:
+              init="mlip", max_batch_atoms=100000, group: str = "auto", log=print) -> list[dict]:
     """Fit every (subset, level, cutoff, seed); returns the table rows (also written to ``out/results.csv``).
 
     ``group``: which runs train together in one compiled program (:func:`mtpjax.fit.train_potentials`): "level" (all cutoffs
     and seeds of a subset and level; the data is packed at the largest cutoff), "seed" (the seeds of each cutoff),
-    or "none" (one fit after another). Grouped runs are charged an equal share of their group's time.
+    or "none" (one fit after another), or "auto" (default): "level" for the gradient optimisers, whose one vmapped
+    step advances the whole group, and "seed" for Levenberg-Marquardt, which takes its models' steps in turn (a group
+    shares the compiled programs and the packed data, but a model of a smaller cutoff would visit the pairs up to the
+    group's largest one for nothing). Grouped runs are charged an equal share of their group's time.
     """
     from .fit import FitConfig, make_method, records_digest, train_potential
 
@@ -95,7 +98,10 @@ def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seed
                          "n_species": n_species, "species": list(species) if species else None,
                          "data": {"train": records_digest(train), "test": records_digest(test or [])}})
     rows = []
-    by_seed = cfg.validation_fraction > 0 or not getattr(make_method(cfg), "full_batch", True)
+    method = make_method(cfg)
+    by_seed = cfg.validation_fraction > 0 or not getattr(method, "full_batch", True)
+    if group == "auto":
+        group = "seed" if getattr(method, "eliminates_linear", False) else "level"
     groups = _groups(subsets, levels, cutoffs, seeds, group, by_seed)
     n_runs, k = sum(map(len, groups)), 0
     for members in groups:

@@ -150,7 +150,7 @@ def plot(rows, path: Path) -> None:
         n = min(len(r["loss"]), len(r["step_cpu_s"]))
         ax.semilogy(r["step_cpu_s"][:n], r["loss"][:n], styles[r["seed"] % 4], color=colors.get(r["optimizer"], "k"),
                     label=f"{r['optimizer']}, seed {r['seed']}")
-    ax.set_xlabel("CPU seconds of the fit process (one core; reading and packing the data included)")
+    ax.set_xlabel("CPU seconds since the fit began (one core; packing and compilation included, reading not)")
     ax.set_ylabel("training loss (MLIP's objective)")
     ax.set_title("level 16, cutoff 6.5 Å, ../shared/bench/fit")
     ax.grid(True, which="both", alpha=0.3)

@@ -175,3 +175,22 @@ def test_lm_resume_after_a_kill_is_bit_identical(tmp_path):
     assert [v for _, v in hist] == [v for _, v in hist_full]
     for x, y in zip(F.trainable(full), F.trainable(resumed)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_sweep_groups_lm_models_by_cutoff_and_equals_separate_fits(tmp_path):
+    """With LM a sweep's default grouping ('auto') trains the seeds of each cutoff together (never a smaller cutoff
+    over pairs up to a larger one), and every stacked model gives its separate fit's errors."""
+    from mtpjax.sweep import run_sweep
+
+    records = load_records(need(SHARED / "bench" / "fit" / "train.extxyz"), log=None)[:12]
+    cfg = F.FitConfig(method="lm", max_steps=3)
+    logs = []
+    rows = run_sweep(records, records[:3], tmp_path / "g", levels=[6], cutoffs=[4.5, 5.0], seeds=[0, 1], cfg=cfg, log=logs.append)
+    together = [m for m in logs if "runs together" in m]
+    assert len(together) == 2 and all("2 runs together" in m for m in together)
+    alone = run_sweep(records, records[:3], tmp_path / "n", levels=[6], cutoffs=[4.5, 5.0], seeds=[0, 1], cfg=cfg, group="none",
+                      log=QUIET)
+    for a, b in zip(rows, alone):
+        assert (a["cutoff"], a["seed"]) == (b["cutoff"], b["seed"])
+        assert a["train_energy_meV"] == pytest.approx(b["train_energy_meV"], rel=1e-7)
+        assert a["test_forces"] == pytest.approx(b["test_forces"], rel=1e-7)

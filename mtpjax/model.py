@@ -95,7 +95,7 @@ def pair_geometry(mtp: MTP, R, mask):
     return r, Rt / r, inside
 
 
-def _radial_values(mtp: MTP, r, inside, ti, tj):
+def radial_values(mtp: MTP, r, inside, ti, tj):
     """f_mu(r_ij) (K, c, n_nb) for distances r (c, n_nb), central types ti (c,), neighbour types tj (c, n_nb)."""
     Q = radial_basis_values(mtp, r, inside)  # (R, c, n_nb)
     S = mtp.n_species
@@ -113,7 +113,7 @@ def _chunk_basic_moments(mtp: MTP, R, ti, tj, mask, use_custom_vjp: bool):
     Pairs sit on the trailing (contiguous) axes: u (3, c, n_nb), f (K, c, n_nb), monomials (n_mono, c, n_nb).
     """
     r, u, inside = pair_geometry(mtp, R, mask)  # (c, n_nb), (3, c, n_nb)
-    f = _radial_values(mtp, r, inside, ti, tj)  # (K, c, n_nb)
+    f = radial_values(mtp, r, inside, ti, tj)  # (K, c, n_nb)
     return basic_moments(mtp.plan, f, u, use_custom_vjp)
 
 

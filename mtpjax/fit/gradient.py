@@ -50,7 +50,7 @@ def pair_directions(R, lb, g_forces, g_virial):
     return dpos[b.nbrs.index] - dpos[:, None, :] + jnp.einsum("inc,icd->ind", R, dstrain[b.structure])
 
 
-def _pair_basis(mtp: MTP, R, tj, mask):
+def pair_basis(mtp: MTP, R, tj, mask):
     """P (S, R_b, n_mono, c): sum_j [type_j = s] Q_beta(r_ij) u_ij^m over the pairs R (c, n_nb, 3) of c atoms."""
     r, u, inside = pair_geometry(mtp, R, mask)
     Q = radial_basis_values(mtp, r, inside)  # (R_b, c, n_nb)
@@ -83,7 +83,7 @@ def _chunk_gradient(mtp: MTP, R, dR, tj, mask, ti, w):
     """Gradient of Phi (see the module docstring) over one chunk of atoms: (d/d radial (S, S, K, R_b), d/d species
     (S,), d/d moment (n_B,)). ``w`` (c,): dL/dE of each atom's structure (0 for padding)."""
     plan = mtp.plan
-    P, dP = jax.jvp(lambda x: _pair_basis(mtp, x, tj, mask), (R,), (dR,))
+    P, dP = jax.jvp(lambda x: pair_basis(mtp, x, tj, mask), (R,), (dR,))
     onehot = jax.nn.one_hot(ti, mtp.n_species, dtype=P.dtype)  # padding atoms (-1): zeros
     M, dM = _basic_from_pair_basis(mtp, P, onehot), _basic_from_pair_basis(mtp, dP, onehot)
     coeffs = jnp.broadcast_to(mtp.moment_coeffs[:, None], (mtp.moment_coeffs.shape[0], M.shape[1]))

@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..contraction import all_moments, monomials, scalar_basis_vjp
-from ..model import MTP, pair_geometry, radial_basis_values
+from ..model import MTP, pair_geometry, radial_basis_values, radial_values
 from ..potential import pair_vectors
+from .gradient import pair_basis
 
 
 def n_parameters(mtp: MTP) -> tuple[int, int, int]:
@@ -53,15 +54,7 @@ def _pair_features(mtp: MTP, R, tj, mask, ti):
     """p (n_basic, c, n_nb): f_mu(b)(r) u^m(b) per pair; the radial functions of the central atom's type."""
     plan = mtp.plan
     r, u, inside = pair_geometry(mtp, R, mask)
-    Q = radial_basis_values(mtp, r, inside)  # (R_b, c, n_nb)
-    S = mtp.n_species
-    if S == 1:
-        f = jnp.einsum("kb,bin->kin", mtp.radial_coeffs[0, 0], Q)
-    else:
-        oh_i = jax.nn.one_hot(ti, S, dtype=Q.dtype)
-        oh_j = jax.nn.one_hot(tj, S, dtype=Q.dtype)
-        Ci = jnp.einsum("is,szkb->izkb", oh_i, mtp.radial_coeffs)
-        f = jnp.einsum("inz,bin,izkb->kin", oh_j, Q, Ci)
+    f = radial_values(mtp, r, inside, ti, tj)  # (K, c, n_nb)
     mono = monomials(plan, u)
     rows = jnp.concatenate([f[k][None] * mono[:n] for k, n in enumerate(plan.radial_prefix) if n])
     return rows[plan.basic_row]
@@ -89,13 +82,9 @@ def _basic_monomial(plan) -> np.ndarray:
 
 
 def _pair_basis(mtp: MTP, R, tj, mask):
-    """P[s, beta, b] (S, R_b, n_basic, c): sum_j [t_j = s] Q_beta(r_ij) u^m(b)(ij): dM_b/dc[t_i, s, mu_b, beta]."""
-    plan = mtp.plan
-    r, u, inside = pair_geometry(mtp, R, mask)
-    Q = radial_basis_values(mtp, r, inside)
-    mono_b = monomials(plan, u)[_basic_monomial(plan)]
-    oh_j = jax.nn.one_hot(tj, mtp.n_species, dtype=Q.dtype)
-    return jnp.einsum("ins,βin,bin->sβbi", oh_j, Q, mono_b)
+    """P[s, beta, b] (S, R_b, n_basic, c): sum_j [t_j = s] Q_beta(r_ij) u^m(b)(ij): dM_b/dc[t_i, s, mu_b, beta]
+    (the fast gradient's coefficient-free pair basis, on each basic moment's monomial)."""
+    return pair_basis(mtp, R, tj, mask)[:, :, _basic_monomial(mtp.plan)]
 
 
 def _tangents(R):

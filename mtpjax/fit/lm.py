@@ -34,6 +34,11 @@ from .params import n_models, stack_models, unstack_models
 from .residuals import LossConfig
 
 
+#: Basic moments above which an LM iteration is much dearer than many gradient steps (level 20: 295, level 22: 421,
+#: level 24: 581).
+LARGE_BASIS = 300
+
+
 class LMState(NamedTuple):
     """Per model (leading axis M): damping ``lam`` and its growth ``nu``; the reduced loss ``value``; the normal
     equations ``H`` (n, n) and ``g`` (n,) at the current parameters (with the linear coefficients already
@@ -90,8 +95,8 @@ class LevenbergMarquardt:
         H = J^T J / K + w_pen J_rho^T J_rho and g = J^T r / K + w_pen J_rho^T rho (half the gradient)."""
         ne, penalty = _passes(self.loss_cfg)
         H, g, L = 0.0, 0.0, 0.0
-        for lb in batches:
-            a, b, c = ne(mtp, lb)
+        parts = [ne(mtp, lb) for lb in batches]  # all dispatched before any is read: batches may run concurrently
+        for a, b, c in parts:
             H, g, L = H + np.asarray(a), g + np.asarray(b), L + float(c)
         rho, Jr = (np.asarray(x) for x in penalty(mtp))
         wp = self.loss_cfg.penalty_weight
@@ -122,6 +127,13 @@ class LevenbergMarquardt:
 
     def init(self, models: MTP, batches, n_structures: int) -> LMState:
         M = n_models(models)
+        plan = unstack_models(models)[0].plan
+        if plan.n_basic > LARGE_BASIS:
+            import warnings
+
+            warnings.warn(f"Levenberg-Marquardt with {plan.n_scalars} basis functions ({plan.n_basic} basic moments): each "
+                          "iteration's Jacobian grows as basic moments x coefficients per atom (level 24 costs ~80x level "
+                          "16 per iteration on a CPU); above level 20, --optimizer lbfgs is far cheaper", stacklevel=2)
         n = int(sum(n_parameters(unstack_models(models)[0])))
         w = max(int(self.cfg.lm_window), 1)
         return LMState(lam=jnp.full(M, self.cfg.lm_lambda0), nu=jnp.full(M, 2.0), value=jnp.full(M, jnp.inf),

@@ -39,6 +39,7 @@ class FitConfig:
     lm_ftol: float = 1e-2  # stop when the loss fell by less than this (relative) over the last lm_window iterations
     lm_window: int = 5
     lm_gtol: float = 1e-8  # stop when max |gradient| / sqrt(curvature * loss) falls below this
+    lm_xtol: float = 1e-10  # stop when the radial step is below this, relative to the radial coefficients
     lm_max_tries: int = 10  # rejected trial steps (each doubling the damping again) before a model stops
     lm_lambda0: float = 1e-3  # initial damping (relative to the diagonal of J^T J)
 

@@ -16,7 +16,8 @@ a few hundred). Variable projection (Golub and Pereyra) minimises the reduced ob
 One :meth:`LevenbergMarquardt.step` is one accepted iteration (or ``max_tries`` rejected trials); each trial costs
 one Jacobian pass, about 25 energy-and-force evaluations of the data set at level 16. A model stops (``done``)
 when the reduced loss fell by less than ``FitConfig.lm_ftol`` (relative) over the last ``FitConfig.lm_window``
-iterations, when the scaled gradient is below ``lm_gtol``, or when no trial in ``max_tries`` lowers the loss.
+iterations, when the scaled gradient is below ``lm_gtol``, when the accepted step in the radial coefficients is
+below ``lm_xtol`` relative to them, or when no trial in ``max_tries`` lowers the loss.
 """
 from __future__ import annotations
 
@@ -174,6 +175,9 @@ class LevenbergMarquardt:
                 stop = True
             if gnorm < cfg.lm_gtol:
                 stop = True
+            n_r = n_parameters(mtp)[0]
+            if not stop and np.linalg.norm(delta[:n_r]) <= cfg.lm_xtol * (np.linalg.norm(theta[:n_r]) + cfg.lm_xtol):
+                stop = True  # the radial coefficients no longer move
             out_models.append(unflatten(mtp, jnp.asarray(theta, mtp.moment_coeffs.dtype)))
             rows.append((lam, nu, L, H, g, hist))
             values.append(L)

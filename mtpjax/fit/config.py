@@ -42,6 +42,7 @@ class FitConfig:
     lm_xtol: float = 1e-10  # stop when the radial step is below this, relative to the radial coefficients
     lm_max_tries: int = 10  # rejected trial steps (each doubling the damping again) before a model stops
     lm_lambda0: float = 1e-3  # initial damping (relative to the diagonal of J^T J)
+    lm_ridge: float = 1e-6  # relative ridge of the linear coefficients' elimination (keeps L*(c) smooth when they are ill-determined)
 
     def __post_init__(self):
         if self.max_steps is None:

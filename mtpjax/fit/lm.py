@@ -95,7 +95,8 @@ class LevenbergMarquardt:
     # -- the reduced system at a point
 
     def system(self, mtp: MTP, batches, n_structures: int):
-        """(theta* with the linear coefficients eliminated exactly, H, g, L*) at the radial coefficients of ``mtp``:
+        """(theta* with the linear coefficients eliminated (relative ridge ``lm_ridge``), H, g, L*) at the radial
+        coefficients of ``mtp``; L* is the true loss of theta*:
         H = J^T J / K + w_pen J_rho^T J_rho and g = J^T r / K + w_pen J_rho^T rho (half the gradient)."""
         ne, penalty = _passes(self.loss_cfg)
         H, g, L = 0.0, 0.0, 0.0

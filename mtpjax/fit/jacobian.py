@@ -29,6 +29,7 @@ from ..contraction import all_moments, monomials, scalar_basis_vjp
 from ..model import MTP, pair_geometry, radial_basis_values, radial_values
 from ..potential import pair_vectors
 from .gradient import pair_basis
+from .params import with_trainable
 
 
 def n_parameters(mtp: MTP) -> tuple[int, int, int]:
@@ -42,12 +43,10 @@ def flatten(mtp: MTP):
 
 
 def unflatten(mtp: MTP, theta) -> MTP:
-    import equinox as eqx
-
+    """``mtp`` with the coefficients of the flat vector ``theta`` (the inverse of :func:`flatten`)."""
     n_r, n_s, _ = n_parameters(mtp)
     rc = theta[:n_r].reshape(mtp.radial_coeffs.shape)
-    return eqx.tree_at(lambda m: (m.radial_coeffs, m.species_coeffs, m.moment_coeffs), mtp,
-                       (rc, theta[n_r : n_r + n_s], theta[n_r + n_s :]))
+    return with_trainable(mtp, (rc, theta[n_r : n_r + n_s], theta[n_r + n_s :]))
 
 
 def _pair_features(mtp: MTP, R, tj, mask, ti):
@@ -92,7 +91,7 @@ def _tangents(R):
     return jnp.broadcast_to(jnp.eye(3, dtype=R.dtype)[:, None, None, :], (3,) + R.shape)
 
 
-def _chunk(mtp: MTP, R, tj, mask, ti, structure, jidx):
+def _chunk(mtp: MTP, R, tj, mask, ti):
     """One chunk of c atoms. Returns per atom: site energy V (c,), dV/dtheta_local (c, n_loc) and the pair terms:
     dV_i/dR_ij (c, n_nb, 3) and its theta-derivative (c, n_nb, 3, n_loc), with local parameters
     [radial of the central type (S, K, R_b), moment (n_B)]."""
@@ -175,7 +174,7 @@ def predictions_and_jacobian(mtp: MTP, lb):
     def body(carry, a):
         F, JF, Vir, JV = carry
         Rc, tjc, mc, tic, sc, jc = a
-        V, dV_loc, dVdR, Jp_loc = _chunk(mtp, Rc, tjc, mc, tic, sc, jc)
+        V, dV_loc, dVdR, Jp_loc = _chunk(mtp, Rc, tjc, mc, tic)
         real = (tic >= 0)
         Jp = _expand(mtp, Jp_loc, tic) * real[:, None, None, None]  # (c, n_nb, 3, n)
         dVdR = dVdR * real[:, None, None]

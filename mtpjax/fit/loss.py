@@ -15,16 +15,14 @@ from ..data import unstack
 from ..evaluate import EV_PER_A3_TO_GPA
 from ..model import MTP
 from .gradient import batch_loss
+from .jacobian import penalty_residuals
 from .residuals import LossConfig, batch_loss_terms, efs
 
 
 def radial_penalty(mtp: MTP):
-    """sum_mu (|c_mu|^2 - 1)^2 + sum_{mu<nu} (c_mu . c_nu)^2 over the radial coefficient vectors."""
-    K = mtp.radial_coeffs.shape[2]
-    C = jnp.moveaxis(mtp.radial_coeffs, 2, 0).reshape(K, -1)
-    G = C @ C.T
-    off = jnp.triu(G, 1)
-    return jnp.sum((jnp.diag(G) - 1.0) ** 2) + jnp.sum(off**2)
+    """sum_mu (|c_mu|^2 - 1)^2 + sum_{mu<nu} (c_mu . c_nu)^2 over the radial coefficient vectors: the sum of squares of
+    :func:`mtpjax.fit.jacobian.penalty_residuals` (the form Levenberg-Marquardt works with)."""
+    return jnp.sum(penalty_residuals(mtp) ** 2)
 
 
 def loss(mtp: MTP, batches, cfg: LossConfig, n_structures: int):

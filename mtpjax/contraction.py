@@ -243,7 +243,10 @@ def _scalars_fwd(plan, basic):
     return M[plan.mapping], M
 
 
-def _scalars_bwd(plan, M, g):
+def moment_adjoints(plan: ContractionPlan, M, g):
+    """The cotangents (n_moments, atoms) of all moments ``M`` (n_moments, atoms, from :func:`all_moments`) for the
+    cotangent ``g`` (n_scalars, atoms) of the scalar basis functions: for g = xi, dV/dM_m of the site energy
+    V = sum_alpha xi_alpha B_alpha through every product that reads M_m (the basic moments' rows are dV/dbasic)."""
     n_atoms = M.shape[1]
     # cotangents of all moments: start from those of the scalar basis functions
     inv = np.full(plan.n_moments, plan.n_scalars)
@@ -253,7 +256,11 @@ def _scalars_bwd(plan, M, g):
         lo, hi = plan.bounds[ell], plan.bounds[ell + 1]
         contrib = _gather_mul_segsum(plan.backward[ell], G[hi:], M)
         G = G.at[lo:hi].add(contrib)
-    return (G[: plan.n_basic],)
+    return G
+
+
+def _scalars_bwd(plan, M, g):
+    return (moment_adjoints(plan, M, g)[: plan.n_basic],)
 
 
 _scalars_custom.defvjp(_scalars_fwd, _scalars_bwd)
@@ -265,6 +272,94 @@ def scalar_basis_vjp(plan: ContractionPlan, basic, g):
     of the cotangent work, which a custom_vjp does not allow)."""
     M = all_moments(plan, basic)
     return M[plan.mapping], _scalars_bwd(plan, M, g)[0]
+
+
+@dataclass(frozen=True, eq=False)
+class _DerivativeTables:
+    """Static tables of the sparse derivatives of the moments with respect to the basic moments.
+
+    Moment m depends on the basic moments ``deps[m]`` only (a handful of the n_basic); its gradient is stored as
+    ``len(deps[m])`` rows of a flat (n_nz, atoms) array, moment after moment (``offsets``), so each layer's rows
+    form one block. ``layers[l]``: the product rule of forward layer l as a gather-multiply-segment-sum (a: row of
+    an input's gradient, b: the other input (a moment), seg: output row within the layer's block); ``scalar_rows``
+    (n_basic, n_scalars): row of dB_alpha/dbasic_k in [nonzeros; 0] (n_nz where it is zero); ``hessian``: entries
+    (a, b: gradient rows of the two inputs of a product, seg: k n_basic + k' of the Hessian, with ``adjoint``: the
+    product's output moment, and ``mult``)."""
+
+    n_nz: int
+    layers: tuple
+    scalar_rows: np.ndarray
+    hessian: _Table
+    adjoint: np.ndarray
+
+
+_DERIVATIVE_TABLES: dict = {}
+
+
+def _derivative_tables(plan: ContractionPlan) -> _DerivativeTables:
+    if plan.digest in _DERIVATIVE_TABLES:
+        return _DERIVATIVE_TABLES[plan.digest]
+    nb = plan.n_basic
+    deps = [[k] for k in range(nb)]
+    pos = [{k: k} for k in range(nb)]  # moment -> {basic k: row}
+    n_nz = nb
+    layers, h_a, h_b, h_o, h_m, h_seg = [], [], [], [], [], []
+    for ell, tab in enumerate(plan.forward, start=1):
+        base = plan.bounds[ell]
+        out_deps = [set() for _ in range(tab.n_out)]
+        for a, b, o in zip(tab.a, tab.b, tab.seg):
+            out_deps[o].update(deps[a], deps[b])
+        start = n_nz
+        for o in range(tab.n_out):
+            ds = sorted(out_deps[o])
+            deps.append(ds)
+            pos.append({k: n_nz + i for i, k in enumerate(ds)})
+            n_nz += len(ds)
+        src, other, mult, seg = [], [], [], []
+        for a, b, m, o in zip(tab.a, tab.b, tab.mult, tab.seg):
+            out = base + o
+            for x, y in ((a, b), (b, a)):  # d(m M_a M_b) = m M_b dM_a + m M_a dM_b
+                for k in deps[x]:
+                    src.append(pos[x][k]); other.append(y); mult.append(m); seg.append(pos[out][k] - start)
+            for ka in deps[a]:  # the product's Hessian: m (dM_a dM_b^T + dM_b dM_a^T)
+                for kb in deps[b]:
+                    for k1, k2 in ((ka, kb), (kb, ka)):
+                        h_a.append(pos[a][ka]); h_b.append(pos[b][kb]); h_o.append(out); h_m.append(m); h_seg.append(k1 * nb + k2)
+        layers.append(_table(src, other, mult, seg, n_nz - start))
+    rows = np.full((nb, plan.n_scalars), n_nz, np.int32)
+    for alpha, m in enumerate(plan.mapping):
+        for k in deps[m]:
+            rows[k, alpha] = pos[m][k]
+    order = np.lexsort((h_b, h_a, h_seg))
+    hess = _Table(a=np.asarray(h_a, np.int32)[order], b=np.asarray(h_b, np.int32)[order], mult=np.asarray(h_m, np.float64)[order],
+                  seg=np.asarray(h_seg, np.int32)[order], n_out=nb * nb)
+    out = _DerivativeTables(n_nz=n_nz, layers=tuple(layers), scalar_rows=rows, hessian=hess,
+                            adjoint=np.asarray(h_o, np.int32)[order])
+    _DERIVATIVE_TABLES[plan.digest] = out
+    return out
+
+
+def basis_derivatives(plan: ContractionPlan, basic, xi):
+    """The scalar basis and its first and second derivatives with respect to the basic moments, propagated through
+    their static sparsity (each moment depends on a few basic moments; dense forward mode would carry all n_basic
+    directions through every product):
+
+    returns B (n_scalars, atoms); Gt (n_basic, n_scalars, atoms), Gt[k, alpha] = dB_alpha/dbasic_k; g (n_basic,
+    atoms) = dV/dbasic and K (n_basic, n_basic, atoms) = d^2 V/dbasic^2 of V = sum_alpha xi_alpha B_alpha per atom
+    (``xi`` (n_scalars, atoms))."""
+    tabs = _derivative_tables(plan)
+    n_b, n_atoms = basic.shape
+    M = all_moments(plan, basic)
+    J = jnp.ones((n_b, n_atoms), basic.dtype)
+    for tab in tabs.layers:
+        J = jnp.concatenate([J, _gather_mul_segsum(tab, J, M)], axis=0)
+    Jz = jnp.concatenate([J, jnp.zeros((1, n_atoms), J.dtype)], axis=0)
+    Gt = Jz[tabs.scalar_rows]
+    adj = moment_adjoints(plan, M, xi)
+    h = tabs.hessian
+    v = J[h.a] * J[h.b] * adj[tabs.adjoint] * jnp.asarray(h.mult, J.dtype)[:, None]
+    K = jax.ops.segment_sum(v, h.seg, num_segments=h.n_out, indices_are_sorted=True).reshape(n_b, n_b, n_atoms)
+    return M[plan.mapping], Gt, adj[:n_b], K
 
 
 def scalar_basis(plan: ContractionPlan, basic, use_custom_vjp: bool = True):

@@ -524,8 +524,8 @@ def _label_arrays(records, b: Batch, subsets):
     return out
 
 
-def _cache_key(records, cutoff, max_batch_atoms) -> str:
-    h = hashlib.sha256(f"v{PACK_VERSION}|{cutoff!r}|{max_batch_atoms}".encode())
+def _cache_key(records, cutoff, max_batch_atoms, max_batch_pairs=None) -> str:
+    h = hashlib.sha256(f"v{PACK_VERSION}|{cutoff!r}|{max_batch_atoms}|{max_batch_pairs}".encode())
     for r in records:
         h.update(r.name.encode())
         for x in (r.positions, r.cell, r.pbc, r.types, r.forces, r.virial):
@@ -534,15 +534,23 @@ def _cache_key(records, cutoff, max_batch_atoms) -> str:
     return h.hexdigest()[:24]
 
 
-def pack_records(records: list[Record], cutoff: float, max_batch_atoms: int = 4096, cache_dir=None) -> tuple[list[LabelledBatch], list[str]]:
+#: Padded neighbour slots (atoms x neighbours per atom, both bucketed) of one packed batch at most: every per-pair
+#: array of a batch, and the work on it, scales with this, so dense structures (a cell compressed by 80 % has several
+#: times the neighbours of the rest) get small batches of their own instead of padding a large one.
+MAX_BATCH_PAIRS = 1 << 20
+
+
+def pack_records(records: list[Record], cutoff: float, max_batch_atoms: int = 4096, cache_dir=None,
+                 max_batch_pairs: int | None = MAX_BATCH_PAIRS) -> tuple[list[LabelledBatch], list[str]]:
     """Pack records into labelled batches and return them with the subset names.
 
-    Structures are sorted by their largest neighbour count and cut into batches of at most
-    ``max_batch_atoms`` atoms, so structures of similar density share a batch (little neighbour padding).
-    With ``cache_dir``, the packed arrays are stored there under a hash of the content and reused.
+    Structures are sorted by their largest neighbour count and cut into batches of at most ``max_batch_atoms``
+    atoms and at most ``max_batch_pairs`` padded neighbour slots (padded atoms x padded neighbours; None: no limit;
+    a structure larger than that gets a batch alone), so structures of similar density share a batch (little
+    neighbour padding). With ``cache_dir``, the packed arrays are stored there under a hash of the content and reused.
     """
     subsets = sorted({r.subset for r in records})
-    key = _cache_key(records, cutoff, max_batch_atoms)
+    key = _cache_key(records, cutoff, max_batch_atoms, max_batch_pairs)
     cache = Path(cache_dir) / f"packed-{key}.npz" if cache_dir else None
     if cache is not None and cache.exists():
         try:
@@ -565,8 +573,12 @@ def pack_records(records: list[Record], cutoff: float, max_batch_atoms: int = 40
                      n_nb=bucket_size(max(x[0] for x in chunk), minimum=4))
             batches.append(LabelledBatch(batch=b, **_label_arrays([r for _, r, _ in chunk], b, subsets)))
 
-    for item in prepared:
-        if chunk and n + item[1].n_atoms > max_batch_atoms:
+    def slots(n_atoms, nmax):
+        return bucket_size(n_atoms, minimum=8) * bucket_size(nmax, minimum=4)
+
+    for item in prepared:  # item[0] (the neighbour count) grows: the new item's is the batch's largest
+        if chunk and (n + item[1].n_atoms > max_batch_atoms
+                      or (max_batch_pairs is not None and slots(n + item[1].n_atoms, item[0]) > max_batch_pairs)):
             flush()
             chunk, n = [], 0
         chunk.append(item)

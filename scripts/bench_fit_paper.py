@@ -11,7 +11,8 @@ cutoff 6.5 Å, with mtpjax's defaults.
    timing its wall and CPU time (``os.wait4``) and peak resident memory; ``--max-steps`` limits the iterations (to
    measure the cost of one iteration at this scale without the whole fit).
 3. Writes a JSON record: the command, wall, CPU, peak memory, steps, first-step (compilation) time, per-step time,
-   the loss against CPU seconds, and the training RMSE per subset.
+   the loss against CPU seconds (``subset``: the iterations on the random subset Levenberg-Marquardt starts with on
+   data this large, with their loss and CPU seconds), and the training RMSE per subset.
 """
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def main(argv=None) -> int:
               "generate_wall_s": gen, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
               "peak_rss_gib": usage.ru_maxrss / 2**20, "steps": result["steps"], "stopped": result.get("stopped"),
               "first_step_s": result.get("first_step_s"), "per_step_s": result.get("per_step_s"),
-              "loss": [v for _, v in hist], "step_cpu_s": result.get("step_cpu_s"), "train_rmse": result["train"],
+              "loss": [v for _, v in hist], "step_cpu_s": result.get("step_cpu_s"), "subset": result.get("subset"),
+              "train_rmse": result["train"],
               "n_structures": result.get("n_train")}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=1))

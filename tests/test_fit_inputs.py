@@ -510,3 +510,27 @@ def test_compilation_cache_settings(tmp_path):
     got = _run("import json, jax, mtpjax; print(json.dumps(jax.config.jax_compilation_cache_dir))",
                JAX_COMPILATION_CACHE_DIR=str(tmp_path / "mine"), MTPJAX_CACHE_DIR=str(tmp_path / "ours"))
     assert got == str(tmp_path / "mine") and not (tmp_path / "ours").exists()
+
+
+def test_pack_records_caps_padded_pair_slots_and_keeps_the_loss():
+    """Dense structures get batches of their own (padded atoms x padded neighbours within the budget unless one
+    structure alone exceeds it); the loss does not depend on the packing."""
+    import jax
+    import jax.numpy as jnp
+
+    from conftest import need, random_mtp
+    from mtpjax import fit as F
+    from mtpjax.data import load_records, pack_records
+
+    records = load_records(need(SHARED / "bench" / "fit" / "train.extxyz"), log=None)[:40]
+    one, _ = pack_records(records, 5.0, max_batch_atoms=10**6, max_batch_pairs=None)
+    many, _ = pack_records(records, 5.0, max_batch_atoms=10**6, max_batch_pairs=2000)
+    assert len(one) == 1 and len(many) > 2
+    for lb in many:
+        n_pad, n_nb = lb.batch.nbrs.index.shape
+        assert n_pad * n_nb <= 2000 or lb.batch.cells.shape[0] == 1 or int((lb.weight > 0).sum()) == 1
+    assert sum(F.count_structures([lb]) for lb in many) == len(records)
+    mtp = random_mtp(6, rcut=5.0, rmin=1.5, seed=0)
+    cfg = F.LossConfig()
+    dev = lambda bs: [jax.tree.map(jnp.asarray, lb) for lb in bs]  # noqa: E731
+    assert float(F.loss(mtp, dev(many), cfg, len(records))) == pytest.approx(float(F.loss(mtp, dev(one), cfg, len(records))), rel=1e-12)

@@ -52,12 +52,14 @@ def test_jacobian_equals_autodiff(n_species, missing, max_batch_atoms):
     assert (len(batches) > 1) == (max_batch_atoms < 100)
     for lb in batches[:2]:
         lb = jax.tree.map(jnp.asarray, lb)
-        r, J = jax.jit(FJ.weighted_jacobian, static_argnums=2)(mtp, lb, cfg)
         r_ref, J_ref, _ = _reference(mtp, lb, cfg)
-        # the reference orders rows (E, F, V) the same way
-        np.testing.assert_allclose(np.asarray(r), np.asarray(r_ref), rtol=0, atol=1e-12 * float(jnp.abs(r_ref).max()))
-        np.testing.assert_allclose(np.asarray(J), np.asarray(J_ref), rtol=0, atol=1e-11 * float(jnp.abs(J_ref).max()))
         assert float(jnp.abs(J_ref).max()) > 0
+        # per pair, and with the images of each neighbour atom summed first (groups of the largest structure, or more)
+        for group in (None, FJ.max_structure_atoms(lb), FJ.max_structure_atoms(lb) + 3):
+            r, J = jax.jit(FJ.weighted_jacobian, static_argnums=(2, 3))(mtp, lb, cfg, group)
+            # the reference orders rows (E, F, V) the same way
+            np.testing.assert_allclose(np.asarray(r), np.asarray(r_ref), rtol=0, atol=1e-12 * float(jnp.abs(r_ref).max()))
+            np.testing.assert_allclose(np.asarray(J), np.asarray(J_ref), rtol=0, atol=1e-11 * float(jnp.abs(J_ref).max()))
 
 
 def test_jacobian_against_finite_differences():
@@ -194,3 +196,60 @@ def test_sweep_groups_lm_models_by_cutoff_and_equals_separate_fits(tmp_path):
         assert (a["cutoff"], a["seed"]) == (b["cutoff"], b["seed"])
         assert a["train_energy_meV"] == pytest.approx(b["train_energy_meV"], rel=1e-7)
         assert a["test_forces"] == pytest.approx(b["test_forces"], rel=1e-7)
+
+
+def test_subsample_records_is_seeded_whole_structures_in_order():
+    records = load_records(need(SHARED / "bench" / "fit" / "train.extxyz"), log=None)[:40]
+    sub = F.subsample_records(records, 50, seed=3)
+    assert sub == F.subsample_records(records, 50, seed=3) and sub != F.subsample_records(records, 50, seed=4)
+    n = sum(r.n_atoms for r in sub)
+    assert 50 <= n < 50 + max(r.n_atoms for r in records)
+    idx = [records.index(r) for r in sub]
+    assert idx == sorted(idx)
+    assert F.subsample_records(records, 10**6, seed=0) == records
+
+
+def test_lm_on_large_data_starts_on_a_subset_and_resumes_identically(tmp_path):
+    """Above twice ``lm_subset_atoms`` training atoms, LM converges on a random subset first and goes on with all
+    the data from there: that start has a lower loss on all the data than the untrained model, and a fit killed in
+    its second phase resumes to the same potential."""
+    records = load_records(need(SHARED / "bench" / "fit" / "train.extxyz"), log=None)[:30]
+    cfg = F.FitConfig(method="lm", max_steps=4, lm_subset_atoms=40, checkpoint_every=1)
+    logs = []
+    kw = dict(level=6, cutoff=5.0, seed=0, cfg=cfg)
+    a = F.train_potential(records, [], workdir=tmp_path / "a", output=tmp_path / "a.almtp", log=logs.append, **kw)
+    assert any("random subset" in m for m in logs)
+    sub = a["subset"]
+    assert 40 <= sub["atoms"] < sum(r.n_atoms for r in records) and sub["steps"] >= 1 and len(sub["history"]) >= 1
+    plain = F.train_potential(records, [], workdir=tmp_path / "p", output=tmp_path / "p.almtp", log=QUIET,
+                              **{**kw, "cfg": F.FitConfig(method="lm", max_steps=1, lm_subset_atoms=0)})
+    assert "subset" not in plain
+    # the first full-data loss after the subset phase is below the first full-data loss from the untrained model
+    b_first = json_history(tmp_path / "a")[0][1]
+    p_first = json_history(tmp_path / "p")[0][1]
+    assert b_first < p_first
+
+    class Killed(Exception):
+        pass
+
+    calls = []
+
+    def kill(k, val):
+        calls.append(k)
+        if len(calls) == sub["steps"] + 2:  # in the second phase
+            raise Killed
+
+    with pytest.raises(Killed):
+        F.train_potential(records, [], workdir=tmp_path / "b", output=tmp_path / "b.almtp", log=QUIET, progress=kill, **kw)
+    b = F.train_potential(records, [], workdir=tmp_path / "b", output=tmp_path / "b.almtp", log=QUIET, resume=True, **kw)
+    assert b["train"] == a["train"]
+    assert (tmp_path / "a.almtp").read_text() == (tmp_path / "b.almtp").read_text()
+
+
+def json_history(workdir):
+    import json
+
+    for line in (workdir / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if "history" in rec:
+            return rec["history"]

@@ -266,3 +266,27 @@ def test_chunkings_agree():
         np.testing.assert_allclose(out[2], ref[2], atol=1e-11)
     with pytest.raises(ValueError, match="multiple"):
         energy_forces_virial(mtp, *args, chunk=(8, 12))
+
+
+@pytest.mark.parametrize("level", [8, 16])
+def test_sparse_basis_derivatives_equal_autodiff(level):
+    """basis_derivatives (propagated through the moments' static sparsity) against dense forward-mode Jacobian and
+    Hessian of the plain contraction, atom by atom."""
+    from conftest import random_mtp
+    from mtpjax.contraction import all_moments, basis_derivatives
+
+    plan = random_mtp(level, rcut=5.0, rmin=1.5, seed=0).plan
+    rng = np.random.default_rng(level)
+    n_atoms = 3
+    M = jnp.asarray(rng.normal(size=(plan.n_basic, n_atoms)))
+    xi = jnp.asarray(rng.normal(size=(plan.n_scalars, n_atoms)))
+    B, Gt, g, K = jax.jit(lambda m, x: basis_derivatives(plan, m, x))(M, xi)
+    for i in range(n_atoms):
+        basis = lambda m: all_moments(plan, m[:, None])[plan.mapping][:, 0]  # noqa: E731
+        G_ref = jax.jacfwd(basis)(M[:, i])
+        H_ref = jax.hessian(lambda m: xi[:, i] @ basis(m))(M[:, i])
+        np.testing.assert_allclose(B[:, i], basis(M[:, i]), rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(Gt[:, :, i].T, G_ref, rtol=0, atol=1e-12 * float(jnp.abs(G_ref).max()))
+        np.testing.assert_allclose(g[:, i], xi[:, i] @ G_ref, rtol=0, atol=1e-12 * float(jnp.abs(G_ref).max()) * plan.n_scalars)
+        np.testing.assert_allclose(K[:, :, i], H_ref, rtol=0, atol=1e-11 * float(jnp.abs(H_ref).max()))
+        assert float(jnp.abs(H_ref).max()) > 0

@@ -43,6 +43,7 @@ from .train import (
     plot_loss,
     shard_over_devices,
     split_validation,
+    subsample_records,
     train_potential,
     train_potentials,
     training_min_distance,
@@ -56,6 +57,6 @@ __all__ = [
     "minibatch_order", "scale_by_bfgs", "n_models", "scale_from_diagonal", "scaled", "stack_models", "trainable",
     "unit_scale", "unscaled", "unstack_models", "with_trainable", "LossConfig", "batch_loss_terms", "efs",
     "weighted_residuals", "Run", "check_cutoff", "count_atoms", "default_rmin", "finish_run", "label_report", "plot_loss",
-    "shard_over_devices", "split_validation", "train_potential", "train_potentials", "training_min_distance",
+    "shard_over_devices", "split_validation", "subsample_records", "train_potential", "train_potentials", "training_min_distance",
     "write_metrics",
 ]

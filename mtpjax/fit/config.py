@@ -43,6 +43,7 @@ class FitConfig:
     lm_max_tries: int = 10  # rejected trial steps (each doubling the damping again) before a model stops
     lm_lambda0: float = 1e-3  # initial damping (relative to the diagonal of J^T J)
     lm_ridge: float = 1e-6  # relative ridge of the linear coefficients' elimination (keeps L*(c) smooth when they are ill-determined)
+    lm_subset_atoms: int = 20000  # more than twice this many training atoms: LM first converges on a seeded random subset of about this many atoms, then goes on with all of them (0: never)
 
     def __post_init__(self):
         if self.max_steps is None:

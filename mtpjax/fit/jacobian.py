@@ -10,8 +10,9 @@ parameter:
 
 - Per pair (i, j), the features p_b(R_ij) = f_mu(b)(r_ij) u_ij^m(b) of each basic moment b (M_b(i) = sum_j p_b) and
   their derivatives D_b = dp_b/dR_ij (n_basic x 3) come from one forward-mode pass (3 tangents).
-- Per atom, the contraction gives the basis B(M) and, in forward mode over the n_basic directions, its Jacobian
-  G = dB/dM (n_B x n_basic) and the Hessian K = d^2 V/dM^2 of the site energy (n_basic x n_basic).
+- Per atom, the contraction gives the basis B(M), its Jacobian G = dB/dM (n_B x n_basic) and the Hessian
+  K = d^2 V/dM^2 of the site energy (n_basic x n_basic), propagated through their static sparsity
+  (:func:`mtpjax.contraction.basis_derivatives`; each moment depends on a few basic moments).
 - The site energy's derivative along a pair is dV_i/dR_ij = g(i) . D(ij) with g = xi G. Its derivatives are
   G(i) D(ij) for the moment coefficients xi and A(i)^T D(ij) + d/dR [sum_b g_b [mu_b = mu][t_j = s] Q_beta u^m_b]
   for the radial coefficients c[t_i, s, mu, beta], with A = K dM/dc (per atom).
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..contraction import all_moments, monomials, scalar_basis_vjp
+from ..contraction import basis_derivatives, monomials
 from ..model import MTP, pair_geometry, radial_basis_values, radial_values
 from ..potential import pair_vectors
 from .gradient import pair_basis
@@ -91,10 +92,15 @@ def _tangents(R):
     return jnp.broadcast_to(jnp.eye(3, dtype=R.dtype)[:, None, None, :], (3,) + R.shape)
 
 
-def _chunk(mtp: MTP, R, tj, mask, ti):
-    """One chunk of c atoms. Returns per atom: site energy V (c,), dV/dtheta_local (c, n_loc) and the pair terms:
-    dV_i/dR_ij (c, n_nb, 3) and its theta-derivative (c, n_nb, 3, n_loc), with local parameters
-    [radial of the central type (S, K, R_b), moment (n_B)]."""
+def _chunk(mtp: MTP, R, tj, mask, ti, slots=None):
+    """One chunk of c atoms. Returns per atom: site energy V (c,), dV/dtheta_local (c, n_loc), the pair forces
+    dV_i/dR_ij (c, n_nb, 3), the theta-derivatives of the forces on the neighbours (c, n_g, 3, n_loc) and of the
+    virial (c, 3, 3, n_loc), with local parameters [radial of the central type (S, K, R_b), moment (n_B)].
+
+    ``slots`` None: one group per pair (n_g = n_nb). Else a (c, n_nb, n_g) 0/1 array that assigns each pair to its
+    neighbour atom (its index within the structure): the images of one atom are summed before the one product per
+    pair that remains (basic moments x local parameters x 3), which in a small periodic cell (a few atoms, dozens of
+    neighbours) does that product once per atom instead of once per image."""
     plan = mtp.plan
     S, _, K, Rb = mtp.radial_coeffs.shape
     p_fn = lambda x: _pair_features(mtp, x, tj, mask, ti)  # noqa: E731
@@ -102,29 +108,32 @@ def _chunk(mtp: MTP, R, tj, mask, ti):
     M = jnp.sum(p, axis=-1)  # (n_basic, c)
     n_b, c = M.shape
     xi = jnp.broadcast_to(mtp.moment_coeffs[:, None], (mtp.moment_coeffs.shape[0], c))
-    # G^T (n_basic, n_B, c): the basis along each basic-moment direction (forward mode)
-    eye = jnp.broadcast_to(jnp.eye(n_b, dtype=M.dtype)[:, :, None], (n_b, n_b, c))
-    basis = lambda x: all_moments(plan, x)[plan.mapping]  # noqa: E731
-    B, Gt = jax.vmap(lambda t: jax.jvp(basis, (M,), (t,)), out_axes=(None, 0))(eye)
-    g = jnp.einsum("a,dai->di", mtp.moment_coeffs, Gt)  # dV/dM (n_basic, c)
+    # B; G^T (n_basic, n_B, c) = dB/dM; g = dV/dM (n_basic, c); Kh = d^2 V/dM^2 (n_basic, n_basic, c), all sparse
+    B, Gt, g, Kh = basis_derivatives(plan, M, xi)
     # dM/dc[t_i, s, mu, beta] = [mu_b = mu] P[s, beta, b]; A = (d^2 V/dM^2) dM/dc along those directions
     P = _pair_basis(mtp, R, tj, mask)  # (S, R_b, n_basic, c)
     mu_onehot = jnp.asarray(np.eye(K)[plan.basic_mu])  # (n_basic, K)
     dMdc = jnp.einsum("bk,sβbi->skβbi", mu_onehot, P).reshape(S * K * Rb, n_b, c)
-    grad_M = lambda x: scalar_basis_vjp(plan, x, xi)[1]  # noqa: E731
-    A = jnp.moveaxis(jax.vmap(lambda t: jax.jvp(grad_M, (M,), (t,))[1])(dMdc), 0, 1)  # (n_basic, S K R_b, c)
+    A = jnp.einsum("bdi,ldi->bli", Kh, dMdc)  # (n_basic, S K R_b, c)
     dV_dc = jnp.einsum("bi,lbi->il", g, dMdc)
     V = jnp.sum(xi * B, axis=0) + jax.nn.one_hot(ti, S, dtype=B.dtype) @ mtp.species_coeffs
     dV_local = jnp.concatenate([dV_dc, B.T], axis=1)  # (c, n_loc)
-    # pair terms
+    # pair terms: d(dV_i/dR_ij)/dtheta = W^T D(ij) + E2(ij)
     dVdR = jnp.einsum("bi,abin->ina", g, D)  # (c, n_nb, 3)
     W = jnp.concatenate([A, Gt], axis=1)  # (n_basic, n_loc, c): [K dM/dc | G^T]
-    J_pair = jnp.einsum("bli,abin->inal", W, D)  # (c, n_nb, 3, n_loc)
     w_fn = lambda x: _radial_features(mtp, x, tj, mask, g)  # noqa: E731
     _, E2 = jax.vmap(lambda t: jax.jvp(w_fn, (R,), (t,)), out_axes=(None, 0))(_tangents(R))  # (3, S, K, R_b, c, n)
     E2 = jnp.moveaxis(E2.reshape(3, S * K * Rb, *E2.shape[-2:]), (0, 1), (2, 3))  # (c, n_nb, 3, S K R_b)
-    J_pair = J_pair.at[..., : S * K * Rb].add(E2)
-    return V, dV_local, dVdR, J_pair
+    n_rl = S * K * Rb
+    # virial: -sum_j R_ij,d d(dV_i/dR_ij,a)/dtheta
+    RD = jnp.einsum("abin,ind->adbi", D, R)
+    J_vir = -jnp.einsum("bli,adbi->iadl", W, RD).at[..., :n_rl].add(jnp.einsum("ind,inal->iadl", R, E2))
+    if slots is None:
+        J_group = jnp.einsum("bli,abin->inal", W, D).at[..., :n_rl].add(E2)  # (c, n_nb, 3, n_loc)
+    else:
+        Dg = jnp.einsum("abin,ing->abig", D, slots)
+        J_group = jnp.einsum("bli,abig->igal", W, Dg).at[..., :n_rl].add(jnp.einsum("inal,ing->igal", E2, slots))
+    return V, dV_local, dVdR, J_group, J_vir
 
 
 def _expand(mtp: MTP, x_local, ti):
@@ -139,19 +148,44 @@ def _expand(mtp: MTP, x_local, ti):
     return jnp.concatenate([rad, spec, x_local[..., n_rl:]], axis=-1)
 
 
-def chunk_size(mtp: MTP, n_atoms: int, n_nb: int) -> int:
+def chunk_size(mtp: MTP, n_atoms: int, n_nb: int, group: int | None = None) -> int:
     """Atoms per chunk: all on accelerators; on CPU a working set of ~4 MiB (multiples of 4)."""
     if jax.default_backend() != "cpu":
         return max(n_atoms, 1)
     n_loc = int(np.prod(mtp.radial_coeffs.shape[1:])) + mtp.moment_coeffs.shape[0]
-    per_atom = 8 * max(n_nb, 1) * (3 * n_loc + 8 * mtp.plan.n_basic)
-    c = int(np.clip((1 << 22) // per_atom, 4, 64)) // 4 * 4
+    n_b = mtp.plan.n_basic
+    if group is None:
+        per_atom = 8 * max(n_nb, 1) * (3 * n_loc + 8 * n_b)
+    else:
+        per_atom = 8 * (max(n_nb, 1) * (8 * n_b + 3 * n_loc // 4 + group) + group * 3 * n_loc + 2 * n_b * n_loc)
+    c = int(np.clip((1 << (22 if group is None else 23)) // per_atom, 4, 64)) // 4 * 4
     return min(c, -(-max(n_atoms, 1) // 4) * 4)
 
 
-def predictions_and_jacobian(mtp: MTP, lb):
+def max_structure_atoms(lb) -> int:
+    """The most atoms of one structure in a packed batch (host side)."""
+    b = lb.batch
+    st = np.asarray(b.structure)[np.asarray(b.species) >= 0]
+    return int(np.bincount(st).max()) if st.size else 1
+
+
+def image_group(lb) -> int | None:
+    """The ``group`` of :func:`predictions_and_jacobian` for a packed batch: the most atoms of one structure when that
+    is at most half the neighbour slots per atom (small periodic cells, where one atom appears as many images), else
+    None (host side; None for a batch stacked along a device axis)."""
+    if lb.weight.ndim != 1:
+        return None
+    g = max_structure_atoms(lb)
+    return g if 2 * g <= lb.batch.nbrs.index.shape[1] else None
+
+
+def predictions_and_jacobian(mtp: MTP, lb, group: int | None = None):
     """Energies (B,), forces (N, 3), virials (B, 3, 3) of a packed batch and their Jacobians with respect to theta:
-    (B, n), (N, 3, n), (B, 3, 3, n)."""
+    (B, n), (N, 3, n), (B, 3, 3, n).
+
+    ``group`` (static): None, or at least the most atoms of one structure (:func:`max_structure_atoms`): then the
+    periodic images of each neighbour atom are summed before the per-pair product of the force Jacobian (the same
+    numbers, far less work when the cells are small). Worth it when it is well below the neighbours per atom."""
     b = lb.batch
     R = pair_vectors(b.positions, b.cells, b.nbrs, b.structure)
     species = b.species
@@ -161,33 +195,41 @@ def predictions_and_jacobian(mtp: MTP, lb):
     B_ = b.cells.shape[0]
     n_r, n_s, n_m = n_parameters(mtp)
     n = n_r + n_s + n_m
-    c = chunk_size(mtp, N, n_nb)
+    c = chunk_size(mtp, N, n_nb, group)
     pad = -N % c
-    args = (R, tj, mask, species, b.structure, b.nbrs.index)
+    # each neighbour's index within its structure
+    start = jax.ops.segment_min(jnp.arange(N), b.structure, num_segments=B_)
+    local = b.nbrs.index - start[b.structure[b.nbrs.index]]
+    args = (R, tj, mask, species, b.structure, b.nbrs.index, local)
     if pad:
         args = tuple(jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
-                     for x, fill in zip(args, (0.0, 0, False, -1, 0, 0)))
+                     for x, fill in zip(args, (0.0, 0, False, -1, 0, 0, 0)))
     n_chunks = (N + pad) // c
     chunks = tuple(x.reshape((n_chunks, c) + x.shape[1:]) for x in args)
     dt = R.dtype
 
     def body(carry, a):
         F, JF, Vir, JV = carry
-        Rc, tjc, mc, tic, sc, jc = a
-        V, dV_loc, dVdR, Jp_loc = _chunk(mtp, Rc, tjc, mc, tic)
+        Rc, tjc, mc, tic, sc, jc, lc = a
+        if group is None:
+            slots, targets = None, jc
+        else:
+            slots = jax.nn.one_hot(lc, group, dtype=dt) * mc[..., None]  # (c, n_nb, group)
+            targets = jnp.minimum(start[sc][:, None] + jnp.arange(group), N + pad - 1)  # empty slots add zeros
+        V, dV_loc, dVdR, Jg_loc, Jv_loc = _chunk(mtp, Rc, tjc, mc, tic, slots)
         real = (tic >= 0)
-        Jp = _expand(mtp, Jp_loc, tic) * real[:, None, None, None]  # (c, n_nb, 3, n)
+        Jg = _expand(mtp, Jg_loc, tic) * real[:, None, None, None]  # (c, n_g, 3, n)
         dVdR = dVdR * real[:, None, None]
         dV = _expand(mtp, dV_loc, tic)
         dV = dV.at[:, n_r : n_r + n_s].set(jax.nn.one_hot(tic, n_s, dtype=dt)) * real[:, None]
         # forces: +sum_j on the central atom, - on each neighbour
         own_F = jnp.sum(dVdR, axis=1)
-        own_J = jnp.sum(Jp, axis=1)
+        own_J = jnp.sum(Jg, axis=1)
         F = F.at[jc.reshape(-1)].add(-dVdR.reshape(-1, 3))
-        JF = JF.at[jc.reshape(-1)].add(-Jp.reshape(-1, 3, n))
+        JF = JF.at[targets.reshape(-1)].add(-Jg.reshape(-1, 3, n))
         # virial: -sum R_b dV/dR_a
         vir = -jnp.einsum("inb,ina->iab", Rc, dVdR)
-        jvir = -jnp.einsum("inb,inal->iabl", Rc, Jp)
+        jvir = _expand(mtp, Jv_loc, tic) * real[:, None, None, None]
         Vir = Vir.at[sc].add(vir)
         JV = JV.at[sc].add(jvir)
         return (F, JF, Vir, JV), (V * real, dV, own_F, own_J)
@@ -207,13 +249,13 @@ def predictions_and_jacobian(mtp: MTP, lb):
 # weighted residuals and their normal equations
 
 
-def weighted_jacobian(mtp: MTP, lb, cfg):
+def weighted_jacobian(mtp: MTP, lb, cfg, group: int | None = None):
     """The weighted residuals r (n_res,) of one packed batch and their Jacobian J (n_res, n_theta): rows of the
     energies (B), forces (3 N) and virials (9 B), each scaled by the square root of its loss weight and zero where
     the label is missing, so that sum r^2 is the batch's loss terms (:func:`mtpjax.fit.residuals.batch_loss_terms`)."""
     from .residuals import loss_weights
 
-    E, F, V, JE, JF, JV = predictions_and_jacobian(mtp, lb)
+    E, F, V, JE, JF, JV = predictions_and_jacobian(mtp, lb, group)
     ce, cf, cv = (jnp.sqrt(w) for w in loss_weights(lb, cfg))
     r = jnp.concatenate([ce * (E - lb.energy), (cf[:, None] * (F - lb.forces)).reshape(-1),
                          (cv[:, None, None] * (V - lb.virial)).reshape(-1)])
@@ -222,12 +264,12 @@ def weighted_jacobian(mtp: MTP, lb, cfg):
     return r, Jm
 
 
-def normal_equations(mtp: MTP, lb, cfg):
-    """(J^T J (n, n), J^T r (n,), r^T r) of one packed batch (see :func:`weighted_jacobian`); a batch stacked along a
-    leading (device) axis is summed over it."""
+def normal_equations(mtp: MTP, lb, cfg, group: int | None = None):
+    """(J^T J (n, n), J^T r (n,), r^T r) of one packed batch (see :func:`weighted_jacobian`; ``group`` as in
+    :func:`predictions_and_jacobian`); a batch stacked along a leading (device) axis is summed over it."""
     if lb.weight.ndim == 2:
-        return jax.tree.map(lambda x: jnp.sum(x, axis=0), jax.vmap(lambda b: normal_equations(mtp, b, cfg))(lb))
-    r, Jm = weighted_jacobian(mtp, lb, cfg)
+        return jax.tree.map(lambda x: jnp.sum(x, axis=0), jax.vmap(lambda b: normal_equations(mtp, b, cfg, group))(lb))
+    r, Jm = weighted_jacobian(mtp, lb, cfg, group)
     return Jm.T @ Jm, Jm.T @ r, r @ r
 
 

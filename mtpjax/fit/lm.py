@@ -33,7 +33,7 @@ import numpy as np
 
 from ..model import MTP
 from .config import FitConfig
-from .jacobian import flatten, n_parameters, normal_equations, penalty_residuals, unflatten
+from .jacobian import flatten, image_group, n_parameters, normal_equations, penalty_residuals, unflatten
 from .params import n_models, stack_models, unstack_models
 from .residuals import LossConfig
 
@@ -59,7 +59,7 @@ class LMState(NamedTuple):
 
 @functools.lru_cache(maxsize=8)
 def _passes(loss_cfg: LossConfig):
-    ne = jax.jit(lambda m, lb: normal_equations(m, lb, loss_cfg))
+    ne = jax.jit(lambda m, lb, group: normal_equations(m, lb, loss_cfg, group), static_argnums=2)
 
     @jax.jit
     def penalty(m):
@@ -91,6 +91,7 @@ class LevenbergMarquardt:
         self.cfg = cfg
         self.loss_cfg = cfg.loss
         self.ridge = cfg.lm_ridge  # relative ridge of the elimination of the linear coefficients
+        self._groups = (None, [])  # (batches, the image_group of each)
 
     # -- the reduced system at a point
 
@@ -100,7 +101,10 @@ class LevenbergMarquardt:
         H = J^T J / K + w_pen J_rho^T J_rho and g = J^T r / K + w_pen J_rho^T rho (half the gradient)."""
         ne, penalty = _passes(self.loss_cfg)
         H, g, L = 0.0, 0.0, 0.0
-        parts = [ne(mtp, lb) for lb in batches]  # all dispatched before any is read: batches may run concurrently
+        if self._groups[0] is not batches:  # host-side, once per data set
+            self._groups = (batches, [image_group(lb) for lb in batches])
+        groups = self._groups[1]
+        parts = [ne(mtp, lb, gr) for lb, gr in zip(batches, groups)]  # all dispatched before any is read: batches may run concurrently
         for a, b, c in parts:
             H, g, L = H + np.asarray(a), g + np.asarray(b), L + float(c)
         rho, Jr = (np.asarray(x) for x in penalty(mtp))

@@ -117,6 +117,20 @@ def split_validation(records, fraction: float, seed: int):
     return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
 
 
+def subsample_records(records, n_atoms: int, seed: int):
+    """A seeded random subset of ``records`` with at least ``n_atoms`` atoms (whole structures; all of them when
+    they hold fewer), in their original order."""
+    order = np.random.default_rng([seed, 2718]).permutation(len(records))
+    keep, total = [], 0
+    for i in order:
+        if total >= n_atoms:
+            break
+        keep.append(int(i))
+        total += records[i].n_atoms
+    keep = set(keep)
+    return [r for i, r in enumerate(records) if i in keep]
+
+
 def label_report(records) -> str:
     """Which structure's energy per atom is farthest from the median (for a loss that is not finite)."""
     e = [(r.name, r.energy / r.n_atoms) for r in records if r.energy is not None and r.n_atoms]
@@ -220,8 +234,26 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
         + (f"; {M} models together (data packed at {cutoff:g} Å)" if M > 1 else ""))
     val = pack_records(val_records, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=cache_dir) if val_records else None
     timings = {}
+    start = stack_models(mtps)
+    warm = None
+    n_atoms = count_atoms(batches)
     try:
-        result = fit_models(stack_models(mtps), fit_batches, cfg, names=names, workdir=workdir, resume=resume, log=log,
+        if cfg.method == "lm" and cfg.lm_subset_atoms and n_atoms > 2 * cfg.lm_subset_atoms and devices == 1:
+            # Each LM iteration costs a pass of the residual Jacobian over all the data. A random subset of a few
+            # ten thousand atoms already has residuals by the ten thousand per coefficient: LM converges there at a
+            # fraction of the cost, and the iterations on all the data start next to their minimum.
+            sub = subsample_records(fit_records, cfg.lm_subset_atoms, cfg.seed)
+            sub_batches, _ = pack_records(sub, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=cache_dir)
+            log(f"Levenberg-Marquardt: first on a random subset of {len(sub)} structures ({count_atoms(sub_batches)} of "
+                f"{n_atoms} atoms), then on all of them")
+            ws = time.perf_counter()
+            r0 = fit_models(start, sub_batches, cfg, names=names, workdir=workdir / "subset", resume=resume, log=log,
+                            progress=progress, settings={**settings, "phase": "subset"},
+                            data_digest=ckpt_io.records_digest(sub))
+            start = r0.models
+            warm = {"structures": len(sub), "atoms": count_atoms(sub_batches), "steps": r0.steps,
+                    "wall_s": time.perf_counter() - ws, "histories": r0.histories, "cpu_s": [round(t - c0, 3) for t in r0.cpu_s]}
+        result = fit_models(start, fit_batches, cfg, names=names, workdir=workdir, resume=resume, log=log,
                             progress=progress, timings=timings, validation=val[0] if val else None, settings=settings,
                             data_digest=digest)
     except NonFiniteLoss as err:
@@ -241,6 +273,9 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
                       "step_cpu_s": [round((t - c0) / M, 3) for t in result.cpu_s]}
         if M > 1:
             settings_j["group_size"] = M
+        if warm is not None:  # the loss history of the subset phase (its CPU seconds, like step_cpu_s, from the start)
+            settings_j["subset"] = {**{k: v for k, v in warm.items() if k not in ("histories", "cpu_s")},
+                                    "history": warm["histories"][j], "step_cpu_s": [round(t / M, 3) for t in warm["cpu_s"]]}
         validation = None
         if val:
             validation = (val[0], val[1], {"fraction": cfg.validation_fraction, "n": len(val_records), **result.validation[j]})

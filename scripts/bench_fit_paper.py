@@ -11,7 +11,7 @@ cutoff 6.5 Å, with mtpjax's defaults.
    timing its wall and CPU time (``os.wait4``) and peak resident memory; ``--max-steps`` limits the iterations (to
    measure the cost of one iteration at this scale without the whole fit).
 3. Writes a JSON record: the command, wall, CPU, peak memory, steps, first-step (compilation) time, per-step time,
-   the loss against CPU seconds (``subset``: the iterations on the random subset Levenberg-Marquardt starts with on
+   the loss against CPU seconds (also plotted, beside the JSON as .png; ``subset``: the iterations on the random subset Levenberg-Marquardt starts with on
    data this large, with their loss and CPU seconds), and the training RMSE per subset.
 """
 from __future__ import annotations
@@ -80,8 +80,29 @@ def main(argv=None) -> int:
               "n_structures": result.get("n_train")}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=1))
+    plot(record, Path(args.json).with_suffix(".png"))
     print(json.dumps({k: v for k, v in record.items() if k not in ("loss", "step_cpu_s")}, indent=1))
     return 0
+
+
+def plot(record: dict, path: Path) -> None:
+    """The loss against CPU seconds: the iterations on the random subset (its loss) and on all the data."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    sub = record.get("subset")
+    if sub:
+        ax.semilogy(sub["step_cpu_s"], [v for _, v in sub["history"]], "o-", ms=3,
+                    label=f"random subset ({sub['atoms']} atoms)")
+    ax.semilogy(record["step_cpu_s"], record["loss"], "s-", ms=4, label=f"all data ({record['n_structures']} structures)")
+    ax.set_xlabel("CPU seconds (start, reading, packing and compilation included)")
+    ax.set_ylabel("loss")
+    ax.set_title(f"paper-scale fit: {record['fit_command'].split(' -o ')[0].replace('mtpjax fit ', '').split('/')[-1]}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -47,9 +47,19 @@ def pytest_configure(config):
     import jax
 
     if not jax.config.jax_compilation_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="mtpjax-jax-cache-"))
+        config._mtpjax_cache = tempfile.mkdtemp(prefix="mtpjax-jax-cache-")
+        jax.config.update("jax_compilation_cache_dir", config._mtpjax_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+    """Remove the session's temporary compilation cache."""
+    import shutil
+
+    path = getattr(config, "_mtpjax_cache", None)
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -352,6 +352,19 @@ def test_loss_not_finite_from_the_start_is_an_error(tmp_path):
                           workdir=work, output=work / "pot.almtp", log=lambda m: None)
     assert f"the largest |E/N - median| is structure {records[3].name}" in str(err.value)
     assert not any(work.glob("pot.*")) and not (work / "result.json").exists() and not (work / "checkpoint.eqx").exists()
+    assert not work.exists()  # the folder the failed fit created is gone
+
+
+def test_all_weights_zero_is_named_and_an_existing_folder_is_kept(tmp_path):
+    records = _bench_records(4)
+    for r in records:
+        r.weight = 0.0
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "mine.txt").write_text("kept")
+    with pytest.raises(MtpjaxError, match="all 4 training structures have weight 0"):
+        F.train_potential(records, [], level=6, cutoff=5.0, workdir=work, output=work / "pot.almtp", log=lambda m: None)
+    assert (work / "mine.txt").read_text() == "kept"
 
 
 class _ThroughOptimum:

@@ -211,53 +211,65 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
     ckpt = workdir / ckpt_io.CHECKPOINT
     if resume and ckpt.exists():  # refuse another fit's checkpoint before anything is packed or written
         ckpt_io.check_resumable(ckpt, ckpt_io.jsonable({**settings, "models": names}), digest)
+    if train and all(float(r.weight) == 0 for r in train):
+        raise MtpjaxError(f"all {len(train)} training structures have weight 0: nothing to fit")
+    created = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
-    cache_dir = Path(cache_dir) if cache_dir is not None else workdir / "cache"
-    t0, c0 = time.perf_counter(), time.process_time()
-    fit_records, val_records = split_validation(train, cfg.validation_fraction, cfg.seed)
-    if devices > 1:  # data-parallel: one group of structures per device
-        stacked, subsets = pack_for_devices(fit_records, cutoff, devices)
-        fit_batches, batches = [shard_over_devices(stacked)], unstack(stacked)
-    else:
-        batches, subsets = pack_records(fit_records, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=cache_dir)
-        fit_batches = batches
-    check_cutoff(batches, cutoff)
-    rmin = default_rmin(batches, cutoff) if rmin is None else rmin
-    if rmin >= min(r.cutoff for r in runs):
-        raise MtpjaxError(f"r_min {rmin:.3f} Å must be below the cutoff {min(r.cutoff for r in runs)} Å")
-    basis = generate_basis(level)
-    mtps = [initial_mtp(basis, n_species, rmin, r.cutoff, batches, seed=r.seed, species=species, init=init) for r in runs]
-    cutoffs = ", ".join(f"{c:g}" for c in sorted({r.cutoff for r in runs}))
-    log(f"mtpjax fit: {len(fit_records)} structures ({count_atoms(batches)} atoms), level {level}, cutoff {cutoffs} Å, "
-        f"r_min {rmin:.4f} Å, {mtps[0].moment_coeffs.shape[0]} basis functions"
-        + (f"; {len(val_records)} held out for validation" if val_records else "")
-        + (f"; {M} models together (data packed at {cutoff:g} Å)" if M > 1 else ""))
-    val = pack_records(val_records, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=cache_dir) if val_records else None
-    timings = {}
-    start = stack_models(mtps)
-    warm = None
-    n_atoms = count_atoms(batches)
     try:
-        if cfg.method == "lm" and cfg.lm_subset_atoms and n_atoms > 2 * cfg.lm_subset_atoms and devices == 1:
-            # Each LM iteration costs a pass of the residual Jacobian over all the data. A random subset of a few
-            # ten thousand atoms already has residuals by the ten thousand per coefficient: LM converges there at a
-            # fraction of the cost, and the iterations on all the data start next to their minimum.
-            sub = subsample_records(fit_records, cfg.lm_subset_atoms, cfg.seed)
-            sub_batches, _ = pack_records(sub, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=cache_dir)
-            log(f"Levenberg-Marquardt: first on a random subset of {len(sub)} structures ({count_atoms(sub_batches)} of "
-                f"{n_atoms} atoms), then on all of them")
-            ws = time.perf_counter()
-            r0 = fit_models(start, sub_batches, cfg, names=names, workdir=workdir / "subset", resume=resume, log=log,
-                            progress=progress, settings={**settings, "phase": "subset"},
-                            data_digest=ckpt_io.records_digest(sub))
-            start = r0.models
-            warm = {"structures": len(sub), "atoms": count_atoms(sub_batches), "steps": r0.steps,
-                    "wall_s": time.perf_counter() - ws, "histories": r0.histories, "cpu_s": [round(t - c0, 3) for t in r0.cpu_s]}
-        result = fit_models(start, fit_batches, cfg, names=names, workdir=workdir, resume=resume, log=log,
-                            progress=progress, timings=timings, validation=val[0] if val else None, settings=settings,
-                            data_digest=digest)
-    except NonFiniteLoss as err:
-        raise NonFiniteLoss(f"{err}: {label_report(fit_records)}") from None
+        cache_dir = Path(cache_dir) if cache_dir is not None else workdir / "cache"
+        t0, c0 = time.perf_counter(), time.process_time()
+        fit_records, val_records = split_validation(train, cfg.validation_fraction, cfg.seed)
+        if devices > 1:  # data-parallel: one group of structures per device
+            stacked, subsets = pack_for_devices(fit_records, cutoff, devices)
+            fit_batches, batches = [shard_over_devices(stacked)], unstack(stacked)
+        else:
+            batches, subsets = pack_records(fit_records, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=cache_dir)
+            fit_batches = batches
+        check_cutoff(batches, cutoff)
+        rmin = default_rmin(batches, cutoff) if rmin is None else rmin
+        if rmin >= min(r.cutoff for r in runs):
+            raise MtpjaxError(f"r_min {rmin:.3f} Å must be below the cutoff {min(r.cutoff for r in runs)} Å")
+        basis = generate_basis(level)
+        mtps = [initial_mtp(basis, n_species, rmin, r.cutoff, batches, seed=r.seed, species=species, init=init) for r in runs]
+        cutoffs = ", ".join(f"{c:g}" for c in sorted({r.cutoff for r in runs}))
+        log(f"mtpjax fit: {len(fit_records)} structures ({count_atoms(batches)} atoms), level {level}, cutoff {cutoffs} Å, "
+            f"r_min {rmin:.4f} Å, {mtps[0].moment_coeffs.shape[0]} basis functions"
+            + (f"; {len(val_records)} held out for validation" if val_records else "")
+            + (f"; {M} models together (data packed at {cutoff:g} Å)" if M > 1 else ""))
+        val = pack_records(val_records, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=cache_dir) if val_records else None
+        timings = {}
+        start = stack_models(mtps)
+        warm = None
+        n_atoms = count_atoms(batches)
+        try:
+            if cfg.method == "lm" and cfg.lm_subset_atoms and n_atoms > 2 * cfg.lm_subset_atoms and devices == 1:
+                # Each LM iteration costs a pass of the residual Jacobian over all the data. A random subset of a few
+                # ten thousand atoms already has residuals by the ten thousand per coefficient: LM converges there at a
+                # fraction of the cost, and the iterations on all the data start next to their minimum.
+                sub = subsample_records(fit_records, cfg.lm_subset_atoms, cfg.seed)
+                sub_batches, _ = pack_records(sub, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=cache_dir)
+                log(f"Levenberg-Marquardt: first on a random subset of {len(sub)} structures ({count_atoms(sub_batches)} of "
+                    f"{n_atoms} atoms), then on all of them")
+                ws = time.perf_counter()
+                r0 = fit_models(start, sub_batches, cfg, names=names, workdir=workdir / "subset", resume=resume, log=log,
+                                progress=progress, settings={**settings, "phase": "subset"},
+                                data_digest=ckpt_io.records_digest(sub))
+                start = r0.models
+                warm = {"structures": len(sub), "atoms": count_atoms(sub_batches), "steps": r0.steps,
+                        "wall_s": time.perf_counter() - ws, "histories": r0.histories, "cpu_s": [round(t - c0, 3) for t in r0.cpu_s]}
+            result = fit_models(start, fit_batches, cfg, names=names, workdir=workdir, resume=resume, log=log,
+                                progress=progress, timings=timings, validation=val[0] if val else None, settings=settings,
+                                data_digest=digest)
+        except NonFiniteLoss as err:
+            raise NonFiniteLoss(f"{err}: {label_report(fit_records)}") from None
+    except MtpjaxError:
+        # a fit that failed before it saved anything leaves no folder behind (a kill or a later failure keeps the
+        # checkpoint to resume from)
+        if created and not any(workdir.rglob(ckpt_io.CHECKPOINT)):
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
     fit_wall, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
     test_packed = []
 

@@ -18,7 +18,9 @@ import numpy as np
 
 from .batch import Batch, max_neighbours, pack
 from .errors import LabelWarning, MtpjaxError, StructureError
+from .io.files import atomic_open
 from .neighbors import bucket_size, check_structure, pairs
+from .units import voigt_to_stress
 
 #: Bumped whenever the packed layout changes (part of the cache key).
 PACK_VERSION = 1
@@ -248,8 +250,7 @@ def _labels_from_atoms(atoms, chosen: dict, report: LabelReport, source: str, k:
         except (TypeError, ValueError):
             raise bad("stress", src, stress, "numbers") from None
         if s.shape == (6,):
-            xx, yy, zz, yz, xz, xy = s  # Voigt order, as ASE
-            s = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+            s = voigt_to_stress(s)  # Voigt order xx yy zz yz xz xy, as ASE
         elif s.shape == (9,):
             s = s.reshape(3, 3)
         if s.shape != (3, 3):
@@ -585,7 +586,6 @@ def pack_records(records: list[Record], cutoff: float, max_batch_atoms: int = 40
         n += item[1].n_atoms
     flush()
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
         _save_packed(cache, batches)
     return batches, subsets
 
@@ -597,9 +597,8 @@ def _save_packed(path: Path, batches):
         for name, x in flat.items():
             if isinstance(x, np.ndarray):
                 arrays[f"{k}/{name}"] = x
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, n_batches=len(batches), **arrays)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:
+        np.savez(f, n_batches=len(batches), **arrays)
 
 
 def _load_packed(path: Path):

@@ -18,7 +18,7 @@ from .batch import max_neighbours, pack
 from .neighbors import bucket_size, check_structure, pairs
 
 #: eV/Å³ -> GPa
-EV_PER_A3_TO_GPA = 160.21766208
+from .units import EV_PER_A3_TO_GPA  # noqa: E402,F401  (re-exported: the constant lives in mtpjax.units)
 
 
 @dataclass

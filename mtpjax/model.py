@@ -11,7 +11,6 @@ Chebyshev radial functions f_mu(r) = sum_b c_{mu b} * scaling * T_b(xi(r)) * (R_
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import equinox as eqx
@@ -21,6 +20,7 @@ import numpy as np
 
 from .contraction import ContractionPlan, basic_moments, scalar_basis
 from .errors import FormatError
+from .io.files import atomic_open
 from .neighbors import Neighbours
 from .potential import (  # noqa: F401  (the generic energy functions, re-exported for MTP users)
     energy,
@@ -296,12 +296,9 @@ def write_native(mtp: MTP, path, metadata: dict | None = None) -> None:
         "alpha_moment_mapping": np.asarray(mapping).tolist(),
         "metadata": metadata or {},
     }
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         f.write((json.dumps(header) + "\n").encode())
         eqx.tree_serialise_leaves(f, mtp)
-    os.replace(tmp, path)
 
 
 def read_native(path, species=None):

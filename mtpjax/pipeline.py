@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import MtpjaxError
+from .io.files import write_json
 from .generate.config import ConfigError
 
 #: Bumped when a stage's outputs change for the same inputs (part of every stage hash).
@@ -291,11 +292,7 @@ def read_stage(out: Path, stage: str) -> dict | None:
 
 
 def _write_stage(out: Path, stage: str, info: dict) -> None:
-    p = out / stage / "stage.json"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(".stage.json.tmp")
-    tmp.write_text(json.dumps(info, indent=1, default=str))
-    tmp.replace(p)
+    write_json(out / stage / "stage.json", info, indent=1)
 
 
 def _now() -> str:

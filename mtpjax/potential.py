@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from .neighbors import Neighbours
+from .units import stress_to_voigt
 
 
 @runtime_checkable
@@ -94,8 +95,7 @@ def energy_forces_virial_sites(potential, positions, cell, species, nbrs: Neighb
 
 
 def virial_to_plus_stress(virial):
-    """3x3 virial -> MLIP's PlusStress order (xx, yy, zz, yz, xz, xy), eV."""
-    v = jnp.asarray(virial)
-    return jnp.stack([v[..., 0, 0], v[..., 1, 1], v[..., 2, 2], v[..., 1, 2], v[..., 0, 2], v[..., 0, 1]], axis=-1)
+    """3x3 virial -> MLIP's PlusStress order (xx, yy, zz, yz, xz, xy), eV (:func:`mtpjax.units.stress_to_voigt`)."""
+    return stress_to_voigt(jnp.asarray(virial))
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .io.files import atomic_write
+
 #: Captions of the verification figures by file stem (the paper's figure numbers where there is one).
 FIGURE_CAPTIONS = {
     "eos_10": "E(V) within ±10 % of Ω0 (Fig. 6)", "eos_80": "E(V) within ±80 % of Ω0 (Fig. 6)",
@@ -161,11 +163,7 @@ def report_markdown(cfg, out, stages: dict) -> str:
 
 
 def write_report(cfg, out, stages: dict) -> Path:
-    """Write ``OUT/report.md`` (temp file + rename); returns its path. ``stages``: {stage: its ``stage.json`` record
+    """Write ``OUT/report.md`` (atomically); returns its path. ``stages``: {stage: its ``stage.json`` record
     or None}, in pipeline order (what :func:`mtpjax.pipeline.read_stage` returns for each of its ``STAGES``)."""
     out = Path(out)
-    path = out / "report.md"
-    tmp = out / ".report.md.tmp"
-    tmp.write_text(report_markdown(cfg, out, stages))
-    tmp.replace(path)
-    return path
+    return atomic_write(out / "report.md", report_markdown(cfg, out, stages))

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from .errors import MtpjaxError
+from .io.files import atomic_open, write_json
 
 COLUMNS = ["subset", "level", "cutoff", "seed", "n_basis", "steps", "wall_s", "cpu_s",
            "train_energy_meV", "train_forces", "train_stress_GPa", "test_energy_meV", "test_forces", "test_stress_GPa"]
@@ -153,13 +154,11 @@ def check_settings(out: Path, settings: dict) -> None:
             raise MtpjaxError(f"{path}: the sweep in {out} was run with other settings or data ({'; '.join(detail)}); "
                               "use another output folder, or delete it to start afresh")
         return
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=1))
+    write_json(path, settings, indent=1)
 
 
 def write_table(rows, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows)

@@ -93,12 +93,11 @@ def setting_differences(old: dict, new: dict, old_label: str = "checkpoint", new
 
 def save(path, header: dict, tree) -> None:
     """Write ``header`` (one JSON line) and the arrays of ``tree`` atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    from ..io.files import atomic_open
+
+    with atomic_open(path, "wb") as f:
         f.write((json.dumps({"format": FORMAT, "version": VERSION, **header}) + "\n").encode())
         eqx.tree_serialise_leaves(f, tree)
-    os.replace(tmp, path)
 
 
 def _unreadable(path, err) -> MtpjaxError:

@@ -4,19 +4,20 @@ A checkpoint is ``DIR/<stage>/<key>.pkl``: a first line holding the SHA-256 of t
 is a hash of everything the result depends on (stage, parameters, oracle, seed, input structures), so a resumed
 run reuses exactly the work it already did, and a changed input never reuses stale work. Files are written to a
 temporary name and renamed (a kill leaves either the old file or the new one, never half of one). A file whose
-hash does not match is reported (warning naming the file) and recomputed.
+hash does not match is reported (warning naming the file) and recomputed. Writes go through
+:func:`mtpjax.io.files.atomic_write` (temporary file, fsync, rename).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from ..io.files import atomic_write
 
 
 def content_hash(*parts) -> str:
@@ -40,23 +41,6 @@ def content_hash(*parts) -> str:
     for p in parts:
         add(p)
     return h.hexdigest()[:32]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class Store:
@@ -89,4 +73,4 @@ class Store:
 
     def save(self, stage: str, key: str, obj) -> None:
         body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        atomic_write_bytes(self.path(stage, key), hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+        atomic_write(self.path(stage, key), hashlib.sha256(body).hexdigest().encode() + b"\n" + body)

@@ -19,6 +19,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..oracles.label import Failure, label as oracle_label
 from ..potential import energy_forces_virial_sites
+from ..units import stress_to_voigt
 from . import oracle as _oracle
 
 _efs = jax.jit(energy_forces_virial_sites)
@@ -97,5 +98,5 @@ def _evaluate(potential, batch, out):
         if not (np.isfinite(e[j]) and np.isfinite(forces).all() and np.isfinite(virial).all()):
             out[k] = Failure(k, str(a.info.get("id", f"structure {k}")), "non_finite", "the oracle gave a non-finite energy, force or stress")
             continue
-        stress = -virial / a.get_volume()  # ASE: σ = -virial / V, Voigt xx yy zz yz xz xy
-        out[k] = _labelled(a, e[j], forces, stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]])
+        stress = -stress_to_voigt(virial) / a.get_volume()  # ASE: σ = -virial / V, Voigt xx yy zz yz xz xy, eV/Å³
+        out[k] = _labelled(a, e[j], forces, stress)

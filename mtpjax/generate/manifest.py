@@ -3,48 +3,15 @@ hashes) and ``summary.md`` (the counts per subset as a table, like Fig. 2 of Pou
 from __future__ import annotations
 
 import hashlib
-import json
-import platform
-from importlib import metadata
-from pathlib import Path
-
-from .checkpoint import atomic_write_bytes
-
-PACKAGES = ("mtpjax", "jax", "jaxlib", "equinox", "pyxtal", "spglib", "ase", "numpy", "scipy", "vesin", "dask", "distributed")
-
-
-def versions() -> dict:
-    """Versions of Python, the platform and the packages the data depend on (None if not installed)."""
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for p in PACKAGES:
-        try:
-            out[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            out[p] = None
-    return out
 
 
 def file_sha256(path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def write_json(path, obj) -> None:
-    """Atomic JSON write."""
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
-
-
-def read_json(path, what: str = "file"):
-    """Read JSON; a corrupted file raises an MtpjaxError naming it."""
-    from ..errors import MtpjaxError
-
-    try:
-        return json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise MtpjaxError(f"{path}: corrupted {what} ({err}); delete it (or the whole folder) to start afresh") from None
 
 
 def _reasons(d: dict) -> str:

@@ -24,13 +24,14 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import MtpjaxError
+from ..io.files import atomic_path, atomic_write, read_json, versions, write_json
 from . import oracle as _oracle
-from .checkpoint import Store, atomic_write_bytes, content_hash
+from .checkpoint import Store, content_hash
 from .config import SUBSETS, GenerateConfig, check_volume_range
 from .deform import DEFORMATIONS, deform
 from .executors import DaskExecutor, InProcess, ProcessPool
 from .label import label
-from .manifest import file_sha256, read_json, summary_markdown, versions, write_json
+from .manifest import file_sha256, summary_markdown
 from .randspg import generate_one, tasks as randspg_tasks
 from .reference import hcp_reference
 from .relax import relax
@@ -265,24 +266,21 @@ def run(cfg: GenerateConfig, out_dir, resume: bool = False, oracle=None, hook=No
         "versions": versions(), "subsets": stats, "timings": r.timings, "files": written,
         "checkpoints": {"chunks": dict(r.chunks), "corrupted_and_recomputed": r.store.corrupt},
     }
-    atomic_write_bytes(out / "rejected.jsonl", "".join(json.dumps(x) + "\n" for x in r.rejected).encode())
+    atomic_write(out / "rejected.jsonl", "".join(json.dumps(x) + "\n" for x in r.rejected))
     write_json(out / "manifest.json", manifest)
-    atomic_write_bytes(out / "summary.md", summary_markdown(manifest).encode())
+    atomic_write(out / "summary.md", summary_markdown(manifest))
     return manifest
 
 
 def _write(out: Path, order, labelled) -> dict:
-    """One extxyz per subset plus EVERYTHING.extxyz (temp file + rename); {file: {sha256, structures}}."""
+    """One extxyz per subset plus EVERYTHING.extxyz (written atomically); {file: {sha256, structures}}."""
     import ase.io
 
     files = {}
     for name, structures in [*((s, labelled[s]) for s in order), ("EVERYTHING", [a for s in order for a in labelled[s]])]:
         path = out / f"{name}.extxyz"
-        tmp = path.with_name(f".{path.name}.tmp")
-        if structures:
-            ase.io.write(tmp, structures, format="extxyz")
-        else:
-            tmp.write_text("")
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            if structures:
+                ase.io.write(tmp, structures, format="extxyz")
         files[path.name] = {"sha256": file_sha256(path), "structures": len(structures)}
     return files

@@ -102,7 +102,7 @@ def plot_dataset(folder, cutoffs=DEFAULT_CUTOFFS) -> list[Path]:
     ``fig1_space_groups.png`` and ``fig3_distances.png``. Returns the files written."""
     import ase.io
 
-    from .manifest import read_json
+    from ..io.files import read_json
 
     folder = Path(folder)
     ref = read_json(folder / "manifest.json", "manifest")["reference"]

@@ -7,7 +7,7 @@ from ase.build import bulk
 from ase.data import atomic_numbers, covalent_radii, reference_states
 from scipy.optimize import minimize
 
-from ..evaluate import EV_PER_A3_TO_GPA
+from ..units import EV_PER_A3_TO_GPA
 from .config import ConfigError
 from . import oracle as _oracle
 

@@ -33,9 +33,10 @@ import numpy as np
 
 from ..batch import pack
 from ..errors import StructureError
-from ..evaluate import EV_PER_A3_TO_GPA, types_for_symbols
+from ..evaluate import types_for_symbols
 from ..neighbors import pairs
 from ..potential import pair_vectors
+from ..units import EV_PER_A3_TO_GPA
 from . import oracle as _oracle
 from .config import RelaxConfig
 from .structures import Failure

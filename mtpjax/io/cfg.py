@@ -32,6 +32,9 @@ import numpy as np
 
 from mtpjax.errors import FormatError, StructureError
 
+from ..units import stress_to_voigt
+from .files import atomic_open
+
 __all__ = [
     "Configuration", "read_cfg", "iter_cfg", "write_cfg",
     "configuration_to_atoms", "atoms_to_configuration", "STRESS_ORDER",
@@ -469,13 +472,14 @@ def write_cfg(configs: Configuration | Iterable[Configuration], path, precision:
     ``precision="mlip"`` prints MLIP's digits (positions/cell/forces ``%.6f`` Å and eV/Å, energy
     ``%.12f`` eV, PlusStress ``%.5f`` eV); ``precision="full"`` prints every float as ``%.16e`` so that
     ``read_cfg(path) == configs`` exactly. Absent quantities (cell, forces, energy, stress) are omitted.
+    The file is replaced atomically: a failed write (a bad configuration, a full disk) leaves the old one.
     """
     if precision not in _FMT:
         raise ValueError(f"precision must be 'mlip' or 'full', got {precision!r}")
     if isinstance(configs, Configuration):
         configs = [configs]
     fmt = _FMT[precision]
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
         for c in configs:
             f.write(_format_cfg(c, fmt))
 
@@ -542,8 +546,6 @@ def atoms_to_configuration(atoms, species: list[str] | None = None, index: int |
     The cell is kept when any axis is periodic. Energy, forces and stress are taken from
     ``atoms.calc.results`` (stress eV/Å³ → PlusStress = -stress·volume, eV).
     """
-    from ase.stress import full_3x3_to_voigt_6_stress
-
     where = f"structure {index}" if index is not None else "structure"
     n = len(atoms)
     if "mlip_type" in atoms.arrays:
@@ -571,7 +573,7 @@ def atoms_to_configuration(atoms, species: list[str] | None = None, index: int |
     if results.get("stress") is not None and cell is not None:
         st = np.asarray(results["stress"], dtype=np.float64)
         if st.shape == (3, 3):
-            st = full_3x3_to_voigt_6_stress(st)
+            st = stress_to_voigt(st)
         plus_stress = -st * abs(np.linalg.det(cell))
     elif "mlip_plus_stress" in atoms.info:
         plus_stress = np.asarray(atoms.info["mlip_plus_stress"], dtype=np.float64)

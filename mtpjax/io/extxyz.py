@@ -10,6 +10,7 @@ from pathlib import Path
 from mtpjax.errors import FormatError
 
 from .cfg import atoms_to_configuration, configuration_to_atoms, read_cfg, write_cfg
+from .files import atomic_path
 
 __all__ = ["read_structures", "write_structures", "frame_lines"]
 
@@ -134,7 +135,8 @@ def frame_lines(path) -> list[int]:
 def write_structures(atoms_list, path, species: list[str] | None = None, format: str | None = None,
                      precision: str = "mlip") -> None:
     """Write ``ase.Atoms`` (one or a list) to ``.cfg`` (types from ``species`` or ``arrays['mlip_type']``,
-    ``precision`` as in :func:`write_cfg`) or, for any other suffix, with ``ase.io.write``."""
+    ``precision`` as in :func:`write_cfg`) or, for any other suffix, with ``ase.io.write`` (format from the
+    suffix unless given). The file is replaced atomically: a failed write leaves the old one."""
     from ase import Atoms
 
     if isinstance(atoms_list, Atoms):
@@ -145,5 +147,8 @@ def write_structures(atoms_list, path, species: list[str] | None = None, format:
                   precision=precision)
         return
     import ase.io
+    from ase.io.formats import filetype
 
-    ase.io.write(path, atoms_list, format=format)
+    format = format or filetype(os.fspath(path), read=False)  # the temporary's name says nothing about the format
+    with atomic_path(path) as tmp:
+        ase.io.write(tmp, atoms_list, format=format)

@@ -40,6 +40,8 @@ import numpy as np
 
 from mtpjax.errors import FormatError
 
+from .files import atomic_write
+
 __all__ = ["MTPFile", "read_mtp", "write_mtp", "mtp_to_bytes", "RADIAL_BASIS_TYPES"]
 
 RADIAL_BASIS_TYPES = ("RBChebyshev", "RBChebyshev_repuls")
@@ -582,8 +584,7 @@ def mtp_to_bytes(mtp: MTPFile) -> bytes:
 def write_mtp(mtp: MTPFile, path) -> None:
     """Write ``mtp`` in MLIP's layout (tab indentation, ``{...}`` arrays, floats as ``%.16e``).
 
-    An untrained template is written without coefficient lines; ``tail`` is appended verbatim.
+    An untrained template is written without coefficient lines; ``tail`` is appended verbatim. The file is
+    replaced atomically: a failed write leaves the old one.
     """
-    data = mtp_to_bytes(mtp)
-    with open(path, "wb") as f:
-        f.write(data)
+    atomic_write(path, mtp_to_bytes(mtp))

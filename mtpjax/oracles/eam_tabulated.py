@@ -36,6 +36,7 @@ from ase.data import chemical_symbols
 from scipy.interpolate import InterpolatedUnivariateSpline
 
 from ..errors import FormatError
+from ..io.files import atomic_write
 from .base import UNITS
 from .eam import eam_site_energies
 
@@ -266,7 +267,7 @@ def write_setfl(tables: EAMTables, path, form: str | None = None) -> None:
     for i in range(S):
         for j in range(i + 1):
             out.append(block(tables.rphi[i, j]))
-    Path(path).write_text("".join(out))
+    atomic_write(path, "".join(out))
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .prototypes import EV_PER_A3_TO_GPA, element_of, hex_parameters, row, scaled, strained
+from ..units import EV_PER_A3_TO_GPA, voigt_to_strain
+from .prototypes import element_of, hex_parameters, row, scaled, strained
 from .relax import equilibrium, relax
 
 PHASES = ("hcp", "fcc", "dhcp", "bcc")
-VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
 
 
 def birch_murnaghan(volumes, energies) -> dict:
@@ -78,13 +78,9 @@ def properties(potential, element: str, delta: float = 1e-3, fmax: float = 1e-6,
         props[f"{k}_V0"] = r.atoms.get_volume() / len(r.atoms) if r.ok else None
     # elastic constants
     cells, labels = [], []
-    for i, (p, q) in enumerate(VOIGT):
+    for i in range(6):
         for sgn in (1, -1):
-            eps = np.zeros((3, 3))
-            if p == q:
-                eps[p, p] = sgn * delta
-            else:
-                eps[p, q] = eps[q, p] = sgn * delta / 2.0
+            eps = voigt_to_strain(sgn * delta * np.eye(6)[i])  # ε_ii = ±δ, or engineering shear γ = ±δ
             a = strained(h.atoms, eps)
             a.info["name"] = f"hcp strain {i + 1}{'+' if sgn > 0 else '-'}"
             cells.append(a)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MtpjaxError
-from ..evaluate import EV_PER_A3_TO_GPA
+from ..units import EV_PER_A3_TO_GPA
 
 #: Default structures: hcp and bcc at equilibrium, bcc at 12 Å³/atom ("KIND" or "KIND@V", V in Å³/atom).
 STRUCTURES = ("hcp", "bcc", "bcc@12")

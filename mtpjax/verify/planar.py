@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from .prototypes import (EV_PER_A2_TO_J_PER_M2, EV_PER_A3_TO_GPA, element_of, error_row, evaluate_safe, finite_or_none,
-                         hcp_orthorhombic, hex_parameters, rmse, row, supercell)
+from ..units import EV_PER_A2_TO_J_PER_M2, EV_PER_A3_TO_GPA
+from .prototypes import (element_of, error_row, evaluate_safe, finite_or_none, hcp_orthorhombic, hex_parameters, rmse, row,
+                         supercell)
 from .relax import equilibrium, relax
 
 SURFACES = ("0001", "10-10A", "10-10B", "11-20")

@@ -21,11 +21,6 @@ IDEAL_C_OVER_A = math.sqrt(8.0 / 3.0)
 #: Phases the verification tests know.
 PHASES = ("hcp", "fcc", "dhcp", "bcc")
 
-#: eV/Å² -> J/m²
-EV_PER_A2_TO_J_PER_M2 = 16.02176634
-#: eV/Å³ -> GPa
-EV_PER_A3_TO_GPA = 160.21766208
-
 
 def guess_volume(element: str, default: float = 20.0) -> float:
     """Volume per atom (Å³) of ``element``'s reference crystal in ASE's data (hcp, fcc, bcc, diamond), else

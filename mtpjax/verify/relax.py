@@ -44,7 +44,8 @@ from jax_md import minimize
 from ..errors import MtpjaxError, StructureError
 from ..evaluate import types_for_symbols
 from ..neighbors import Neighbours, bucket_size, dense_neighbours, pairs
-from .prototypes import EV_PER_A3_TO_GPA, PHASES, guess_volume, prototype
+from ..units import EV_PER_A3_TO_GPA, stress_to_voigt
+from .prototypes import PHASES, guess_volume, prototype
 
 CELL_MODES = ("fixed", "full", "volume", "shape", "normal")
 ACTIVE, CONVERGED, REBUILD, NON_FINITE = 0, 1, 2, 3
@@ -383,7 +384,7 @@ def relax(
         forces = it.fu @ np.linalg.inv(F).T
         res.energy, res.forces = float(it.energy), forces
         W = 0.5 * (it.W + it.W.T)
-        res.stress = -np.array([W[0, 0], W[1, 1], W[2, 2], W[1, 2], W[0, 2], W[0, 1]]) / V
+        res.stress = -stress_to_voigt(W) / V
         if not (np.isfinite(res.energy) and np.all(np.isfinite(forces)) and np.all(np.isfinite(W))):
             res.reason = res.reason or "non_finite"
             continue

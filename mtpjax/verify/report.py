@@ -8,41 +8,14 @@ the RMS of each, or None). The relative error is ``error / |oracle|`` (None wher
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from ..io.files import atomic_open, atomic_write, json_safe, read_json, write_json
+
 ROW_FIELDS = ("test", "quantity", "unit", "mtp", "oracle", "error", "relative_error")
-
-
-def json_safe(x):
-    """A JSON-serialisable copy: numpy scalars and arrays to Python, Paths to str, NaN/inf to None."""
-    if isinstance(x, dict):
-        return {str(k): json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return json_safe(x.tolist())
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(float(x)) else None
-    if isinstance(x, Path):
-        return str(x)
-    if x is None or isinstance(x, (str, int)):
-        return x
-    return str(x)
-
-
-def write_json(path, obj) -> Path:
-    """Write ``obj`` (made :func:`json_safe`) as indented JSON."""
-    path = Path(path)
-    path.write_text(json.dumps(json_safe(obj), indent=2, ensure_ascii=False) + "\n")
-    return path
 
 
 def relative_error(row: dict):
@@ -73,7 +46,7 @@ def normalise_rows(rows) -> list:
 def write_rows_csv(path, rows) -> Path:
     """One line per row, columns :data:`ROW_FIELDS` (empty cells for None)."""
     path = Path(path)
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(ROW_FIELDS)
         for r in normalise_rows(rows):
@@ -188,7 +161,7 @@ def load_result(source) -> dict:
         from ..errors import MtpjaxError
 
         raise MtpjaxError(f"{source}: no metrics.json (not a verify report directory)")
-    return json.loads(p.read_text())
+    return read_json(p, "verify report")
 
 
 def compare_rows(results, names=None, value: str = "error") -> tuple[list, list]:
@@ -243,8 +216,8 @@ def write_comparison(results, outdir, names=None) -> dict:
     body = [[t] + [fmt(((r.get("tests") or {}).get(t) or {}).get("seconds"), 3) for r in results] for t in tests]
     body.append(["total"] + [fmt(r.get("total_seconds"), 3) for r in results])
     md += [markdown_table(["test"] + names, body), ""]
-    (outdir / "comparison.md").write_text("\n".join(md))
-    with (outdir / "comparison.csv").open("w", newline="") as fh:
+    atomic_write(outdir / "comparison.md", "\n".join(md))
+    with atomic_open(outdir / "comparison.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["test", "quantity", "unit", "oracle"] + names)
         for r in rows:
@@ -260,9 +233,4 @@ def write_report(result: dict, outdir) -> dict:
     result["rows"] = normalise_rows(result.get("rows") or [])
     return {"metrics": write_json(outdir / "metrics.json", result),
             "rows": write_rows_csv(outdir / "rows.csv", result["rows"]),
-            "summary": _write_text(outdir / "summary.md", summary_markdown(json_safe(result)))}
-
-
-def _write_text(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
+            "summary": atomic_write(outdir / "summary.md", summary_markdown(json_safe(result)))}

@@ -17,23 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..units import VOIGT_ORDER, VOIGT_PAIRS, voigt_to_strain
 from .prototypes import (PHASES, element_of, error_row, evaluate_safe, finite_or_none, limits, plot_clipped, prototype,
                          rmse, strained)
 from .relax import equilibrium
 
 #: Strain components (Voigt order) and their index pairs.
-COMPONENTS = {"xx": (0, 0), "yy": (1, 1), "zz": (2, 2), "yz": (1, 2), "xz": (0, 2), "xy": (0, 1)}
+COMPONENTS = dict(zip(VOIGT_ORDER, VOIGT_PAIRS))
 
 
 def strain_tensor(component: str, s: float) -> np.ndarray:
-    """ε (3x3) of a normal (ε_ii = s) or shear (ε_ij = ε_ji = s/2) strain."""
-    i, j = COMPONENTS[component]
-    e = np.zeros((3, 3))
-    if i == j:
-        e[i, i] = s
-    else:
-        e[i, j] = e[j, i] = 0.5 * s
-    return e
+    """ε (3x3, dimensionless) of a normal (ε_ii = s) or engineering shear (γ_ij = s: ε_ij = ε_ji = s/2) strain."""
+    return voigt_to_strain(s * np.eye(6)[VOIGT_ORDER.index(component)])
 
 
 def _figure(outdir, table, values):

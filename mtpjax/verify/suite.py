@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from ..errors import MtpjaxError
+from ..io.files import atomic_write, versions
 from . import report
 
 #: The tests in their default order (modules of mtpjax.verify).
@@ -150,7 +151,7 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
         "potential_label": potential_label or label(potential, potential_spec),
         "oracle_label": oracle_label or label(oracle, oracle_spec),
         "elements": elements, "quick": bool(common["quick"]), "options": options,
-        "created": datetime.datetime.now().isoformat(timespec="seconds"), "versions": _versions(),
+        "created": datetime.datetime.now().isoformat(timespec="seconds"), "versions": versions(device=True),
         "notes": notes, "tests": {}, "rows": [], "failures": [],
     }
     t_start = time.perf_counter()
@@ -215,14 +216,11 @@ def _fingerprint(*models) -> str:
 
 def _save_entry(d: Path, key: str, entry) -> None:
     """Write a finished test's entry (atomically) so that a resumed suite can reuse it."""
-    d.mkdir(parents=True, exist_ok=True)
-    tmp = d / ".result.json.tmp"
     try:
-        tmp.write_text(json.dumps({"options": key, "entry": entry}, default=str))
+        text = json.dumps({"options": key, "entry": entry}, default=str)
     except (TypeError, ValueError):  # an entry that does not serialise is simply not resumable
-        tmp.unlink(missing_ok=True)
         return
-    tmp.replace(d / "result.json")
+    atomic_write(d / "result.json", text)
 
 
 def _saved_entry(d: Path, key: str):
@@ -234,19 +232,3 @@ def _saved_entry(d: Path, key: str):
     if saved.get("options") != key or saved.get("entry", {}).get("status") != "ok":
         return None
     return saved["entry"]
-
-
-def _versions() -> dict:
-    out = {}
-    for mod in ("mtpjax", "jax", "numpy", "phonopy", "ase"):
-        try:
-            out[mod] = importlib.import_module(mod).__version__
-        except Exception:  # noqa: BLE001
-            out[mod] = None
-    try:
-        import jax
-
-        out["device"] = str(jax.devices()[0])
-    except Exception:  # noqa: BLE001
-        pass
-    return out

@@ -2,33 +2,96 @@
 
     mtpjax efs POT IN OUT [--species Mg ...]      energies, forces, stresses (like ``mlp calculate_efs``)
     mtpjax basis --level L [--species S] [--rmin A] [--rcut B] -o untrained.almtp
+
+Imports are lazy: ``mtpjax --help`` builds only stubs of the sub-commands defined elsewhere (generate, verify,
+run), and a command imports only what it uses (``efs`` needs no fitting, generation or plotting code).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-from .fit.validate import mtp_level, non_negative_float, non_negative_int, positive_float, positive_int
+#: What ``efs`` writes, by OUT's suffix: MLIP's .cfg, extended XYZ, or an ASE trajectory.
+EFS_OUTPUT_FORMATS = {".cfg": "cfg", ".xyz": "extxyz", ".extxyz": "extxyz", ".traj": "traj"}
+#: Atoms per fixed-shape chunk of ``efs`` (at least; a larger structure makes its own bucket): every chunk of a
+#: file has one padded shape that does not depend on the number of structures in it.
+EFS_CHUNK_ATOMS = 512
+
+
+def _validator(name: str):
+    """The argparse type ``name`` of :mod:`mtpjax.fit.validate`, imported when first used (importing the fit
+    package is slow, and ``efs`` and ``--help`` do not need it)."""
+    def convert(value):
+        from .fit import validate
+
+        return getattr(validate, name)(value)
+
+    convert.__name__ = convert.__qualname__ = name
+    return convert
+
+
+mtp_level, non_negative_float, non_negative_int, positive_float, positive_int = (
+    _validator(n) for n in ("mtp_level", "non_negative_float", "non_negative_int", "positive_float", "positive_int"))
 
 
 def _is_cfg(path) -> bool:
     return Path(path).suffix.lower() == ".cfg"
 
 
+def check_output(path, formats: dict = EFS_OUTPUT_FORMATS, what: str = "OUT") -> str:
+    """Check, before any work, that ``path`` can be written in a format known by its suffix; returns the format.
+    Raises MtpjaxError naming ``what`` and the path (unknown suffix, a folder, a missing or unwritable folder)."""
+    from .errors import MtpjaxError
+
+    p = Path(path)
+    fmt = formats.get(p.suffix.lower())
+    if fmt is None:
+        known = ", ".join(formats)
+        raise MtpjaxError(f"{what} {path}: the output format is chosen by the suffix, and "
+                          f"{repr(p.suffix) if p.suffix else 'no suffix'} is not one of {known}")
+    if p.is_dir():
+        raise MtpjaxError(f"{what} {path} is a folder; give a file name")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise MtpjaxError(f"{what} {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise MtpjaxError(f"{what} {path}: not writable (permission denied)")
+    return fmt
+
+
+def _check_species(species, mtp) -> None:
+    from .errors import MtpjaxError
+
+    if species is None:
+        return
+    if len(species) > mtp.n_species:
+        raise MtpjaxError(f"--species: {len(species)} names ({' '.join(species)}) for a potential with "
+                          f"{mtp.n_species} type(s); give at most one element per type, in type order")
+    twice = sorted({s for s in species if species.count(s) > 1})
+    if twice:
+        raise MtpjaxError(f"--species: {', '.join(twice)} named more than once ({' '.join(species)})")
+
+
 def cmd_efs(args) -> int:
     """Energies, forces and stresses of every structure of IN; OUT in the format of its suffix.
 
-    Every structure is validated before anything is computed or written: bad input writes no file.
+    OUT is checked first, and every structure is validated before anything is computed or written: bad input
+    writes no file. Structures are evaluated in fixed-shape chunks (:data:`EFS_CHUNK_ATOMS`), so a file of one
+    configuration and a file of many configurations of the same cell run the same compiled program.
     """
-    from tqdm import tqdm
+    from .errors import MtpjaxError
+
+    out_format = check_output(args.output)
 
     from .evaluate import Evaluator, types_for_symbols
     from .io import Configuration, read_cfg, read_structures, write_cfg, write_structures
     from .model import load_mtp
 
     mtp = load_mtp(args.potential, species=args.species)
+    _check_species(args.species, mtp)
     species = args.species or (list(mtp.species) if mtp.species else None)
     evaluator = Evaluator(mtp)
     t0 = time.perf_counter()
@@ -44,8 +107,11 @@ def cmd_efs(args) -> int:
             types = a.arrays["mlip_type"] if "mlip_type" in a.arrays else types_for_symbols(
                 a.get_chemical_symbols(), species, mtp.n_species, name)
             jobs.append((a.positions, a.cell.array, a.pbc, types, name))
-    with tqdm(total=len(jobs), desc="efs", unit="cfg", disable=args.quiet or not sys.stderr.isatty()) as bar:
-        results = evaluator.many(jobs, progress=bar.update)
+    if not jobs:
+        raise MtpjaxError(f"{args.input}: the file holds no configurations")
+    bar = _progress_bar(len(jobs), "efs", "cfg", args.quiet)
+    with bar:
+        results = evaluator.many(jobs, progress=bar.update, chunk_atoms=EFS_CHUNK_ATOMS)
     if _is_cfg(args.input):
         structures = []
         for c, r in zip(configs, results):
@@ -61,10 +127,14 @@ def cmd_efs(args) -> int:
             extra = {"stress": r.stress} if a.pbc.all() else {}
             a.calc = SinglePointCalculator(a, energy=r.energy, free_energy=r.energy, forces=r.forces, energies=r.site_energies, **extra)
             structures.append(a)
-    if _is_cfg(args.output):
+    if out_format == "cfg":
         if not _is_cfg(args.input):
+            import numpy as np
+
             from .io import atoms_to_configuration
 
+            for a, job in zip(structures, jobs):  # the types evaluated (a one-species potential takes any one element)
+                a.arrays.setdefault("mlip_type", np.asarray(job[3], dtype=np.int64))
             structures = [atoms_to_configuration(a, species, index=k) for k, a in enumerate(structures)]
         write_cfg(structures, args.output)
     else:
@@ -72,10 +142,35 @@ def cmd_efs(args) -> int:
             from .io import configuration_to_atoms
 
             structures = [configuration_to_atoms(c, species) for c in structures]
-        write_structures(structures, args.output)
+        write_structures(structures, args.output, format=out_format)
     if not args.quiet:
         print(f"mtpjax efs: {len(results)} structures in {time.perf_counter() - t0:.2f} s -> {args.output}", file=sys.stderr)
     return 0
+
+
+def _progress_bar(total: int, desc: str, unit: str, quiet: bool):
+    """A tqdm bar on a terminal; otherwise a do-nothing stand-in (tqdm is imported only for a terminal)."""
+    if quiet or not sys.stderr.isatty():
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit)
+
+
+class _NoBar:
+    n = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n=1):
+        self.n += n
+
+    def set_postfix(self, *a, **k):
+        pass
 
 
 def cmd_basis(args) -> int:
@@ -133,22 +228,54 @@ def _print_errors(result):
                   f"{e.get('forces', float('nan')):.4f} eV/Å, stress {e.get('stress', float('nan')):.3f} GPa", file=sys.stderr)
 
 
+#: Without a terminal (a batch job's log file), ``fit`` prints a progress line every this many steps ...
+FIT_LOG_EVERY_STEPS = 10
+#: ... or when this many seconds have passed since the last one.
+FIT_LOG_EVERY_S = 30.0
+
+
+def fit_progress(max_steps: int, quiet: bool, stream=None, every_steps: int = FIT_LOG_EVERY_STEPS,
+                 every_s: float = FIT_LOG_EVERY_S):
+    """(context manager, ``progress(k, loss)`` callback) for a fit: a tqdm bar on a terminal; with output that is
+    not a terminal, one line "fit: step K/MAX, loss L, T s" at step 1, then every ``every_steps`` steps or
+    ``every_s`` seconds, and at the last step; nothing when ``quiet``."""
+    stream = sys.stderr if stream is None else stream
+    if quiet:
+        return _NoBar(), (lambda k, val: None)
+    if stream.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=max_steps, desc="fit", unit="step", file=stream)
+
+        def progress(k, val):
+            bar.n = k + 1
+            bar.set_postfix(loss=f"{val:.4g}", refresh=False)
+            bar.update(0)
+
+        return bar, progress
+    t0 = time.perf_counter()
+    last = [t0]
+
+    def log(k, val):
+        now = time.perf_counter()
+        step = k + 1
+        if step == 1 or step % every_steps == 0 or step >= max_steps or now - last[0] >= every_s:
+            last[0] = now
+            print(f"fit: step {step}/{max_steps}, loss {float(val):.6g}, {now - t0:.1f} s", file=stream, flush=True)
+
+    return _NoBar(), log
+
+
 def cmd_fit(args) -> int:
     """Fit an MTP to labelled structures (MLIP's objective, exact linear solve, full-batch L-BFGS)."""
-    from tqdm import tqdm
-
     from . import fit as F
 
     out = Path(args.output)
     workdir = Path(args.workdir) if args.workdir else out.with_name(out.stem + ".fit")
     train, test, n_species = _load_training(args)
     cfg = _fit_config(args)
-    with tqdm(total=cfg.max_steps, desc="fit", unit="step", disable=args.quiet or not sys.stderr.isatty()) as bar:
-        def progress(k, val):
-            bar.n = k + 1
-            bar.set_postfix(loss=f"{val:.4g}", refresh=False)
-            bar.update(0)
-
+    bar, progress = fit_progress(cfg.max_steps, args.quiet)
+    with bar:
         result = F.train_potential(train, test, level=args.level, cutoff=args.cutoff, rmin=args.rmin, seed=args.seed,
                                    n_species=n_species, species=args.species, cfg=cfg, workdir=workdir, output=out,
                                    resume=args.resume, devices=args.devices, max_batch_atoms=args.max_batch_atoms, init=args.init,
@@ -170,7 +297,21 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Sub-commands defined in other modules: name -> (module with ``add_parser(subparsers)``, its help line). The
+#: help lines repeat the modules' own (a test checks they agree) so that ``mtpjax --help`` imports none of them.
+EXTERNAL_COMMANDS = {
+    "generate": ("mtpjax.generate.cli", "generate a training set (RANDSPG -> VOLMIN -> CELLMIN -> INTMIN -> "
+                                        "TRIAX/SHEAR/RATTLE) labelled with an oracle"),
+    "verify": ("mtpjax.verify.cli", "verify a potential against its oracle (EOS, strain, elastic, phonons, vacancy, planar "
+                                    "faults): JSON metrics, PNG figures, a markdown summary"),
+    "run": ("mtpjax.run_cli", "generate a data set, fit an MTP, verify it and write a report, from one TOML config "
+                              "(finished stages are cached)"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``command``, the sub-commands of :data:`EXTERNAL_COMMANDS` other than ``command`` are
+    stubs (their modules are not imported)."""
     p = argparse.ArgumentParser(prog="mtpjax", description="Moment Tensor Potentials in JAX")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -220,13 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("-o", "--output", help="sweep folder: runs/, results.csv, plots; required")
     w.set_defaults(func=cmd_sweep)
 
-    from .generate.cli import add_parser as add_generate
-    from .run_cli import add_parser as add_run
-    from .verify.cli import add_parser as add_verify
+    for name, (module, text) in EXTERNAL_COMMANDS.items():
+        if command is None or command == name:
+            import importlib
 
-    add_generate(sub)
-    add_verify(sub)
-    add_run(sub)
+            importlib.import_module(module).add_parser(sub)
+        else:  # a stub for the list of commands in --help: its module is imported only when it runs
+            sub.add_parser(name, help=text, add_help=False)
     return p
 
 
@@ -313,7 +454,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     """Parse the command line, with a ``--config`` file's options as defaults; checks the required options."""
     from .errors import MtpjaxError
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), "")  # the top-level parser has no other options
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     sub = parser._subparsers._group_actions[0].choices.get(args.command) if parser._subparsers else None
     if args.command in _REQUIRED and getattr(args, "config", None):  # (generate reads its own recipe)

@@ -2,6 +2,11 @@
 
 Structures are padded to bucketed shapes (:func:`mtpjax.neighbors.bucket_size`), so evaluating many
 structures compiles only a handful of programs.
+
+The jitted program is shared by every :class:`Evaluator` of the process (so by every ASE calculator): JAX keys
+its compiled versions by the potential's static structure (an MTP's basis plan and species, not its
+coefficients, which are arguments) and the padded shapes, so a second calculator on the same MTP, or on
+another MTP with the same basis, does not compile again (:func:`program`, :func:`trace_count`).
 """
 from __future__ import annotations
 
@@ -63,6 +68,39 @@ def types_for_symbols(symbols, species, n_species: int, name: str = "structure")
     return np.array([index[s] for s in symbols], dtype=np.int64)
 
 
+#: jitted evaluation programs shared by all Evaluators, keyed by (chunk, use_custom_vjp)
+_PROGRAMS: dict = {}
+#: widest neighbour bucket compiled so far, keyed by (potential tree structure, program key, atoms, structures)
+_WIDEST: dict = {}
+_TRACES = [0]
+
+
+def _hashable(x):
+    return tuple(_hashable(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def _efs_sites(potential, positions, cell, species, nbrs, *, structure=None, chunk=None, use_custom_vjp=True):
+    _TRACES[0] += 1  # runs once per trace, i.e. per new (potential structure, shapes) program
+    return energy_forces_virial_sites(potential, positions, cell, species, nbrs, structure=structure, chunk=chunk,
+                                      use_custom_vjp=use_custom_vjp)
+
+
+def program(chunk=None, use_custom_vjp: bool = True):
+    """The process-wide jitted ``energy_forces_virial_sites`` for these options (one function object per option set,
+    so its compiled versions are shared by every Evaluator using them)."""
+    key = (_hashable(chunk), bool(use_custom_vjp))
+    fn = _PROGRAMS.get(key)
+    if fn is None:
+        fn = _PROGRAMS[key] = jax.jit(partial(_efs_sites, chunk=key[0], use_custom_vjp=key[1]))
+    return fn
+
+
+def trace_count() -> int:
+    """How many times the shared evaluation programs have been traced in this process (each trace means a new
+    program: compiled, or loaded from the persistent compilation cache)."""
+    return _TRACES[0]
+
+
 @dataclass
 class _Prepared:
     """A validated structure with its pair list (host arrays)."""
@@ -86,8 +124,8 @@ class Evaluator:
     def __init__(self, potential, chunk: int | None = None, max_batch_atoms: int = 2048, use_custom_vjp: bool = True):
         self.potential = potential
         self.max_batch_atoms = max_batch_atoms
-        self._fn = jax.jit(partial(energy_forces_virial_sites, chunk=chunk, use_custom_vjp=use_custom_vjp))
-        self._widest = {}  # atoms bucket -> widest neighbour bucket compiled so far (reused when it fits)
+        self._key = (_hashable(chunk), bool(use_custom_vjp))
+        self._fn = program(chunk, use_custom_vjp)
 
     def prepare(self, positions, cell, pbc, types, name: str = "structure") -> _Prepared:
         """Validate a structure and find its neighbours. Raises StructureError naming ``name``."""
@@ -109,12 +147,23 @@ class Evaluator:
         types (N,) 0..S-1."""
         return self.evaluate([self.prepare(positions, cell, pbc, types, name)])[0]
 
-    def many(self, structures, progress=None) -> list[EFSResult]:
-        """Evaluate (positions, cell, pbc, types, name) tuples. ``progress(n_done)`` is called after each batch."""
+    def many(self, structures, progress=None, chunk_atoms: int | None = None) -> list[EFSResult]:
+        """Evaluate (positions, cell, pbc, types, name) tuples. ``progress(n_done)`` is called after each batch.
+
+        Every structure is validated (and its neighbours found) before anything is evaluated. By default the
+        structures are packed into batches of at most ``max_batch_atoms`` atoms, each padded to buckets of its own
+        size. With ``chunk_atoms``, every batch has one fixed shape that does not depend on how many structures
+        there are (:func:`chunk_shape`), so 1 and 21 configurations of one cell run the same compiled program.
+        """
         prepared = [self.prepare(*s) for s in structures]
+        if chunk_atoms is None:
+            batches, shape = self._batches(prepared), None
+        else:
+            shape = chunk_shape(prepared, chunk_atoms)
+            batches = self._chunks(prepared, shape)
         out = []
-        for batch in self._batches(prepared):
-            out += self.evaluate(batch)
+        for batch in batches:
+            out += self.evaluate(batch, shape=shape)
             if progress is not None:
                 progress(len(batch))
         return out
@@ -130,14 +179,32 @@ class Evaluator:
         if batch:
             yield batch
 
-    def evaluate(self, batch: list[_Prepared]) -> list[EFSResult]:
-        """Evaluate prepared structures together as one padded, packed batch."""
-        n_tot = sum(len(p.positions) for p in batch)
-        n_pad, b_pad = bucket_size(n_tot, minimum=8), bucket_size(len(batch))
-        max_nb = max((max_neighbours(p.pairs[0], len(p.positions)) for p in batch), default=0)
-        # reuse the widest neighbour bucket compiled so far for this atom bucket (no recompilation)
-        n_nb = max(bucket_size(max_nb, minimum=4), self._widest.get((n_pad, b_pad), 0))
-        self._widest[(n_pad, b_pad)] = n_nb
+    @staticmethod
+    def _chunks(prepared, shape):
+        n_atoms, n_structures, _ = shape
+        batch, n = [], 0
+        for p in prepared:
+            if batch and (n + len(p.positions) > n_atoms or len(batch) == n_structures):
+                yield batch
+                batch, n = [], 0
+            batch.append(p)
+            n += len(p.positions)
+        if batch:
+            yield batch
+
+    def evaluate(self, batch: list[_Prepared], shape: tuple | None = None) -> list[EFSResult]:
+        """Evaluate prepared structures together as one padded, packed batch; ``shape`` = (atoms, structures,
+        neighbour slots) to pad to (default: buckets of this batch's sizes)."""
+        if shape is None:
+            n_tot = sum(len(p.positions) for p in batch)
+            max_nb = max((max_neighbours(p.pairs[0], len(p.positions)) for p in batch), default=0)
+            n_pad, b_pad, n_nb = bucket_size(n_tot, minimum=8), bucket_size(len(batch)), bucket_size(max_nb, minimum=4)
+        else:
+            n_pad, b_pad, n_nb = shape
+        # reuse the widest neighbour bucket compiled so far for this shape (no recompilation)
+        key = (jax.tree.structure(self.potential), self._key, n_pad, b_pad)
+        n_nb = max(n_nb, _WIDEST.get(key, 0))
+        _WIDEST[key] = n_nb
         b = pack([(p.positions, p.cell, p.types, p.pairs) for p in batch], n_pad, b_pad, n_nb)
         e, f, v, sites = self._fn(self.potential, jnp.asarray(b.positions), jnp.asarray(b.cells), jnp.asarray(b.species),
                                   jax.tree.map(jnp.asarray, b.nbrs), structure=jnp.asarray(b.structure))
@@ -150,3 +217,15 @@ class Evaluator:
             o += len(p.positions)
             results.append(EFSResult(energy=float(e[k]), forces=f[sl], virial=v[k], site_energies=sites[sl], volume=p.volume))
         return results
+
+
+def chunk_shape(prepared, chunk_atoms: int) -> tuple[int, int, int]:
+    """The one padded shape (atoms, structures, neighbour slots) of every chunk of ``prepared`` structures:
+    atoms = the bucket of max(largest structure, ``chunk_atoms``); structures = as many of the smallest structure
+    as fit; neighbour slots = the bucket of the most neighbours of any atom. None of these depends on the number
+    of structures, so a file of 1 or of 21 configurations of one cell compiles the same program."""
+    sizes = [len(p.positions) for p in prepared] or [1]
+    n_atoms = bucket_size(max(max(sizes), int(chunk_atoms)), minimum=8)
+    n_structures = bucket_size(max(1, n_atoms // max(1, min(sizes))))
+    max_nb = max((max_neighbours(p.pairs[0], len(p.positions)) for p in prepared), default=0)
+    return n_atoms, n_structures, bucket_size(max_nb, minimum=4)

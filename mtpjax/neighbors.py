@@ -21,6 +21,8 @@ from .errors import StructureError
 
 #: Minimum allowed interatomic distance (Å); closer pairs are treated as overlapping atoms.
 OVERLAP_DISTANCE = 1e-3
+#: Largest accepted |coordinate| (Å): at 1e9 Å, float64 still resolves distances to ~1e-7 Å.
+MAX_COORDINATE = 1e9
 
 
 def bucket_size(n: int, minimum: int = 1) -> int:
@@ -58,6 +60,11 @@ def check_structure(positions, cell, pbc, name: str = "structure") -> tuple[np.n
     bad = ~np.isfinite(positions).all(axis=1)
     if bad.any():
         raise StructureError(f"{name}: non-finite (NaN or inf) position of atom(s) {np.nonzero(bad)[0][:10].tolist()}")
+    far = np.abs(positions).max(axis=1) > MAX_COORDINATE if len(positions) else bad
+    if far.any():
+        k = int(np.argmax(far))
+        raise StructureError(f"{name}: atom {k} is at {positions[k].tolist()} Å; coordinates beyond {MAX_COORDINATE:.0e} Å "
+                             f"are not supported (float64 would lose the interatomic distances)")
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
     cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64)
     if cell.shape != (3, 3):
@@ -75,24 +82,57 @@ def check_structure(positions, cell, pbc, name: str = "structure") -> tuple[np.n
     return positions, cell, pbc
 
 
-def _box_for_vesin(positions, cell, pbc):
-    """vesin needs a full, non-singular box even along non-periodic axes: complete it with orthogonal vectors."""
-    if pbc.all():
-        return cell
-    box = cell.copy()
-    span = np.ptp(positions, axis=0).max() if len(positions) else 0.0
-    length = 10.0 + 2.0 * span
+def _open_directions(cell, pbc) -> np.ndarray:
+    """Unit vectors (one per non-periodic axis k, in row k of a (3, 3) array; other rows zero), orthogonal to the
+    periodic lattice vectors and to each other."""
+    dirs = np.zeros((3, 3))
     for k in np.nonzero(~pbc)[0]:
-        others = box[[a for a in range(3) if a != k and (pbc[a] or a < k)]]
-        # a vector orthogonal to the periodic ones (and to already completed ones)
-        v = np.random.default_rng(k).normal(size=3)
+        others = [cell[a] for a in range(3) if pbc[a]] + [dirs[a] for a in range(k) if not pbc[a]]
+        v = np.random.default_rng(k).normal(size=3)  # a generic vector, made orthogonal to the others
         for o in others:
             if np.linalg.norm(o) > 0:
                 o = o / np.linalg.norm(o)
                 v -= v.dot(o) * o
-        box[k] = length * v / np.linalg.norm(v)
+        dirs[k] = v / np.linalg.norm(v)
+    return dirs
+
+
+def _close_gaps(positions, directions, cutoff: float) -> np.ndarray:
+    """Positions with every empty gap wider than ``cutoff`` + 1 Å along each open (non-periodic) direction narrowed to
+    ``cutoff`` + 1 Å, by moving whole groups of atoms along that direction.
+
+    Atoms on either side of such a gap cannot be neighbours (their separation along a direction orthogonal to the
+    periodic lattice vectors exceeds the cutoff, for every periodic image), and atoms on the same side keep their
+    relative positions, so the pairs within ``cutoff`` are unchanged. This keeps the box handed to vesin small:
+    an isolated atom 1e6 Å away would otherwise ask for ~1e17 cells (a floating-point exception inside vesin).
+    """
+    pos = positions
+    for n in directions:
+        if not n.any() or len(pos) < 2:
+            continue
+        s = pos @ n
+        order = np.argsort(s, kind="stable")
+        excess = np.maximum(np.diff(s[order]) - (cutoff + 1.0), 0.0)
+        if not excess.any():
+            continue
+        move = np.empty(len(pos))
+        move[order] = np.concatenate([[0.0], np.cumsum(excess)])
+        pos = pos - move[:, None] * n
+    return pos
+
+
+def _box_for_vesin(positions, cell, pbc, directions=None):
+    """vesin needs a full, non-singular box even along non-periodic axes: complete it with orthogonal vectors."""
+    if pbc.all():
+        return cell
+    if directions is None:
+        directions = _open_directions(cell, pbc)
+    box = cell.copy()
+    for k in np.nonzero(~pbc)[0]:  # each open side: 10 Å + twice the extent of the atoms along it
+        span = np.ptp(positions @ directions[k]) if len(positions) else 0.0
+        box[k] = (10.0 + 2.0 * span) * directions[k]
     if abs(np.linalg.det(box)) < 1e-8:
-        box = np.eye(3) * length
+        box = np.eye(3) * (10.0 + 2.0 * (np.ptp(positions, axis=0).max() if len(positions) else 0.0))
         box[pbc] = cell[pbc]
     return box
 
@@ -108,7 +148,11 @@ def pairs(positions, cell, pbc, cutoff: float, name: str = "structure"):
     if n == 0:
         e = np.zeros(0, dtype=np.int64)
         return e, e, np.zeros((0, 3), dtype=np.int64)
-    box = _box_for_vesin(positions, cell, pbc)
+    directions = None
+    if not pbc.all():
+        directions = _open_directions(cell, pbc)
+        positions = _close_gaps(positions, directions, float(cutoff))
+    box = _box_for_vesin(positions, cell, pbc, directions)
     nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True)
     i, j, shift, d = nl.compute(points=positions, box=box, periodic=pbc.tolist(), quantities="ijSd")
     keep = d < cutoff  # MLIP's strict inequality

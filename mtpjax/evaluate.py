@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from functools import partial
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .errors import StructureError
@@ -206,8 +205,8 @@ class Evaluator:
         n_nb = max(n_nb, _WIDEST.get(key, 0))
         _WIDEST[key] = n_nb
         b = pack([(p.positions, p.cell, p.types, p.pairs) for p in batch], n_pad, b_pad, n_nb)
-        e, f, v, sites = self._fn(self.potential, jnp.asarray(b.positions), jnp.asarray(b.cells), jnp.asarray(b.species),
-                                  jax.tree.map(jnp.asarray, b.nbrs), structure=jnp.asarray(b.structure))
+        # host arrays go straight to the compiled program (jnp.asarray would compile a small conversion per shape)
+        e, f, v, sites = self._fn(self.potential, b.positions, b.cells, b.species, b.nbrs, structure=b.structure)
         e, f, v, sites = (np.asarray(x) for x in (e, f, v, sites))
         results, o = [], 0
         for k, p in enumerate(batch):

@@ -318,7 +318,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     e = sub.add_parser("efs", help="energies, forces and stresses of configurations (like `mlp calculate_efs`)")
     e.add_argument("potential", help="trained MLIP .mtp/.almtp file")
     e.add_argument("input", help=".cfg or extended-xyz file")
-    e.add_argument("output", help="output file; .cfg writes MLIP's format, anything else extended xyz")
+    e.add_argument("output", metavar="OUT",
+                   help="output file, in the format of its suffix: .cfg (MLIP's calculate_efs layout), .xyz or .extxyz "
+                        "(extended XYZ with energy, forces, stress and per-atom energies) or .traj (ASE trajectory); "
+                        "checked before any work")
     e.add_argument("--species", nargs="+", default=None,
                    help="element of each MTP type, in type order (needed for xyz input with several elements)")
     e.add_argument("-q", "--quiet", action="store_true")

@@ -236,8 +236,9 @@ def check_settings(sweep_dir: Path, p: dict, data_dir: Path) -> None:
         if diff:
             raise ExperimentError(f"{f}: this sweep folder was fitted with other settings ({', '.join(diff)}: "
                                   f"{[have.get(k) for k in diff]} vs {[want[k] for k in diff]}); use another --out or delete it")
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    f.write_text(json.dumps(want, indent=1))
+    from mtpjax.io.files import atomic_write
+
+    atomic_write(f, json.dumps(want, indent=1))
 
 
 def run_fits(data_dir: Path, sweep_dir: Path, p: dict, subsets, log=print) -> list[dict]:
@@ -266,8 +267,9 @@ def run_fits(data_dir: Path, sweep_dir: Path, p: dict, subsets, log=print) -> li
 
 
 def write_csv(rows, path: Path, columns) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    from mtpjax.io.files import atomic_open
+
+    with atomic_open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
@@ -436,9 +438,10 @@ def main(argv=None) -> int:
     write_csv(rows, out / f"{NAME}.csv", CSV_COLUMNS)
     plot_level_cutoff(rows, out / f"{NAME}.png", title=f"Training RMSE vs level and cutoff ({mode}; oracle-labelled Mg)")
     wall = time.perf_counter() - t0
-    (out / "settings.json").write_text(json.dumps({"mode": mode, "config": str(args.config), "data": str(data_dir),
-                                                   **{k: v for k, v in p.items() if k != "_dir"}, "wall_s": round(wall, 1)},
-                                                  indent=1, default=str))
+    from mtpjax.io.files import write_json
+
+    write_json(out / "settings.json", {"mode": mode, "config": str(args.config), "data": str(data_dir),
+                                       **{k: v for k, v in p.items() if k != "_dir"}, "wall_s": round(wall, 1)}, indent=1)
     log_line(f"{NAME}: {len(rows)} fits in {wall:.0f} s -> {out / (NAME + '.csv')}, {out / (NAME + '.png')}")
     return 0
 

@@ -198,8 +198,10 @@ class TimingCache:
         return self.data.get(self.key(name))
 
     def put(self, name, value):
+        from mtpjax.io.files import atomic_write
+
         self.data[self.key(name)] = value
-        self.path.write_text(json.dumps(self.data, indent=1))
+        atomic_write(self.path, json.dumps(self.data, indent=1))
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -412,9 +414,11 @@ def main(argv=None) -> int:
     plot_pareto(table, {"name": oracle_name, "us_per_atom": oracle_t["us_per_atom"], "atoms": len(atoms)}, out / f"{NAME}.png", p["rmse"],
                 title=f"Cost vs {p['rmse']} RMSE, MTPs fitted to {p['subset']} ({mode}; {dev})")
     wall = time.perf_counter() - t0
-    (out / "settings.json").write_text(json.dumps({"mode": mode, "config": str(args.config), "sweep": str(sweep_dir),
-                                                   **{k: v for k, v in p.items() if k != "_dir"}, "device": dev,
-                                                   "wall_s": round(wall, 1)}, indent=1, default=str))
+    from mtpjax.io.files import write_json
+
+    write_json(out / "settings.json", {"mode": mode, "config": str(args.config), "sweep": str(sweep_dir),
+                                       **{k: v for k, v in p.items() if k != "_dir"}, "device": dev,
+                                       "wall_s": round(wall, 1)}, indent=1)
     front = [f"L{r['level']}/{r['cutoff']:g}" for r in table if r["pareto_forces"]]
     log(f"{NAME}: {len(table)} MTPs + oracle in {wall:.0f} s; force Pareto front {front} -> {out / (NAME + '.csv')}, "
         f"{out / (NAME + '.png')}")

@@ -238,7 +238,9 @@ def check_fit_settings(fits_dir, settings: dict, data_id: str) -> None:
                                   f"{[have.get(k) for k in diff]} there, {[want.get(k) for k in diff]} now); "
                                   "choose another --out or delete that folder")
     else:
-        path.write_text(json.dumps(want, indent=1) + "\n")
+        from mtpjax.io.files import atomic_write
+
+        atomic_write(path, json.dumps(want, indent=1) + "\n")
 
 
 def data_id(manifest: dict) -> str:
@@ -284,9 +286,11 @@ def fit_row(subset: str, run_dir) -> dict:
 
 def write_csv(path, rows, fields=None) -> Path:
     """Rows (dicts) as CSV; None and NaN become empty cells."""
+    from mtpjax.io.files import atomic_open
+
     path = Path(path)
     fields = fields or list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for r in rows:
@@ -313,6 +317,7 @@ def setup_jax_cache(out: Path) -> None:
 def verify(run_dir, oracle, oracle_spec, outdir, settings: dict, element: str, label: str) -> list:
     """The verification suite of the MTP in ``run_dir`` against ``oracle`` into ``outdir``; returns its rows. Skipped
     (rows read back) when ``outdir/done.json`` records the same tests, options and potential."""
+    from mtpjax.io.files import atomic_write
     from mtpjax.verify.load import load_potential
     from mtpjax.verify.suite import run_suite
 
@@ -332,7 +337,7 @@ def verify(run_dir, oracle, oracle_spec, outdir, settings: dict, element: str, l
     if outdir.exists() and not same:
         shutil.rmtree(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    started.write_text(json.dumps(key) + "\n")
+    atomic_write(started, json.dumps(key) + "\n")
     extra = {"resume": True} if same and "resume" in inspect.signature(run_suite).parameters else {}
     t0 = time.perf_counter()
     pot = load_potential(pot_file, species=[element])
@@ -341,8 +346,8 @@ def verify(run_dir, oracle, oracle_spec, outdir, settings: dict, element: str, l
                     progress=sys.stderr.isatty(), potential_label=label, potential_spec=str(pot_file), **extra)
     status = ", ".join(f"{n} {t['status']} {t['seconds']:.0f} s" for n, t in res["tests"].items())
     log(f"verify {label}: {status}; total {time.perf_counter() - t0:.0f} s")
-    done.write_text(json.dumps({"key": key, "rows": res["rows"], "tests": {n: t["status"] for n, t in res["tests"].items()}},
-                               indent=1) + "\n")
+    atomic_write(done, json.dumps({"key": key, "rows": res["rows"], "tests": {n: t["status"] for n, t in res["tests"].items()}},
+                                  indent=1) + "\n")
     return res["rows"]
 
 
@@ -458,7 +463,9 @@ def main(argv=None) -> dict:
     s = load_settings(args.config, mode, SCHEMA, _validate_c)
     out = Path(args.out or REPO / "runs" / "experiments" / (NAME + ("_quick" if args.quick else ""))).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "settings.json").write_text(json.dumps({"mode": mode, "config": str(args.config), **s}, indent=1) + "\n")
+    from mtpjax.io.files import write_json
+
+    write_json(out / "settings.json", {"mode": mode, "config": str(args.config), **s}, indent=1)
     t0 = time.perf_counter()
     log(f"{NAME} ({mode}): subsets {s['subsets']}, level {s['level']}, cutoff {s['cutoff']} Å, {s['max_steps']} steps; "
         f"tests {s['tests']}{' (quick)' if s['verify_quick'] else ''} -> {out}")
@@ -495,8 +502,8 @@ def main(argv=None) -> dict:
                                f"Error matrix ({mode}): MTP level {s['level']}, cutoff {s['cutoff']:g} Å, "
                                f"{s['max_steps']} steps, against {manifest['oracle'].get('name', 'the oracle')}")
     wall = time.perf_counter() - t0
-    (out / "summary.json").write_text(json.dumps({"mode": mode, "subsets": s["subsets"], "rows": len(matrix), "wall_s": wall,
-                                                  "fits": fits, "files": {k: str(v) for k, v in files.items()}}, indent=1) + "\n")
+    write_json(out / "summary.json", {"mode": mode, "subsets": s["subsets"], "rows": len(matrix), "wall_s": wall,
+                                      "fits": fits, "files": {k: str(v) for k, v in files.items()}}, indent=1)
     log(f"{NAME}: {len(matrix)} quantities × {len(s['subsets'])} subsets -> {files['png']} ({wall:.0f} s)")
     return {"matrix": matrix, "subsets": s["subsets"], "out": out, "files": files, "fits": fits, "wall_s": wall}
 

@@ -114,10 +114,10 @@ def ev_evaluation(run_dir, oracle, outdir, s, element, figures: bool) -> dict:
     pot = load_potential(pot_file, species=[element])
     res = eos.run(pot, oracle, outdir, element=element, ranges=(0.1, s["ev_range"]), points=s["ev_points"],
                   shape=s["shape"], figures=figures)
-    from mtpjax.verify.report import json_safe
+    from mtpjax.io.files import json_safe, write_json
 
     metrics = {**res["metrics"], "rmin": float(pot.min_dist), "element": element}
-    done.write_text(json.dumps(json_safe({"key": key, "metrics": metrics, "failures": res["failures"]})) + "\n")
+    write_json(done, {"key": key, "metrics": metrics, "failures": res["failures"]}, indent=None)
     return json_safe(metrics)
 
 
@@ -336,7 +336,9 @@ def main(argv=None) -> dict:
     s = load_settings(args.config, mode, SCHEMA, _validate)
     out = Path(args.out or REPO / "runs" / "experiments" / (NAME + ("_quick" if args.quick else ""))).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "settings.json").write_text(json.dumps({"mode": mode, "config": str(args.config), **s}, indent=1) + "\n")
+    from mtpjax.io.files import write_json
+
+    write_json(out / "settings.json", {"mode": mode, "config": str(args.config), **s}, indent=1)
     t0 = time.perf_counter()
     log(f"{NAME} ({mode}): E–V with level {s['ev_level']}, {s['ev_cutoff']:g} Å on {list(EV_SUBSETS)} over ±{range_key(s['ev_range'])}; "
         f"separation with levels {s['sep_levels']} × cutoffs {s['sep_cutoffs']} on {s['sep_subset']} -> {out}")
@@ -386,7 +388,7 @@ def main(argv=None) -> dict:
                "median_abs_all_phases_meV": {sub: e["median_abs_E_meV"] for sub, e in all80.items()},
                "rmse_above_rmin_all_phases_meV": {sub: e["rmse_E_above_rmin_meV"] for sub, e in all80.items()},
                "files": {k: str(v) for k, v in files.items()}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_json(out / "summary.json", summary, indent=1)
     log(f"{NAME}: Ω0 {omega0:.3f} Å³/atom; over ±{range_key(s['ev_range'])} E RMSE / RMSE at d_nn ≥ r_min / median |error|: "
         + ", ".join(f"{k} {e['rmse_E_meV']:.4g} / {_g(e['rmse_E_above_rmin_meV'])} / {e['median_abs_E_meV']:.4g} meV/atom"
                     for k, e in all80.items()) + f" ({wall:.0f} s)")

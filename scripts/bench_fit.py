@@ -117,8 +117,9 @@ def main(argv=None) -> int:
                 lines.append(f"| {name} | {split} ({subset}) | {e['cells']} | {e['energy_meV_per_atom']:.2f} | {e['forces_eV_per_A']:.4f} |")
     if cpu:
         lines += ["", f"CPU time ratio mtpjax / MLIP-3: {cpu / 2848:.2f} (target ≤ 0.10)."]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    from mtpjax.io.files import atomic_write
+
+    atomic_write(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

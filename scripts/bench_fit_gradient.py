@@ -85,7 +85,9 @@ def main(argv=None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        Path(args.out).write_text(text)
+        from mtpjax.io.files import atomic_write
+
+        atomic_write(args.out, text)
     return 0
 
 

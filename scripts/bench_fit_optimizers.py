@@ -58,12 +58,14 @@ def main(argv=None) -> int:
                    help="no fitting: merge the runs of these JSON files (from earlier invocations) into --json and --figure")
     p.add_argument("extra", nargs="*", help="further mtpjax fit options (after --)")
     args = p.parse_args(argv)
+    from mtpjax.io.files import write_json
+
     if args.merge:
         docs = [json.loads(Path(f).read_text()) for f in args.merge]
         rows = [r for d in docs for r in d["runs"]]
         meta = {"merged": [d["meta"] for d in docs], "command": "python scripts/bench_fit_optimizers.py "
                 + " ".join(argv if argv is not None else sys.argv[1:])}
-        Path(args.json).write_text(json.dumps({"meta": meta, "runs": rows, "mlip3": docs[0]["mlip3"]}, indent=1))
+        write_json(args.json, {"meta": meta, "runs": rows, "mlip3": docs[0]["mlip3"]}, indent=1)
         plot(rows, Path(args.figure))
         print(table(rows, docs[0]["mlip3"]))
         return 0
@@ -117,8 +119,7 @@ def main(argv=None) -> int:
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             "command": "python scripts/bench_fit_optimizers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "jobs": args.jobs}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"meta": meta, "runs": rows, "mlip3": mlip}, indent=1))
+    write_json(args.json, {"meta": meta, "runs": rows, "mlip3": mlip}, indent=1)
     plot(rows, Path(args.figure))
     print(table(rows, mlip))
     return 0

@@ -78,8 +78,9 @@ def main(argv=None) -> int:
               "loss": [v for _, v in hist], "step_cpu_s": result.get("step_cpu_s"), "subset": result.get("subset"),
               "train_rmse": result["train"],
               "n_structures": result.get("n_train")}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(record, indent=1))
+    from mtpjax.io.files import write_json
+
+    write_json(args.json, record, indent=1)
     plot(record, Path(args.json).with_suffix(".png"))
     print(json.dumps({k: v for k, v in record.items() if k not in ("loss", "step_cpu_s")}, indent=1))
     return 0

@@ -78,8 +78,9 @@ Command (from the repository root; the output folder is emptied first, compilati
 - Wall times depend on what else runs on the machine (the load averages above). pyxtal (RANDSPG) runs in
   `randspg.workers` processes and is usually the largest stage; relaxation times include compiling a few shapes.
 """
-    Path(args.doc).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.doc).write_text(doc)
+    from mtpjax.io.files import atomic_write
+
+    atomic_write(args.doc, doc)
     print(doc)
     return 0
 

@@ -156,12 +156,13 @@ def json_safe(x):
 
 
 def dumps_json(obj, *, indent: int | None = 2, sort_keys: bool = False) -> str:
-    """``obj`` made :func:`json_safe`, as strict JSON text (UTF-8 characters kept, no NaN) ending in a newline."""
-    return json.dumps(json_safe(obj), indent=indent, sort_keys=sort_keys, ensure_ascii=False, allow_nan=False) + "\n"
+    """``obj`` made :func:`json_safe`, as strict JSON text (no NaN) ending in a newline. Non-ASCII characters are
+    escaped (``"\\u00c5"``), so that any reader, whatever its locale's encoding, reads the file."""
+    return json.dumps(json_safe(obj), indent=indent, sort_keys=sort_keys, allow_nan=False) + "\n"
 
 
 def write_json(path, obj, *, indent: int | None = 2, sort_keys: bool = False) -> Path:
-    """Write ``obj`` (made :func:`json_safe`) as indented JSON, UTF-8, atomically; returns the path."""
+    """Write ``obj`` (made :func:`json_safe`) as JSON (:func:`dumps_json`) atomically; returns the path."""
     return atomic_write(path, dumps_json(obj, indent=indent, sort_keys=sort_keys))
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MtpjaxError
+from ..io.files import atomic_open
 from ..units import EV_PER_A3_TO_GPA
 
 #: Default structures: hcp and bcc at equilibrium, bcc at 12 Å³/atom ("KIND" or "KIND@V", V in Å³/atom).
@@ -549,8 +550,9 @@ def run(potential, oracle, outdir: Path, *, element: str | None = None, structur
             fc_pairs[spec.label] = (res["mtp"].fc, res["oracle"].fc)
             figures.append(plot_bands(res["mtp"], res["oracle"], f"{element} {spec.label}", outdir / f"phonons_{spec.slug}.png",
                                       tick_labels(path[1], path[2])))
-            np.savez_compressed(outdir / f"phonons_{spec.slug}.npz", **{
-                f"{k}_{a}": getattr(res[k], a) for k in res for a in ("fc", "band_frequencies", "distances", "dos_frequencies", "dos")})
+            with atomic_open(outdir / f"phonons_{spec.slug}.npz", "wb") as fh:
+                np.savez_compressed(fh, **{f"{k}_{a}": getattr(res[k], a) for k in res
+                                           for a in ("fc", "band_frequencies", "distances", "dos_frequencies", "dos")})
             rows += _rows(spec, m, imaginary_tol)
             for k in ("mtp", "oracle"):
                 bad = m["checks"][k].get("fd_vs_hessian_max")

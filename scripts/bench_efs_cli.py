@@ -28,6 +28,7 @@ import importlib.util
 import os
 import platform
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -165,7 +166,7 @@ def main(argv=None) -> int:
     import mtpjax
 
     git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    cmd = "python scripts/bench_efs_cli.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python scripts/bench_efs_cli.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     N = args.nconf
     lines = [
         "# `mtpjax efs` from the command line: T1, T21 and the cost per atom",
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
         f"- Command: `{cmd.strip()}`",
         f"- Date: {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}",
         f"- Machine: {machine()}; load average before {load_before}, after {load_after}"
-        + (f". {args.note}" if args.note else ""),
+        + (f". {args.note.rstrip('.')}." if args.note else ""),
         f"- Versions: python {platform.python_version()}, jax {jax.__version__}, numpy {numpy.__version__}, "
         f"mtpjax {mtpjax.__version__} (git {git})",
         f"- Protocol: hcp Mg {'x'.join(map(str, args.repeat))} cells ({n_atoms} atoms) rattled by 0.05 Å, potential "

@@ -261,7 +261,11 @@ def fit_progress(max_steps: int, quiet: bool, stream=None, every_steps: int = FI
         step = k + 1
         if step == 1 or step % every_steps == 0 or step >= max_steps or now - last[0] >= every_s:
             last[0] = now
-            print(f"fit: step {step}/{max_steps}, loss {float(val):.6g}, {now - t0:.1f} s", file=stream, flush=True)
+            try:
+                loss = f"{float(val):.6g}"
+            except TypeError:  # several models fitted together: one loss each
+                loss = " ".join(f"{float(v):.6g}" for v in val)
+            print(f"fit: step {step}/{max_steps}, loss {loss}, {now - t0:.1f} s", file=stream, flush=True)
 
     return _NoBar(), log
 

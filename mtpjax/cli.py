@@ -489,7 +489,7 @@ def main(argv=None) -> int:
     except MtpjaxError as err:
         print(f"mtpjax {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except FileNotFoundError as err:
+    except OSError as err:  # a missing input, a full disk, no permission: the message names the file
         print(f"mtpjax {args.command}: error: {err}", file=sys.stderr)
         return 2
 

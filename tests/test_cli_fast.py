@@ -172,6 +172,22 @@ def test_efs_too_many_species(tmp_path, capsys, pot):
     assert not out.exists()
 
 
+def test_efs_disk_full_is_an_error_not_a_traceback(tmp_path, capsys, pot, monkeypatch):
+    import errno
+    import os
+
+    import mtpjax.io
+
+    def full(configs, path, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(mtpjax.io, "write_cfg", full)
+    write_structures(mg_cells(1), tmp_path / "in.extxyz")
+    out = tmp_path / "out.cfg"
+    rc, err = run_cli(capsys, "efs", pot, tmp_path / "in.extxyz", out, "--species", "Mg")
+    assert_error(rc, err, out, "No space left")
+
+
 @pytest.mark.parametrize("suffix", [".xyz", ".extxyz", ".traj"])
 def test_efs_writes_ase_formats(tmp_path, capsys, pot, suffix):
     from ase.io import read

@@ -78,9 +78,10 @@ def _check_species(species, mtp) -> None:
 def cmd_efs(args) -> int:
     """Energies, forces and stresses of every structure of IN; OUT in the format of its suffix.
 
-    OUT is checked first, and every structure is validated before anything is computed or written: bad input
-    writes no file. Structures are evaluated in fixed-shape chunks (:data:`EFS_CHUNK_ATOMS`), so a file of one
-    configuration and a file of many configurations of the same cell run the same compiled program.
+    OUT is checked first, and every structure is validated before anything is written: bad input writes no file.
+    Structures are evaluated in fixed-shape chunks (:data:`EFS_CHUNK_ATOMS`), so a file of one configuration and a
+    file of many configurations of the same cell run the same compiled program; the neighbours of a chunk are found
+    while the previous chunk is evaluated.
     """
     from .errors import MtpjaxError
 

@@ -149,22 +149,40 @@ class Evaluator:
     def many(self, structures, progress=None, chunk_atoms: int | None = None) -> list[EFSResult]:
         """Evaluate (positions, cell, pbc, types, name) tuples. ``progress(n_done)`` is called after each batch.
 
-        Every structure is validated (and its neighbours found) before anything is evaluated. By default the
+        By default every structure is validated (and its neighbours found) before anything is evaluated, and the
         structures are packed into batches of at most ``max_batch_atoms`` atoms, each padded to buckets of its own
-        size. With ``chunk_atoms``, every batch has one fixed shape that does not depend on how many structures
-        there are (:func:`chunk_shape`), so 1 and 21 configurations of one cell run the same compiled program.
+        size. With ``chunk_atoms``, every batch has one padded shape that does not depend on how many structures
+        there are (:func:`chunk_shape`), so 1 and 21 configurations of one cell run the same compiled program; the
+        structures of a chunk are then validated and their neighbours found while the previous chunk is being
+        evaluated (JAX dispatches asynchronously), so a bad structure raises its StructureError after the chunks
+        before it were evaluated (nothing is returned).
         """
+        if chunk_atoms is not None:
+            return self._many_chunked(list(structures), progress, chunk_atoms)
         prepared = [self.prepare(*s) for s in structures]
-        if chunk_atoms is None:
-            batches, shape = self._batches(prepared), None
-        else:
-            shape = chunk_shape(prepared, chunk_atoms)
-            batches = self._chunks(prepared, shape)
         out = []
-        for batch in batches:
-            out += self.evaluate(batch, shape=shape)
+        for batch in self._batches(prepared):
+            out += self.evaluate(batch)
             if progress is not None:
                 progress(len(batch))
+        return out
+
+    def _many_chunked(self, structures, progress, chunk_atoms):
+        sizes = [int(np.shape(s[0])[0]) if np.ndim(s[0]) else 0 for s in structures]
+        n_atoms, n_structures = chunk_shape(sizes, chunk_atoms)
+        out, pending = [], None
+        for chunk in _chunks(sizes, n_atoms, n_structures):
+            batch = [self.prepare(*structures[k]) for k in chunk]  # (host work overlapping the pending chunk)
+            launched = self._launch(batch, (n_atoms, n_structures))
+            if pending is not None:
+                out += self._collect(*pending)
+                if progress is not None:
+                    progress(len(pending[0]))
+            pending = (batch, launched)
+        if pending is not None:
+            out += self._collect(*pending)
+            if progress is not None:
+                progress(len(pending[0]))
         return out
 
     def _batches(self, prepared):
@@ -178,36 +196,31 @@ class Evaluator:
         if batch:
             yield batch
 
-    @staticmethod
-    def _chunks(prepared, shape):
-        n_atoms, n_structures, _ = shape
-        batch, n = [], 0
-        for p in prepared:
-            if batch and (n + len(p.positions) > n_atoms or len(batch) == n_structures):
-                yield batch
-                batch, n = [], 0
-            batch.append(p)
-            n += len(p.positions)
-        if batch:
-            yield batch
-
     def evaluate(self, batch: list[_Prepared], shape: tuple | None = None) -> list[EFSResult]:
-        """Evaluate prepared structures together as one padded, packed batch; ``shape`` = (atoms, structures,
-        neighbour slots) to pad to (default: buckets of this batch's sizes)."""
+        """Evaluate prepared structures together as one padded, packed batch; ``shape`` = (atoms, structures) to pad
+        to (default: buckets of this batch's sizes)."""
+        return self._collect(batch, self._launch(batch, shape))
+
+    def _launch(self, batch: list[_Prepared], shape: tuple | None = None):
+        """Pack and dispatch (asynchronously); returns the program's device arrays."""
         if shape is None:
-            n_tot = sum(len(p.positions) for p in batch)
-            max_nb = max((max_neighbours(p.pairs[0], len(p.positions)) for p in batch), default=0)
-            n_pad, b_pad, n_nb = bucket_size(n_tot, minimum=8), bucket_size(len(batch)), bucket_size(max_nb, minimum=4)
+            n_pad = bucket_size(sum(len(p.positions) for p in batch), minimum=8)
+            b_pad = bucket_size(len(batch))
         else:
-            n_pad, b_pad, n_nb = shape
+            n_pad, b_pad = shape
+        max_nb = max((max_neighbours(p.pairs[0], len(p.positions)) for p in batch), default=0)
         # reuse the widest neighbour bucket compiled so far for this shape (no recompilation)
         key = (jax.tree.structure(self.potential), self._key, n_pad, b_pad)
-        n_nb = max(n_nb, _WIDEST.get(key, 0))
+        n_nb = max(bucket_size(max_nb, minimum=4), _WIDEST.get(key, 0))
         _WIDEST[key] = n_nb
         b = pack([(p.positions, p.cell, p.types, p.pairs) for p in batch], n_pad, b_pad, n_nb)
         # host arrays go straight to the compiled program (jnp.asarray would compile a small conversion per shape)
-        e, f, v, sites = self._fn(self.potential, b.positions, b.cells, b.species, b.nbrs, structure=b.structure)
-        e, f, v, sites = (np.asarray(x) for x in (e, f, v, sites))
+        return self._fn(self.potential, b.positions, b.cells, b.species, b.nbrs, structure=b.structure)
+
+    @staticmethod
+    def _collect(batch: list[_Prepared], launched) -> list[EFSResult]:
+        """Wait for a launched batch; one EFSResult per structure."""
+        e, f, v, sites = (np.asarray(x) for x in launched)
         results, o = [], 0
         for k, p in enumerate(batch):
             if not np.isfinite(e[k]):
@@ -218,13 +231,24 @@ class Evaluator:
         return results
 
 
-def chunk_shape(prepared, chunk_atoms: int) -> tuple[int, int, int]:
-    """The one padded shape (atoms, structures, neighbour slots) of every chunk of ``prepared`` structures:
-    atoms = the bucket of max(largest structure, ``chunk_atoms``); structures = as many of the smallest structure
-    as fit; neighbour slots = the bucket of the most neighbours of any atom. None of these depends on the number
-    of structures, so a file of 1 or of 21 configurations of one cell compiles the same program."""
-    sizes = [len(p.positions) for p in prepared] or [1]
+def chunk_shape(sizes, chunk_atoms: int) -> tuple[int, int]:
+    """The one padded shape (atoms, structures) of every chunk of structures of ``sizes`` atoms: atoms = the bucket of
+    max(largest structure, ``chunk_atoms``); structures = as many of the smallest structure as fit. Neither depends on
+    the number of structures, so a file of 1 or of 21 configurations of one cell compiles the same program (the
+    neighbour slots are the widest bucket needed so far, :meth:`Evaluator.evaluate`)."""
+    sizes = list(sizes) or [1]
     n_atoms = bucket_size(max(max(sizes), int(chunk_atoms)), minimum=8)
-    n_structures = bucket_size(max(1, n_atoms // max(1, min(sizes))))
-    max_nb = max((max_neighbours(p.pairs[0], len(p.positions)) for p in prepared), default=0)
-    return n_atoms, n_structures, bucket_size(max_nb, minimum=4)
+    return n_atoms, bucket_size(max(1, n_atoms // max(1, min(sizes))))
+
+
+def _chunks(sizes, n_atoms: int, n_structures: int):
+    """Consecutive groups of structure indices holding at most ``n_atoms`` atoms and ``n_structures`` structures."""
+    chunk, n = [], 0
+    for k, size in enumerate(sizes):
+        if chunk and (n + size > n_atoms or len(chunk) == n_structures):
+            yield chunk
+            chunk, n = [], 0
+        chunk.append(k)
+        n += size
+    if chunk:
+        yield chunk

@@ -325,3 +325,29 @@ def test_fit_progress_by_time_and_quiet():
     for k in range(30):
         progress(k, 2.0)
     assert stream.getvalue() == ""
+
+
+def test_chunked_evaluation_equals_batched(pot):
+    """Fixed-shape chunks (evaluated while the next chunk's neighbours are found) give the numbers of the default
+    batches, for structures of different sizes and a bad one named after the chunks before it."""
+    from mtpjax.evaluate import Evaluator
+    from mtpjax.model import load_mtp
+
+    cfgs = read_cfg(need(GOLDEN / "pub_l08_s1_rc5_in.cfg"))
+    jobs = [(c.positions, c.cell, c.cell is not None, c.types, f"configuration {k + 1}") for k, c in enumerate(cfgs)]
+    assert len({len(c.positions) for c in cfgs}) > 1
+    ev = Evaluator(load_mtp(pot))
+    done = []
+    ref = ev.many(jobs)
+    got = ev.many(jobs, progress=done.append, chunk_atoms=40)
+    assert sum(done) == len(jobs) and len(done) > 1
+    for a, b in zip(ref, got):
+        assert b.energy == pytest.approx(a.energy, abs=1e-10)
+        np.testing.assert_allclose(b.forces, a.forces, atol=1e-10)
+        np.testing.assert_allclose(b.virial, a.virial, atol=1e-10)
+    bad = list(jobs)
+    pos = np.array(bad[-1][0], dtype=float)
+    pos[1] = pos[0]
+    bad[-1] = (pos, *bad[-1][1:])
+    with pytest.raises(StructureError, match=f"configuration {len(jobs)}: .*overlap"):
+        ev.many(bad, chunk_atoms=40)

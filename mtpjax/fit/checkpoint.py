@@ -2,7 +2,7 @@
 
 A checkpoint is one JSON header line followed by the equinox serialisation (``eqx.tree_serialise_leaves``) of the
 loop's arrays: the stacked models, the method's state, the stopped flags and the validation bookkeeping. It is written
-atomically (a temporary file, then ``os.replace``). The header holds the step, the loss histories and what the fit
+atomically (:func:`mtpjax.io.files.atomic_open`: a temporary file, fsync, then a rename). The header holds the step, the loss histories and what the fit
 was for: its settings (``FitConfig`` as a dict, level, cutoff, r_min, seed, species, init, model names) and a sha256
 digest of the training data. A resumed fit must have the same settings and data: :func:`check_resumable` raises
 :class:`mtpjax.errors.MtpjaxError` naming every difference.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import equinox as eqx

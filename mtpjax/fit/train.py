@@ -20,6 +20,7 @@ import numpy as np
 from ..batch import pair_distances
 from ..data import LabelledBatch
 from ..errors import MtpjaxError
+from ..io.files import atomic_write
 from ..model import MTP
 from . import checkpoint as ckpt_io
 from .config import FitConfig
@@ -327,5 +328,5 @@ def finish_run(mtp: MTP, history, batches, subsets, test_batches, cfg: FitConfig
     write_metrics(workdir / "metrics.jsonl", {"history": history})
     write_metrics(workdir / "metrics.jsonl", result)
     plot_loss(history, workdir / "loss.png", validation=result.get("validation", {}).get("history"))
-    (workdir / "result.json").write_text(json.dumps(result, indent=1))
+    atomic_write(workdir / "result.json", json.dumps(result, indent=1))  # the text as before (NaN where a label is missing)
     return result

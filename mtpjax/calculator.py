@@ -15,6 +15,9 @@ class PotentialCalculator(Calculator):
     ``species`` lists the element of each type (type k -> species[k]); default: the potential's own. Atoms
     carrying an ``arrays['mlip_type']`` column (as read from ``.cfg``) use those types directly. A one-species
     potential without a species list accepts any single-element structure.
+
+    Calculators share compiled programs (:func:`mtpjax.evaluate.program`): a second calculator on the same MTP, or
+    on another MTP with the same basis (e.g. one per NEB image), does not compile again.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from .run_cli import HELP as RUN_HELP
+
 #: What ``efs`` writes, by OUT's suffix: MLIP's .cfg, extended XYZ, or an ASE trajectory.
 EFS_OUTPUT_FORMATS = {".cfg": "cfg", ".xyz": "extxyz", ".extxyz": "extxyz", ".traj": "traj"}
 #: Atoms per fixed-shape chunk of ``efs`` (at least; a larger structure makes its own bucket): every chunk of a
@@ -309,8 +311,7 @@ EXTERNAL_COMMANDS = {
                                         "TRIAX/SHEAR/RATTLE) labelled with an oracle"),
     "verify": ("mtpjax.verify.cli", "verify a potential against its oracle (EOS, strain, elastic, phonons, vacancy, planar "
                                     "faults): JSON metrics, PNG figures, a markdown summary"),
-    "run": ("mtpjax.run_cli", "generate a data set, fit an MTP, verify it and write a report, from one TOML config "
-                              "(finished stages are cached)"),
+    "run": ("mtpjax.run_cli", RUN_HELP),
 }
 
 

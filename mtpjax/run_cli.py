@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import sys
 
+#: The one-line help of ``mtpjax run`` (also shown by ``mtpjax --help`` without importing this command's code).
+HELP = "generate a data set, fit an MTP, verify it and write a report, from one TOML config (finished stages are cached)"
+
 
 def add_parser(subparsers):
     """Add the ``run`` sub-command to an argparse ``subparsers`` object; returns its parser."""
     from .pipeline import STAGES
 
-    r = subparsers.add_parser("run", help="generate a data set, fit an MTP, verify it and write a report, from one TOML "
-                                          "config (finished stages are cached)")
+    r = subparsers.add_parser("run", help=HELP)
     r.add_argument("config", metavar="CONFIG", help="TOML config with [generate], [fit], [verify], [report] (docs/run.md)")
     r.add_argument("--out", default=None, help="output folder (default: the config's `out`, else runs/NAME)")
     r.add_argument("--force", action="append", choices=STAGES, default=None, metavar="STAGE",

@@ -69,8 +69,6 @@ def types_for_symbols(symbols, species, n_species: int, name: str = "structure")
 
 #: jitted evaluation programs shared by all Evaluators, keyed by (chunk, use_custom_vjp)
 _PROGRAMS: dict = {}
-#: widest neighbour bucket compiled so far, keyed by (potential tree structure, program key, atoms, structures)
-_WIDEST: dict = {}
 _TRACES = [0]
 
 
@@ -123,8 +121,8 @@ class Evaluator:
     def __init__(self, potential, chunk: int | None = None, max_batch_atoms: int = 2048, use_custom_vjp: bool = True):
         self.potential = potential
         self.max_batch_atoms = max_batch_atoms
-        self._key = (_hashable(chunk), bool(use_custom_vjp))
         self._fn = program(chunk, use_custom_vjp)
+        self._widest = {}  # (atoms, structures) bucket -> widest neighbour bucket used so far (reused when it fits)
 
     def prepare(self, positions, cell, pbc, types, name: str = "structure") -> _Prepared:
         """Validate a structure and find its neighbours. Raises StructureError naming ``name``."""
@@ -209,10 +207,9 @@ class Evaluator:
         else:
             n_pad, b_pad = shape
         max_nb = max((max_neighbours(p.pairs[0], len(p.positions)) for p in batch), default=0)
-        # reuse the widest neighbour bucket compiled so far for this shape (no recompilation)
-        key = (jax.tree.structure(self.potential), self._key, n_pad, b_pad)
-        n_nb = max(bucket_size(max_nb, minimum=4), _WIDEST.get(key, 0))
-        _WIDEST[key] = n_nb
+        # reuse the widest neighbour bucket this evaluator used so far for this shape (no recompilation)
+        n_nb = max(bucket_size(max_nb, minimum=4), self._widest.get((n_pad, b_pad), 0))
+        self._widest[(n_pad, b_pad)] = n_nb
         b = pack([(p.positions, p.cell, p.types, p.pairs) for p in batch], n_pad, b_pad, n_nb)
         # host arrays go straight to the compiled program (jnp.asarray would compile a small conversion per shape)
         return self._fn(self.potential, b.positions, b.cells, b.species, b.nbrs, structure=b.structure)
@@ -235,7 +232,7 @@ def chunk_shape(sizes, chunk_atoms: int) -> tuple[int, int]:
     """The one padded shape (atoms, structures) of every chunk of structures of ``sizes`` atoms: atoms = the bucket of
     max(largest structure, ``chunk_atoms``); structures = as many of the smallest structure as fit. Neither depends on
     the number of structures, so a file of 1 or of 21 configurations of one cell compiles the same program (the
-    neighbour slots are the widest bucket needed so far, :meth:`Evaluator.evaluate`)."""
+    neighbour slots are the widest bucket the evaluator needed so far)."""
     sizes = list(sizes) or [1]
     n_atoms = bucket_size(max(max(sizes), int(chunk_atoms)), minimum=8)
     return n_atoms, bucket_size(max(1, n_atoms // max(1, min(sizes))))

@@ -443,13 +443,29 @@ def read_config(path, command: str, parser: argparse.ArgumentParser) -> dict:
         if dest not in actions:
             raise FormatError(f"unknown option {key!r} in [{command}]; known: {', '.join(sorted(actions))}", path)
         a = actions[dest]
-        many = a.nargs in ("+", "*") or isinstance(a.nargs, int)
+        if a.nargs == 0:  # a flag (--resume): a TOML boolean, never a string such as "false"
+            if not isinstance(value, bool):
+                raise FormatError(f"option {key!r}: {value!r} is not a boolean (write {key} = true or false)", path)
+            out[dest] = value  # the key is the option's destination (orthonormalize = false, resume = true)
+            continue
+        many = a.nargs in ("+", "*") or (isinstance(a.nargs, int) and a.nargs > 0)
         if many and not isinstance(value, list):
             value = [value]
-        convert = a.type if callable(a.type) else (lambda v: v)
+
+        def convert(v, a=a, key=key):
+            # the value goes through the option's own type as its command-line text would: 8.7 is not an int, and a
+            # boolean is no number or name
+            if isinstance(v, (bool, dict, list)):
+                raise ValueError(f"a {type(v).__name__} where the option takes {'text' if a.type is None else 'a value'}")
+            if a.type is None:
+                if not isinstance(v, str):
+                    raise ValueError("a string is expected")
+                return v
+            return a.type(str(v))
+
         try:
-            value = [convert(v) for v in value] if many else (value if a.type is None else convert(value))
-        except (TypeError, ValueError) as err:
+            value = [convert(v) for v in value] if many else convert(value)
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
             raise FormatError(f"option {key!r}: {value!r} is not a valid value ({err})", path) from err
         if a.choices is not None and any(v not in a.choices for v in (value if many else [value])):
             raise FormatError(f"option {key!r}: {value!r} is not one of {list(a.choices)}", path)

@@ -534,3 +534,33 @@ def test_pack_records_caps_padded_pair_slots_and_keeps_the_loss():
     cfg = F.LossConfig()
     dev = lambda bs: [jax.tree.map(jnp.asarray, lb) for lb in bs]  # noqa: E731
     assert float(F.loss(mtp, dev(many), cfg, len(records))) == pytest.approx(float(F.loss(mtp, dev(one), cfg, len(records))), rel=1e-12)
+
+
+@pytest.mark.parametrize("line,needle", [
+    ('resume = "false"', "'resume': 'false' is not a boolean"),
+    ("level = 8.7", "'level': 8.7 is not a valid value"),
+    ("max_steps = true", "'max_steps': True is not a valid value"),
+    ("cutoff = true", "'cutoff': True is not a valid value"),
+    ("seed = [1, 2]", "'seed': [1, 2] is not a valid value"),
+])
+def test_fit_config_file_types_are_strict(tmp_path, capsys, line, needle):
+    """A TOML value must be what the option takes on the command line: no silent truncation or truthy strings."""
+    cfg = tmp_path / "fit.toml"
+    cfg.write_text(f'[fit]\ntrain = ["train.extxyz"]\nlevel = 8\ncutoff = 5.0\noutput = "pot.almtp"\n'.replace(
+        "level = 8\n" if line.startswith("level") else "cutoff = 5.0\n" if line.startswith("cutoff") else "\0", "")
+        + line + "\n")
+    rc, err = cli(capsys, "fit", "--config", cfg)
+    assert rc == 2, err
+    assert needle in err and str(cfg) in err, err
+    assert "Traceback" not in err
+
+
+def test_fit_config_file_accepts_toml_types(tmp_path):
+    from mtpjax.cli import parse_args
+
+    cfg = tmp_path / "fit.toml"
+    cfg.write_text('[fit]\ntrain = ["a.extxyz"]\nlevel = 8\ncutoff = 5\nresume = true\northonormalize = false\n'
+                   'force_weight = 0.02\noutput = "p.almtp"\n')
+    got = parse_args(["fit", "--config", str(cfg)])
+    assert got.level == 8 and got.cutoff == 5.0 and got.resume is True and got.orthonormalize is False
+    assert got.force_weight == 0.02 and got.train == [str(tmp_path / "a.extxyz")]

@@ -10,6 +10,7 @@ another MTP with the same basis, does not compile again (:func:`program`, :func:
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
 
@@ -67,8 +68,12 @@ def types_for_symbols(symbols, species, n_species: int, name: str = "structure")
     return np.array([index[s] for s in symbols], dtype=np.int64)
 
 
-#: jitted evaluation programs shared by all Evaluators, keyed by (chunk, use_custom_vjp)
-_PROGRAMS: dict = {}
+#: jitted evaluation programs shared by all Evaluators, keyed by (chunk, use_custom_vjp, the potential's structure),
+#: the most recently used first out; at most PROGRAMS_KEPT potential structures keep their compiled programs beyond
+#: their Evaluators (each compiled program holds memory maps, and a process has a limited number of them: a long
+#: session that evaluates many different potentials must not keep every program it ever compiled)
+_PROGRAMS: OrderedDict = OrderedDict()
+PROGRAMS_KEPT = 16
 _TRACES = [0]
 
 
@@ -82,14 +87,30 @@ def _efs_sites(potential, positions, cell, species, nbrs, *, structure=None, chu
                                       use_custom_vjp=use_custom_vjp)
 
 
-def program(chunk=None, use_custom_vjp: bool = True):
-    """The process-wide jitted ``energy_forces_virial_sites`` for these options (one function object per option set,
-    so its compiled versions are shared by every Evaluator using them)."""
-    key = (_hashable(chunk), bool(use_custom_vjp))
-    fn = _PROGRAMS.get(key)
+def program(chunk=None, use_custom_vjp: bool = True, potential=None):
+    """The process-wide jitted ``energy_forces_virial_sites`` for these options and this potential's structure (its
+    pytree structure and the shapes of its arrays: an MTP's basis plan and number of species, not its coefficients),
+    so its compiled versions are shared by every Evaluator of a potential of that structure. The last
+    :data:`PROGRAMS_KEPT` structures are kept."""
+    try:
+        leaves, treedef = jax.tree_util.tree_flatten(potential)
+        shape = (treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x).__name__))) for x in leaves))
+        hash(shape)
+    except TypeError:  # a potential with unhashable static parts: a program of its own
+        return jax.jit(partial(_efs_sites, chunk=_hashable(chunk), use_custom_vjp=bool(use_custom_vjp)))
+    key = (_hashable(chunk), bool(use_custom_vjp), shape)
+    fn = _PROGRAMS.pop(key, None)
     if fn is None:
-        fn = _PROGRAMS[key] = jax.jit(partial(_efs_sites, chunk=key[0], use_custom_vjp=key[1]))
+        fn = jax.jit(partial(_efs_sites, chunk=key[0], use_custom_vjp=key[1]))
+    _PROGRAMS[key] = fn
+    while len(_PROGRAMS) > PROGRAMS_KEPT:
+        _PROGRAMS.popitem(last=False)
     return fn
+
+
+def n_programs() -> int:
+    """How many potential structures (with their options) keep shared compiled programs now."""
+    return len(_PROGRAMS)
 
 
 def trace_count() -> int:
@@ -121,7 +142,7 @@ class Evaluator:
     def __init__(self, potential, chunk: int | None = None, max_batch_atoms: int = 2048, use_custom_vjp: bool = True):
         self.potential = potential
         self.max_batch_atoms = max_batch_atoms
-        self._fn = program(chunk, use_custom_vjp)
+        self._fn = program(chunk, use_custom_vjp, potential)
         self._widest = {}  # (atoms, structures) bucket -> widest neighbour bucket used so far (reused when it fits)
 
     def prepare(self, positions, cell, pbc, types, name: str = "structure") -> _Prepared:

@@ -53,6 +53,17 @@ def pytest_configure(config):
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's in-memory compiled programs after each test module: a suite of a thousand tests would otherwise
+    accumulate memory maps until the process limit (65,530) crashes XLA's compiler; later modules reload what they
+    need from the session's persistent compilation cache."""
+    yield
+    import jax
+
+    jax.clear_caches()
+
+
 def pytest_unconfigure(config):
     """Remove the session's temporary compilation cache."""
     import shutil

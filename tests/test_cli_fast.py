@@ -351,3 +351,18 @@ def test_chunked_evaluation_equals_batched(pot):
     bad[-1] = (pos, *bad[-1][1:])
     with pytest.raises(StructureError, match=f"configuration {len(jobs)}: .*overlap"):
         ev.many(bad, chunk_atoms=40)
+
+
+def test_shared_programs_are_bounded():
+    """A session that evaluates many potentials of different structures keeps the compiled programs of only the last
+    PROGRAMS_KEPT of them (each program holds memory maps; the process's number is limited), and the most recent
+    one is shared."""
+    from conftest import random_mtp
+
+    from mtpjax import evaluate as ev
+
+    mtps = [random_mtp(6 + 2 * (k % 4), n_species=1 + k // 4, rcut=4.0, rmin=1.5, seed=k) for k in range(ev.PROGRAMS_KEPT + 4)]
+    fns = [ev.program(None, True, m) for m in mtps]
+    assert ev.n_programs() <= ev.PROGRAMS_KEPT
+    assert ev.program(None, True, mtps[-1]) is fns[-1]
+    assert ev.program(None, True, mtps[0]) is not fns[0]  # evicted: a new program

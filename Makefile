@@ -23,7 +23,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q tests
 
 ## Demo: MLIP's reference outputs recomputed by mtpjax and compared digit by digit (when ../shared is there), then
-## the quickstart study: generate -> fit -> verify -> report (demo_out/quickstart/report.md; ~6.5 min on 2 cores from a fresh clone).
+## the quickstart study: generate -> fit -> verify -> report (demo_out/quickstart/report.md; ~3 min on 2 cores from a fresh clone, install included).
 SHARED ?= ../shared
 demo: $(STAMP)
 	@mkdir -p demo_out

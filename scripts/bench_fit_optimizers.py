@@ -19,7 +19,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -58,6 +57,7 @@ def main(argv=None) -> int:
                    help="no fitting: merge the runs of these JSON files (from earlier invocations) into --json and --figure")
     p.add_argument("extra", nargs="*", help="further mtpjax fit options (after --)")
     args = p.parse_args(argv)
+    from mtpjax.io import files
     from mtpjax.io.files import write_json
 
     if args.merge:
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     mlip = {"optimizer": "MLIP-3 (BFGS)", "seed": None, "cpu_s": MLIP_CPU_S,
             "train": score(BENCH / "mlip3_l16_rc6p5.almtp", train), "test": score(BENCH / "mlip3_l16_rc6p5.almtp", test)}
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "machine": files.machine(),
             "command": "python scripts/bench_fit_optimizers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "jobs": args.jobs}
     write_json(args.json, {"meta": meta, "runs": rows, "mlip3": mlip}, indent=1)

@@ -20,7 +20,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -39,6 +38,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=str(REPO / "docs" / "benchmarks" / "fit_paper.json"))
     p.add_argument("extra", nargs="*")
     args = p.parse_args(argv)
+    from mtpjax.io import files
+    from mtpjax.io.files import write_json
     exe = Path(sys.executable).with_name("mtpjax")
     data = Path(args.data)
     train = data / "EVERYTHING.extxyz"
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
         if "history" in rec and "train" not in rec:
             hist = rec["history"]
     record = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+              "machine": files.machine(),
               "command": "python scripts/bench_fit_paper.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "fit_command": " ".join(Path(c).name if c.endswith("mtpjax") else c for c in cmd),
               "generate_wall_s": gen, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
@@ -78,7 +79,6 @@ def main(argv=None) -> int:
               "loss": [v for _, v in hist], "step_cpu_s": result.get("step_cpu_s"), "subset": result.get("subset"),
               "train_rmse": result["train"],
               "n_structures": result.get("n_train")}
-    from mtpjax.io.files import write_json
 
     write_json(args.json, record, indent=1)
     plot(record, Path(args.json).with_suffix(".png"))

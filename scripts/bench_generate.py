@@ -11,28 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1]) / 2**20
-    except (OSError, StopIteration):
-        mem = float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
 def main(argv=None) -> int:
@@ -44,6 +27,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from mtpjax.generate import load_config, run
+    from mtpjax.io import files
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -66,7 +50,7 @@ Command (from the repository root; the output folder is emptied first, compilati
 
     .venv/bin/python scripts/bench_generate.py --config {args.config} --out {args.out}
 
-- machine: {machine()}; load average before/after: {load0[0]:.2f} / {load1[0]:.2f} (other jobs share these cores)
+- machine: {files.machine()}; load average before/after: {load0[0]:.2f} / {load1[0]:.2f} (other jobs share these cores)
 - software: mtpjax {v['mtpjax']} (commit {commit}), jax {v['jax']}, pyxtal {v['pyxtal']}, spglib {v['spglib']}, ase {v['ase']}, numpy {v['numpy']}, Python {v['python']}
 - oracle: {m['oracle'].get('name', m['oracle'])} (cutoff {float(m['oracle'].get('cutoff', 'nan')):.3f} Å); executors: relax/label {m['executor']['relax_label']}, pyxtal {m['executor']['randspg']}
 - total: **{wall:.0f} s wall** ({wall / 60:.1f} min; main process CPU {cpu:.0f} s), {m['subsets']['EVERYTHING']['structures']} labelled structures

@@ -94,7 +94,6 @@ class LevenbergMarquardt:
         self.cfg = cfg
         self.loss_cfg = cfg.loss
         self.ridge = cfg.lm_ridge  # relative ridge of the elimination of the linear coefficients
-        self._groups = (None, [])  # (batches, the image_group of each)
 
     # -- the reduced system at a point
 
@@ -104,10 +103,7 @@ class LevenbergMarquardt:
         H = J^T J / K + w_pen J_rho^T J_rho and g = J^T r / K + w_pen J_rho^T rho (half the gradient)."""
         ne, penalty = _passes(self.loss_cfg)
         H, g, L = 0.0, 0.0, 0.0
-        if self._groups[0] is not batches:  # host-side, once per data set
-            self._groups = (batches, [image_group(lb) for lb in batches])
-        groups = self._groups[1]
-        parts = [ne(mtp, lb, gr) for lb, gr in zip(batches, groups)]  # all dispatched before any is read: batches may run concurrently
+        parts = [ne(mtp, lb, image_group(lb)) for lb in batches]  # all dispatched before any is read: batches may run concurrently
         for a, b, c in parts:
             H, g, L = H + np.asarray(a), g + np.asarray(b), L + float(c)
         rho, Jr = (np.asarray(x) for x in penalty(mtp))

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import MtpjaxError
 
 __all__ = ["atomic_path", "atomic_open", "atomic_write", "json_safe", "dumps_json", "write_json", "read_json",
-           "versions", "PACKAGES"]
+           "versions", "cpu_model", "machine", "PACKAGES"]
 
 #: Packages whose versions a run's record holds (see :func:`versions`).
 PACKAGES = ("mtpjax", "jax", "jaxlib", "equinox", "numpy", "scipy", "ase", "pyxtal", "spglib", "vesin", "phonopy", "dask",
@@ -173,6 +173,26 @@ def read_json(path, what: str = "file"):
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise MtpjaxError(f"{path}: corrupted {what} ({err}); delete it (or the whole folder) to start afresh") from None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux; else what :mod:`platform` says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine() -> str:
+    """One line describing this machine for a benchmark's record: CPU model, cores, memory (GiB), host name."""
+    try:
+        mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM"
+    except (ValueError, OSError, AttributeError):
+        mem = ""
+    return f"{cpu_model()}, {os.cpu_count()} cores{mem}, host `{platform.node()}`"
 
 
 def versions(packages=PACKAGES, device: bool = False) -> dict:

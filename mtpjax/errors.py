@@ -19,6 +19,17 @@ class FormatError(MtpjaxError, ValueError):
         super().__init__(where + message)
 
 
+class ConfigError(MtpjaxError, ValueError):
+    """A bad configuration value; the message starts with the field at fault (``fit.level: ...``).
+
+    ``field`` is the dotted key; the file, where there is one, is named by the reader that raises it.
+    """
+
+    def __init__(self, field_name: str, message: str):
+        self.field = field_name
+        super().__init__(f"{field_name}: {message}")
+
+
 class StructureError(MtpjaxError, ValueError):
     """A structure that cannot be evaluated (NaN positions, singular cell, overlapping atoms, unknown species)."""
 

@@ -9,18 +9,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import MtpjaxError
+from ..errors import ConfigError
 
 #: Subsets in pipeline order; EVERYTHING is the union of the selected ones.
 SUBSETS = ("RANDSPG", "VOLMIN", "CELLMIN", "INTMIN", "TRIAX", "SHEAR", "RATTLE")
-
-
-class ConfigError(MtpjaxError, ValueError):
-    """A bad generation config; the message starts with the field at fault."""
-
-    def __init__(self, field_name: str, message: str):
-        self.field = field_name
-        super().__init__(f"{field_name}: {message}")
 
 
 @dataclass(frozen=True)

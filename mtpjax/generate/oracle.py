@@ -10,7 +10,7 @@ import pickle
 
 from ..errors import MtpjaxError
 from ..oracles import ASEOracle, get_calculator, make_oracle
-from .config import ConfigError
+from ..errors import ConfigError
 
 _BUILT: dict = {}  # per process: spec json -> oracle; id(oracle) -> calculator
 

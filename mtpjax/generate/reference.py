@@ -8,7 +8,7 @@ from ase.data import atomic_numbers, covalent_radii, reference_states
 from scipy.optimize import minimize
 
 from ..units import EV_PER_A3_TO_GPA
-from .config import ConfigError
+from ..errors import ConfigError
 from . import oracle as _oracle
 
 

@@ -10,7 +10,6 @@ Chebyshev radial functions f_mu(r) = sum_b c_{mu b} * scaling * T_b(xi(r)) * (R_
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import equinox as eqx
@@ -20,7 +19,7 @@ import numpy as np
 
 from .contraction import ContractionPlan, basic_moments, scalar_basis
 from .errors import FormatError
-from .io.files import atomic_open
+from .io import eqxfile
 from .neighbors import Neighbours
 from .potential import (  # noqa: F401  (the generic energy functions, re-exported for MTP users)
     energy,
@@ -282,11 +281,10 @@ NATIVE_SUFFIX = ".mtpjax"
 
 
 def write_native(mtp: MTP, path, metadata: dict | None = None) -> None:
-    """Write an :class:`MTP` as ``.mtpjax`` (atomically) with optional JSON-serialisable ``metadata``."""
+    """Write an :class:`MTP` as ``.mtpjax`` (atomically, :mod:`mtpjax.io.eqxfile`) with optional JSON-serialisable
+    ``metadata``."""
     basic, times, mapping, nm = mtp.plan.source
     header = {
-        "format": NATIVE_FORMAT,
-        "version": NATIVE_VERSION,
         "species": list(mtp.species) if mtp.species else None,
         "radial_coeffs_shape": list(mtp.radial_coeffs.shape),
         "n_basis": int(mtp.moment_coeffs.shape[0]),
@@ -296,45 +294,30 @@ def write_native(mtp: MTP, path, metadata: dict | None = None) -> None:
         "alpha_moment_mapping": np.asarray(mapping).tolist(),
         "metadata": metadata or {},
     }
-    with atomic_open(path, "wb") as f:
-        f.write((json.dumps(header) + "\n").encode())
-        eqx.tree_serialise_leaves(f, mtp)
+    eqxfile.write(path, NATIVE_FORMAT, NATIVE_VERSION, header, mtp)
 
 
 def read_native(path, species=None):
-    """Read a ``.mtpjax`` file: returns (MTP, metadata dict). ``species`` overrides the stored element list."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        try:
-            header = json.loads(f.readline())
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise FormatError(f"not an mtpjax potential (bad header: {err})", path, 1) from err
-        if not isinstance(header, dict) or header.get("format") != NATIVE_FORMAT:
-            raise FormatError(f"not an mtpjax potential (the first line must be a JSON header with format {NATIVE_FORMAT!r})", path, 1)
-        if header.get("version") != NATIVE_VERSION:
-            raise FormatError(f"format version {header.get('version')} is not supported (this mtpjax reads version {NATIVE_VERSION})", path, 1)
-        try:
-            S, _, K, R = header["radial_coeffs_shape"]
-            species = species if species is not None else header["species"]
-            like = mtp_from_arrays(
-                radial_coeffs=np.zeros((S, S, K, R)),
-                species_coeffs=np.zeros(S),
-                moment_coeffs=np.zeros(header["n_basis"]),
-                scaling=1.0,
-                min_dist=0.0,
-                max_dist=1.0,
-                alpha_index_basic=np.asarray(header["alpha_index_basic"], dtype=np.int64).reshape(-1, 4),
-                alpha_index_times=np.asarray(header["alpha_index_times"], dtype=np.int64).reshape(-1, 4),
-                alpha_moment_mapping=np.asarray(header["alpha_moment_mapping"], dtype=np.int64),
-                alpha_moments_count=header["alpha_moments_count"],
-                species=species,
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise FormatError(f"inconsistent header ({type(err).__name__}: {err})", path, 1) from err
-        try:
-            mtp = eqx.tree_deserialise_leaves(f, like)
-        except Exception as err:
-            raise FormatError(f"the parameters after the header are truncated or corrupt ({type(err).__name__}: {err})", path) from err
+    """Read a ``.mtpjax`` file: returns (MTP, metadata dict). ``species`` overrides the stored element list.
+    Raises :class:`mtpjax.errors.FormatError` naming the file for anything but an intact ``.mtpjax`` file."""
+
+    def like(header):
+        S, _, K, R = header["radial_coeffs_shape"]
+        return mtp_from_arrays(
+            radial_coeffs=np.zeros((S, S, K, R)),
+            species_coeffs=np.zeros(S),
+            moment_coeffs=np.zeros(header["n_basis"]),
+            scaling=1.0,
+            min_dist=0.0,
+            max_dist=1.0,
+            alpha_index_basic=np.asarray(header["alpha_index_basic"], dtype=np.int64).reshape(-1, 4),
+            alpha_index_times=np.asarray(header["alpha_index_times"], dtype=np.int64).reshape(-1, 4),
+            alpha_moment_mapping=np.asarray(header["alpha_moment_mapping"], dtype=np.int64),
+            alpha_moments_count=header["alpha_moments_count"],
+            species=species if species is not None else header["species"],
+        )
+
+    header, mtp = eqxfile.read(Path(path), NATIVE_FORMAT, NATIVE_VERSION, like, what="an mtpjax potential")
     return mtp, header.get("metadata", {})
 
 

@@ -189,3 +189,50 @@ def test_voigt_round_trip_against_ase():
 
     np.testing.assert_allclose(np.asarray(jax.jit(stress_to_voigt)(jnp.asarray(batch))), out, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(jax.jit(voigt_to_strain)(jnp.asarray(v))), voigt_to_strain(v), rtol=1e-6)
+
+
+def test_eqxfile_round_trip_and_faults_name_the_file(tmp_path, monkeypatch):
+    """The one header-plus-leaves format (potentials and checkpoints): exact round trip; a wrong format, a wrong
+    version and a truncated file are FormatErrors naming the file; a failed write keeps the old file."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from mtpjax.errors import FormatError
+    from mtpjax.io import eqxfile
+
+    tree = {"a": jnp.arange(5.0) / 3.0, "b": (jnp.ones((2, 3), dtype=jnp.int32), jnp.array(1e-300))}
+    path = tmp_path / "x.bin"
+    eqxfile.write(path, "test-format", 3, {"n": 5}, tree)
+    like = lambda h: {"a": jnp.zeros(h["n"]), "b": (jnp.zeros((2, 3), dtype=jnp.int32), jnp.array(0.0))}  # noqa: E731
+    header, back = eqxfile.read(path, "test-format", 3, like)
+    assert header == {"format": "test-format", "version": 3, "n": 5}
+    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax_leaves(tree), jax_leaves(back)))
+    assert eqxfile.read_header(path, "test-format", 3) == header
+    with pytest.raises(FormatError, match=r"x\.bin, line 1: not a thing.*other-format"):
+        eqxfile.read_header(path, "other-format", 3, what="a thing")
+    with pytest.raises(FormatError, match="version 3 is not supported.*reads version 4.*start afresh"):
+        eqxfile.read(path, "test-format", 4, like, hint="delete it to start afresh")
+    with pytest.raises(FormatError, match="inconsistent header"):
+        eqxfile.read(path, "test-format", 3, lambda h: h["missing"])
+    data = path.read_bytes()
+    path.write_bytes(data[:-7])
+    with pytest.raises(FormatError, match=r"x\.bin: the arrays after the header are truncated"):
+        eqxfile.read(path, "test-format", 3, like)
+    path.write_bytes(data)
+
+    class Boom(eqx.Module):
+        x: jnp.ndarray
+
+    def fail(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(eqx, "tree_serialise_leaves", fail)
+    with pytest.raises(OSError):
+        eqxfile.write(path, "test-format", 3, {"n": 1}, Boom(jnp.zeros(1)))
+    assert path.read_bytes() == data and os.listdir(tmp_path) == ["x.bin"]
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)

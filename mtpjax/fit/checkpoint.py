@@ -1,9 +1,9 @@
 """The one checkpoint format of a fit (any number of stacked models).
 
-A checkpoint is one JSON header line followed by the equinox serialisation (``eqx.tree_serialise_leaves``) of the
-loop's arrays: the stacked models, the method's state, the stopped flags and the validation bookkeeping. It is written
-atomically (:func:`mtpjax.io.files.atomic_open`: a temporary file, fsync, then a rename). The header holds the step, the loss histories and what the fit
-was for: its settings (``FitConfig`` as a dict, level, cutoff, r_min, seed, species, init, model names) and a sha256
+A checkpoint is one JSON header line followed by the equinox serialisation of the loop's arrays (the stacked
+models, the method's state, the stopped flags and the validation bookkeeping): the one header-plus-leaves format of
+:mod:`mtpjax.io.eqxfile`, shared with ``.mtpjax`` potentials, written atomically. The header holds the step, the loss
+histories and what the fit was for: its settings (``FitConfig`` as a dict, level, cutoff, r_min, seed, species, init, model names) and a sha256
 digest of the training data. A resumed fit must have the same settings and data: :func:`check_resumable` raises
 :class:`mtpjax.errors.MtpjaxError` naming every difference.
 """
@@ -14,10 +14,10 @@ import hashlib
 import json
 from pathlib import Path
 
-import equinox as eqx
 import numpy as np
 
 from ..errors import MtpjaxError
+from ..io import eqxfile
 
 FORMAT = "mtpjax-fit-checkpoint"
 VERSION = 1
@@ -90,45 +90,29 @@ def setting_differences(old: dict, new: dict, old_label: str = "checkpoint", new
             for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
 
 
+_HINT = "delete it to start afresh"
+
+
 def save(path, header: dict, tree) -> None:
-    """Write ``header`` (one JSON line) and the arrays of ``tree`` atomically."""
-    from ..io.files import atomic_open
-
-    with atomic_open(path, "wb") as f:
-        f.write((json.dumps({"format": FORMAT, "version": VERSION, **header}) + "\n").encode())
-        eqx.tree_serialise_leaves(f, tree)
-
-
-def _unreadable(path, err) -> MtpjaxError:
-    return MtpjaxError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}); delete it to start afresh")
+    """Write ``header`` (one JSON line) and the arrays of ``tree`` atomically (:mod:`mtpjax.io.eqxfile`)."""
+    eqxfile.write(path, FORMAT, VERSION, header, tree)
 
 
 def read_header(path) -> dict:
-    """The header of a checkpoint (MtpjaxError for an unreadable file or another format)."""
+    """The header of a checkpoint (:class:`mtpjax.errors.FormatError`, an MtpjaxError naming the file, for an
+    unreadable file or another format or version)."""
     try:
-        with open(path, "rb") as f:
-            header = json.loads(f.readline())
-    except Exception as err:
-        raise _unreadable(path, err) from err
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise MtpjaxError(f"{path}: not a checkpoint of this mtpjax (written by an older version?); "
-                          "delete it to start afresh")
-    if header.get("version") != VERSION:
-        raise MtpjaxError(f"{path}: checkpoint version {header.get('version')} (this mtpjax reads {VERSION}); "
-                          "delete it to start afresh")
-    return header
+        return eqxfile.read_header(path, FORMAT, VERSION, what="a checkpoint of this mtpjax", hint=_HINT)
+    except OSError as err:
+        raise MtpjaxError(f"{path}: unreadable checkpoint ({err}); {_HINT}") from err
 
 
 def load(path, like):
     """(header, arrays in the structure of ``like``) of a checkpoint."""
-    header = read_header(path)
     try:
-        with open(path, "rb") as f:
-            f.readline()
-            tree = eqx.tree_deserialise_leaves(f, like)
-    except Exception as err:
-        raise _unreadable(path, err) from err
-    return header, tree
+        return eqxfile.read(path, FORMAT, VERSION, like, what="a checkpoint of this mtpjax", hint=_HINT)
+    except OSError as err:
+        raise MtpjaxError(f"{path}: unreadable checkpoint ({err}); {_HINT}") from err
 
 
 def check_resumable(path, settings: dict, data_digest: str, header: dict | None = None) -> dict:

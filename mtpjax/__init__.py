@@ -48,3 +48,45 @@ def _enable_compilation_cache():
 _enable_compilation_cache()
 
 __version__ = "0.1.0"
+
+#: The public API: name -> the module that defines it. Each is imported on first use (PEP 562), so ``import mtpjax``
+#: and the command line stay fast; ``from mtpjax import X`` and ``mtpjax.X`` work for every name here.
+_PUBLIC = {
+    # errors
+    "MtpjaxError": "errors", "FormatError": "errors", "StructureError": "errors", "ConfigError": "errors",
+    # the model and the potential protocol (energies in eV, forces eV/Å, virial eV)
+    "MTP": "model", "load_mtp": "model", "save_mtp": "model", "Potential": "potential", "energy": "potential",
+    "energy_forces_virial": "potential", "site_energies": "potential", "neighbour_list": "neighbors",
+    "Neighbours": "neighbors", "generate_basis": "basis",
+    # ASE
+    "MTPCalculator": "calculator", "PotentialCalculator": "calculator",
+    # files
+    "read_structures": "io", "write_structures": "io", "read_cfg": "io", "write_cfg": "io", "read_mtp": "io",
+    "write_mtp": "io",
+    # oracles and labels
+    "make_oracle": "oracles", "make_potential": "oracles", "get_calculator": "oracles", "label": "oracles",
+    # training data and fitting
+    "Record": "data", "load_records": "data", "records_from_atoms": "data", "FitConfig": "fit", "LossConfig": "fit",
+    "train_potential": "fit", "train_potentials": "fit", "run_sweep": "sweep",
+    # the study
+    "GenerateConfig": "generate", "RunConfig": "pipeline", "load_run_config": ("pipeline", "load_config"),
+    "run_study": ("pipeline", "run"),
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name):
+    target = _PUBLIC.get(name)
+    if target is None:
+        raise AttributeError(f"module 'mtpjax' has no attribute {name!r}")
+    import importlib
+
+    module, attr = (target, name) if isinstance(target, str) else target
+    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-from .run_cli import HELP as RUN_HELP
 
 #: What ``efs`` writes, by OUT's suffix: MLIP's .cfg, extended XYZ, or an ASE trajectory.
 EFS_OUTPUT_FORMATS = {".cfg": "cfg", ".xyz": "extxyz", ".extxyz": "extxyz", ".traj": "traj"}
@@ -69,9 +68,9 @@ def _check_species(species, mtp) -> None:
 
     if species is None:
         return
-    if len(species) > mtp.n_species:
-        raise MtpjaxError(f"--species: {len(species)} names ({' '.join(species)}) for a potential with "
-                          f"{mtp.n_species} type(s); give at most one element per type, in type order")
+    if len(species) != mtp.n_species:
+        raise MtpjaxError(f"--species: {len(species)} name(s) ({' '.join(species)}) for a potential with "
+                          f"{mtp.n_species} type(s); give one element per type, in type order")
     twice = sorted({s for s in species if species.count(s) > 1})
     if twice:
         raise MtpjaxError(f"--species: {', '.join(twice)} named more than once ({' '.join(species)})")
@@ -201,27 +200,26 @@ def cmd_basis(args) -> int:
     return 0
 
 
-def _load_training(args):
+def _load_training(opts):
+    """(train records, test records, number of species) of a FitCommand or SweepCommand."""
     from .data import load_records, validate
 
-    n_species = len(args.species) if args.species else 1
-    train = [r for path in args.train for r in load_records(path, args.species, n_species)]
+    species = list(opts.species) if opts.species else None
+    n_species = len(species) if species else 1
+    train = [r for path in opts.train for r in load_records(path, species, n_species)]
     validate(train, n_species)
-    test = [r for path in (args.test or []) for r in load_records(path, args.species, n_species)]
+    test = [r for path in (opts.test or ()) for r in load_records(path, species, n_species)]
     if test:
         validate(test, n_species)
     return train, test, n_species
 
 
-def _fit_config(args):
-    from . import fit as F
+def _fit_config(opts):
+    """The FitConfig of a command's options, its linear solves cut to those before ``max_steps``."""
+    import dataclasses
 
-    loss = F.LossConfig(energy_weight=args.energy_weight, force_weight=args.force_weight, stress_weight=args.stress_weight)
-    cfg = F.FitConfig(max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, method=args.optimizer, loss=loss,
-                      learning_rate=args.learning_rate, orthonormalize=args.orthonormalize,
-                      validation_fraction=args.validation_fraction)
-    cfg.linear_solve_at = tuple(s for s in args.linear_solve_at if s < cfg.max_steps)
-    return cfg
+    cfg = opts.fit
+    return dataclasses.replace(cfg, linear_solve_at=tuple(s for s in cfg.linear_solve_at if s < cfg.max_steps))
 
 
 def _print_errors(result):
@@ -274,19 +272,22 @@ def fit_progress(max_steps: int, quiet: bool, stream=None, every_steps: int = FI
 
 
 def cmd_fit(args) -> int:
-    """Fit an MTP to labelled structures (MLIP's objective, exact linear solve, full-batch L-BFGS)."""
+    """Fit an MTP to labelled structures (MLIP's objective; Levenberg-Marquardt by default). ``args.opts``: the
+    :class:`mtpjax.fit.config.FitCommand` of the command line over the config file."""
     from . import fit as F
 
-    out = Path(args.output)
-    workdir = Path(args.workdir) if args.workdir else out.with_name(out.stem + ".fit")
-    train, test, n_species = _load_training(args)
-    cfg = _fit_config(args)
+    o = args.opts
+    out = Path(o.output)
+    workdir = Path(o.workdir) if o.workdir else out.with_name(out.stem + ".fit")
+    train, test, n_species = _load_training(o)
+    cfg = _fit_config(o)
     bar, progress = fit_progress(cfg.max_steps, args.quiet)
+    species = list(o.species) if o.species else None
     with bar:
-        result = F.train_potential(train, test, level=args.level, cutoff=args.cutoff, rmin=args.rmin, seed=args.seed,
-                                   n_species=n_species, species=args.species, cfg=cfg, workdir=workdir, output=out,
-                                   resume=args.resume, devices=args.devices, max_batch_atoms=args.max_batch_atoms, init=args.init,
-                                   progress=progress, log=lambda m: print(m, file=sys.stderr))
+        result = F.train_potential(train, test, level=o.level, cutoff=o.cutoff, rmin=o.options.rmin, seed=cfg.seed,
+                                   n_species=n_species, species=species, cfg=cfg, workdir=workdir, output=out,
+                                   resume=o.resume, devices=o.devices, max_batch_atoms=o.options.max_batch_atoms,
+                                   init=o.options.init, progress=progress, log=lambda m: print(m, file=sys.stderr))
     _print_errors(result)
     print(f"mtpjax fit: {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU -> {out} (metrics, loss curve, checkpoint in {workdir})",
           file=sys.stderr)
@@ -294,25 +295,42 @@ def cmd_fit(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    """Fits over levels x cutoffs x training subsets x seeds; resumable; a CSV table and plots."""
+    """Fits over levels x cutoffs x training subsets x seeds; resumable; a CSV table and plots. ``args.opts``: the
+    :class:`mtpjax.fit.config.SweepCommand` of the command line over the config file."""
     from .sweep import run_sweep
 
-    train, test, n_species = _load_training(args)
-    run_sweep(train, test, Path(args.output), levels=args.levels, cutoffs=args.cutoffs, subsets=args.subsets, seeds=args.seeds,
-              cfg=_fit_config(args), n_species=n_species, species=args.species, init=args.init,
-              max_batch_atoms=args.max_batch_atoms, group=args.group, log=lambda m: print(m, file=sys.stderr))
+    o = args.opts
+    train, test, n_species = _load_training(o)
+    run_sweep(train, test, Path(o.output), levels=list(o.levels), cutoffs=list(o.cutoffs), subsets=list(o.subsets),
+              seeds=list(o.seeds), cfg=_fit_config(o), n_species=n_species, species=list(o.species) if o.species else None,
+              init=o.options.init, max_batch_atoms=o.options.max_batch_atoms, group=o.group,
+              log=lambda m: print(m, file=sys.stderr))
     return 0
 
 
-#: Sub-commands defined in other modules: name -> (module with ``add_parser(subparsers)``, its help line). The
-#: help lines repeat the modules' own (a test checks they agree) so that ``mtpjax --help`` imports none of them.
-EXTERNAL_COMMANDS = {
-    "generate": ("mtpjax.generate.cli", "generate a training set (RANDSPG -> VOLMIN -> CELLMIN -> INTMIN -> "
-                                        "TRIAX/SHEAR/RATTLE) labelled with an oracle"),
-    "verify": ("mtpjax.verify.cli", "verify a potential against its oracle (EOS, strain, elastic, phonons, vacancy, planar "
-                                    "faults): JSON metrics, PNG figures, a markdown summary"),
-    "run": ("mtpjax.run_cli", RUN_HELP),
+#: Commands whose options come from a dataclass (:mod:`mtpjax.fit.config`, imported only when the command runs):
+#: name -> (class name, help line, options deliberately not on the command line).
+FIT_COMMANDS = {
+    "fit": ("FitCommand", "fit an MTP to labelled structures (.cfg, extxyz, ASE db)", ()),
+    "sweep": ("SweepCommand", "fits over levels x cutoffs x training subsets x seeds (resumable), with a table and plots",
+              ("seed",)),  # the seeds are --seeds
 }
+
+#: Sub-commands defined in other modules: name -> module with ``add_parser(subparsers)`` and ``HELP``, its help line.
+#: ``mtpjax --help`` reads each module's HELP from its source (:func:`command_help`) and imports none of them.
+EXTERNAL_COMMANDS = {"generate": "mtpjax.generate.cli", "verify": "mtpjax.verify.cli", "run": "mtpjax.run_cli"}
+
+
+def command_help(module: str) -> str:
+    """The string constant ``HELP`` of ``module`` (a module of this package), read from its source without importing
+    it (importing ``mtpjax.generate.cli`` would import the whole ``mtpjax.generate`` package)."""
+    import ast
+
+    path = Path(__file__).parent.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HELP" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise LookupError(f"{module} has no HELP string")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -342,155 +360,76 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", required=True)
     b.set_defaults(func=cmd_basis)
 
-    f = sub.add_parser("fit", help="fit an MTP to labelled structures (.cfg, extxyz, ASE db)")
-    f.add_argument("--level", type=mtp_level, help="MTP level (2-28); required")
-    f.add_argument("--cutoff", type=positive_float, help="cutoff R_cut in Å; required")
-    f.add_argument("--rmin", type=positive_float, default=None, help="r_min in Å (default: 0.99 x the shortest training distance, as MLIP-3)")
-    f.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial radial coefficients (default 0)")
-    _fit_options(f)
-    f.add_argument("--workdir", default=None, help="checkpoint, metrics and plots (default: OUT's name + .fit)")
-    f.add_argument("--resume", action="store_true", help="continue from the checkpoint in the work folder")
-    f.add_argument("--devices", type=positive_int, default=1,
-                   help="data-parallel over this many jax devices (GPUs; on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)")
-    f.add_argument("-o", "--output", help="fitted potential: .almtp (MLIP, LAMMPS) and, beside it, mtpjax's exact .mtpjax; required")
-    f.set_defaults(func=cmd_fit)
+    for name, (cls_name, text, exclude) in FIT_COMMANDS.items():
+        if command is None or command == name:
+            _fit_command_parser(sub, name, cls_name, text, exclude)
+        else:  # a stub: the options come from mtpjax.fit.config, whose import loads jax
+            sub.add_parser(name, help=text, add_help=False)
 
-    w = sub.add_parser("sweep", help="fits over levels x cutoffs x training subsets x seeds (resumable), with a table and plots")
-    w.add_argument("--levels", type=mtp_level, nargs="+", help="MTP levels; required")
-    w.add_argument("--cutoffs", type=positive_float, nargs="+", help="cutoffs in Å; required")
-    w.add_argument("--subsets", nargs="+", default=["all"],
-                   help="training subsets by tag ('all' = every structure; 'A+B' = the union of A and B); default all")
-    w.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0], help="seeds (default 0)")
-    w.add_argument("--group", choices=["auto", "level", "seed", "none"], default="auto",
-                   help="runs trained together in one compiled program: level (all cutoffs and seeds of a level, data "
-                        "packed at the largest cutoff), seed (the seeds of each cutoff), none, or auto (default: seed "
-                        "for the default optimiser lm, which steps its models in turn; level for the gradient "
-                        "optimisers, whose one vmapped step advances the whole group)")
-    _fit_options(w)
-    w.add_argument("-o", "--output", help="sweep folder: runs/, results.csv, plots; required")
-    w.set_defaults(func=cmd_sweep)
-
-    for name, (module, text) in EXTERNAL_COMMANDS.items():
+    for name, module in EXTERNAL_COMMANDS.items():
         if command is None or command == name:
             import importlib
 
             importlib.import_module(module).add_parser(sub)
         else:  # a stub for the list of commands in --help: its module is imported only when it runs
-            sub.add_parser(name, help=text, add_help=False)
+            sub.add_parser(name, help=command_help(module), add_help=False)
     return p
 
 
-def _fit_options(f) -> None:
-    """Options shared by fit and sweep."""
-    f.add_argument("train", nargs="*", help="training data files (.cfg, extxyz, ASE db); required")
-    f.add_argument("--config", default=None,
-                   help="TOML file whose [fit] (or [sweep]) table sets any of these options by name (max_steps = 500); "
-                        "options on the command line override it; paths in it are relative to the file")
-    f.add_argument("--test", nargs="+", default=None, help="test data files (errors reported, never fitted)")
-    f.add_argument("--species", nargs="+", default=None, help="element of each MTP type (default: one species)")
-    f.add_argument("--max-steps", type=positive_int, default=None,
-                   help="most optimiser steps (default: the optimiser's own, mtpjax.fit.config.DEFAULT_MAX_STEPS: 200 "
-                        "Levenberg-Marquardt iterations, which stop by their own convergence test; 1000 for the others)")
-    f.add_argument("--checkpoint-every", type=positive_int, default=50, help="steps between checkpoints (default 50)")
-    f.add_argument("--linear-solve-at", type=non_negative_int, nargs="*", default=[0, 25, 70, 100, 150, 250, 400],  # mtpjax.fit.MLIP_LINEAR_SOLVES
-                   help="lbfgs, bfgs, adam: steps at which species and moment coefficients are re-solved exactly and "
-                        "the optimiser restarts (default: MLIP-3's 0 25 70 100 150 250 400; lm eliminates them exactly "
-                        "at every step)")
-    f.add_argument("--optimizer", choices=["lm", "lbfgs", "bfgs", "adam"], default="lm",
-                   help="lm (Levenberg-Marquardt with variable projection on the exact residual Jacobian, default), "
-                        "lbfgs (optax L-BFGS, full batch), bfgs (dense inverse Hessian, as MLIP) or adam "
-                        "(minibatches of --max-batch-atoms atoms, for data sets larger than device memory)")
-    f.add_argument("--no-orthonormalize", dest="orthonormalize", action="store_false",
-                   help="do not Gram-Schmidt the radial coefficient vectors before each linear solve (by default it is "
-                        "done, as MLIP's LinOptimize does)")
-    f.add_argument("--validation-fraction", type=non_negative_float, default=0.0,
-                   help="hold out this fraction of the training structures (seeded by --seed): every step (lm) or 10 "
-                        "steps (the others) the loss on them is evaluated, the parameters with the best one are kept, and a fit stops after 5 "
-                        "evaluations without improvement (default 0: no early stopping)")
-    f.add_argument("--learning-rate", type=positive_float, default=1e-3, help="Adam's peak learning rate (cosine decay; default 1e-3)")
-    f.add_argument("--energy-weight", type=non_negative_float, default=1.0, help="energy weight (default 1, MLIP)")
-    f.add_argument("--force-weight", type=non_negative_float, default=0.01, help="force weight (default 0.01, MLIP)")
-    f.add_argument("--stress-weight", type=non_negative_float, default=0.001, help="virial weight (default 0.001, MLIP)")
-    f.add_argument("--init", choices=["mlip", "random"], default="mlip",
-                   help="radial start: mlip (function mu = Chebyshev T_mu, as MLIP-3; default) or random orthonormal")
-    f.add_argument("--max-batch-atoms", type=positive_int, default=100000, help="atoms per packed batch (default: all in one)")
-    f.add_argument("-q", "--quiet", action="store_true")
+def _fit_command_parser(sub, name: str, cls_name: str, text: str, exclude) -> None:
+    """The parser of ``fit`` or ``sweep``: an option per field of its dataclass (:mod:`mtpjax.fit.config`; the fields
+    of FitConfig, LossConfig and TrainOptions flattened), ``--config`` and ``-q``."""
+    from . import config
+    from .fit import config as fit_config
+
+    cls = getattr(fit_config, cls_name)
+    p = sub.add_parser(name, help=text)
+    p.add_argument("--config", default=None,
+                   help=f"TOML file whose [{name}] table (or top level) sets any of these options by its name "
+                        "(max_steps = 500, orthonormalize = false); the command line overrides it; paths in it are "
+                        "relative to the file")
+    keys = config.add_options(p, cls, exclude=exclude, positional=("train",), names={"output": ["-o"]})
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_fit if name == "fit" else cmd_sweep, option_keys=keys, options_class=cls)
 
 
-#: Options that must be given on the command line or in the config, per command.
-_REQUIRED = {"fit": ("train", "level", "cutoff", "output"), "sweep": ("train", "levels", "cutoffs", "output")}
-#: Config keys holding paths (resolved relative to the config file).
-_PATH_KEYS = ("train", "test", "output", "workdir")
-
-
-def read_config(path, command: str, parser: argparse.ArgumentParser) -> dict:
-    """The options of ``command`` from a TOML file: its ``[command]`` table (or its top level when it has no such
-    table), checked against ``parser``'s options, converted to their types, paths made relative to the file."""
-    from .errors import FormatError
+def read_config(path, command: str, cls) -> dict:
+    """The keys of ``command``'s options set by a TOML file: its ``[command]`` table (or its top level, less other
+    commands' tables, when it has none), checked against the dataclass ``cls`` (:func:`mtpjax.config.layer`: errors
+    name the file and the key), paths made relative to the file."""
+    from . import config
     from .io.tomlfile import read_toml
 
     path = Path(path)
     doc = read_toml(path)
-    table = doc.get(command, doc)
-    if not isinstance(table, dict):
-        raise FormatError(f"[{command}] must be a table", path)
-    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", "func")}
-    out = {}
-    for key, value in table.items():
-        dest = key.replace("-", "_")
-        if isinstance(value, dict) and key in _REQUIRED:
-            continue  # another command's table
-        if dest not in actions:
-            raise FormatError(f"unknown option {key!r} in [{command}]; known: {', '.join(sorted(actions))}", path)
-        a = actions[dest]
-        if a.nargs == 0:  # a flag (--resume): a TOML boolean, never a string such as "false"
-            if not isinstance(value, bool):
-                raise FormatError(f"option {key!r}: {value!r} is not a boolean (write {key} = true or false)", path)
-            out[dest] = value  # the key is the option's destination (orthonormalize = false, resume = true)
-            continue
-        many = a.nargs in ("+", "*") or (isinstance(a.nargs, int) and a.nargs > 0)
-        if many and not isinstance(value, list):
-            value = [value]
-
-        def convert(v, a=a, key=key):
-            # the value goes through the option's own type as its command-line text would: 8.7 is not an int, and a
-            # boolean is no number or name
-            if isinstance(v, (bool, dict, list)):
-                raise ValueError(f"a {type(v).__name__} where the option takes {'text' if a.type is None else 'a value'}")
-            if a.type is None:
-                if not isinstance(v, str):
-                    raise ValueError("a string is expected")
-                return v
-            return a.type(str(v))
-
-        try:
-            value = [convert(v) for v in value] if many else convert(value)
-        except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
-            raise FormatError(f"option {key!r}: {value!r} is not a valid value ({err})", path) from err
-        if a.choices is not None and any(v not in a.choices for v in (value if many else [value])):
-            raise FormatError(f"option {key!r}: {value!r} is not one of {list(a.choices)}", path)
-        if dest in _PATH_KEYS and value is not None:
-            value = [str(path.parent / v) for v in value] if many else str(path.parent / value)
-        out[dest] = value
-    return out
+    if command in doc:
+        return config.layer(cls, doc[command], path=path, prefix=f"{command}.")
+    table = {k: v for k, v in doc.items() if not (k in FIT_COMMANDS and isinstance(v, dict))}
+    return config.layer(cls, table, path=path)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """Parse the command line, with a ``--config`` file's options as defaults; checks the required options."""
+    """Parse the command line. For fit and sweep, ``opts`` is their dataclass (:mod:`mtpjax.fit.config`) from the
+    command line over the ``--config`` file over the defaults; the required options are checked."""
     from .errors import MtpjaxError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), "")  # the top-level parser has no other options
     parser = build_parser(command)
     args = parser.parse_args(argv)
-    sub = parser._subparsers._group_actions[0].choices.get(args.command) if parser._subparsers else None
-    if args.command in _REQUIRED and getattr(args, "config", None):  # (generate reads its own recipe)
-        sub.set_defaults(**read_config(args.config, args.command, sub))
-        args = parser.parse_args(argv)
-    missing = [k for k in _REQUIRED.get(args.command, ()) if getattr(args, k) in (None, [])]
-    if missing:
-        names = ", ".join("TRAIN files" if k == "train" else "--" + k for k in missing)
-        raise MtpjaxError(f"give {names} (on the command line or in a --config file)")
+    if args.command in FIT_COMMANDS:
+        from . import config
+
+        cls = args.options_class
+        from_file = read_config(args.config, args.command, cls) if args.config else {}
+        args.opts = config.layered(cls, from_file, config.given(args, args.option_keys))
+        for key, value in config.flat_values(args.opts).items():  # args.level, ...: the values in effect
+            if key in args.option_keys:
+                setattr(args, key, list(value) if isinstance(value, tuple) else value)  # lists, as argparse's
+        missing = [k for k in cls.REQUIRED if getattr(args.opts, k) in (None, ())]
+        if missing:
+            names = ", ".join("TRAIN files" if k == "train" else config.option_name(k) for k in missing)
+            raise MtpjaxError(f"give {names} (on the command line or in a --config file)")
     return args
 
 

@@ -172,6 +172,20 @@ def test_efs_too_many_species(tmp_path, capsys, pot):
     assert not out.exists()
 
 
+def test_efs_too_few_species(tmp_path, capsys):
+    """A two-type potential with one --species name: which element is type 1 is unknown, an error (not a guess)."""
+    from conftest import random_mtp
+    from mtpjax.model import save_mtp
+
+    two = tmp_path / "two.almtp"
+    save_mtp(random_mtp(6, n_species=2, rcut=4.0, rmin=1.5, seed=1), two)
+    write_structures(mg_cells(1, repeat=(1, 1, 1)), tmp_path / "in.extxyz")
+    out = tmp_path / "out.extxyz"
+    rc, err = run_cli(capsys, "efs", two, tmp_path / "in.extxyz", out, "--species", "Mg")
+    assert_error(rc, err, "--species", "1 name(s) (Mg)", "2 type(s)")
+    assert not out.exists()
+
+
 def test_efs_disk_full_is_an_error_not_a_traceback(tmp_path, capsys, pot, monkeypatch):
     import errno
     import os

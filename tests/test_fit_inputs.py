@@ -537,11 +537,14 @@ def test_pack_records_caps_padded_pair_slots_and_keeps_the_loss():
 
 
 @pytest.mark.parametrize("line,needle", [
-    ('resume = "false"', "'resume': 'false' is not a boolean"),
-    ("level = 8.7", "'level': 8.7 is not a valid value"),
-    ("max_steps = true", "'max_steps': True is not a valid value"),
-    ("cutoff = true", "'cutoff': True is not a valid value"),
-    ("seed = [1, 2]", "'seed': [1, 2] is not a valid value"),
+    ('resume = "false"', "fit.resume: 'false' is not a boolean"),
+    ("level = 8.7", "fit.level: 8.7 is not an integer"),
+    ("max_steps = true", "fit.max_steps: True is not an integer"),
+    ("cutoff = true", "fit.cutoff: True is not a number"),
+    ("seed = [1, 2]", "fit.seed: [1, 2] is not an integer"),
+    ("optimizer = 1", "fit.optimizer: 1 is not one of 'lm', 'lbfgs', 'bfgs', 'adam'"),
+    ("test = \"t.extxyz\"", "fit.test: 't.extxyz' is not a list"),
+    ("levle = 8", "fit.levle: unknown key (known: train, test, level, cutoff,"),
 ])
 def test_fit_config_file_types_are_strict(tmp_path, capsys, line, needle):
     """A TOML value must be what the option takes on the command line: no silent truncation or truthy strings."""

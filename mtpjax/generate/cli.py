@@ -7,11 +7,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+#: The one-line help of ``mtpjax generate`` (``mtpjax --help`` reads it from this source without importing the package).
+HELP = "generate a training set (RANDSPG -> VOLMIN -> CELLMIN -> INTMIN -> TRIAX/SHEAR/RATTLE) labelled with an oracle"
+
 
 def add_parser(subparsers):
     """Add the ``generate`` sub-command to an argparse ``subparsers`` object; returns its parser."""
-    g = subparsers.add_parser("generate", help="generate a training set (RANDSPG -> VOLMIN -> CELLMIN -> INTMIN -> "
-                                               "TRIAX/SHEAR/RATTLE) labelled with an oracle")
+    g = subparsers.add_parser("generate", help=HELP)
     g.add_argument("--config", required=True, help="TOML recipe (see configs/generate_mg.toml)")
     g.add_argument("--out", default=None, help="output folder (default: ./NAME for a config NAME.toml)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (reuses its checkpoints)")

@@ -12,14 +12,16 @@ import json
 import sys
 from pathlib import Path
 
+#: The one-line help of ``mtpjax verify`` (``mtpjax --help`` reads it from this source without importing the package).
+HELP = ("verify a potential against its oracle (EOS, strain, elastic, phonons, vacancy, planar faults): JSON metrics, "
+        "PNG figures, a markdown summary")
+
 
 def add_parser(subparsers):
     """Add the ``verify`` sub-command to an argparse ``subparsers`` object; returns its parser."""
     from .suite import TESTS
 
-    v = subparsers.add_parser(
-        "verify", help="verify a potential against its oracle (EOS, strain, elastic, phonons, vacancy, planar faults): "
-                       "JSON metrics, PNG figures, a markdown summary")
+    v = subparsers.add_parser("verify", help=HELP)
     v.add_argument("--potential", help="the potential to verify: .almtp/.mtp/.mtpjax, an EAM file, or an oracle spec")
     v.add_argument("--oracle", help="the reference: zhou:Mg, lj, eam:FILE, an EAM file, ase:module.Class, a JSON spec, "
                                     "or another potential file")

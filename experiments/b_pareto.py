@@ -16,64 +16,71 @@ marked. The oracle (default: the Zhou 2004 EAM) is timed the same way and drawn 
 Outputs in ``--out`` (default ``runs/experiments/b_pareto[_quick]``): ``b_pareto.csv`` (one row per MTP plus the
 oracle), ``b_pareto.png``, ``timings.json`` (cache: a re-run re-times nothing it already timed on this device with
 the same cell; ``--retime`` forces it), ``settings.json`` and, without ``--sweep``, ``data/`` and ``sweep/``.
-Parameters: ``experiments/configs/b_pareto.toml`` (``[quick]`` and ``[full]``; keys in :data:`SCHEMA`).
+Parameters: ``experiments/configs/b_pareto.toml`` (``[quick]`` and ``[full]``; keys in :class:`Settings`). The
+data, the sweep of fits and the settings come from :mod:`mtpjax.experiment` (the stages of ``mtpjax run``).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtpjax import experiment as E
+from mtpjax.errors import ConfigError
+from mtpjax.experiment import ExperimentError
+
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-import a_level_cutoff as A  # noqa: E402  (the shared helpers: config, data, sweep)
-
 NAME = "b_pareto"
 DEFAULT_CONFIG = HERE / "configs" / "b_pareto.toml"
 
 
-def _check_subset(v):
-    return None if v in A.SUBSETS else f"must be one of {list(A.SUBSETS)}"
+@dataclass(frozen=True)
+class Settings(E.SweepSettings):
+    """The [quick] / [full] table of b_pareto.toml: the fit keys of :class:`mtpjax.experiment.SweepSettings` (used
+    without ``--sweep``), the training subset whose MTPs are compared, and the timing cell."""
+
+    subset: str = "EVERYTHING"  # the training subset whose MTPs are compared
+    rmse: str = "train"  # which RMSE is the y axis: train or test
+    oracle: dict | str = field(default_factory=lambda: {"type": "zhou", "elements": ["Mg"]})  # make_oracle spec, timed too
+    lattice_a: float = 3.19  # Å, hcp a of the timing cell
+    covera: float = 1.624  # c/a of the timing cell
+    repeat: tuple[int, ...] = (6, 6, 6)  # primitive cells along a, b, c: 6x6x6 -> 432 atoms
+    rattle: float = 0.05  # Å, Gaussian standard deviation of the displacements
+    rattle_seed: int = 1000
+    repeats: int = 7  # timed calls; the median is reported
+    warmup: int = 2  # untimed calls after compilation
 
 
-def _check_repeat(v):
-    if not isinstance(v, list) or len(v) != 3 or not all(A._is_int(x) and x > 0 for x in v):
-        return "must be a list of three positive integers"
-    return None
+def check(s: Settings) -> None:
+    """Range checks beyond the types (a :class:`ConfigError` names the key)."""
+    E.check_sweep_settings(s)
+    if s.subset not in E.SUBSETS:
+        raise ConfigError("subset", f"must be one of {list(E.SUBSETS)}, got {s.subset!r}")
+    if s.rmse not in ("train", "test"):
+        raise ConfigError("rmse", f"must be 'train' or 'test', got {s.rmse!r}")
+    if not s.oracle:
+        raise ConfigError("oracle", "must be a make_oracle spec (a table such as {type = \"zhou\"}, or a string)")
+    for k in ("lattice_a", "covera"):
+        if not getattr(s, k) > 0:
+            raise ConfigError(k, f"must be a positive number, got {getattr(s, k)}")
+    if len(s.repeat) != 3 or any(x < 1 for x in s.repeat):
+        raise ConfigError("repeat", f"must be a list of three positive integers, got {list(s.repeat)}")
+    if s.rattle < 0:
+        raise ConfigError("rattle", f"must be a non-negative number, got {s.rattle}")
+    if s.rattle_seed < 0:
+        raise ConfigError("rattle_seed", f"must be a non-negative integer, got {s.rattle_seed}")
+    for k in ("repeats", "warmup"):
+        if getattr(s, k) < 1:
+            raise ConfigError(k, f"must be a positive integer, got {getattr(s, k)}")
 
 
-def _check_rmse(v):
-    return None if v in ("train", "test") else "must be 'train' or 'test'"
-
-
-def _check_oracle(v):
-    return None if isinstance(v, (dict, str)) and v else "must be a make_oracle spec (a table such as {type = \"zhou\"}, or a string)"
-
-
-def _check_nonneg_num(v):
-    return None if A._is_num(v) and v >= 0 else "must be a non-negative number"
-
-
-#: key -> (default, validator) of the [quick] / [full] tables of b_pareto.toml; the fit keys are experiment a's
-SCHEMA = {
-    **{k: v for k, v in A.SCHEMA.items() if k != "subsets"},
-    "subset": ("EVERYTHING", _check_subset),  # the training subset whose MTPs are compared
-    "rmse": ("train", _check_rmse),  # which RMSE is the y axis
-    "oracle": ({"type": "zhou", "elements": ["Mg"]}, _check_oracle),  # the classical potential timed for reference
-    "lattice_a": (3.19, A._check_pos_num),  # Å, hcp a of the timing cell
-    "covera": (1.624, A._check_pos_num),  # c/a of the timing cell
-    "repeat": ([6, 6, 6], _check_repeat),  # primitive cells along a, b, c: 6x6x6 -> 432 atoms
-    "rattle": (0.05, _check_nonneg_num),  # Å, Gaussian standard deviation of the displacements
-    "rattle_seed": (1000, A._check_nonneg_int),
-    "repeats": (7, A._check_pos_int),  # timed calls; the median is reported
-    "warmup": (2, A._check_pos_int),  # untimed calls after compilation
-}
+def load_settings(path, mode: str) -> Settings:
+    """The ``[mode]`` table of ``path``, checked; ``generate`` resolved relative to the file."""
+    return E.load_settings(Settings, path, mode, paths=("generate",), check=check)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -97,14 +104,14 @@ def pareto_front(costs, errors) -> list[bool]:
 # ------------------------------------------------------------------------------------------------------------------
 # timing
 
-def timing_cell(p: dict):
+def timing_cell(s: Settings):
     """The timing cell: hcp Mg (a = lattice_a Å, c = covera·a) repeated ``repeat`` times, rattled by ``rattle`` Å."""
     from ase.build import bulk
 
-    a = float(p["lattice_a"])
-    atoms = bulk("Mg", "hcp", a=a, c=a * float(p["covera"])).repeat(tuple(p["repeat"]))
-    if p["rattle"] > 0:
-        atoms.rattle(stdev=float(p["rattle"]), seed=int(p["rattle_seed"]))
+    a = float(s.lattice_a)
+    atoms = bulk("Mg", "hcp", a=a, c=a * float(s.covera)).repeat(tuple(s.repeat))
+    if s.rattle > 0:
+        atoms.rattle(stdev=float(s.rattle), seed=int(s.rattle_seed))
     return atoms
 
 
@@ -135,7 +142,7 @@ class CallTimer:
         e, f, _ = jax.block_until_ready(self._fn(potential, self._pos, self._cell, self._species, self._nbrs))
         self.compile_s = time.perf_counter() - t
         if not (np.isfinite(float(e)) and np.all(np.isfinite(np.asarray(f)))):
-            raise A.ExperimentError(f"{name}: non-finite energy or forces on the timing cell")
+            raise ExperimentError(f"{name}: non-finite energy or forces on the timing cell")
         self.nbrs_per_atom = float(np.asarray(nl.mask).sum()) / self.n
 
     def call(self) -> float:
@@ -212,7 +219,7 @@ def find_sweep(path: Path) -> Path:
     for d in (path / "sweep", path):
         if (d / "results.csv").exists():
             return d
-    raise A.ExperimentError(f"--sweep {path}: no results.csv there nor in {path / 'sweep'} (expected experiment a's output "
+    raise ExperimentError(f"--sweep {path}: no results.csv there nor in {path / 'sweep'} (expected experiment a's output "
                             "folder or an mtpjax sweep folder)")
 
 
@@ -223,11 +230,11 @@ def read_sweep(sweep_dir: Path, subset: str) -> list[dict]:
     path = sweep_dir / "results.csv"
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    tag = A.sweep_tag(subset)
+    tag = E.sweep_tag(subset)
     present = sorted({r["subset"] for r in rows})
     rows = [r for r in rows if r["subset"] == tag]
     if not rows:
-        raise A.ExperimentError(f"{path}: no run of subset {subset!r} (run_sweep tag {tag!r}); present: {present}")
+        raise ExperimentError(f"{path}: no run of subset {subset!r} (run_sweep tag {tag!r}); present: {present}")
     out = []
     for r in rows:
         q = {"subset": subset, "level": int(r["level"]), "cutoff": float(r["cutoff"]), "seed": int(r["seed"]),
@@ -238,7 +245,7 @@ def read_sweep(sweep_dir: Path, subset: str) -> list[dict]:
         run = sweep_dir / "runs" / name
         pot = next((run / f"potential{s}" for s in (".mtpjax", ".almtp") if (run / f"potential{s}").exists()), None)
         if pot is None:
-            raise A.ExperimentError(f"{run}: no potential.mtpjax or potential.almtp (listed in {path})")
+            raise ExperimentError(f"{run}: no potential.mtpjax or potential.almtp (listed in {path})")
         q["name"], q["potential"] = name, pot
         out.append(q)
     return out
@@ -254,7 +261,7 @@ def average_seeds(rows: list[dict]) -> list[dict]:
         q = dict(members[0])
         q["n_seeds"] = len(members)
         for k in ("train_energy_meV", "train_forces", "test_energy_meV", "test_forces"):
-            q[k] = A._mean(m[k] for m in members)
+            q[k] = E.mean(m[k] for m in members)
         out.append(q)
     return out
 
@@ -262,17 +269,14 @@ def average_seeds(rows: list[dict]) -> list[dict]:
 # ------------------------------------------------------------------------------------------------------------------
 # figure
 
-def plot_pareto(rows: list[dict], oracle: dict, path: Path, rmse: str, title: str = "") -> None:
-    """Two panels (energy meV/atom, forces eV/Å): RMSE against µs/atom, log-log; colour = cutoff, label = level;
-    the Pareto front as a line through the optimal points; the oracle as a vertical line (RMSE 0)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def pareto_figure(rows: list[dict], oracle: dict, rmse: str, title: str = ""):
+    """Figure of two panels (energy meV/atom, forces eV/Å): RMSE against µs/atom, log-log; colour = cutoff, label =
+    level; the Pareto front as a line through the optimal points; the oracle as a vertical line (RMSE 0)."""
+    from mtpjax.plotting import subplots
 
     cutoffs = sorted({r["cutoff"] for r in rows})
-    colours = {c: plt.get_cmap("viridis")(k / max(len(cutoffs) - 1, 1) * 0.85) for k, c in enumerate(cutoffs)}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    colours = {c: E.colour("viridis", k / max(len(cutoffs) - 1, 1) * 0.85) for k, c in enumerate(cutoffs)}
+    fig, axes = subplots(1, 2, figsize=(12, 5))
     for ax, (kind, label) in zip(axes, (("energy", f"{rmse} energy RMSE (meV/atom)"), ("forces", f"{rmse} force RMSE (eV/Å)"))):
         key = f"{rmse}_energy_meV" if kind == "energy" else f"{rmse}_forces"
         for c in cutoffs:
@@ -289,8 +293,8 @@ def plot_pareto(rows: list[dict], oracle: dict, path: Path, rmse: str, title: st
         ax.axvline(oracle["us_per_atom"], color="k", ls="--", lw=1.2)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        A.plain_log_ticks(ax.xaxis)
-        A.plain_log_ticks(ax.yaxis)
+        E.plain_log_ticks(ax.xaxis)
+        E.plain_log_ticks(ax.yaxis)
         ax.annotate(f"oracle {oracle['name']}\n{oracle['us_per_atom']:.3g} µs/atom, RMSE ≡ 0", (oracle["us_per_atom"], 0.97),
                     xycoords=("data", "axes fraction"), xytext=(4, 0), textcoords="offset points", fontsize=7, va="top")
         xs = [r["us_per_atom"] for r in rows] + [oracle["us_per_atom"]]
@@ -302,8 +306,7 @@ def plot_pareto(rows: list[dict], oracle: dict, path: Path, rmse: str, title: st
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -314,71 +317,56 @@ CSV_COLUMNS = ["kind", "name", "subset", "level", "cutoff", "n_basis", "n_seeds"
                "pareto_forces", "device"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Experiment b (Figs. 5, 15): cost-accuracy Pareto front of MTPs vs level and cutoff")
-    p.add_argument("--quick", action="store_true", help="the [quick] table of the config (small; minutes on 2 CPU cores)")
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"TOML with [quick] and [full] tables (default {DEFAULT_CONFIG})")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/experiments/b_pareto[_quick])")
+def build_parser():
+    p = E.parser(NAME, "Experiment b (Figs. 5, 15): cost-accuracy Pareto front of MTPs vs level and cutoff",
+                 DEFAULT_CONFIG, f"runs/experiments/{NAME}[_quick]",
+                 data_help="an existing mtpjax generate folder for our own sweep (skips generation)")
     p.add_argument("--sweep", type=Path, default=None,
                    help="reuse fitted MTPs: experiment a's output folder (or any mtpjax sweep folder); default: fit our own")
-    p.add_argument("--data", type=Path, default=None, help="an existing mtpjax generate folder for our own sweep (skips generation)")
     p.add_argument("--retime", action="store_true", help="time every potential again (ignore timings.json)")
-    p.add_argument("--no-jax-cache", action="store_true", help="do not use the persistent compilation cache runs/experiments/.jax_cache")
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args) -> Path:
+    """Experiment b for parsed command-line ``args``; returns the output folder."""
+    from mtpjax.errors import MtpjaxError
+    from mtpjax.model import load_mtp
+    from mtpjax.oracles import make_oracle
+
     mode = "quick" if args.quick else "full"
     t0 = time.perf_counter()
-    log = A.log_line
-    try:
-        p = A.load_mode(args.config, mode, SCHEMA)
-        A.setup_jax_cache(not args.no_jax_cache)
-        out = args.out or A.default_out(NAME, args.quick)
-        out.mkdir(parents=True, exist_ok=True)
-        if args.sweep is not None:
-            sweep_dir = find_sweep(args.sweep)
-            log(f"{NAME} ({mode}): reusing the fits of {sweep_dir} (subset {p['subset']}) -> {out}")
+    log = E.log
+    s = load_settings(args.config, mode)
+    E.use_compilation_cache(not args.no_jax_cache)
+    out = args.out or E.default_out(NAME, args.quick)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.sweep is not None:
+        sweep_dir = find_sweep(args.sweep)
+        log(f"{NAME} ({mode}): reusing the fits of {sweep_dir} (subset {s.subset}) -> {out}")
+    else:
+        log(f"{NAME} ({mode}): own sweep, levels {list(s.levels)}, cutoffs {list(s.cutoffs)} Å, subset {s.subset}, "
+            f"{s.max_steps} steps -> {out}")
+        if args.data is not None:
+            data_dir = E.given_data(args.data)
         else:
-            log(f"{NAME} ({mode}): own sweep, levels {p['levels']}, cutoffs {p['cutoffs']} Å, subset {p['subset']}, "
-                f"{p['max_steps']} steps -> {out}")
-            if args.data is not None:
-                if not (args.data / "EVERYTHING.extxyz").exists():
-                    raise A.ExperimentError(f"--data {args.data}: no EVERYTHING.extxyz there")
-                data_dir = args.data
-            else:
-                data_dir = A.prepare_data(A.resolve(p["generate"], p["_dir"]), out / "data", log=log)
-            sweep_dir = out / "sweep"
-            A.run_fits(data_dir, sweep_dir, p, [p["subset"]], log=log)
-        rows = average_seeds(read_sweep(sweep_dir, p["subset"]))
-        if p["rmse"] == "test" and all(math.isnan(r["test_energy_meV"]) for r in rows):
-            raise A.ExperimentError(f"{args.config}: {mode}.rmse = 'test' but the sweep {sweep_dir} has no test errors")
-        from mtpjax.errors import MtpjaxError
-        from mtpjax.model import load_mtp
-        from mtpjax.oracles import make_oracle
+            data_dir = out / "data"
+            E.prepare_data(s.generate, data_dir, log=log)
+        sweep_dir = out / "sweep"
+        E.sweep_fits(data_dir, sweep_dir, s, [s.subset], log=log)
+    rows = average_seeds(read_sweep(sweep_dir, s.subset))
+    if s.rmse == "test" and all(math.isnan(r["test_energy_meV"]) for r in rows):
+        raise ExperimentError(f"{args.config}: {mode}.rmse = 'test' but the sweep {sweep_dir} has no test errors")
+    try:
+        oracle_pot = make_oracle(s.oracle)
+    except MtpjaxError as err:
+        raise ExperimentError(f"{args.config}: {mode}.oracle: {err}") from None
 
-        try:
-            oracle_pot = make_oracle(p["oracle"])
-        except MtpjaxError as err:
-            raise A.ExperimentError(f"{args.config}: {mode}.oracle: {err}") from None
-    except A.ExperimentError as err:
-        print(f"{NAME}: error: {err}", file=sys.stderr)
-        return 2
-    except Exception as err:
-        from mtpjax.errors import MtpjaxError
-
-        if isinstance(err, MtpjaxError):
-            print(f"{NAME}: error: {err}", file=sys.stderr)
-            return 2
-        raise
-
-    atoms = timing_cell(p)
-    cell_key = json.dumps({k: p[k] for k in ("lattice_a", "covera", "repeat", "rattle", "rattle_seed", "repeats", "warmup")})
+    atoms = timing_cell(s)
+    cell_key = json.dumps({k: getattr(s, k) for k in ("lattice_a", "covera", "repeat", "rattle", "rattle_seed", "repeats", "warmup")})
     cache = TimingCache(out / "timings.json", cell_key, args.retime)
-    log(f"timing on {device_name()}: {len(atoms)}-atom hcp Mg rattled by {p['rattle']} Å, median of {p['repeats']} calls")
-    oracle_name = getattr(oracle_pot, "name", str(p["oracle"]))
-    todo = [(r["name"], r) for r in rows] + [("oracle:" + json.dumps(p["oracle"], sort_keys=True), None)]
+    log(f"timing on {device_name()}: {len(atoms)}-atom hcp Mg rattled by {s.rattle} Å, median of {s.repeats} calls")
+    oracle_name = getattr(oracle_pot, "name", str(s.oracle))
+    todo = [(r["name"], r) for r in rows] + [("oracle:" + json.dumps(s.oracle, sort_keys=True), None)]
     label = {key: (key if r is not None else f"oracle {oracle_name}") for key, r in todo}
     pending = [(key, r) for key, r in todo if cache.get(key) is None]
     for key, r in todo:
@@ -390,8 +378,8 @@ def main(argv=None) -> int:
         timers.append(CallTimer(pot, atoms, label[key]))
         log(f"[{k + 1}/{len(pending)}] compiled {label[key]} ({timers[-1].compile_s:.1f} s)")
     if timers:
-        log(f"timing {len(timers)} potentials: {p['warmup']} warm-up and {p['repeats']} timed rounds")
-        for (key, r), t in zip(pending, time_interleaved(timers, p["repeats"], p["warmup"])):
+        log(f"timing {len(timers)} potentials: {s.warmup} warm-up and {s.repeats} timed rounds")
+        for (key, r), t in zip(pending, time_interleaved(timers, s.repeats, s.warmup)):
             cache.put(key, t)
             log(f"{label[key]}: {t['us_per_atom']:.2f} µs/atom (fastest {t['us_per_atom_min']:.2f}; with neighbour list "
                 f"{t['us_per_atom_nl']:.2f}; {t['nbrs_per_atom']} neighbours/atom)")
@@ -402,7 +390,7 @@ def main(argv=None) -> int:
             r.update(cache.get(key))
     dev = device_name()
     for kind in ("energy", "forces"):
-        key = f"{p['rmse']}_energy_meV" if kind == "energy" else f"{p['rmse']}_forces"
+        key = f"{s.rmse}_energy_meV" if kind == "energy" else f"{s.rmse}_forces"
         for r, opt in zip(rows, pareto_front([r["us_per_atom"] for r in rows], [r[key] for r in rows])):
             r[f"pareto_{kind}"] = opt
     table = [{**{k: v for k, v in r.items() if k != "potential"}, "kind": "mtp", "device": dev} for r in rows]
@@ -410,19 +398,24 @@ def main(argv=None) -> int:
     oracle_row = {"kind": "oracle", "name": oracle_name, "subset": "", "level": "", "cutoff": getattr(oracle_pot, "cutoff", ""),
                   "n_basis": "", "n_seeds": "", **oracle_t, "train_energy_meV": 0.0, "train_forces": 0.0, "test_energy_meV": 0.0,
                   "test_forces": 0.0, "pareto_energy": "", "pareto_forces": "", "device": dev}
-    A.write_csv(table + [oracle_row], out / f"{NAME}.csv", CSV_COLUMNS)
-    plot_pareto(table, {"name": oracle_name, "us_per_atom": oracle_t["us_per_atom"], "atoms": len(atoms)}, out / f"{NAME}.png", p["rmse"],
-                title=f"Cost vs {p['rmse']} RMSE, MTPs fitted to {p['subset']} ({mode}; {dev})")
+    E.write_csv(out / f"{NAME}.csv", table + [oracle_row], CSV_COLUMNS)
+    fig = pareto_figure(table, {"name": oracle_name, "us_per_atom": oracle_t["us_per_atom"], "atoms": len(atoms)}, s.rmse,
+                        title=f"Cost vs {s.rmse} RMSE, MTPs fitted to {s.subset} ({mode}; {dev})")
+    E.save_figure(fig, out / f"{NAME}.png")
     wall = time.perf_counter() - t0
     from mtpjax.io.files import write_json
 
     write_json(out / "settings.json", {"mode": mode, "config": str(args.config), "sweep": str(sweep_dir),
-                                       **{k: v for k, v in p.items() if k != "_dir"}, "device": dev,
-                                       "wall_s": round(wall, 1)}, indent=1)
+                                       **E.settings_dict(s), "device": dev, "wall_s": round(wall, 1)}, indent=1)
     front = [f"L{r['level']}/{r['cutoff']:g}" for r in table if r["pareto_forces"]]
     log(f"{NAME}: {len(table)} MTPs + oracle in {wall:.0f} s; force Pareto front {front} -> {out / (NAME + '.csv')}, "
         f"{out / (NAME + '.png')}")
-    return 0
+    return out
+
+
+def main(argv=None) -> int:
+    """The command line; 0 on success, 2 on bad input (the message, naming the file and key, on stderr)."""
+    return E.guarded(NAME, run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -27,93 +27,108 @@ Outputs in OUT (default ``runs/experiments/d_transferability[_quick]``): ``data/
 
 Resumable: generation continues from its checkpoints, finished fits and finished E–V evaluations
 (``eos/<run>/result.json`` with the same potential and settings) are skipped. Units: eV, Å, meV/atom, GPa.
+
+The data, the fits and the settings come from :mod:`mtpjax.experiment`, the helpers the four experiment scripts
+share; the E–V curves are :func:`mtpjax.verify.eos.run`'s.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mtpjax import experiment as E
+from mtpjax.errors import ConfigError
+from mtpjax.experiment import ExperimentError, write_csv  # noqa: F401  (the scripts' error type; the CSV writer)
 
-from c_error_matrix import (MLIP_SOLVES, REPO, ExperimentError, check_subsets, data_id, ensure_data,  # noqa: E402
-                            file_digest, fit_all, fit_row, load_settings, load_training, log, parse_args, setup_jax_cache,
-                            write_csv)
-
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 NAME = "d_transferability"
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "d_transferability.toml"
+DEFAULT_CONFIG = HERE / "configs" / "d_transferability.toml"
 PHASES = ("hcp", "fcc", "dhcp", "bcc")
 #: The two training subsets of the E–V comparison.
 EV_SUBSETS = ("RANDSPG", "EVERYTHING")
 
-SCHEMA = {
-    "data": str(REPO / "configs" / "generate_mg.toml"),  # generation recipe (a given path: relative to the config file)
-    "ev_level": 16,  # level of the RANDSPG and EVERYTHING MTPs of the E–V curves
-    "ev_cutoff": 6.5,  # Å
-    "ev_range": 0.8,  # E–V curves over (1 ± ev_range) Ω0
-    "ev_points": 41,  # volumes per range and phase (odd: Ω0 itself is one of them)
-    "shape": "ideal",  # ideal c/a (√(8/3)) or the oracle's relaxed c/a ("relaxed"); see mtpjax.verify.eos
-    "sep_subset": "EVERYTHING",  # training subset of the phase-separation MTPs
-    "sep_levels": [4, 6, 8, 10, 12, 16],
-    "sep_cutoffs": [4.0, 5.2, 6.5],  # Å
-    "seed": 0,
-    "max_steps": 1000,
-    "linear_solve_at": MLIP_SOLVES,
-    "optimizer": "lbfgs",
-    "max_batch_atoms": 100000,
-}
+
+@dataclass(frozen=True)
+class Settings:
+    """The [quick] / [full] table of d_transferability.toml; every key is optional (these defaults are the full values)."""
+
+    data: str = str(REPO / "configs" / "generate_mg.toml")  # generation recipe (a given path: relative to the config file)
+    ev_level: int = 16  # level of the RANDSPG and EVERYTHING MTPs of the E–V curves
+    ev_cutoff: float = 6.5  # Å
+    ev_range: float = 0.8  # E–V curves over (1 ± ev_range) Ω0
+    ev_points: int = 41  # volumes per range and phase (odd: Ω0 itself is one of them)
+    shape: str = "ideal"  # ideal c/a (√(8/3)) or the oracle's relaxed c/a ("relaxed"); see mtpjax.verify.eos
+    sep_subset: str = "EVERYTHING"  # training subset of the phase-separation MTPs
+    sep_levels: tuple[int, ...] = (4, 6, 8, 10, 12, 16)
+    sep_cutoffs: tuple[float, ...] = (4.0, 5.2, 6.5)  # Å
+    seed: int = 0
+    max_steps: int = 1000
+    linear_solve_at: tuple[int, ...] = E.MLIP_LINEAR_SOLVES
+    optimizer: str = "lbfgs"
+    max_batch_atoms: int = 100000
 
 
-def _validate(s, where):
-    if not 0 < s["ev_range"] < 1:
-        raise ExperimentError(f"{where}.ev_range: must be in (0, 1) (a fraction of Ω0), got {s['ev_range']}")
-    if s["ev_points"] < 5 or s["ev_points"] % 2 == 0:
-        raise ExperimentError(f"{where}.ev_points: must be odd and ≥ 5 (so that Ω0 is a point), got {s['ev_points']}")
-    if s["shape"] not in ("ideal", "relaxed"):
-        raise ExperimentError(f"{where}.shape: choose 'ideal' or 'relaxed', not {s['shape']!r}")
-    check_subsets([s["sep_subset"]], f"{where}.sep_subset")
+def check(s: Settings) -> None:
+    """Range checks beyond the types (a :class:`ConfigError` names the key)."""
+    E.check_plan_settings(s)
+    if not 0 < s.ev_range < 1:
+        raise ConfigError("ev_range", f"must be in (0, 1) (a fraction of Ω0), got {s.ev_range}")
+    if s.ev_points < 5 or s.ev_points % 2 == 0:
+        raise ConfigError("ev_points", f"must be odd and ≥ 5 (so that Ω0 is a point), got {s.ev_points}")
+    if s.shape not in ("ideal", "relaxed"):
+        raise ConfigError("shape", f"choose 'ideal' or 'relaxed', not {s.shape!r}")
+    E.check_subsets([s.sep_subset], "sep_subset")
     for key in ("sep_levels", "sep_cutoffs"):
-        if not s[key]:
-            raise ExperimentError(f"{where}.{key}: is empty")
-    for lv in [s["ev_level"], *s["sep_levels"]]:
-        if not isinstance(lv, int) or isinstance(lv, bool) or not 2 <= lv <= 28:
-            raise ExperimentError(f"{where}: level {lv!r} must be an integer in 2..28 (ev_level, sep_levels)")
-    for c in [s["ev_cutoff"], *s["sep_cutoffs"]]:
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0:
-            raise ExperimentError(f"{where}: cutoff {c!r} must be a positive number in Å (ev_cutoff, sep_cutoffs)")
-    s["sep_cutoffs"] = [float(c) for c in s["sep_cutoffs"]]
+        if not getattr(s, key):
+            raise ConfigError(key, "is empty")
+    for key, levels in (("ev_level", [s.ev_level]), ("sep_levels", s.sep_levels)):
+        for lv in levels:
+            if not 2 <= lv <= 28:
+                raise ConfigError(key, f"level {lv!r} must be an integer in 2..28")
+    for key, cutoffs in (("ev_cutoff", [s.ev_cutoff]), ("sep_cutoffs", s.sep_cutoffs)):
+        for c in cutoffs:
+            if not c > 0:
+                raise ConfigError(key, f"cutoff {c!r} must be a positive number in Å")
+
+
+def load_settings(path, mode: str) -> Settings:
+    """The ``[mode]`` table of ``path``, checked (errors ``<path>: [<mode>].<key>: ...``); ``data`` resolved
+    relative to the file."""
+    return E.load_settings(Settings, path, mode, prefix=f"[{mode}].", paths=("data",), check=check)
 
 
 def fit_plan(s) -> list:
     """[(subset, level, [cutoffs])]: the two E–V MTPs and the separation grid (shared fits appear once)."""
     want: dict = {}
     for sub in EV_SUBSETS:
-        want.setdefault((sub, s["ev_level"]), set()).add(float(s["ev_cutoff"]))
-    for lv in s["sep_levels"]:
-        want.setdefault((s["sep_subset"], lv), set()).update(s["sep_cutoffs"])
+        want.setdefault((sub, s.ev_level), set()).add(float(s.ev_cutoff))
+    for lv in s.sep_levels:
+        want.setdefault((s.sep_subset, lv), set()).update(float(c) for c in s.sep_cutoffs)
     return [(sub, lv, sorted(cs)) for (sub, lv), cs in want.items()]
 
 
 def ev_evaluation(run_dir, oracle, outdir, s, element, figures: bool) -> dict:
     """:func:`mtpjax.verify.eos.run` of the MTP in ``run_dir`` against ``oracle`` (ranges ±10 % and ±ev_range);
     returns its metrics. Skipped (read back) when ``outdir/result.json`` has the same potential and settings."""
+    from mtpjax.io.files import read_json
     from mtpjax.verify import eos
-    from mtpjax.verify.load import load_potential
 
     outdir = Path(outdir)
     pot_file = Path(run_dir) / "potential.mtpjax"
-    key = {"potential": file_digest(pot_file), "ranges": [0.1, s["ev_range"]], "points": s["ev_points"], "shape": s["shape"],
+    key = {"potential": E.file_digest(pot_file), "ranges": [0.1, s.ev_range], "points": s.ev_points, "shape": s.shape,
            "figures": figures, "version": 2}
     done = outdir / "result.json"
     if done.exists():
-        have = json.loads(done.read_text())
+        have = read_json(done, "E–V record")
         if have.get("key") == key:
             return have["metrics"]
-    pot = load_potential(pot_file, species=[element])
-    res = eos.run(pot, oracle, outdir, element=element, ranges=(0.1, s["ev_range"]), points=s["ev_points"],
-                  shape=s["shape"], figures=figures)
+    pot = E.load_potential(pot_file, element)
+    res = eos.run(pot, oracle, outdir, element=element, ranges=(0.1, s.ev_range), points=s.ev_points,
+                  shape=s.shape, figures=figures)
     from mtpjax.io.files import json_safe, write_json
 
     metrics = {**res["metrics"], "rmin": float(pot.min_dist), "element": element}
@@ -150,7 +165,7 @@ def ev_tables(metrics: dict, s) -> tuple[list, list]:
     any_m = next(iter(metrics.values()))
     omega0, element = any_m["omega0"], any_m["element"]
     curves, errors = [], []
-    for r in (0.1, s["ev_range"]):
+    for r in (0.1, s.ev_range):
         rk = range_key(r)
         dnn = {}
         for p in PHASES:
@@ -218,22 +233,19 @@ def separation(m: dict, who: str) -> dict:
     return out
 
 
-def plot_ev(metrics: dict, s, path, errors) -> Path:
-    """E(V) (top) and E(phase) − E(hcp) (bottom) over ±ev_range for the oracle (lines) and each MTP (markers; points
-    beyond the oracle's range drawn as ▲/▼ on the edge)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def ev_figure(metrics: dict, s, errors):
+    """Figure of E(V) (top) and E(phase) − E(hcp) (bottom) over ±ev_range for the oracle (lines) and each MTP
+    (markers; points beyond the oracle's range drawn as ▲/▼ on the edge)."""
     import numpy as np
 
+    from mtpjax.plotting import subplots
     from mtpjax.verify.prototypes import limits, plot_clipped
 
-    rk = range_key(s["ev_range"])
+    rk = range_key(s.ev_range)
     any_m = next(iter(metrics.values()))
     omega0 = any_m["omega0"]
     style = {"RANDSPG": ("C3", "s"), "EVERYTHING": ("C0", "o")}
-    fig, axes = plt.subplots(2, 4, figsize=(15, 7.2))
+    fig, axes = subplots(2, 4, figsize=(15, 7.2))
     err = {(e["subset"], e["phase"]): e for e in errors if e["range"] == rk}
     h_or = _arr(any_m["curves"][rk]["hcp"]["oracle"])
     e_ref = float(np.nanmin(h_or))  # the oracle's lowest hcp energy: the zero of the top row
@@ -286,29 +298,25 @@ def plot_ev(metrics: dict, s, path, errors) -> Path:
         ax.legend(fontsize=7)
     axes[0, 0].set_ylabel("E − min E_oracle(hcp) (eV/atom, symlog)")
     axes[1, 1].set_ylabel("E − E(hcp) (meV/atom)")
-    fig.suptitle(f"Transferability over ±{rk} of Ω0 = {omega0:.3f} Å³/atom: MTP level {s['ev_level']}, cutoff "
-                 f"{s['ev_cutoff']:g} Å, trained on RANDSPG or EVERYTHING ({s['shape']} shapes)", fontsize=10)
+    fig.suptitle(f"Transferability over ±{rk} of Ω0 = {omega0:.3f} Å³/atom: MTP level {s.ev_level}, cutoff "
+                 f"{s.ev_cutoff:g} Å, trained on RANDSPG or EVERYTHING ({s.shape} shapes)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
 def _g(x) -> str:
     return "—" if x is None else f"{x:.3g}"
 
 
-def plot_separation(rows, path, subset: str) -> Path:
-    """E(fcc) − E(hcp) and E(dhcp) − E(hcp) at Ω0 vs level, one line per cutoff; the oracle's as a dashed line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def separation_figure(rows, subset: str):
+    """Figure of E(fcc) − E(hcp), E(dhcp) − E(hcp) and E(bcc) − E(hcp) at Ω0 vs level, one line per cutoff; the
+    oracle's as a dashed line."""
+    from mtpjax.plotting import subplots
 
     oracle = next(r for r in rows if r["model"] == "oracle")
     mtps = [r for r in rows if r["model"] != "oracle"]
     cutoffs = sorted({r["cutoff"] for r in mtps})
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = subplots(1, 3, figsize=(13, 3.8))
     for ax, p in zip(axes, PHASES[1:]):
         key = f"{p}_hcp_at_omega0_meV"
         for k, c in enumerate(cutoffs):
@@ -324,64 +332,67 @@ def plot_separation(rows, path, subset: str) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle(f"Phase separation of MTPs trained on {subset} (ideal c/a, V = Ω0)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return fig
+
+
+def build_parser():
+    return E.parser(NAME, __doc__.split("\n\n")[0], DEFAULT_CONFIG, f"runs/experiments/{NAME}[_quick]",
+                    data_help="folder of the generated training set (default OUT/data); reused when it holds the "
+                              "recipe's data, else generated there (resumable)")
 
 
 def main(argv=None) -> dict:
-    """Run experiment d; returns {"ev_errors", "separation", "oracle", "out", "files", ...}."""
-    args = parse_args(argv, NAME, DEFAULT_CONFIG, __doc__)
+    """Run experiment d; returns {"ev_errors", "separation", "oracle", "out", "files", "settings", ...}. Bad input
+    raises :class:`ExperimentError` (or another :class:`mtpjax.errors.MtpjaxError`) naming the file and key."""
+    args = build_parser().parse_args(argv)
     mode = "quick" if args.quick else "full"
-    s = load_settings(args.config, mode, SCHEMA, _validate)
-    out = Path(args.out or REPO / "runs" / "experiments" / (NAME + ("_quick" if args.quick else ""))).resolve()
+    s = load_settings(args.config, mode)
+    E.use_compilation_cache(not args.no_jax_cache)
+    out = (args.out or E.default_out(NAME, args.quick, REPO / "runs" / "experiments")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     from mtpjax.io.files import write_json
-
-    write_json(out / "settings.json", {"mode": mode, "config": str(args.config), **s}, indent=1)
-    t0 = time.perf_counter()
-    log(f"{NAME} ({mode}): E–V with level {s['ev_level']}, {s['ev_cutoff']:g} Å on {list(EV_SUBSETS)} over ±{range_key(s['ev_range'])}; "
-        f"separation with levels {s['sep_levels']} × cutoffs {s['sep_cutoffs']} on {s['sep_subset']} -> {out}")
-    setup_jax_cache(out)
     from mtpjax.oracles import make_oracle
 
-    data_dir = Path(args.data).resolve() if args.data else out / "data"
-    manifest, spec = ensure_data(s["data"], data_dir)
+    write_json(out / "settings.json", {"mode": mode, "config": str(args.config), **E.settings_dict(s)}, indent=1)
+    t0 = time.perf_counter()
+    E.log(f"{NAME} ({mode}): E–V with level {s.ev_level}, {s.ev_cutoff:g} Å on {list(EV_SUBSETS)} over "
+          f"±{range_key(s.ev_range)}; separation with levels {list(s.sep_levels)} × cutoffs {list(s.sep_cutoffs)} on "
+          f"{s.sep_subset} -> {out}")
+    data_dir = args.data.resolve() if args.data else out / "data"
+    manifest, spec = E.prepare_data(s.data, data_dir)
     element = manifest["element"]
-    generated = set(manifest["subsets"]["EVERYTHING"]["subsets"])
-    for sub in (*EV_SUBSETS, s["sep_subset"]):
-        missing = [p for p in sub.split("+") if p != "EVERYTHING" and p not in generated]
-        if missing:
-            raise ExperimentError(f"{args.config}: [{mode}]: subset {missing[0]} was not generated by {s['data']} "
-                                  f"(its subsets: {sorted(generated)})")
-    records = load_training(data_dir, element)
+    E.check_generated((*EV_SUBSETS, s.sep_subset), manifest, s.data, f"{args.config}: [{mode}]")
+    records = E.load_data(data_dir, element)
     plan = fit_plan(s)
-    runs = fit_all(records, out / "fits", plan, s, element, data_id(manifest))
-    write_csv(out / "fits.csv", [fit_row(sub, runs[(sub, lv, c)]) for sub, lv, cs in plan for c in cs])
+    runs = E.fit_plan_runs(records, out / "fits", plan, seed=s.seed, max_steps=s.max_steps,
+                           linear_solve_at=s.linear_solve_at, optimizer=s.optimizer, max_batch_atoms=s.max_batch_atoms,
+                           element=element, data=E.data_id(manifest))
+    E.write_csv(out / "fits.csv", [E.fit_row(sub, runs[(sub, lv, c)]) for sub, lv, cs in plan for c in cs])
     oracle = make_oracle(spec)
-    todo = [(sub, s["ev_level"], float(s["ev_cutoff"])) for sub in EV_SUBSETS]
-    todo += [(s["sep_subset"], lv, c) for lv in s["sep_levels"] for c in s["sep_cutoffs"] if (s["sep_subset"], lv, c) not in todo]
+    sep_cutoffs = [float(c) for c in s.sep_cutoffs]
+    todo = [(sub, s.ev_level, float(s.ev_cutoff)) for sub in EV_SUBSETS]
+    todo += [(s.sep_subset, lv, c) for lv in s.sep_levels for c in sep_cutoffs if (s.sep_subset, lv, c) not in todo]
     metrics = {}
     for k, key in enumerate(todo):
         t1 = time.perf_counter()
         name = runs[key].name
         metrics[key] = ev_evaluation(runs[key], oracle, out / "eos" / name, s, element, figures=k < 2)
-        log(f"E–V {k + 1}/{len(todo)}: {name} ({time.perf_counter() - t1:.0f} s)")
-    ev = {sub: metrics[(sub, s["ev_level"], float(s["ev_cutoff"]))] for sub in EV_SUBSETS}
+        E.log(f"E–V {k + 1}/{len(todo)}: {name} ({time.perf_counter() - t1:.0f} s)")
+    ev = {sub: metrics[(sub, s.ev_level, float(s.ev_cutoff))] for sub in EV_SUBSETS}
     curves, errors = ev_tables(ev, s)
-    files = {"curves": write_csv(out / "ev_curves.csv", curves), "errors": write_csv(out / "ev_errors.csv", errors)}
+    files = {"curves": E.write_csv(out / "ev_curves.csv", curves), "errors": E.write_csv(out / "ev_errors.csv", errors)}
     sep_rows = [{"model": "oracle", "subset": "", "level": "", "cutoff": "", **separation(ev["EVERYTHING"], "oracle")}]
-    for lv in s["sep_levels"]:
-        for c in s["sep_cutoffs"]:
-            sep_rows.append({"model": runs[(s["sep_subset"], lv, c)].name, "subset": s["sep_subset"], "level": lv, "cutoff": c,
-                             **separation(metrics[(s["sep_subset"], lv, c)], "potential")})
-    files["separation"] = write_csv(out / "phase_separation.csv", sep_rows)
-    files["ev_png"] = plot_ev(ev, s, out / "ev_curves.png", errors)
-    files["separation_png"] = plot_separation(sep_rows, out / "phase_separation.png", s["sep_subset"])
+    for lv in s.sep_levels:
+        for c in sep_cutoffs:
+            sep_rows.append({"model": runs[(s.sep_subset, lv, c)].name, "subset": s.sep_subset, "level": lv, "cutoff": c,
+                             **separation(metrics[(s.sep_subset, lv, c)], "potential")})
+    files["separation"] = E.write_csv(out / "phase_separation.csv", sep_rows)
+    files["ev_png"] = E.save_figure(ev_figure(ev, s, errors), out / "ev_curves.png")
+    files["separation_png"] = E.save_figure(separation_figure(sep_rows, s.sep_subset), out / "phase_separation.png")
     wall = time.perf_counter() - t0
     omega0 = ev["EVERYTHING"]["omega0"]
     minima = ev["EVERYTHING"]["minimum"]["oracle"]
-    all80 = {sub: next(e for e in errors if e["subset"] == sub and e["phase"] == "all" and e["range"] == range_key(s["ev_range"]))
+    all80 = {sub: next(e for e in errors if e["subset"] == sub and e["phase"] == "all" and e["range"] == range_key(s.ev_range))
              for sub in EV_SUBSETS}
     summary = {"mode": mode, "omega0": omega0, "oracle_minima": minima, "wall_s": wall,
                "rmse_all_phases_meV": {sub: e["rmse_E_meV"] for sub, e in all80.items()},
@@ -389,16 +400,12 @@ def main(argv=None) -> dict:
                "rmse_above_rmin_all_phases_meV": {sub: e["rmse_E_above_rmin_meV"] for sub, e in all80.items()},
                "files": {k: str(v) for k, v in files.items()}}
     write_json(out / "summary.json", summary, indent=1)
-    log(f"{NAME}: Ω0 {omega0:.3f} Å³/atom; over ±{range_key(s['ev_range'])} E RMSE / RMSE at d_nn ≥ r_min / median |error|: "
-        + ", ".join(f"{k} {e['rmse_E_meV']:.4g} / {_g(e['rmse_E_above_rmin_meV'])} / {e['median_abs_E_meV']:.4g} meV/atom"
-                    for k, e in all80.items()) + f" ({wall:.0f} s)")
+    E.log(f"{NAME}: Ω0 {omega0:.3f} Å³/atom; over ±{range_key(s.ev_range)} E RMSE / RMSE at d_nn ≥ r_min / median |error|: "
+          + ", ".join(f"{k} {e['rmse_E_meV']:.4g} / {_g(e['rmse_E_above_rmin_meV'])} / {e['median_abs_E_meV']:.4g} meV/atom"
+                      for k, e in all80.items()) + f" ({wall:.0f} s)")
     return {"ev_errors": errors, "curves": curves, "separation": sep_rows, "omega0": omega0, "oracle_minima": minima,
-            "out": out, "files": files, "wall_s": wall, "settings": s}
+            "out": out, "files": files, "wall_s": wall, "settings": E.settings_dict(s)}
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ExperimentError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(E.guarded(NAME, main))

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from mtpjax.experiment import settings_dict
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def _module(name):
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))
+    """Import experiments/<name>.py (a script, not a package module; its helpers come from mtpjax.experiment)."""
     spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
     mod = sys.modules.get(name)
     if mod is None:
@@ -48,23 +49,23 @@ def test_pareto_front_and_config_errors(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[quick]\nlevles = [8]\n[full]\n")
     with pytest.raises(A.ExperimentError, match=r"bad\.toml.*quick\.levles: unknown key"):
-        A.load_mode(bad, "quick", A.SCHEMA)
+        A.load_settings(bad, "quick")
     bad.write_text("[quick]\nlevels = [8, 40]\n")
     with pytest.raises(A.ExperimentError, match=r"quick\.levels: every entry must be in \[2, 28\]"):
-        A.load_mode(bad, "quick", A.SCHEMA)
+        A.load_settings(bad, "quick")
     bad.write_text("[quick]\nsubsets = ['RATLE']\n")
     with pytest.raises(A.ExperimentError, match=r"quick\.subsets: unknown subset"):
-        A.load_mode(bad, "quick", A.SCHEMA)
+        A.load_settings(bad, "quick")
     with pytest.raises(A.ExperimentError, match=r"no \[full\] table"):
-        A.load_mode(bad, "full", A.SCHEMA)
+        A.load_settings(bad, "full")
     bad.write_text("[quick]\nrmse = 'validation'\n")
     with pytest.raises(A.ExperimentError, match=r"quick\.rmse: must be 'train' or 'test'"):
-        A.load_mode(bad, "quick", B.SCHEMA)
+        B.load_settings(bad, "quick")
     # the shipped configs are valid in both modes
     for mod in (A, B):
         for mode in ("quick", "full"):
-            p = A.load_mode(mod.DEFAULT_CONFIG, mode, mod.SCHEMA)
-            assert A.resolve(p["generate"], p["_dir"]).exists()
+            p = settings_dict(mod.load_settings(mod.DEFAULT_CONFIG, mode))
+            assert Path(p["generate"]).exists()
     # the command line reports bad input with exit status 2, naming the file and key
     bad.write_text("[quick]\nmax_steps = 0\n")
     assert A.main(["--quick", "--config", str(bad), "--out", str(tmp_path / "a")]) == 2
@@ -88,7 +89,7 @@ def quick_a(tmp_path_factory):
 @pytest.mark.slow
 def test_a_level_cutoff_quick(quick_a, capsys):
     A = _module("a_level_cutoff")
-    p = A.load_mode(A.DEFAULT_CONFIG, "quick", A.SCHEMA)
+    p = settings_dict(A.load_settings(A.DEFAULT_CONFIG, "quick"))
     rows = _rows(quick_a / "a_level_cutoff.csv")
     assert len(rows) == len(p["levels"]) * len(p["cutoffs"]) * len(p["subsets"]) * len(p["seeds"])
     assert {r["subset"] for r in rows} == set(p["subsets"])

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from mtpjax.experiment import prepare_data
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def _load(name: str):
-    """Import experiments/<name>.py as a module (registered, so d's ``import c_error_matrix`` finds it)."""
+    """Import experiments/<name>.py (a script, not a package module; its helpers come from mtpjax.experiment)."""
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
@@ -35,8 +37,8 @@ def test_settings_errors_name_file_and_key(tmp_path):
     # the shipped configs are valid in both modes
     for mod in (c, d):
         for mode in ("quick", "full"):
-            s = mod.load_settings(mod.DEFAULT_CONFIG, mode, mod.SCHEMA, mod._validate_c if mod is c else mod._validate)
-            assert Path(s["data"]).exists()
+            s = mod.load_settings(mod.DEFAULT_CONFIG, mode)
+            assert Path(s.data).exists()
     cases = [
         (c, "[quick]\nlevle = 8\n", "[quick].levle: unknown key"),
         (c, "[quick]\nlevel = '8'\n", "[quick].level: must be an integer"),
@@ -51,7 +53,7 @@ def test_settings_errors_name_file_and_key(tmp_path):
         path = tmp_path / f"bad{k}.toml"
         path.write_text(text.replace("data = 'missing.toml'", f"data = '{tmp_path / 'missing.toml'}'"))
         with pytest.raises(c.ExperimentError) as err:
-            mod.load_settings(path, "quick", mod.SCHEMA, mod._validate_c if mod is c else mod._validate)
+            mod.load_settings(path, "quick")
         assert expected in str(err.value) and str(path) in str(err.value), str(err.value)
 
 
@@ -87,9 +89,8 @@ def test_matrix_assembly_and_plot(tmp_path):
 @pytest.fixture(scope="module")
 def quick_data(tmp_path_factory):
     """The quick training set, generated once for both experiments (each script reuses a complete set)."""
-    c = _load("c_error_matrix")
     d = tmp_path_factory.mktemp("cd_data") / "data"
-    c.ensure_data(EXPERIMENTS / "configs" / "quick_data_cd.toml", d)
+    prepare_data(EXPERIMENTS / "configs" / "quick_data_cd.toml", d)
     return d
 
 

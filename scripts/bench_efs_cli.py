@@ -14,8 +14,11 @@ best of each, the cost from the medians and from the best times, and the childre
 time: the wall time of a fresh ``mtpjax --help`` and of ``python -c "import mtpjax.cli, mtpjax.evaluate, mtpjax.io,
 mtpjax.model"`` (what ``efs`` imports), against ``python -c pass``.
 
-motep (the C engine) is timed the same way when it is importable (``--motep-cmd``, a command line template with
-{pot} {inp} {out}); otherwise the table says it was not available.
+motep (its C engine, ``cext``) is timed the same way when its command is found (``--motep``, default ``motep`` on the
+PATH; e.g. a separate venv: ``python3 -m venv /tmp/motepvenv && /tmp/motepvenv/bin/pip install motep``) as
+``motep evaluate SETTING.toml``. motep evaluate needs reference labels in its input, so it reads mtpjax's own output
+files (which also checks that the two agree: the largest force and energy differences go into the table). Both engines
+read the same text ``.mtp`` (the potential written once by mtpjax's ``save_mtp``, as MLIP's text format).
 
     python scripts/bench_efs_cli.py --out docs/benchmarks/efs_cli.md
     python scripts/bench_efs_cli.py --runs 2 --repeat 2 2 2          # a quick check
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import importlib.util
 import os
 import platform
 import resource
@@ -107,6 +109,19 @@ def series(label, cmds, env, runs, warmup=True):
     return out
 
 
+def compare_cfg(a: Path, b: Path) -> dict:
+    """Largest |difference| of energy (eV), forces (eV/Å) and PlusStress (eV) between two .cfg files."""
+    from mtpjax.io import read_cfg
+    import numpy as np
+
+    out = {"energy": 0.0, "forces": 0.0, "stress": 0.0}
+    for x, y in zip(read_cfg(a), read_cfg(b), strict=True):
+        out["energy"] = max(out["energy"], abs(x.energy - y.energy))
+        out["forces"] = max(out["forces"], float(np.abs(np.asarray(x.forces) - np.asarray(y.forces)).max()))
+        out["stress"] = max(out["stress"], float(np.abs(np.asarray(x.plus_stress) - np.asarray(y.plus_stress)).max()))
+    return out
+
+
 def summary(times, n_atoms, nconf):
     t1 = [w for w, _ in times["T1"]]
     tn = [w for w, _ in times[f"T{nconf}"]]
@@ -127,8 +142,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, nargs=3, default=[6, 6, 7], help="hcp cell repeats (default 6 6 7: 504 atoms)")
     p.add_argument("--nconf", type=int, default=21)
     p.add_argument("--runs", type=int, default=5, help="timed (T1, TN) pairs (default 5)")
-    p.add_argument("--motep-cmd", default="motep evaluate {pot} {inp} {out}",
-                   help="motep's command line (used only if motep is importable)")
+    p.add_argument("--motep", default=shutil.which("motep"),
+                   help="motep's executable (default: motep on the PATH; without one, motep is not timed)")
     p.add_argument("--note", default="", help="a line about the machine's state (e.g. other jobs running)")
     p.add_argument("--out", type=Path, default=None, help="markdown file for the table (default: print)")
     args = p.parse_args(argv)
@@ -136,6 +151,10 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-efs-cli-"))
     try:
         n_atoms = write_inputs(work, args.repeat, args.nconf)
+        import mtpjax
+
+        pot = work / "pot.mtp"  # the same text file for both engines
+        mtpjax.save_mtp(mtpjax.load_mtp(args.potential), pot)
         env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
         env.update(MTPJAX_CACHE_DIR=str(work / "cache"), JAX_PLATFORMS=env.get("JAX_PLATFORMS", "cpu"))
         exe = [sys.executable, "-m", "mtpjax.cli"]
@@ -145,16 +164,21 @@ def main(argv=None) -> int:
             ("mtpjax --help", exe + ["--help"]),
             (EFS_IMPORTS, [sys.executable, "-c", "import mtpjax.cli, mtpjax.evaluate, mtpjax.io, mtpjax.model"]),
         ], env, args.runs)
-        first_ever = timed(exe + ["efs", str(args.potential), str(work / "in1.cfg"), str(work / "cold.cfg"), "-q"], env)
+        first_ever = timed(exe + ["efs", str(pot), str(work / "in1.cfg"), str(work / "cold.cfg"), "-q"], env)
         shutil.rmtree(work / "cache", ignore_errors=True)  # the warm-up below fills it again
-        cmds = [(name, exe + ["efs", str(args.potential), str(work / f"in{n}.cfg"), str(work / f"out{n}.cfg"), "-q"])
+        cmds = [(name, exe + ["efs", str(pot), str(work / f"in{n}.cfg"), str(work / f"out{n}.cfg"), "-q"])
                 for name, n in (("T1", 1), (f"T{args.nconf}", args.nconf))]
         ours = summary(series("mtpjax", cmds, env, args.runs), n_atoms, args.nconf)
-        motep = None
-        if importlib.util.find_spec("motep") is not None:
-            mcmds = [(name, args.motep_cmd.format(pot=args.potential, inp=work / f"in{n}.cfg", out=work / f"m{n}.cfg").split())
-                     for name, n in (("T1", 1), (f"T{args.nconf}", args.nconf))]
+        motep = agreement = None
+        if args.motep:
+            mcmds = []
+            for name, n in (("T1", 1), (f"T{args.nconf}", args.nconf)):
+                setting = work / f"motep{n}.toml"
+                setting.write_text(f'[configurations]\ninitial = ["{work / f"out{n}.cfg"}"]\nfinal = ["{work / f"m{n}.cfg"}"]\n'
+                                   f'[potentials]\nfinal = "{pot}"\n[common]\nengine = "cext"\n')
+                mcmds.append((name, [args.motep, "evaluate", str(setting)]))
             motep = summary(series("motep", mcmds, env, args.runs), n_atoms, args.nconf)
+            agreement = compare_cfg(work / f"out{args.nconf}.cfg", work / f"m{args.nconf}.cfg")
         load_after = load()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -206,8 +230,15 @@ def main(argv=None) -> int:
         f"{med['mtpjax --help']:.2f} s; the modules `efs` imports {med[EFS_IMPORTS]:.2f} s.",
     ]
     if motep is None:
-        lines.append("- motep was not available in this environment (`import motep` fails), so its column is empty; the issue's "
-                     "quiet-machine figures for motep are 72–76 µs/atom and T1 0.6–0.8 s.")
+        lines.append("- motep was not found (`--motep`), so its column is empty; the issue's quiet-machine figures for "
+                     "motep are 72–76 µs/atom and T1 0.6–0.8 s.")
+    else:
+        version = subprocess.run([str(Path(args.motep).parent / "python"), "-c", "from importlib.metadata import version; print(version('motep'))"],
+                                 capture_output=True, text=True).stdout.strip() or "?"
+        lines.append(f"- motep {version} (`{args.motep} evaluate`, engine cext) on mtpjax's output files: largest "
+                     f"differences over the {N} configurations, as printed in the two .cfg files: energy "
+                     f"{agreement['energy']:.1e} eV, forces {agreement['forces']:.1e} eV/Å, PlusStress "
+                     f"{agreement['stress']:.1e} eV.")
     text = "\n".join(lines) + "\n"
     if args.out:
         args.out.write_text(text)

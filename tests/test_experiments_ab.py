@@ -74,6 +74,67 @@ def test_pareto_front_and_config_errors(tmp_path, capsys):
     assert "no results.csv" in capsys.readouterr().err
 
 
+def test_shared_helpers(tmp_path):
+    """mtpjax.experiment: the fit stage's split, fit settings guarded, the generator's output reused, CSV cells, Figures."""
+    import json
+    import types
+
+    import matplotlib
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from mtpjax import experiment as E
+    from mtpjax.errors import MtpjaxError
+    from mtpjax.generate import load_config
+
+    assert issubclass(E.ExperimentError, MtpjaxError)
+    # the split: a seeded 30 % of 10 records held out, the ones numpy's seeded permutation (salt 2023) puts first
+    recs = [types.SimpleNamespace(i=i, subset="RATTLE") for i in range(10)]
+    train, test = E.split(recs, 0.3, 5)
+    held = set(np.random.default_rng([5, 2023]).permutation(10)[:3].tolist())
+    assert {r.i for r in test} == held and {r.i for r in train} == set(range(10)) - held
+    assert E.split(recs, 0.0, 5) == (recs, [])
+    # fit settings: recorded once; the same values (a tuple read back as a list) pass; another value is refused
+    f = tmp_path / "fits" / "fit_settings.json"
+    E.check_fit_settings(f, {"max_steps": 10, "linear_solve_at": (0, 5)})
+    E.check_fit_settings(f, {"max_steps": 10, "linear_solve_at": [0, 5]})
+    with pytest.raises(E.ExperimentError, match=r"fit_settings\.json.*other settings \(max_steps: \[10\] there, \[11\] now"):
+        E.check_fit_settings(f, {"max_steps": 11, "linear_solve_at": [0, 5]})
+    # settings: numbers where the dataclass wants floats, lists as tuples, bool is not an integer
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("[quick]\ncutoffs = [5, 6.5]\nlevels = [8]\n[full]\nmax_steps = true\n")
+    s = E.load_settings(E.SweepSettings, cfg, "quick")
+    assert s.cutoffs == (5.0, 6.5) and all(isinstance(c, float) for c in s.cutoffs) and s.levels == (8,)
+    assert s.max_steps == E.SweepSettings().max_steps == 300
+    with pytest.raises(E.ExperimentError, match=r"s\.toml: full\.max_steps: must be an integer, got True"):
+        E.load_settings(E.SweepSettings, cfg, "full")
+    # a folder holding the recipe's data (where the work ran does not count) is reused, not generated again
+    recipe = EXPERIMENTS / "configs" / "quick_data_ab.toml"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "EVERYTHING.extxyz").write_text("")
+    have = json.loads(json.dumps(load_config(recipe).to_dict(), default=list))
+    have["executor"]["kind"] = "process"
+    (data / "manifest.json").write_text(json.dumps({"config": have, "element": "Mg",
+                                                    "subsets": {"EVERYTHING": {"structures": 7}}}))
+    lines = []
+    manifest, spec = E.prepare_data(recipe, data, log=lines.append)
+    assert manifest["element"] == "Mg" and spec == {"type": "zhou", "element": "Mg"}
+    assert lines == [f"data: {data} (7 structures) already holds this recipe's data, skipped"]
+    # CSV: the chosen columns, None and NaN as empty cells
+    path = E.write_csv(tmp_path / "t.csv", [{"a": 1.5, "b": None, "c": "x"}, {"a": float("nan"), "b": 2}], ["a", "b"])
+    assert path.read_text().splitlines() == ["a,b", "1.5,", ",2"]
+    # figures: a Figure object, saved as PNG, the global backend untouched
+    A = _module("a_level_cutoff")
+    backend = matplotlib.get_backend()
+    rows = [{"subset": sub, "level": lv, "cutoff": 5.2, "train_energy_meV": e, "train_forces": e / 100}
+            for sub, k in (("RATTLE", 1), ("EVERYTHING", 4)) for lv, e in ((6, 5.0 * k), (10, 3.0 * k))]
+    fig = A.level_cutoff_figure(rows, "test")
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    assert E.save_figure(fig, tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.get_backend() == backend
+
+
 # ---------------------------------------------------------------------------------------------------- slow
 
 

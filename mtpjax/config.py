@@ -17,7 +17,9 @@ Field metadata (``dataclasses.field(metadata={...})``) understood here:
 - ``check``: a function of a value that returns the value (possibly converted) or raises ValueError with the
   problem (:mod:`mtpjax.fit.validate`'s ``positive_int`` and friends); applied to TOML values and command-line text;
 - ``path``: the value is a path (or list of paths) resolved relative to the config file;
-- ``flatten``: a nested dataclass whose keys sit in the parent's own table (``energy_weight`` of ``[fit]``).
+- ``flatten``: a nested dataclass whose keys sit in the parent's own table (``energy_weight`` of ``[fit]``);
+- ``fields``: with ``flatten``, ``{name: metadata}`` overriding the nested class's fields' metadata;
+- ``config``: False for a field that code sets, never a file or the command line.
 
 A class may define ``check_config(self)``, raising ConfigError with a field relative to the class; :func:`from_dict`
 calls it after building and prefixes the field with the section's dotted key.
@@ -53,15 +55,16 @@ class Field(typing.NamedTuple):
 
 
 def fields(cls, overrides: dict | None = None) -> list[Field]:
-    """The fields of a dataclass, in order. ``overrides``: ``{name: metadata}`` merged over the fields' own (a
-    parent's ``fields`` metadata for a section whose class it does not own: checks and help of LossConfig's
-    weights given by FitConfig)."""
+    """The configurable fields of a dataclass, in order (not those with metadata ``config`` False: set by code,
+    never by a file or the command line). ``overrides``: ``{name: metadata}`` merged over the fields' own (a parent's
+    ``fields`` metadata for a section whose class it does not own: checks and help of LossConfig's weights given by
+    FitConfig; ``{"seed": {"config": False}}`` to hide a flattened field the parent sets itself)."""
     hints = typing.get_type_hints(cls)
     overrides = overrides or {}
     out = []
     for f in dataclasses.fields(cls):
-        if f.init:
-            meta = {**f.metadata, **overrides.get(f.name, {})}
+        meta = {**f.metadata, **overrides.get(f.name, {})}
+        if f.init and meta.get("config", True):
             out.append(Field(meta.get("key", f.name), f.name, hints[f.name], meta, f))
     return out
 

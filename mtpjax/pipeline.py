@@ -22,9 +22,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import MtpjaxError
+from . import config
+from .errors import ConfigError, MtpjaxError
+from .fit.config import SPLIT_SALT, FitConfig, TrainOptions
+from .fit.validate import mtp_level, non_negative_int, positive_float
+from .generate.config import SUBSETS, GenerateConfig
 from .io.files import write_json
-from .generate.config import ConfigError
 
 #: Bumped when a stage's outputs change for the same inputs (part of every stage hash).
 PIPELINE_VERSION = 1
@@ -41,42 +44,72 @@ class RunConfigError(ConfigError):
 
 
 # --------------------------------------------------------------------------------------------------
-# the config
+# the config: dataclasses checked by mtpjax.config (strict types, unknown keys listed, the file named)
 
 
 @dataclass(frozen=True)
 class FitSection:
-    """[fit]: one MTP fitted to one subset of the generated data."""
+    """[fit]: one MTP fitted to one subset of the generated data. Every key of :class:`mtpjax.fit.FitConfig` (with
+    :class:`~mtpjax.fit.LossConfig`'s weights) and :class:`mtpjax.fit.config.TrainOptions` may be set here too, with
+    their defaults (``optimizer``, ``max_steps``, ``energy_weight``, ``init``, ...); read them as attributes
+    (``cfg.fit.max_steps``)."""
 
-    level: int = 12  # MTP level (2-28)
-    cutoff: float = 5.5  # Å
-    rmin: float = 0.0  # Å; 0 = 0.99 x the shortest training distance (MLIP-3)
-    seed: int = 0  # initial radial coefficients and the train/test split
-    max_steps: int = 0  # 0: the optimiser's default (mtpjax.fit.config.DEFAULT_MAX_STEPS)
+    level: int = field(default=12, metadata={"check": mtp_level})  # MTP level (2-28)
+    cutoff: float = field(default=5.5, metadata={"check": positive_float})  # Å
+    seed: int = field(default=0, metadata={"check": non_negative_int})  # initial radial coefficients and the train/test split
     subset: str = "EVERYTHING"  # training subset: a generated <SUBSET>.extxyz
     test_fraction: float = 0.1  # random fraction of the training subset held out as the test set
     test_subset: str = ""  # or: this subset is the test set (and removed from the training set); overrides test_fraction
-    optimizer: str = "lm"  # lm (Levenberg-Marquardt, default), lbfgs, bfgs or adam
-    checkpoint_every: int = 50
-    linear_solve_at: tuple = (0, 25, 70, 100, 150, 250, 400)  # MLIP-3's (mtpjax.fit.MLIP_LINEAR_SOLVES)
-    memory_size: int = 20
-    learning_rate: float = 1e-3  # adam only
-    orthonormalize: bool = True
-    energy_weight: float = 1.0
-    force_weight: float = 0.01
-    stress_weight: float = 0.001
-    init: str = "mlip"  # mlip or random
-    max_batch_atoms: int = 100000
+    options: TrainOptions = field(default_factory=TrainOptions, metadata={"flatten": True})
+    fit: FitConfig = field(default_factory=FitConfig, metadata={"flatten": True, "fields": {"seed": {"config": False}}})
+
+    def __getattr__(self, name):
+        """The keys of the flattened sections as attributes: ``cfg.fit.max_steps``, ``cfg.fit.optimizer``."""
+        if name.startswith("_") or name in ("options", "fit"):
+            raise AttributeError(name)
+        for part in (self.options, self.fit):
+            values = config.flat_values(part)
+            if name in values:
+                return values[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def fit_config(self) -> FitConfig:
+        """The :class:`FitConfig` of the fit (seeded by ``seed``)."""
+        return dataclasses.replace(self.fit, seed=self.seed)
+
+    def check_config(self) -> None:
+        if not 0 <= self.test_fraction < 1:
+            raise ConfigError("test_fraction", f"must be in [0, 1), got {self.test_fraction}")
+        if self.options.rmin is not None and self.options.rmin >= self.cutoff:
+            raise ConfigError("rmin", f"must be below the cutoff ({self.cutoff} Å), got {self.options.rmin}")
+        if self.test_subset and self.test_subset == self.subset:
+            raise ConfigError("test_subset", "must differ from fit.subset")
 
 
 @dataclass(frozen=True)
 class VerifySection:
     """[verify]: the physics tests of the fitted MTP against the oracle."""
 
-    tests: tuple = ("eos", "strain", "elastic", "phonons", "vacancy", "planar")
-    quick: bool = False
+    tests: tuple[str, ...] = ("eos", "strain", "elastic", "phonons", "vacancy", "planar")  # tests to run (docs/verify.md)
+    quick: bool = False  # smaller cells and fewer points
     options: dict = field(default_factory=dict)  # per-test keyword arguments {"phonons": {"mesh": [8, 8, 8]}}
     oracle: dict = field(default_factory=dict)  # default: the [generate.oracle] that labelled the data
+
+    def check_config(self) -> None:
+        from .verify.suite import TESTS
+
+        if not self.tests:
+            raise ConfigError("tests", f"is empty; choose from {', '.join(TESTS)}")
+        bad = [t for t in self.tests if t not in TESTS]
+        if bad:
+            raise ConfigError("tests", f"unknown test {bad[0]!r}; choose from {', '.join(TESTS)}")
+        if len(set(self.tests)) != len(self.tests):
+            raise ConfigError("tests", f"a test is named twice: {list(self.tests)}")
+        bad = [k for k, o in self.options.items() if k not in self.tests or not isinstance(o, dict)]
+        if bad:
+            raise ConfigError(f"options.{bad[0]}", "must be a table of options of a test listed in verify.tests")
+        if self.oracle and "type" not in self.oracle:
+            raise ConfigError("oracle.type", "an [verify.oracle] table needs a type (e.g. zhou, eam)")
 
 
 @dataclass(frozen=True)
@@ -86,164 +119,63 @@ class ReportSection:
     title: str = ""  # default: "<name>: generate → fit → verify"
     max_rows: int = 0  # verification rows in the report (0 = all)
 
+    def check_config(self) -> None:
+        if self.max_rows < 0:
+            raise ConfigError("max_rows", f"must be >= 0, got {self.max_rows}")
+
 
 @dataclass(frozen=True)
 class RunConfig:
-    name: str
-    out: str
-    generate: object  # mtpjax.generate.config.GenerateConfig
-    generate_raw: dict
-    fit: FitSection
-    verify: VerifySection
-    report: ReportSection
-    path: str = ""
+    """A whole run config (docs/run.md): ``name``, ``out`` and the [generate], [fit], [verify], [report] tables."""
 
+    name: str = "run"  # the run's name (default: the config file's name)
+    out: str = ""  # output folder, relative to the current directory (default: runs/NAME)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    fit: FitSection = field(default_factory=FitSection)
+    verify: VerifySection = field(default_factory=VerifySection)
+    report: ReportSection = field(default_factory=ReportSection)
+    path: str = field(default="", metadata={"config": False})  # the config file
 
-_TOP = ("name", "out", "generate", "fit", "verify", "report")
+    @property
+    def generate_raw(self) -> dict:
+        """The [generate] table with every default filled in."""
+        return self.generate.to_dict()
 
-
-def _type_ok(value, default) -> bool:
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, str):
-        return isinstance(value, str)
-    if isinstance(default, tuple):
-        return isinstance(value, (list, tuple))
-    if isinstance(default, dict):
-        return isinstance(value, dict)
-    return True
-
-
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", tuple: "a list", dict: "a table"}
-
-
-def _section(cls, data, prefix: str):
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise RunConfigError(prefix.rstrip("."), f"must be a table, got {data!r}")
-    proto = cls()
-    names = [f.name for f in dataclasses.fields(cls)]
-    kw = {}
-    for k, v in data.items():
-        if k not in names:
-            raise RunConfigError(f"{prefix}{k}", f"unknown key (known: {', '.join(names)})")
-        default = getattr(proto, k)
-        if not _type_ok(v, default):
-            raise RunConfigError(f"{prefix}{k}", f"must be {_TYPE_NAMES[type(default)]}, got {v!r}")
-        if isinstance(default, float):
-            v = float(v)
-        if isinstance(default, tuple):
-            v = tuple(v)
-        kw[k] = v
-    return cls(**kw)
-
-
-def _check_fit(f: FitSection, subsets) -> None:
-    from .generate.config import SUBSETS
-
-    if not 2 <= f.level <= 28:
-        raise RunConfigError("fit.level", f"must be between 2 and 28, got {f.level}")
-    if not f.cutoff > 0:
-        raise RunConfigError("fit.cutoff", f"must be positive (Å), got {f.cutoff}")
-    if f.rmin < 0 or (f.rmin and f.rmin >= f.cutoff):
-        raise RunConfigError("fit.rmin", f"must be 0 (automatic) or in (0, cutoff), got {f.rmin}")
-    if f.max_steps < 0:
-        raise RunConfigError("fit.max_steps", f"must be 0 (the optimiser's default) or a positive integer, got {f.max_steps}")
-    for k in ("checkpoint_every", "memory_size", "max_batch_atoms"):
-        if getattr(f, k) < 1:
-            raise RunConfigError(f"fit.{k}", f"must be a positive integer, got {getattr(f, k)}")
-    if f.seed < 0:
-        raise RunConfigError("fit.seed", f"must be a non-negative integer, got {f.seed}")
-    valid = set(subsets) | {"EVERYTHING"}
-    if f.subset not in valid:
-        raise RunConfigError("fit.subset", f"{f.subset!r} is not a generated subset; choose from "
-                                           f"{', '.join(s for s in (*SUBSETS, 'EVERYTHING') if s in valid)}")
-    if f.test_subset and f.test_subset not in set(subsets):
-        raise RunConfigError("fit.test_subset", f"{f.test_subset!r} is not a generated subset ({', '.join(subsets)})")
-    if f.test_subset and f.test_subset == f.subset:
-        raise RunConfigError("fit.test_subset", "must differ from fit.subset")
-    if not 0 <= f.test_fraction < 1:
-        raise RunConfigError("fit.test_fraction", f"must be in [0, 1), got {f.test_fraction}")
-    if f.optimizer not in ("lm", "lbfgs", "bfgs", "adam"):
-        raise RunConfigError("fit.optimizer", f"must be lm, lbfgs, bfgs or adam, got {f.optimizer!r}")
-    if f.init not in ("mlip", "random"):
-        raise RunConfigError("fit.init", f"must be mlip or random, got {f.init!r}")
-    if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in f.linear_solve_at):
-        raise RunConfigError("fit.linear_solve_at", f"must be a list of non-negative integers, got {list(f.linear_solve_at)}")
-    for k in ("energy_weight", "force_weight", "stress_weight"):
-        if getattr(f, k) < 0:
-            raise RunConfigError(f"fit.{k}", f"must be non-negative, got {getattr(f, k)}")
-    if not f.learning_rate > 0:
-        raise RunConfigError("fit.learning_rate", f"must be positive, got {f.learning_rate}")
-
-
-def _check_verify(v: VerifySection) -> None:
-    from .verify.suite import TESTS
-
-    if not v.tests:
-        raise RunConfigError("verify.tests", f"is empty; choose from {', '.join(TESTS)}")
-    bad = [t for t in v.tests if t not in TESTS]
-    if bad:
-        raise RunConfigError("verify.tests", f"unknown test {bad[0]!r}; choose from {', '.join(TESTS)}")
-    if len(set(v.tests)) != len(v.tests):
-        raise RunConfigError("verify.tests", f"a test is named twice: {list(v.tests)}")
-    bad = [k for k, o in v.options.items() if k not in v.tests or not isinstance(o, dict)]
-    if bad:
-        raise RunConfigError(f"verify.options.{bad[0]}", "must be a table of options of a test listed in verify.tests")
-    if v.oracle and "type" not in v.oracle:
-        raise RunConfigError("verify.oracle.type", "an [verify.oracle] table needs a type (e.g. zhou, eam)")
+    def check_config(self) -> None:
+        """The checks across sections (the fit's subsets must be generated ones)."""
+        if not self.name:
+            raise ConfigError("name", "must be a non-empty string")
+        subsets = self.generate.subsets
+        valid = set(subsets) | {"EVERYTHING"}
+        f = self.fit
+        if f.subset not in valid:
+            raise ConfigError("fit.subset", f"{f.subset!r} is not a generated subset; choose from "
+                                            f"{', '.join(s for s in (*SUBSETS, 'EVERYTHING') if s in valid)}")
+        if f.test_subset and f.test_subset not in set(subsets):
+            raise ConfigError("fit.test_subset", f"{f.test_subset!r} is not a generated subset ({', '.join(subsets)})")
 
 
 def config_from_dict(data: dict, path=None) -> RunConfig:
-    """A validated :class:`RunConfig` from a TOML-like dict; missing keys take their defaults."""
-    from .generate.config import ConfigError
-    from .generate.config import config_from_dict as generate_config
-
-    if not isinstance(data, dict):
-        raise RunConfigError("config", "must be a table")
-    for k in data:
-        if k not in _TOP:
-            raise RunConfigError(k, f"unknown key (known top-level keys and tables: {', '.join(_TOP)})")
-    name = data.get("name", Path(path).stem if path else "run")
-    if not isinstance(name, str) or not name:
-        raise RunConfigError("name", f"must be a non-empty string, got {name!r}")
-    out = data.get("out", f"runs/{name}")
-    if not isinstance(out, str) or not out:
-        raise RunConfigError("out", f"must be a non-empty string (a folder), got {out!r}")
-    gen_raw = data.get("generate", {})
-    if not isinstance(gen_raw, dict):
-        raise RunConfigError("generate", f"must be a table, got {gen_raw!r}")
+    """A validated :class:`RunConfig` from a TOML-like dict (from the file ``path``, named in errors); missing keys
+    take their defaults (``name``: the file's name; ``out``: runs/NAME). Raises RunConfigError naming the key."""
+    if isinstance(data, dict) and "name" not in data and path:
+        data = {"name": Path(path).stem, **data}
     try:
-        gen = generate_config(gen_raw)
+        cfg = config.from_dict(RunConfig, data, path=path)
+    except RunConfigError:
+        raise
     except ConfigError as err:
-        raise RunConfigError(f"generate.{err.field}", str(err)[len(err.field) + 2:]) from None
-    except TypeError as err:
-        raise RunConfigError("generate", f"bad value: {err}") from None
-    fit = _section(FitSection, data.get("fit"), "fit.")
-    _check_fit(fit, gen.subsets)
-    verify = _section(VerifySection, data.get("verify"), "verify.")
-    _check_verify(verify)
-    report = _section(ReportSection, data.get("report"), "report.")
-    if report.max_rows < 0:
-        raise RunConfigError("report.max_rows", f"must be >= 0, got {report.max_rows}")
-    return RunConfig(name, out, gen, gen_raw, fit, verify, report, str(path or ""))
+        new = RunConfigError(err.field, str(err)[len(err.field) + 2:])
+        new.path = getattr(err, "path", None)
+        raise new from None
+    return dataclasses.replace(cfg, out=cfg.out or f"runs/{cfg.name}", path=str(path or ""))
 
 
 def load_config(path) -> RunConfig:
     """Read and validate a run config (TOML). Errors name the file and the key."""
     from .io.tomlfile import read_toml
 
-    path = Path(path)
-    data = read_toml(path)
-    try:
-        return config_from_dict(data, path)
-    except RunConfigError as err:
-        raise RunConfigError(err.key, f"{str(err)[len(err.key) + 2:]} (in {path})") from None
+    return config_from_dict(read_toml(path), Path(path))
 
 
 def resolve_out(cfg: RunConfig, out=None) -> Path:
@@ -269,7 +201,7 @@ def section_inputs(cfg: RunConfig) -> dict:
     gen.pop("executor", None)  # where the work runs does not change the data
     verify = _jsonable(dataclasses.asdict(cfg.verify))
     verify["oracle"] = verify["oracle"] or _jsonable(cfg.generate.oracle_spec())
-    return {"generate": gen, "fit": _jsonable(dataclasses.asdict(cfg.fit)), "verify": verify,
+    return {"generate": gen, "fit": _jsonable(config.flat_values(cfg.fit)), "verify": verify,
             "report": _jsonable({**dataclasses.asdict(cfg.report), "name": cfg.name})}
 
 
@@ -340,7 +272,7 @@ def split_records(records, f: FitSection):
     n_test = min(n_test, n - 1) if n > 1 else 0
     if n_test <= 0:
         return records, []
-    perm = np.random.default_rng([f.seed, 2023]).permutation(n)
+    perm = np.random.default_rng([f.seed, SPLIT_SALT]).permutation(n)
     test_ids = set(perm[:n_test].tolist())
     return [r for i, r in enumerate(records) if i not in test_ids], [r for i, r in enumerate(records) if i in test_ids]
 
@@ -349,7 +281,7 @@ def _stage_fit(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool,
     from tqdm import tqdm
 
     from .data import load_records
-    from .fit import FitConfig, LossConfig, train_potential
+    from .fit import train_potential
 
     f = cfg.fit
     gen = out / "generate"
@@ -360,19 +292,17 @@ def _stage_fit(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool,
         test = load_records(gen / f"{f.test_subset}.extxyz", species=species)
     if not train:
         raise MtpjaxError(f"fit: the training set ({f.subset} without {f.test_subset or 'the test fraction'}) is empty")
-    fcfg = FitConfig(max_steps=f.max_steps or None, checkpoint_every=f.checkpoint_every, method=f.optimizer,
-                     linear_solve_at=tuple(f.linear_solve_at), memory_size=f.memory_size, learning_rate=f.learning_rate,
-                     orthonormalize=f.orthonormalize,
-                     loss=LossConfig(energy_weight=f.energy_weight, force_weight=f.force_weight, stress_weight=f.stress_weight))
+    fcfg = f.fit_config()
     with tqdm(total=fcfg.max_steps, desc="fit", unit="step", disable=not progress) as bar:
         def on_step(k, val):
             bar.n = k + 1
             bar.set_postfix(loss=f"{val:.4g}", refresh=False)
             bar.update(0)
 
-        result = train_potential(train, test, level=f.level, cutoff=f.cutoff, rmin=f.rmin or None, seed=f.seed,
+        result = train_potential(train, test, level=f.level, cutoff=f.cutoff, rmin=f.options.rmin, seed=f.seed,
                                  n_species=1, species=species, cfg=fcfg, workdir=d, output=d / "potential.almtp",
-                                 resume=resume, max_batch_atoms=f.max_batch_atoms, init=f.init, progress=on_step,
+                                 resume=resume, max_batch_atoms=f.options.max_batch_atoms, init=f.options.init,
+                                 progress=on_step,
                                  log=(lambda m: echo(m)) if echo else (lambda m: None))
     return {"potential": "potential.mtpjax", "steps": result["steps"], "wall_s": result["wall_s"],
             "n_train": len(train), "n_test": len(test)}

@@ -81,7 +81,7 @@ def _train_group(members, train, test, out: Path, cfg, n_species, species, init,
 
 
 def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seeds=(0,), cfg=None, n_species=1, species=None,
-              init="mlip", max_batch_atoms=100000, group: str = "auto", log=print) -> list[dict]:
+              init=None, max_batch_atoms=None, group: str = "auto", log=print) -> list[dict]:
     """Fit every (subset, level, cutoff, seed); returns the table rows (also written to ``out/results.csv``).
 
     ``group``: which runs train together in one compiled program (:func:`mtpjax.fit.train_potentials`): "level" (all cutoffs
@@ -89,12 +89,17 @@ def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seed
     or "none" (one fit after another), or "auto" (default): "level" for the gradient optimisers, whose one vmapped
     step advances the whole group, and "seed" for Levenberg-Marquardt, which takes its models' steps in turn (a group
     shares the compiled programs and the packed data, but a model of a smaller cutoff would visit the pairs up to the
-    group's largest one for nothing). Grouped runs are charged an equal share of their group's time.
+    group's largest one for nothing). Grouped runs are charged an equal share of their group's time. ``init`` and
+    ``max_batch_atoms`` default to :class:`mtpjax.fit.config.TrainOptions`'s.
     """
     from .fit import FitConfig, make_method, records_digest, train_potential
+    from .fit.config import TrainOptions
 
     out = Path(out)
     cfg = cfg or FitConfig()
+    defaults = TrainOptions()
+    init = defaults.init if init is None else init
+    max_batch_atoms = defaults.max_batch_atoms if max_batch_atoms is None else max_batch_atoms
     check_settings(out, {"fit": dataclasses.asdict(cfg), "init": init, "max_batch_atoms": max_batch_atoms,
                          "n_species": n_species, "species": list(species) if species else None,
                          "data": {"train": records_digest(train), "test": records_digest(test or [])}})

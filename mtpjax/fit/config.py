@@ -109,6 +109,16 @@ class FitConfig:
         "lm: with more than twice this many training atoms, first converge on a seeded random subset of about this "
         "many atoms, then go on with all of them (0: never)")})
 
+    def check_config(self) -> None:
+        """Checks across fields, for :func:`mtpjax.config.from_dict` (each field's own range is its ``check``)."""
+        from ..errors import ConfigError
+
+        if not self.validation_fraction < 1:
+            raise ConfigError("validation_fraction", f"must be in [0, 1), got {self.validation_fraction}")
+        w = self.loss
+        if w.energy_weight == w.force_weight == w.stress_weight == 0:
+            raise ConfigError("energy_weight", "energy_weight, force_weight and stress_weight are all 0: nothing to fit")
+
     def __post_init__(self):
         if self.max_steps is None:
             self.max_steps = DEFAULT_MAX_STEPS.get(self.method, 1000)

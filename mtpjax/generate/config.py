@@ -1,7 +1,8 @@
-"""The generation recipe as a TOML file, validated into dataclasses.
+"""The generation recipe as a TOML file, validated into dataclasses (by :mod:`mtpjax.config`: strict types, unknown
+keys listed, then :func:`validate`'s per-field checks).
 
-Every error names the config field at fault (``randspg.volume_range: ...``). Units: Å, eV, eV/Å, GPa;
-volumes are fractions of the oracle's own hcp equilibrium volume Ω0 (Å³/atom).
+Every error names the config field at fault (``randspg.volume_range: ...``) and, read from a file, the file. Units: Å,
+eV, eV/Å, GPa; volumes are fractions of the oracle's own hcp equilibrium volume Ω0 (Å³/atom).
 """
 from __future__ import annotations
 
@@ -92,46 +93,24 @@ class GenerateConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-
-_SECTIONS = {"randspg": RandspgConfig, "relax": RelaxConfig, "deform": DeformConfig, "executor": ExecutorConfig}
-
-
-def _build(cls, data: dict, prefix: str):
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ConfigError(f"{prefix}{unknown[0]}", f"unknown field (known: {', '.join(names)})")
-    kw = {}
-    for k, v in data.items():
-        default = getattr(cls(), k) if k not in _SECTIONS else None
-        if isinstance(default, tuple):
-            if not isinstance(v, (list, tuple)):
-                raise ConfigError(f"{prefix}{k}", f"expected a list, got {v!r}")
-            v = tuple(v)
-        kw[k] = v
-    return cls(**kw)
+    def check_config(self) -> None:
+        """The per-field checks of :func:`validate` (called by :func:`mtpjax.config.from_dict`)."""
+        validate(self)
 
 
 def config_from_dict(data: dict) -> GenerateConfig:
-    """Validated config from a (TOML-like) dict; missing fields take their defaults."""
-    data = dict(data)
-    sections = {k: _build(c, data.pop(k) or {}, f"{k}.") for k, c in _SECTIONS.items() if k in data}
-    cfg = _build(GenerateConfig, data, "")
-    cfg = dataclasses.replace(cfg, **sections)
-    validate(cfg)
-    return cfg
+    """Validated config from a (TOML-like) dict; missing fields take their defaults. Raises ConfigError naming the
+    field."""
+    from .. import config
+
+    return config.from_dict(GenerateConfig, data)
 
 
 def load_config(path) -> GenerateConfig:
     """Read and validate a TOML config. Raises ConfigError / MtpjaxError naming the file and field."""
-    from ..io.tomlfile import read_toml
+    from .. import config
 
-    path = Path(path)
-    data = read_toml(path)
-    try:
-        return config_from_dict(data)
-    except ConfigError as err:
-        raise ConfigError(err.field, f"{str(err)[len(err.field) + 2:]} (in {path})") from None
+    return config.load(GenerateConfig, path)
 
 
 def _range(name, r, lo, hi, kind=float):

@@ -10,6 +10,10 @@
 - ASEOracle vs the wrapped calculator, in process and in worker processes; a crashing worker is isolated.
 - ``label``: failures are isolated and classified; ``make_oracle`` specs round-trip; a tiny cell equals its
   supercell; unknown elements are named.
+- The one labelling path with the generator's calling convention (ids, ``progress(n)``) vs ASE calculators (ASE's
+  own EAM, the oracles' calculators) and an MTP's labels vs MLIP's golden output.
+- ``make_potential`` on every kind of spec (MTP files, EAM files of every suffix vs ASE's EAM, oracle strings, JSON,
+  dicts, objects) and its errors; ``isinstance`` checks on the Potential and Oracle protocols.
 
 Reference files live in ../shared; tests that need them skip with a clear message where it is absent.
 """
@@ -30,14 +34,16 @@ from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_s
 from ase.calculators.lj import LennardJones as AseLJ
 from ase.units import Bohr, Hartree
 
-from conftest import SHARED, need
+from conftest import GOLDEN, SHARED, need
 from mtpjax.calculator import PotentialCalculator
 from mtpjax.errors import FormatError, MtpjaxError
 from mtpjax.neighbors import Neighbours, pairs
 from mtpjax.oracles import (
-    ASEOracle, EAMTables, Failure, Labeller, LennardJones, TabulatedEAM, ZHOU2004, ZhouEAM, get_calculator, label, make_oracle,
-    read_eam, write_setfl,
+    EAM_SUFFIXES, MTP_SUFFIXES, ASEOracle, EAMTables, Failure, Labeller, LennardJones, Oracle, TabulatedEAM, ZHOU2004,
+    ZhouEAM, check_elements, describe, get_calculator, label, load_pair, make_oracle, make_potential, read_eam, short_name,
+    write_setfl,
 )
+from mtpjax.potential import Potential
 
 POT = SHARED / "data" / "potentials"
 MM = POT / "Mg_mm.eam.fs"
@@ -135,8 +141,8 @@ def test_tabulated_two_elements_match_ase(tmp_path, form):
     assert_efs_close(got, efs(a, EAM(potential=str(path))), len(a), 1e-9, 1e-8, 1e-9)
 
 
-def test_funcfl(tmp_path):
-    """funcfl: r*phi = 27.2*0.529*Z^2 (LAMMPS); with ASE's constant Hartree*Bohr it matches ASE's EAM."""
+def _write_funcfl(path, z_scale=1.0):
+    """A synthetic one-element (Cu) funcfl file with effective charges Z(r) * ``z_scale``; returns Z(r) unscaled."""
     nr, nrho, dr, drho = 700, 400, 0.01, 0.05
     r, rho = np.arange(nr) * dr, np.arange(nrho) * drho
     zr = 2.0 * np.exp(-0.9 * r) * np.clip(6.5 - r, 0, None) ** 2
@@ -146,8 +152,14 @@ def test_funcfl(tmp_path):
     def fmt(v):
         return "".join(" ".join(f"{x:.16e}" for x in v[k:k + 4]) + "\n" for k in range(0, len(v), 4))
 
+    path.write_text(f"synthetic funcfl\n29 63.546 3.615 fcc\n{nrho} {drho} {nr} {dr} 6.5\n" + fmt(F) + fmt(zr * z_scale) + fmt(dens))
+    return zr
+
+
+def test_funcfl(tmp_path):
+    """funcfl: r*phi = 27.2*0.529*Z^2 (LAMMPS); with ASE's constant Hartree*Bohr it matches ASE's EAM."""
     path = tmp_path / "Cu_test.eam"
-    path.write_text(f"synthetic funcfl\n29 63.546 3.615 fcc\n{nrho} {drho} {nr} {dr} 6.5\n" + fmt(F) + fmt(zr) + fmt(dens))
+    zr = _write_funcfl(path)
     t = read_eam(path)
     assert t.elements == ["Cu"] and t.form == "funcfl"
     np.testing.assert_allclose(t.rphi[0, 0], 27.2 * 0.529 * zr**2)
@@ -412,13 +424,13 @@ def test_label_isolates_and_classifies_failures():
     molecule = Atoms("Mg2", positions=[[0, 0, 0], [0, 0, 3.0]])
     structures = [good[0], bulk("Cu", "fcc", a=3.6), nan_pos, squeezed, overlap, good[1], molecule, Atoms()]
     seen = []
-    res = label(oracle, structures, progress=lambda done, n: seen.append((done, n)))
+    res = label(oracle, structures, progress=seen.append)  # progress(n): structures newly done
     reasons = [r.reason if isinstance(r, Failure) else "ok" for r in res]
     assert reasons == ["ok", "unknown_element", "invalid_structure", "non_finite", "invalid_structure", "ok", "ok",
                        "invalid_structure"]
     assert res[3].name == "squeezed" and res[3].index == 3
     assert "Cu" in res[1].message and "Mg" in res[1].message
-    assert seen[-1] == (8, 8)
+    assert sum(seen) == 8 and all(n > 0 for n in seen)
     calc = PotentialCalculator(LennardJones(species=("Mg",)))
     for k in (0, 5, 6):
         assert_efs_close(labelled_efs(res[k]), efs(structures[k], calc), 1, 1e-12, 1e-12, 1e-14)
@@ -513,6 +525,206 @@ def test_calculator_over_oracles():
         b = bulk("Cu", "fcc", a=3.6)
         b.calc = PotentialCalculator(ZhouEAM("Mg"))
         b.get_potential_energy()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the one labelling path, with the generator's calling convention
+
+
+def _generator_like(n=5):
+    """Rattled, strained Mg cells with generator ids (``info['id']``), a NaN-position one and a Cu one."""
+    rng = np.random.default_rng(5)
+    out = []
+    for k in range(n):
+        a = bulk("Mg", "hcp", a=3.2, c=5.2).repeat((1 + k % 2, 1, 1 + k % 3))
+        a.set_cell(a.cell.array @ (np.eye(3) + 0.04 * rng.standard_normal((3, 3))), scale_atoms=True)
+        a.rattle(0.08, seed=k)
+        a.info["id"] = f"TRIAX/{k:04d}"
+        out.append(a)
+    bad = bulk("Mg", "hcp", a=3.2, c=5.2)
+    bad.positions[1] = np.nan
+    bad.info.update(id="RATTLE/0007", name="not this")
+    cu = bulk("Cu", "fcc", a=3.6)
+    cu.info["id"] = "SHEAR/0003"
+    return out[:2] + [bad] + out[2:] + [cu]
+
+
+def test_generator_labels_are_the_oracles_labels():
+    from mtpjax.generate.label import label as generator_label
+
+    assert generator_label is label  # one labelling path: the generator re-exports it
+
+
+@pytest.mark.parametrize("which", ["zhou", "lj", "eam_fs"])
+def test_label_generator_convention_matches_ase(which):
+    """Labels (input order, failures named by id, progress(n) adding up) equal ASE calculators' to 1e-12: the
+    oracle's own calculator (oracles.get_calculator, one structure at a time) and, for the EAM file, ASE's EAM."""
+    oracle = {"zhou": lambda: ZhouEAM("Mg"), "lj": lambda: LennardJones(species=("Mg",)),
+              "eam_fs": lambda: make_potential(need(MM))}[which]()
+    structures = _generator_like()
+    seen = []
+    res = label(oracle, structures, progress=seen.append)
+    assert sum(seen) == len(structures) and all(n > 0 for n in seen)
+    failures = [(r.index, r.name, r.reason) for r in res if isinstance(r, Failure)]
+    assert failures == [(2, "RATTLE/0007", "invalid_structure"), (6, "SHEAR/0003", "unknown_element")]
+    calc = get_calculator(oracle)
+    for k, (got, a) in enumerate(zip(res, structures)):
+        if k in (2, 6):
+            continue
+        assert got.info["id"] == a.info["id"] and got.calc.results["free_energy"] == got.get_potential_energy()
+        assert_efs_close(labelled_efs(got), efs(a, calc), 1, 1e-12, 1e-12, 1e-14)
+        if which == "eam_fs":
+            assert_efs_close(labelled_efs(got), efs(a, EAM(potential=str(MM))), len(a), 1e-9, 1e-8, 1e-9)
+
+
+def test_label_ase_oracle_generator_convention():
+    """An ASEOracle through the same path: ids name failures, progress(n) adds up, labels equal EMT's."""
+    structures = _emt_structures()
+    for k, a in enumerate(structures):
+        a.info["id"] = f"INTMIN/{k}"
+    seen = []
+    res = label(make_oracle({"type": "ase", "calculator": "ase.calculators.emt.EMT"}), structures, progress=seen.append)
+    assert sum(seen) == len(structures) and all(n > 0 for n in seen)
+    assert isinstance(res[1], Failure) and (res[1].name, res[1].reason) == ("INTMIN/1", "oracle_error")
+    for k in (0, 2):
+        assert_efs_close(labelled_efs(res[k]), efs(structures[k], EMT()), 1, 1e-12, 1e-12, 1e-14)
+
+
+def test_label_mtp_matches_mlip_golden():
+    """An MTP file made by make_potential and labelled through the one path equals MLIP's calculate_efs output
+    (printed digits: energy %.12f, forces %.6f, PlusStress %.5f)."""
+    from mtpjax.io import read_cfg
+    from mtpjax.io.cfg import configuration_to_atoms
+
+    pot = make_potential(need(GOLDEN / "pub_l08_s1_rc5.almtp"), species="Mg")
+    ref = read_cfg(need(GOLDEN / "pub_l08_s1_rc5_out.cfg"))[:6]  # MLIP's labels of the input file's structures
+    structures = [configuration_to_atoms(c, ["Mg"]) for c in read_cfg(need(GOLDEN / "pub_l08_s1_rc5_in.cfg"))[:6]]
+    for a in structures:
+        a.calc = None
+    res = label(pot, structures)
+    for got, c in zip(res, ref):
+        assert abs(got.get_potential_energy() - c.energy) < 1e-9
+        np.testing.assert_allclose(got.get_forces(), c.forces, rtol=0, atol=0.5e-6 + 1e-9)
+        if c.cell is not None:
+            plus_stress = -got.get_stress() * got.get_volume()  # PlusStress = -V σ (eV)
+            np.testing.assert_allclose(plus_stress, c.plus_stress, rtol=0, atol=0.5e-5 + 1e-9)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# spec -> potential
+
+
+def _eam_file(tmp_path, suffix):
+    """(path, ASE's EAM form, the file ASE's EAM reads for the same potential) of a synthetic EAM file named with
+    ``suffix``, holding Mg, Al (alloy/fs) or Cu (funcfl)."""
+    path = tmp_path / f"pot{suffix}"
+    if suffix == ".eam":  # funcfl: ASE's copy has Z scaled so that its Hartree*Bohr Z^2 is LAMMPS's 27.2*0.529 Z^2
+        _write_funcfl(path)
+        _write_funcfl(tmp_path / "ase_copy.eam", z_scale=np.sqrt(27.2 * 0.529 / (Hartree * Bohr)))
+        return path, "eam", tmp_path / "ase_copy.eam"
+    form = "fs" if suffix.endswith(".fs") else "alloy"
+    write_setfl(_synthetic_tables(form), path)
+    return path, form, path
+
+
+@pytest.mark.parametrize("suffix", EAM_SUFFIXES)
+def test_make_potential_eam_every_suffix(tmp_path, suffix):
+    """Every EAM suffix loads (str and Path, and through make_oracle: one suffix list) and matches ASE's EAM."""
+    path, form, ase_path = _eam_file(tmp_path, suffix)
+    pot = make_potential(str(path))
+    assert isinstance(pot, TabulatedEAM) and isinstance(pot, Potential) and isinstance(pot, Oracle)
+    assert make_potential(path).spec == pot.spec == make_oracle(str(path)).spec
+    assert pot.spec["form"] == {"eam": "funcfl"}.get(form, form)
+    a = bulk("Cu", "fcc", a=3.6).repeat(2) if form == "eam" else bulk("Mg", "hcp", a=3.2, c=5.2).repeat((2, 2, 1))
+    if form != "eam":
+        a.symbols[[1, 2, 6]] = "Al"
+    a.rattle(0.1, seed=2)
+    assert_efs_close(labelled_efs(label(pot, [a])[0]), efs(a, EAM(potential=str(ase_path), form=form)), len(a), 1e-9, 1e-8, 1e-9)
+    if form != "eam":
+        renamed = make_potential(path, species=["Mg", "Zn"])
+        assert renamed.species == ("Mg", "Zn")
+        with pytest.raises(MtpjaxError, match=path.name):  # bad species count names the file
+            make_potential(path, species=["Mg"])
+
+
+def test_make_potential_mtp_files(tmp_path):
+    """.almtp and .mtp (MLIP) and .mtpjax (mtpjax's own) files; species given or not; MTPs are Potentials, not Oracles."""
+    from mtpjax.model import MTP, load_mtp, save_mtp
+
+    almtp, mtp_file = need(GOLDEN / "pub_l08_s1_rc5.almtp"), need(GOLDEN.parent / "mlip-grade" / "pot08_m2.mtp")
+    a = bulk("Mg", "hcp", a=3.2, c=5.2).repeat((2, 1, 1))
+    a.rattle(0.05, seed=1)
+    for path in (almtp, str(almtp), mtp_file):
+        pot = make_potential(path)
+        assert isinstance(pot, MTP) and isinstance(pot, Potential) and not isinstance(pot, Oracle) and pot.species is None
+    named = make_potential(almtp, species=["Mg"])
+    assert named.species == ("Mg",) and make_potential(almtp, species="Mg").species == ("Mg",)
+    save_mtp(named, tmp_path / "p.mtpjax")
+    native = make_potential(tmp_path / "p.mtpjax")
+    assert native.species == ("Mg",) and short_name(native, tmp_path / "p.mtpjax") == "p.mtpjax"
+    reference = efs(a, PotentialCalculator(load_mtp(almtp, species=["Mg"])))
+    assert_efs_close(labelled_efs(label(native, [a])[0]), reference, 1, 1e-12, 1e-12, 1e-14)
+    d = describe(named, almtp)
+    assert d["type"] == "mtp" and d["species"] == ["Mg"] and d["cutoff"] == 5.0 and d["source"] == str(almtp)
+    with pytest.raises(MtpjaxError, match="pub_l08_s1_rc5.almtp.*1 species.*2 were given"):
+        make_potential(almtp, species=["Mg", "Al"])
+    with pytest.raises(MtpjaxError, match="make_potential"):  # an MTP file is not an oracle
+        make_oracle(str(almtp))
+
+
+def test_make_potential_oracle_specs_and_objects():
+    """Oracle strings, JSON and dicts go through make_oracle; built potentials and oracles come back as they are."""
+    assert make_potential("zhou:Mg").spec == ZhouEAM("Mg").spec
+    assert make_potential("zhou:Cu,Ag", species=["Cu", "Ag"]).species == ("Cu", "Ag")
+    assert make_potential("lj").spec == LennardJones().spec
+    assert make_potential('{"type": "lj", "sigma": 2.5, "species": ["Mg"]}').spec == LennardJones(sigma=2.5, species=("Mg",)).spec
+    assert make_potential({"type": "zhou", "element": "Cu"}).spec == ZhouEAM("Cu").spec
+    ase_oracle = make_potential("ase:ase.calculators.emt.EMT")
+    assert isinstance(ase_oracle, ASEOracle) and isinstance(ase_oracle, Oracle) and not isinstance(ase_oracle, Potential)
+    for obj in (ZhouEAM("Mg"), LennardJones(), ase_oracle, make_potential(need(GOLDEN / "pub_l08_s1_rc5.almtp"))):
+        assert make_potential(obj) is obj
+    for o in (ZhouEAM("Mg"), ZhouEAM("Mg", smooth_width=0.5), LennardJones()):
+        assert isinstance(o, Potential) and isinstance(o, Oracle)
+    assert not isinstance("zhou:Mg", Potential) and not isinstance({"type": "lj"}, Oracle)
+    d = describe(ase_oracle, "ase:ase.calculators.emt.EMT")  # an oracle without a cutoff
+    assert d["type"] == "ase" and d["source"] == "ase:ase.calculators.emt.EMT" and "cutoff" not in d
+    assert short_name(ZhouEAM("Mg"), "zhou:Mg") == "Zhou2004 EAM (Mg)"
+
+
+@pytest.mark.parametrize("spec, species, words", [
+    ("missing.almtp", None, ["missing.almtp", "no such file"]),
+    ("missing.eam.alloy", None, ["missing.eam.alloy", "no such file"]),
+    ("missing.setfl", None, ["missing.setfl", "no such file"]),
+    ("pot.xyz", None, ["pot.xyz", "unknown kind of file", *MTP_SUFFIXES, *EAM_SUFFIXES]),
+    ("nonsense", None, ["nonsense"]),
+    ('{"type": "lj", ', None, ["not valid JSON"]),
+    ("zhou:Xx", None, ["zhou:Xx", "Xx"]),
+    ("zhou:Mg", ["Cu"], ["zhou:Mg", "Mg", "Cu"]),
+    ({"type": "morse"}, None, ["morse"]),
+])
+def test_make_potential_errors_name_the_spec(tmp_path, spec, species, words):
+    if isinstance(spec, str) and spec.startswith(("missing", "pot.")):
+        spec = str(tmp_path / spec)
+    with pytest.raises(MtpjaxError) as e:
+        make_potential(spec, species)
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_load_pair_and_checks():
+    """load_pair gives an MLIP file the oracle's element; check_elements refuses different elements."""
+    pot, orc, els = load_pair(need(GOLDEN / "pub_l08_s1_rc5.almtp"), "zhou:Mg")
+    assert pot.species == ("Mg",) and isinstance(orc, ZhouEAM) and els == ["Mg"]
+    assert check_elements(ZhouEAM(["Cu", "Ag"]), ZhouEAM(["Ag", "Cu"]), "Ag") == ["Ag"]
+    with pytest.raises(MtpjaxError, match="same element"):
+        load_pair("zhou:Cu", "zhou:Mg")
+
+
+def test_verify_load_is_a_re_export():
+    """mtpjax.verify.load keeps the old names for its callers, as aliases of mtpjax.oracles."""
+    from mtpjax.verify import load
+
+    assert load.load_potential is make_potential and load.label is short_name and load.load_pair is load_pair
+    assert load.check_elements is check_elements and load.describe is describe
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,16 +8,16 @@ from __future__ import annotations
 import json
 import pickle
 
-from ..errors import MtpjaxError
-from ..oracles import ASEOracle, get_calculator, make_oracle
-from ..errors import ConfigError
+from ..errors import ConfigError, MtpjaxError
+from ..oracles import ASEOracle, Oracle, get_calculator, make_oracle
+from ..potential import Potential
 
 _BUILT: dict = {}  # per process: spec json -> oracle; id(oracle) -> calculator
 
 
 def is_jax(oracle) -> bool:
     """Whether the oracle is a JAX potential (batched relaxations and labels)."""
-    return hasattr(oracle, "site_energies_from_pairs")
+    return isinstance(oracle, Potential)
 
 
 def make(spec: dict):
@@ -51,7 +51,7 @@ def check_element(oracle, element: str) -> None:
 
 def describe(oracle) -> dict:
     """The oracle's manifest entry (spec, name, parameters, units)."""
-    if hasattr(oracle, "describe"):
+    if isinstance(oracle, Oracle):
         return json.loads(json.dumps(oracle.describe(), default=str))
     return {"class": f"{type(oracle).__module__}.{type(oracle).__qualname__}"}
 

@@ -8,8 +8,13 @@ Every oracle (JAX or not) provides
   equal oracle;
 - ``describe()`` (dict): ``spec`` plus what a dataset manifest should record (name, species, cutoff,
   units, parameters, literature reference).
+
+:class:`Oracle` states that protocol (``isinstance(x, Oracle)``); a JAX oracle is also a
+:class:`mtpjax.potential.Potential`.
 """
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 import jax.numpy as jnp
 
@@ -17,6 +22,22 @@ from ..errors import MtpjaxError
 
 #: Units of every oracle in this package.
 UNITS = {"length": "Å", "energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (ASE sign and Voigt order)"}
+
+
+@runtime_checkable
+class Oracle(Protocol):
+    """What every oracle provides, JAX or not (see the module docstring)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def species(self) -> tuple | None: ...
+
+    @property
+    def spec(self) -> dict: ...
+
+    def describe(self) -> dict: ...
 
 
 def safe_distances(R, mask, cutoff: float):
@@ -32,7 +53,7 @@ def safe_distances(R, mask, cutoff: float):
     return r, inside
 
 
-def check_elements(symbols, species, what: str = "the oracle") -> None:
+def check_symbols(symbols, species, what: str = "the oracle") -> None:
     """Raise :class:`MtpjaxError` naming the elements of ``symbols`` that ``species`` lacks (None: no check)."""
     if species is None:
         return

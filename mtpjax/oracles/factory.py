@@ -7,9 +7,10 @@ Specs (every key but ``type`` optional unless marked):
 - ``{"type": "lj", "epsilon": 0.01032, "sigma": 3.40, "cutoff": 8.5, "shift": false}`` (``onset``, ``species``);
 - ``{"type": "ase", "calculator": "ase.calculators.emt.EMT", "kwargs": {...}}`` (``species``, ``name``, ``n_workers``).
 
-Strings: ``"zhou"``, ``"zhou:Mg"``, ``"zhou:Cu,Ag"``, ``"lj"``, ``"eam:PATH"``, a path ending in ``.eam``,
-``.eam.alloy`` or ``.eam.fs``, ``"ase:module.Class"``, or a JSON object. ``oracle.spec`` round-trips through
-:func:`make_oracle`.
+Strings: ``"zhou"``, ``"zhou:Mg"``, ``"zhou:Cu,Ag"``, ``"lj"``, ``"eam:PATH"``, a path ending in one of
+:data:`EAM_SUFFIXES`, ``"ase:module.Class"``, or a JSON object. ``oracle.spec`` round-trips through
+:func:`make_oracle`. Trained MTP files (:data:`MTP_SUFFIXES`) are potentials, not oracles: see
+:func:`mtpjax.oracles.make_potential`, which takes every spec here too.
 """
 from __future__ import annotations
 
@@ -17,12 +18,28 @@ import json
 
 from ..errors import MtpjaxError
 from .ase_oracle import ASEOracle
+from .base import Oracle
 from .eam_tabulated import TabulatedEAM
 from .lj import LennardJones
 from .zhou import ZhouEAM
 
 #: The project's default oracle: the Zhou 2004 EAM for Mg (LAMMPS's create.f conventions, hard cutoff 7.147 Å).
 DEFAULT_ORACLE = {"type": "zhou", "elements": ["Mg"]}
+
+#: File names of tabulated EAM potentials (the form follows the name: see :func:`mtpjax.oracles.eam_tabulated.guess_form`).
+EAM_SUFFIXES = (".eam", ".eam.alloy", ".eam.fs", ".alloy", ".fs", ".setfl")
+#: File names of trained MTPs (:func:`mtpjax.model.load_mtp`): MLIP's text formats and mtpjax's own.
+MTP_SUFFIXES = (".almtp", ".mtp", ".mtpjax")
+
+
+def is_eam_file(spec) -> bool:
+    """Whether ``spec`` (str or Path) names a tabulated EAM file by its suffix (:data:`EAM_SUFFIXES`)."""
+    return str(spec).strip().lower().endswith(EAM_SUFFIXES)
+
+
+def is_mtp_file(spec) -> bool:
+    """Whether ``spec`` (str or Path) names a trained MTP file by its suffix (:data:`MTP_SUFFIXES`)."""
+    return str(spec).strip().lower().endswith(MTP_SUFFIXES)
 
 _KEYS = {
     "zhou": {"elements", "element", "cutoff", "smooth_width", "parameters"},
@@ -49,9 +66,12 @@ def _from_string(s: str) -> dict:
         return {"type": "eam", "file": arg}
     if kind == "ase" and arg:
         return {"type": "ase", "calculator": arg}
-    if s.lower().endswith((".eam", ".eam.alloy", ".eam.fs", ".setfl")):
+    if is_eam_file(s):
         return {"type": "eam", "file": s}
-    raise MtpjaxError(f"unknown oracle {s!r}; use zhou[:El,El], lj, eam:FILE, ase:module.Class or a JSON spec")
+    if is_mtp_file(s):
+        raise MtpjaxError(f"{s!r} is a trained MTP, not an oracle: load it with mtpjax.oracles.make_potential")
+    raise MtpjaxError(f"unknown oracle {s!r}; use zhou[:El,El], lj, eam:FILE, a file ending in {', '.join(EAM_SUFFIXES)}, "
+                      "ase:module.Class or a JSON spec")
 
 
 def make_oracle(spec=None):
@@ -62,7 +82,7 @@ def make_oracle(spec=None):
     if isinstance(spec, str):
         spec = _from_string(spec)
     if not isinstance(spec, dict):
-        if hasattr(spec, "spec") and (hasattr(spec, "site_energies_from_pairs") or isinstance(spec, ASEOracle)):
+        if isinstance(spec, Oracle):
             return spec
         raise MtpjaxError(f"an oracle spec must be a dict or a string, got {type(spec).__name__}")
     kind = spec.get("type")
@@ -79,7 +99,7 @@ def make_oracle(spec=None):
         return ZhouEAM(elements, **kw)
     if kind == "eam":
         if not kw.get("file"):
-            raise MtpjaxError("an 'eam' oracle needs 'file' (a .eam, .eam.alloy or .eam.fs file)")
+            raise MtpjaxError(f"an 'eam' oracle needs 'file' (a file ending in {', '.join(EAM_SUFFIXES)})")
         return TabulatedEAM.from_file(kw.pop("file"), **kw)
     if kind == "lj":
         return LennardJones(**{k: v for k, v in kw.items() if v is not None or k == "onset"})

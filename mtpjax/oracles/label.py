@@ -1,16 +1,24 @@
-"""One labelling interface for every oracle: structures in; energy, forces, stress out.
+"""The one labelling path for every oracle: structures in; energy, forces, stress out.
 
     labelled = label(oracle, structures)      # list of ase.Atoms (labelled copies) or Failure, in input order
-    labeller = Labeller(oracle); labeller(set_1); labeller(set_2)   # the same, compiled once
+    labeller = Labeller(oracle); labeller(set_1); labeller(set_2)   # the same, one Evaluator for both
 
 A labelled structure is a copy of the input carrying a
 :class:`~ase.calculators.singlepoint.SinglePointCalculator` with ``energy`` and ``free_energy`` (eV), ``forces``
 (eV/Å) and, for cells periodic in all three directions, ``stress`` (eV/Å³, ASE's sign and Voigt order
-xx yy zz yz xz xy). A structure that cannot be labelled becomes a :class:`Failure`; the rest of the batch goes on.
+xx yy zz yz xz xy). A structure that cannot be labelled becomes a :class:`Failure` named by its
+``atoms.info['id']`` (the generator's ids), else ``atoms.info['name']``, else its position and formula; the rest
+of the batch goes on. ``progress(n)`` is called with the number of structures newly done (a tqdm bar's
+``update``), so that the calls add up to ``len(structures)``.
 
-JAX oracles are evaluated in packed batches of up to ``batch_atoms`` atoms with :class:`mtpjax.evaluate.Evaluator`;
-a batch that raises is redone one structure at a time to isolate the culprit. An :class:`ASEOracle` labels in its
-worker processes.
+JAX oracles (any :class:`mtpjax.potential.Potential`, MTPs included) are validated by
+:meth:`mtpjax.evaluate.Evaluator.prepare` and evaluated in packed batches of up to ``batch_atoms`` atoms by the
+process-wide compiled program of :func:`mtpjax.evaluate.program`. Every padded size is a power of two, so that
+labelling many chunks of different sizes compiles few programs and a structure's labels are bit for bit the same
+whatever batch it is labelled in (the generator's output files do not depend on its chunks or workers). A
+non-finite result fails its structure only; a batch that raises is redone one structure at a time. An
+:class:`ASEOracle` labels in its worker processes. The training-set generator (:mod:`mtpjax.generate`) labels
+through :func:`label` too.
 """
 from __future__ import annotations
 
@@ -19,10 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from ..batch import max_neighbours, pack
 from ..errors import MtpjaxError, StructureError
-from ..evaluate import Evaluator
+from ..evaluate import Evaluator, program, types_for_symbols
+from ..potential import Potential
+from ..units import stress_to_voigt
 from .ase_oracle import ASEOracle
-from .base import check_elements
+from .base import check_symbols
 
 #: Failure reasons.
 REASONS = ("unknown_element", "invalid_structure", "oracle_error", "non_finite")
@@ -30,8 +41,8 @@ REASONS = ("unknown_element", "invalid_structure", "oracle_error", "non_finite")
 
 @dataclass(frozen=True)
 class Failure:
-    """A structure that could not be labelled: its ``index`` in the input, ``name`` (``atoms.info['name']`` or the
-    formula), ``reason`` (one of :data:`REASONS`) and a human-readable ``message``."""
+    """A structure that could not be labelled: its ``index`` in the input, ``name`` (``atoms.info['id']``, else
+    ``atoms.info['name']``, else ``"structure K (formula)"``), ``reason`` (one of :data:`REASONS`) and a human-readable ``message``."""
 
     index: int
     name: str
@@ -40,7 +51,13 @@ class Failure:
 
 
 def _name(atoms, k: int) -> str:
-    return str(atoms.info.get("name") or f"structure {k} ({atoms.get_chemical_formula() or 'empty'})")
+    info = atoms.info
+    return str(info.get("id") or info.get("name") or f"structure {k} ({atoms.get_chemical_formula() or 'empty'})")
+
+
+def _pow2(n: int, minimum: int) -> int:
+    """The smallest power of two >= max(n, minimum)."""
+    return max(int(minimum), 1 << max(int(n) - 1, 0).bit_length())
 
 
 def _labelled(atoms, energy, forces, stress):
@@ -60,7 +77,7 @@ class Labeller:
     """Labels structures with one oracle, keeping its compiled programs between calls (see :func:`label`)."""
 
     def __init__(self, oracle, batch_atoms: int = 2048):
-        if not (isinstance(oracle, ASEOracle) or hasattr(oracle, "site_energies_from_pairs")):
+        if not isinstance(oracle, (ASEOracle, Potential)):
             raise MtpjaxError(f"{oracle!r} is not an oracle (a JAX potential or an ASEOracle); see mtpjax.oracles.make_oracle")
         self.oracle = oracle
         self.batch_atoms = int(batch_atoms)
@@ -74,7 +91,7 @@ class Labeller:
         todo = []
         for k, atoms in enumerate(structures):
             try:
-                check_elements(atoms.get_chemical_symbols(), getattr(oracle, "species", None), getattr(oracle, "name", "the oracle"))
+                check_symbols(atoms.get_chemical_symbols(), getattr(oracle, "species", None), getattr(oracle, "name", "the oracle"))
             except MtpjaxError as e:
                 out[k] = Failure(k, _name(atoms, k), "unknown_element", str(e))
                 continue
@@ -82,6 +99,8 @@ class Labeller:
                 out[k] = Failure(k, _name(atoms, k), "invalid_structure", "the structure has no atoms")
                 continue
             todo.append(k)
+        if progress is not None and len(todo) < len(structures):
+            progress(len(structures) - len(todo))
         if self.evaluator is None:
             _label_ase(oracle, structures, todo, out, progress)
         else:
@@ -92,8 +111,9 @@ class Labeller:
 def label(oracle, structures, progress=None, batch_atoms: int = 2048) -> list:
     """Label ``structures`` (a list of ase.Atoms) with ``oracle`` (any JAX oracle or an :class:`ASEOracle`).
 
-    Returns, in input order, labelled copies or :class:`Failure` records. ``progress(n_done, n_total)`` is called
-    as structures finish. Never raises for a bad structure; raises :class:`MtpjaxError` only for a bad oracle.
+    Returns, in input order, labelled copies or :class:`Failure` records (named by ``atoms.info['id']``, else
+    ``info['name']``). ``progress(n)`` is called with the number of structures newly done (the calls add up to
+    ``len(structures)``). Never raises for a bad structure; raises :class:`MtpjaxError` only for a bad oracle.
     JAX oracles are evaluated in packed batches of up to ``batch_atoms`` atoms. To label many sets with one
     oracle without recompiling, reuse a :class:`Labeller`.
     """
@@ -101,8 +121,13 @@ def label(oracle, structures, progress=None, batch_atoms: int = 2048) -> list:
 
 
 def _label_ase(oracle, structures, todo, out, progress):
-    n_total, n_before = len(structures), len(structures) - len(todo)
-    cb = None if progress is None else (lambda done, _n: progress(n_before + done, n_total))
+    done = [0]
+
+    def cb(n_done, _n_total):
+        if progress is not None and n_done > done[0]:
+            progress(n_done - done[0])
+            done[0] = n_done
+
     for k, res in zip(todo, oracle.compute([structures[k] for k in todo], progress=cb)):
         a = structures[k]
         if res[0] == "error":
@@ -111,51 +136,78 @@ def _label_ase(oracle, structures, todo, out, progress):
             out[k] = Failure(k, _name(a, k), "non_finite", f"{oracle.name} gave a non-finite energy, force or stress")
         else:
             out[k] = _labelled(a, *res)
+    if progress is not None and done[0] < len(todo):
+        progress(len(todo) - done[0])
 
 
 def _label_jax(oracle, ev, structures, todo, out, progress, batch_atoms):
     species = getattr(oracle, "species", None)
-    index = {s: t for t, s in enumerate(species)} if species else None
     prepared = []
     for k in todo:
         a = structures[k]
         try:
-            types = [index[s] for s in a.get_chemical_symbols()] if index else np.zeros(len(a), dtype=np.int64)
+            types = types_for_symbols(a.get_chemical_symbols(), species, oracle.n_species, _name(a, k))
             prepared.append((k, ev.prepare(a.positions, a.cell.array, a.pbc, types, _name(a, k))))
         except StructureError as e:
             out[k] = Failure(k, _name(a, k), "invalid_structure", str(e))
         except Exception as e:  # noqa: BLE001 (e.g. the neighbour list failed)
             out[k] = Failure(k, _name(a, k), "oracle_error", f"{type(e).__name__}: {e}")
-    n_done = len(structures) - len(prepared)
+    if progress is not None and len(prepared) < len(todo):
+        progress(len(todo) - len(prepared))
+    fn = program(potential=oracle)
+    what = getattr(oracle, "name", "the oracle")
 
     def store(items, results):
-        for (k, _), r in zip(items, results):
-            stress = r.stress if r.volume is not None else None
-            if not _finite(r.energy, r.forces, stress):
-                out[k] = Failure(k, _name(structures[k], k), "non_finite", f"{getattr(oracle, 'name', 'the oracle')} gave "
-                                 "a non-finite energy, force or stress")
+        for (k, _), (energy, forces, virial) in zip(items, results):
+            a = structures[k]
+            stress = -stress_to_voigt(virial) / a.get_volume() if a.pbc.all() else None  # ASE: σ = -virial / V
+            if not _finite(energy, forces, virial):
+                out[k] = Failure(k, _name(a, k), "non_finite", f"{what} gave a non-finite energy, force or stress")
             else:
-                out[k] = _labelled(structures[k], r.energy, r.forces, stress)
+                out[k] = _labelled(a, energy, forces, stress)
 
-    batches, batch, n = [], [], 0
-    for item in prepared:
-        m = len(item[1].positions)
-        if batch and n + m > batch_atoms:
-            batches.append(batch)
-            batch, n = [], 0
-        batch.append(item)
-        n += m
-    batches += [batch] if batch else []
-    for batch in batches:
+    for batch in _batches(prepared, batch_atoms):
         try:
-            store(batch, ev.evaluate([p for _, p in batch]))
+            store(batch, _evaluate(fn, oracle, [p for _, p in batch]))
         except Exception:  # noqa: BLE001 - redo one by one to isolate the structure at fault
             for k, p in batch:
                 try:
-                    store([(k, p)], ev.evaluate([p]))
+                    store([(k, p)], _evaluate(fn, oracle, [p]))
                 except Exception as e:  # noqa: BLE001
-                    non_finite = isinstance(e, StructureError) and "not finite" in str(e)
-                    out[k] = Failure(k, p.name, "non_finite" if non_finite else "oracle_error", f"{type(e).__name__}: {e}")
-        n_done += len(batch)
+                    out[k] = Failure(k, p.name, "oracle_error", f"{type(e).__name__}: {e}")
         if progress is not None:
-            progress(n_done, len(structures))
+            progress(len(batch))
+
+
+def _batches(prepared, batch_atoms: int):
+    """Consecutive groups of (index, prepared structure) of at most ``batch_atoms`` atoms (or one structure)."""
+    batch, n = [], 0
+    for item in prepared:
+        m = len(item[1].positions)
+        if batch and n + m > batch_atoms:
+            yield batch
+            batch, n = [], 0
+        batch.append(item)
+        n += m
+    if batch:
+        yield batch
+
+
+def _evaluate(fn, potential, batch) -> list:
+    """(energy eV, forces (n, 3) eV/Å, virial (3, 3) eV) of each prepared structure of ``batch``, evaluated as one
+    packed batch by ``fn`` (:func:`mtpjax.evaluate.program`).
+
+    Every padded size is a power of two (atoms >= 64, structures >= 16, neighbour slots >= 16): padding with zeros
+    to a power-of-two width leaves XLA's pairwise sums bit for bit as they are, so a structure's labels do not
+    depend on the batch it is labelled in (the generator's files are identical whatever its chunks and workers).
+    """
+    n_tot = sum(len(p.positions) for p in batch)
+    n_nb = _pow2(max(max_neighbours(p.pairs[0], len(p.positions)) for p in batch), 16)
+    b = pack([(p.positions, p.cell, p.types, p.pairs) for p in batch], _pow2(n_tot, 64), _pow2(len(batch), 16), n_nb)
+    e, f, v, _ = (np.asarray(x) for x in fn(potential, b.positions, b.cells, b.species, b.nbrs, structure=b.structure))
+    out, o = [], 0
+    for j, p in enumerate(batch):
+        n = len(p.positions)
+        out.append((e[j], f[o:o + n], v[j]))
+        o += n
+    return out

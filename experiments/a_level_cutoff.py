@@ -38,22 +38,21 @@ class Settings(E.SweepSettings):
     """The [quick] / [full] table of a_level_cutoff.toml: the fit keys of :class:`mtpjax.experiment.SweepSettings`
     and the training subsets (one line per subset in the figure)."""
 
-    subsets: tuple[str, ...] = ("RATTLE", "EVERYTHING")
+    subsets: tuple[str, ...] = ("RATTLE", "EVERYTHING")  # RANDSPG ... RATTLE, EVERYTHING
 
-
-def check(s: Settings) -> None:
-    """Range checks beyond the types (a :class:`ConfigError` names the key)."""
-    E.check_sweep_settings(s)
-    bad = [x for x in s.subsets if x not in E.SUBSETS]
-    if bad:
-        raise ConfigError("subsets", f"unknown subset(s) {bad}; known: {list(E.SUBSETS)}")
-    if not s.subsets:
-        raise ConfigError("subsets", "must be a non-empty list of subset names")
+    def check_config(self) -> None:
+        """What the types do not say (a :class:`ConfigError` names the key)."""
+        super().check_config()
+        bad = [x for x in self.subsets if x not in E.SUBSETS]
+        if bad:
+            raise ConfigError("subsets", f"unknown subset(s) {bad}; known: {list(E.SUBSETS)}")
+        if not self.subsets:
+            raise ConfigError("subsets", "must be a non-empty list of subset names")
 
 
 def load_settings(path, mode: str) -> Settings:
     """The ``[mode]`` table of ``path``, checked; ``generate`` resolved relative to the file."""
-    return E.load_settings(Settings, path, mode, paths=("generate",), check=check)
+    return E.load_settings(Settings, path, mode)
 
 
 # ------------------------------------------------------------------------------------------------------------------

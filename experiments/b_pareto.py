@@ -32,6 +32,7 @@ from pathlib import Path
 from mtpjax import experiment as E
 from mtpjax.errors import ConfigError
 from mtpjax.experiment import ExperimentError
+from mtpjax.fit.validate import non_negative_float, non_negative_int, positive_float, positive_int
 
 HERE = Path(__file__).resolve().parent
 NAME = "b_pareto"
@@ -45,42 +46,32 @@ class Settings(E.SweepSettings):
 
     subset: str = "EVERYTHING"  # the training subset whose MTPs are compared
     rmse: str = "train"  # which RMSE is the y axis: train or test
-    oracle: dict | str = field(default_factory=lambda: {"type": "zhou", "elements": ["Mg"]})  # make_oracle spec, timed too
-    lattice_a: float = 3.19  # Å, hcp a of the timing cell
-    covera: float = 1.624  # c/a of the timing cell
-    repeat: tuple[int, ...] = (6, 6, 6)  # primitive cells along a, b, c: 6x6x6 -> 432 atoms
-    rattle: float = 0.05  # Å, Gaussian standard deviation of the displacements
-    rattle_seed: int = 1000
-    repeats: int = 7  # timed calls; the median is reported
-    warmup: int = 2  # untimed calls after compilation
+    oracle: object = field(default_factory=lambda: {"type": "zhou", "elements": ["Mg"]}, metadata={"help": (
+        "the classical potential timed for reference: a make_oracle spec (a table or a string)")})
+    lattice_a: float = field(default=3.19, metadata={"check": positive_float})  # Å, hcp a of the timing cell
+    covera: float = field(default=1.624, metadata={"check": positive_float})  # c/a of the timing cell
+    repeat: tuple[int, int, int] = field(default=(6, 6, 6), metadata={"check": positive_int, "help": (
+        "primitive cells along a, b, c of the timing cell: 6x6x6 -> 432 atoms")})
+    rattle: float = field(default=0.05, metadata={"check": non_negative_float})  # Å, standard deviation of the displacements
+    rattle_seed: int = field(default=1000, metadata={"check": non_negative_int})
+    repeats: int = field(default=7, metadata={"check": positive_int})  # timed calls; the median is reported
+    warmup: int = field(default=2, metadata={"check": positive_int})  # untimed calls after compilation
 
-
-def check(s: Settings) -> None:
-    """Range checks beyond the types (a :class:`ConfigError` names the key)."""
-    E.check_sweep_settings(s)
-    if s.subset not in E.SUBSETS:
-        raise ConfigError("subset", f"must be one of {list(E.SUBSETS)}, got {s.subset!r}")
-    if s.rmse not in ("train", "test"):
-        raise ConfigError("rmse", f"must be 'train' or 'test', got {s.rmse!r}")
-    if not s.oracle:
-        raise ConfigError("oracle", "must be a make_oracle spec (a table such as {type = \"zhou\"}, or a string)")
-    for k in ("lattice_a", "covera"):
-        if not getattr(s, k) > 0:
-            raise ConfigError(k, f"must be a positive number, got {getattr(s, k)}")
-    if len(s.repeat) != 3 or any(x < 1 for x in s.repeat):
-        raise ConfigError("repeat", f"must be a list of three positive integers, got {list(s.repeat)}")
-    if s.rattle < 0:
-        raise ConfigError("rattle", f"must be a non-negative number, got {s.rattle}")
-    if s.rattle_seed < 0:
-        raise ConfigError("rattle_seed", f"must be a non-negative integer, got {s.rattle_seed}")
-    for k in ("repeats", "warmup"):
-        if getattr(s, k) < 1:
-            raise ConfigError(k, f"must be a positive integer, got {getattr(s, k)}")
+    def check_config(self) -> None:
+        """What the types do not say (a :class:`ConfigError` names the key)."""
+        super().check_config()
+        if self.subset not in E.SUBSETS:
+            raise ConfigError("subset", f"must be one of {list(E.SUBSETS)}, got {self.subset!r}")
+        if self.rmse not in ("train", "test"):
+            raise ConfigError("rmse", f"must be 'train' or 'test', got {self.rmse!r}")
+        if not isinstance(self.oracle, (dict, str)) or not self.oracle:
+            raise ConfigError("oracle", f"must be a make_oracle spec (a table such as {{type = \"zhou\"}}, or a string), "
+                                        f"got {self.oracle!r}")
 
 
 def load_settings(path, mode: str) -> Settings:
     """The ``[mode]`` table of ``path``, checked; ``generate`` resolved relative to the file."""
-    return E.load_settings(Settings, path, mode, paths=("generate",), check=check)
+    return E.load_settings(Settings, path, mode)
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -38,10 +38,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from mtpjax import experiment as E
 from mtpjax.errors import ConfigError
 from mtpjax.experiment import ExperimentError, write_csv  # noqa: F401  (the scripts' error type; the CSV writer)
+from mtpjax.fit.validate import mtp_level, non_negative_int, positive_float, positive_int
 from mtpjax.verify.suite import TESTS
 
 HERE = Path(__file__).resolve().parent
@@ -54,46 +56,41 @@ DEFAULT_CONFIG = HERE / "configs" / "c_error_matrix.toml"
 class Settings:
     """The [quick] / [full] table of c_error_matrix.toml; every key is optional (these defaults are the full values)."""
 
-    data: str = str(REPO / "configs" / "generate_mg.toml")  # generation recipe (a given path: relative to the config file)
-    subsets: tuple[str, ...] = E.SUBSETS  # training subsets, one MTP and one matrix column each
-    level: int = 16  # MTP level
-    cutoff: float = 6.5  # Å
-    seed: int = 0
-    max_steps: int = 1000  # optimiser steps per fit
-    linear_solve_at: tuple[int, ...] = E.MLIP_LINEAR_SOLVES
-    optimizer: str = "lbfgs"  # lbfgs | bfgs | adam
-    max_batch_atoms: int = 100000
+    data: str = field(default=str(REPO / "configs" / "generate_mg.toml"), metadata={"path": True, "help": (
+        "generation recipe, relative to the config file")})
+    subsets: tuple[str, ...] = E.SUBSETS  # training subsets, one MTP and one matrix column each (or unions A+B)
+    level: int = field(default=16, metadata={"check": mtp_level})  # MTP level
+    cutoff: float = field(default=6.5, metadata={"check": positive_float})  # Å
+    seed: int = field(default=0, metadata={"check": non_negative_int})
+    max_steps: int = field(default=1000, metadata={"check": positive_int})  # optimiser steps per fit
+    linear_solve_at: tuple[int, ...] = field(default=E.MLIP_LINEAR_SOLVES, metadata={"check": non_negative_int})
+    optimizer: Literal["lbfgs", "bfgs", "adam"] = "lbfgs"
+    max_batch_atoms: int = field(default=100000, metadata={"check": positive_int})
     tests: tuple[str, ...] = TESTS  # verification tests
     verify_quick: bool = False  # the suite's quick mode (smaller cells, fewer points)
     verify_options: dict = field(default_factory=dict)  # per-test options, {"phonons": {"structures": ["hcp"]}}
     exclude: tuple[str, ...] = ()  # matrix rows whose "test: quantity" contains one of these strings are left out
 
-
-def check(s: Settings) -> None:
-    """Range checks beyond the types (a :class:`ConfigError` names the key)."""
-    E.check_plan_settings(s)
-    if not 2 <= s.level <= 28:
-        raise ConfigError("level", f"must be in 2..28, got {s.level}")
-    if not s.cutoff > 0:
-        raise ConfigError("cutoff", f"must be positive (Å), got {s.cutoff}")
-    bad = [t for t in s.tests if t not in TESTS]
-    if bad:
-        raise ConfigError("tests", f"unknown test {bad[0]!r} (known: {', '.join(TESTS)})")
-    if not s.tests:
-        raise ConfigError("tests", "is empty")
-    extra = sorted(set(s.verify_options) - set(s.tests))
-    if extra:
-        raise ConfigError("verify_options", f"options for {extra[0]!r}, which is not in tests")
-    E.check_subsets(s.subsets, "subsets")
+    def check_config(self) -> None:
+        """What the types do not say (a :class:`ConfigError` names the key)."""
+        E.check_plan_settings(self)
+        bad = [t for t in self.tests if t not in TESTS]
+        if bad:
+            raise ConfigError("tests", f"unknown test {bad[0]!r} (known: {', '.join(TESTS)})")
+        if not self.tests:
+            raise ConfigError("tests", "is empty")
+        extra = sorted(set(self.verify_options) - set(self.tests))
+        if extra:
+            raise ConfigError("verify_options", f"options for {extra[0]!r}, which is not in tests")
+        E.check_subsets(self.subsets, "subsets")
 
 
 def load_settings(path, mode: str) -> Settings:
     """The ``[mode]`` table of ``path``, checked (errors ``<path>: [<mode>].<key>: ...``); ``data`` resolved
     relative to the file."""
-    return E.load_settings(Settings, path, mode, prefix=f"[{mode}].", paths=("data",), check=check)
+    return E.load_settings(Settings, path, mode, prefix=f"[{mode}].")
 
 
-# ------------------------------------------------------------------------------------------------- the matrix
 def assemble_matrix(rows_by_subset: dict, exclude=()) -> list:
     """The error matrix from verification rows: {subset: [row, ...]} -> one dict per quantity with test, quantity,
     unit, kind and one value per subset.

@@ -36,12 +36,14 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from mtpjax import experiment as E
 from mtpjax.errors import ConfigError
 from mtpjax.experiment import ExperimentError, write_csv  # noqa: F401  (the scripts' error type; the CSV writer)
+from mtpjax.fit.validate import non_negative_int, positive_float, positive_int
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -56,49 +58,43 @@ EV_SUBSETS = ("RANDSPG", "EVERYTHING")
 class Settings:
     """The [quick] / [full] table of d_transferability.toml; every key is optional (these defaults are the full values)."""
 
-    data: str = str(REPO / "configs" / "generate_mg.toml")  # generation recipe (a given path: relative to the config file)
+    data: str = field(default=str(REPO / "configs" / "generate_mg.toml"), metadata={"path": True, "help": (
+        "generation recipe, relative to the config file")})
     ev_level: int = 16  # level of the RANDSPG and EVERYTHING MTPs of the E–V curves
-    ev_cutoff: float = 6.5  # Å
+    ev_cutoff: float = field(default=6.5, metadata={"check": positive_float})  # Å
     ev_range: float = 0.8  # E–V curves over (1 ± ev_range) Ω0
     ev_points: int = 41  # volumes per range and phase (odd: Ω0 itself is one of them)
-    shape: str = "ideal"  # ideal c/a (√(8/3)) or the oracle's relaxed c/a ("relaxed"); see mtpjax.verify.eos
+    shape: Literal["ideal", "relaxed"] = "ideal"  # ideal c/a (√(8/3)) or the oracle's relaxed c/a; see mtpjax.verify.eos
     sep_subset: str = "EVERYTHING"  # training subset of the phase-separation MTPs
     sep_levels: tuple[int, ...] = (4, 6, 8, 10, 12, 16)
-    sep_cutoffs: tuple[float, ...] = (4.0, 5.2, 6.5)  # Å
-    seed: int = 0
-    max_steps: int = 1000
-    linear_solve_at: tuple[int, ...] = E.MLIP_LINEAR_SOLVES
-    optimizer: str = "lbfgs"
-    max_batch_atoms: int = 100000
+    sep_cutoffs: tuple[float, ...] = field(default=(4.0, 5.2, 6.5), metadata={"check": positive_float})  # Å
+    seed: int = field(default=0, metadata={"check": non_negative_int})
+    max_steps: int = field(default=1000, metadata={"check": positive_int})
+    linear_solve_at: tuple[int, ...] = field(default=E.MLIP_LINEAR_SOLVES, metadata={"check": non_negative_int})
+    optimizer: Literal["lbfgs", "bfgs", "adam"] = "lbfgs"
+    max_batch_atoms: int = field(default=100000, metadata={"check": positive_int})
 
-
-def check(s: Settings) -> None:
-    """Range checks beyond the types (a :class:`ConfigError` names the key)."""
-    E.check_plan_settings(s)
-    if not 0 < s.ev_range < 1:
-        raise ConfigError("ev_range", f"must be in (0, 1) (a fraction of Ω0), got {s.ev_range}")
-    if s.ev_points < 5 or s.ev_points % 2 == 0:
-        raise ConfigError("ev_points", f"must be odd and ≥ 5 (so that Ω0 is a point), got {s.ev_points}")
-    if s.shape not in ("ideal", "relaxed"):
-        raise ConfigError("shape", f"choose 'ideal' or 'relaxed', not {s.shape!r}")
-    E.check_subsets([s.sep_subset], "sep_subset")
-    for key in ("sep_levels", "sep_cutoffs"):
-        if not getattr(s, key):
-            raise ConfigError(key, "is empty")
-    for key, levels in (("ev_level", [s.ev_level]), ("sep_levels", s.sep_levels)):
-        for lv in levels:
-            if not 2 <= lv <= 28:
-                raise ConfigError(key, f"level {lv!r} must be an integer in 2..28")
-    for key, cutoffs in (("ev_cutoff", [s.ev_cutoff]), ("sep_cutoffs", s.sep_cutoffs)):
-        for c in cutoffs:
-            if not c > 0:
-                raise ConfigError(key, f"cutoff {c!r} must be a positive number in Å")
+    def check_config(self) -> None:
+        """What the types do not say (a :class:`ConfigError` names the key)."""
+        E.check_plan_settings(self)
+        if not 0 < self.ev_range < 1:
+            raise ConfigError("ev_range", f"must be in (0, 1) (a fraction of Ω0), got {self.ev_range}")
+        if self.ev_points < 5 or self.ev_points % 2 == 0:
+            raise ConfigError("ev_points", f"must be odd and ≥ 5 (so that Ω0 is a point), got {self.ev_points}")
+        E.check_subsets([self.sep_subset], "sep_subset")
+        for key in ("sep_levels", "sep_cutoffs"):
+            if not getattr(self, key):
+                raise ConfigError(key, "is empty")
+        for key, levels in (("ev_level", [self.ev_level]), ("sep_levels", self.sep_levels)):
+            for lv in levels:
+                if not 2 <= lv <= 28:
+                    raise ConfigError(key, f"level {lv!r} must be an integer in 2..28")
 
 
 def load_settings(path, mode: str) -> Settings:
     """The ``[mode]`` table of ``path``, checked (errors ``<path>: [<mode>].<key>: ...``); ``data`` resolved
     relative to the file."""
-    return E.load_settings(Settings, path, mode, prefix=f"[{mode}].", paths=("data",), check=check)
+    return E.load_settings(Settings, path, mode, prefix=f"[{mode}].")
 
 
 def fit_plan(s) -> list:

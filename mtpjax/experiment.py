@@ -1,8 +1,8 @@
 """What the experiment scripts (``experiments/a_level_cutoff.py``, ``b_pareto.py``, ``c_error_matrix.py``,
 ``d_transferability.py``) share, built on the stages of ``mtpjax run`` (:mod:`mtpjax.pipeline`):
 
-- settings: a TOML file with a ``[quick]`` and a ``[full]`` table, read into a frozen dataclass
-  (:func:`load_settings`); bad input is an :class:`ExperimentError` naming the file and the key;
+- settings: a TOML file with a ``[quick]`` and a ``[full]`` table, read into a frozen dataclass by the one validator
+  :mod:`mtpjax.config` (:func:`load_settings`); bad input is an :class:`ExperimentError` naming the file and the key;
 - output: the default output folder, time-stamped progress lines, CSV tables and figures written atomically
   through :mod:`mtpjax.io.files`, the command line's common options and exit status;
 - generate: the training set of a generation recipe (:func:`prepare_data`, the generator stage's
@@ -28,16 +28,17 @@ import math
 import shutil
 import sys
 import time
-import types
-import typing
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from .errors import ConfigError, FormatError, MtpjaxError
 from .fit.config import MLIP_LINEAR_SOLVES
+from .fit.validate import non_negative_int, positive_float, positive_int
 from .generate.config import SUBSETS as GENERATED_SUBSETS
 
 __all__ = ["ExperimentError", "SUBSETS", "MLIP_LINEAR_SOLVES", "MODES", "SweepSettings", "load_settings",
-           "settings_dict", "check_sweep_settings", "check_plan_settings", "check_subsets", "default_out", "log", "write_csv", "save_figure", "plain_log_ticks",
+           "settings_dict", "check_plan_settings", "check_subsets", "default_out", "log", "write_csv", "save_figure", "plain_log_ticks",
            "colour", "mean", "file_digest", "parser", "guarded", "use_compilation_cache", "prepare_data",
            "read_manifest", "given_data", "check_generated", "load_data", "split", "data_id", "sweep_tag", "fit_config", "check_fit_settings",
            "sweep_fits", "fit_plan_runs", "fit_row", "load_potential", "verify_run"]
@@ -56,71 +57,47 @@ class ExperimentError(MtpjaxError):
 # settings
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class SweepSettings:
     """The fit keys of experiments a and b: MTPs of every (subset, level, cutoff, seed) fitted with
     :func:`mtpjax.sweep.run_sweep` on EVERYTHING less a held-out test fraction."""
 
-    generate: str = "quick_data_ab.toml"  # generation recipe (mtpjax generate TOML), relative to the config file
-    levels: tuple[int, ...] = (8, 12)
-    cutoffs: tuple[float, ...] = (5.2,)  # Å
-    seeds: tuple[int, ...] = (0,)
+    generate: str = field(default="quick_data_ab.toml", metadata={"path": True, "help": (
+        "generation recipe (an mtpjax generate TOML), relative to the config file")})
+    levels: tuple[int, ...] = (8, 12)  # MTP levels, 2..28
+    cutoffs: tuple[float, ...] = (5.2,)  # Å, each in (1, 20)
+    seeds: tuple[int, ...] = field(default=(0,), metadata={"check": non_negative_int})
     max_steps: int = 300  # optimiser steps per fit (at most)
-    linear_solve_at: tuple[int, ...] = MLIP_LINEAR_SOLVES  # steps with an exact linear solve (those >= max_steps dropped)
-    test_fraction: float = 0.1  # held-out fraction of EVERYTHING (test RMSE)
-    split_seed: int = 0
-    group: str = "level"  # which runs train together (mtpjax.sweep.run_sweep): level, seed or none
-    max_batch_atoms: int = 100000
-    energy_weight: float = 1.0
-    force_weight: float = 0.01
-    stress_weight: float = 0.001
+    linear_solve_at: tuple[int, ...] = field(default=MLIP_LINEAR_SOLVES, metadata={"check": non_negative_int, "help": (
+        "steps with an exact linear solve (those >= max_steps dropped)")})
+    test_fraction: float = 0.1  # held-out fraction of EVERYTHING (test RMSE), in [0, 1)
+    split_seed: int = field(default=0, metadata={"check": non_negative_int})
+    group: Literal["level", "seed", "none"] = "level"  # which runs train together (mtpjax.sweep.run_sweep)
+    max_batch_atoms: int = field(default=100000, metadata={"check": positive_int})
+    energy_weight: float = field(default=1.0, metadata={"check": positive_float})
+    force_weight: float = field(default=0.01, metadata={"check": positive_float})
+    stress_weight: float = field(default=0.001, metadata={"check": positive_float})
 
-
-def check_sweep_settings(s: SweepSettings) -> None:
-    """Range checks of the :class:`SweepSettings` keys; a :class:`ConfigError` names the key."""
-    _nonempty_in(s.levels, "levels", 2, 28)
-    if not s.cutoffs or any(not 1.0 < c < 20.0 for c in s.cutoffs):
-        raise ConfigError("cutoffs", f"must be a non-empty list with every cutoff in (1, 20) Å, got {list(s.cutoffs)}")
-    _nonempty_in(s.seeds, "seeds", 0, 2**31 - 1)
-    _positive(s, "max_steps", "max_batch_atoms")
-    if any(x < 0 for x in s.linear_solve_at):
-        raise ConfigError("linear_solve_at", f"must be a list of non-negative integers (steps), got {list(s.linear_solve_at)}")
-    if not 0.0 <= s.test_fraction < 1.0:
-        raise ConfigError("test_fraction", f"must be a number in [0, 1), got {s.test_fraction}")
-    if s.split_seed < 0:
-        raise ConfigError("split_seed", f"must be a non-negative integer, got {s.split_seed}")
-    if s.group not in ("level", "seed", "none"):
-        raise ConfigError("group", f"must be one of 'level', 'seed', 'none', got {s.group!r}")
-    for k in ("energy_weight", "force_weight", "stress_weight"):
-        if not getattr(s, k) > 0:
-            raise ConfigError(k, f"must be a positive number, got {getattr(s, k)}")
-
-
-def _nonempty_in(values, key: str, lo: int, hi: int) -> None:
-    if not values:
-        raise ConfigError(key, "must be a non-empty list of integers")
-    if any(not lo <= x <= hi for x in values):
-        raise ConfigError(key, f"every entry must be in [{lo}, {hi}], got {list(values)}")
-
-
-def _positive(s, *keys) -> None:
-    for k in keys:
-        if not getattr(s, k) > 0:
-            raise ConfigError(k, f"must be a positive integer, got {getattr(s, k)}")
+    def check_config(self) -> None:
+        """What the types do not say (:func:`mtpjax.config.from_dict` calls it; a :class:`ConfigError` names the key)."""
+        if not self.levels:
+            raise ConfigError("levels", "must be a non-empty list of integers")
+        if any(not 2 <= x <= 28 for x in self.levels):
+            raise ConfigError("levels", f"every entry must be in [2, 28], got {list(self.levels)}")
+        if not self.cutoffs or any(not 1.0 < c < 20.0 for c in self.cutoffs):
+            raise ConfigError("cutoffs", f"must be a non-empty list with every cutoff in (1, 20) Å, got {list(self.cutoffs)}")
+        if not self.seeds:
+            raise ConfigError("seeds", "must be a non-empty list of integers")
+        if self.max_steps < 1:
+            raise ConfigError("max_steps", f"must be a positive integer, got {self.max_steps}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ConfigError("test_fraction", f"must be a number in [0, 1), got {self.test_fraction}")
 
 
 def check_plan_settings(s) -> None:
-    """Range checks of the fit keys of experiments c and d (``data``, ``max_steps``, ``max_batch_atoms``,
-    ``optimizer``); a :class:`ConfigError` names the key."""
+    """What the types do not say of the fit keys of experiments c and d: the recipe ``data`` must exist."""
     if not Path(s.data).exists():
         raise ConfigError("data", f"no such generation recipe {s.data}")
-    for k in ("max_steps", "max_batch_atoms"):
-        if getattr(s, k) < 1:
-            raise ConfigError(k, f"must be positive, got {getattr(s, k)}")
-    if any(x < 0 for x in s.linear_solve_at):
-        raise ConfigError("linear_solve_at", f"must be a list of non-negative integers (steps), got {list(s.linear_solve_at)}")
-    if s.optimizer not in ("lbfgs", "bfgs", "adam"):
-        raise ConfigError("optimizer", f"choose lbfgs, bfgs or adam, not {s.optimizer!r}")
 
 
 def check_subsets(subsets, key: str) -> None:
@@ -135,80 +112,20 @@ def check_subsets(subsets, key: str) -> None:
         raise ConfigError(key, f"a subset is named twice in {list(subsets)}")
 
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", dict: "a table",
-               tuple: "a list", list: "a list"}
-
-
-def _type_name(tp) -> str:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    origin = typing.get_origin(tp) or tp
-    if origin in (tuple, list):
-        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        return f"a list of {_TYPE_NAMES.get(args[0], 'values').split(' ', 1)[1]}s" if args else "a list"
-    return _TYPE_NAMES.get(origin, getattr(origin, "__name__", str(origin)))
-
-
-def _convert(value, tp):
-    """``value`` (from TOML) as type ``tp``, or raise TypeError. int for float, list for tuple; bool is no number."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return _convert(value, arg)
-            except TypeError:
-                pass
-        raise TypeError
-    origin = typing.get_origin(tp) or tp
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise TypeError
-        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        items = [_convert(v, args[0]) for v in value] if args else list(value)
-        return tuple(items) if origin is tuple else items
-    if origin is bool:
-        ok = isinstance(value, bool)
-    elif origin is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif origin is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, origin)
-    if not ok:
-        raise TypeError
-    return value
-
-
-def settings_from_dict(cls, data: dict):
-    """A ``cls`` (a frozen dataclass) from a TOML table: every key must be a field, every value of the field's type
-    (an integer is a number, a list is a tuple); missing keys take their defaults. Raises :class:`ConfigError`
-    naming the key."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kw = {}
-    for key, value in data.items():
-        if key not in names:
-            raise ConfigError(key, f"unknown key (known: {', '.join(names)})")
-        try:
-            kw[key] = _convert(value, hints[key])
-        except TypeError:
-            raise ConfigError(key, f"must be {_type_name(hints[key])}, got {value!r}") from None
-    return cls(**kw)
-
-
-def load_settings(cls, path, mode: str, *, prefix: str | None = None, paths=(), check=None):
-    """The ``[mode]`` table (``quick`` or ``full``) of TOML file ``path`` as a ``cls`` (a frozen dataclass): missing
-    keys take the defaults, the fields named in ``paths`` are resolved relative to the file's folder, and
-    ``check(settings)`` (raising :class:`ConfigError` naming a key) adds range checks of its own.
+def load_settings(cls, path, mode: str, *, prefix: str | None = None):
+    """The ``[mode]`` table (``quick`` or ``full``) of TOML file ``path`` as a ``cls``, a frozen dataclass checked by
+    :func:`mtpjax.config.from_dict` (field types and ``check`` metadata, then ``cls.check_config``): missing keys
+    take the defaults; ``path`` fields (metadata) are relative to the file, defaults included.
 
     Any fault is an :class:`ExperimentError` ``"<path>: <prefix><key>: <reason>"``; ``prefix`` defaults to
-    ``"<mode>."``.
+    ``"<mode>."``; a file without a ``[mode]`` table, or with other tables, is one too.
     """
+    from . import config
+    from .io.tomlfile import read_toml
+
     path = Path(path)
     prefix = f"{mode}." if prefix is None else prefix
     try:
-        from .io.tomlfile import read_toml
-
         doc = read_toml(path)
     except FormatError as err:
         raise ExperimentError(str(err)) from None
@@ -219,20 +136,17 @@ def load_settings(cls, path, mode: str, *, prefix: str | None = None, paths=(), 
         raise ExperimentError(f"{path}: no [{mode}] table")
     if not isinstance(doc[mode], dict):
         raise ExperimentError(f"{path}: {mode} must be a table")
+    table, base = dict(doc[mode]), path.resolve().parent
+    for fd in config.fields(cls):  # paths relative to the file (a default left out too)
+        value = table.get(fd.key, getattr(cls(), fd.name))
+        if fd.meta.get("path") and isinstance(value, str):
+            table[fd.key] = str((base / value).resolve())
     try:
-        settings = settings_from_dict(cls, doc[mode])
-        resolved = {k: str(_resolve(getattr(settings, k), path.parent)) for k in paths}
-        settings = dataclasses.replace(settings, **resolved)
-        if check is not None:
-            check(settings)
+        return config.from_dict(cls, table, prefix=prefix, path=path)
     except ConfigError as err:
-        raise ExperimentError(f"{path}: {prefix}{err.field}: {str(err)[len(err.field) + 2:]}") from None
-    return settings
-
-
-def _resolve(p, base: Path) -> Path:
-    p = Path(p)
-    return p if p.is_absolute() else (base / p).resolve()
+        reason = str(err)[len(err.field) + 2:]
+        reason = reason[: -len(f" (in {path})")] if reason.endswith(f" (in {path})") else reason
+        raise ExperimentError(f"{path}: {err.field}: {reason}") from None
 
 
 def settings_dict(settings) -> dict:

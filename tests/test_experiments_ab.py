@@ -106,7 +106,7 @@ def test_shared_helpers(tmp_path):
     s = E.load_settings(E.SweepSettings, cfg, "quick")
     assert s.cutoffs == (5.0, 6.5) and all(isinstance(c, float) for c in s.cutoffs) and s.levels == (8,)
     assert s.max_steps == E.SweepSettings().max_steps == 300
-    with pytest.raises(E.ExperimentError, match=r"s\.toml: full\.max_steps: must be an integer, got True"):
+    with pytest.raises(E.ExperimentError, match=r"s\.toml: full\.max_steps: True is not an integer"):
         E.load_settings(E.SweepSettings, cfg, "full")
     # a folder holding the recipe's data (where the work ran does not count) is reused, not generated again
     recipe = EXPERIMENTS / "configs" / "quick_data_ab.toml"

@@ -41,7 +41,7 @@ def test_settings_errors_name_file_and_key(tmp_path):
             assert Path(s.data).exists()
     cases = [
         (c, "[quick]\nlevle = 8\n", "[quick].levle: unknown key"),
-        (c, "[quick]\nlevel = '8'\n", "[quick].level: must be an integer"),
+        (c, "[quick]\nlevel = '8'\n", "[quick].level: '8' is not an integer"),  # mtpjax.config's wording
         (c, "[quick]\nsubsets = ['RANDSPG', 'FOO']\n", "unknown training subset 'FOO'"),
         (c, "[quick]\ntests = ['eos', 'phonon']\n", "[quick].tests: unknown test 'phonon'"),
         (c, "[quick]\ndata = 'missing.toml'\n", "[quick].data: no such generation recipe"),

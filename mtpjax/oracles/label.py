@@ -1,7 +1,7 @@
 """The one labelling path for every oracle: structures in; energy, forces, stress out.
 
     labelled = label(oracle, structures)      # list of ase.Atoms (labelled copies) or Failure, in input order
-    labeller = Labeller(oracle); labeller(set_1); labeller(set_2)   # the same, one Evaluator for both
+    labeller = Labeller(oracle); labeller(set_1); labeller(set_2)   # the same, the oracle checked once
 
 A labelled structure is a copy of the input carrying a
 :class:`~ase.calculators.singlepoint.SinglePointCalculator` with ``energy`` and ``free_energy`` (eV), ``forces``
@@ -42,7 +42,8 @@ REASONS = ("unknown_element", "invalid_structure", "oracle_error", "non_finite")
 @dataclass(frozen=True)
 class Failure:
     """A structure that could not be labelled: its ``index`` in the input, ``name`` (``atoms.info['id']``, else
-    ``atoms.info['name']``, else ``"structure K (formula)"``), ``reason`` (one of :data:`REASONS`) and a human-readable ``message``."""
+    ``atoms.info['name']``, else ``"structure K (formula)"``), ``reason`` (one of :data:`REASONS`) and a
+    human-readable ``message``."""
 
     index: int
     name: str
@@ -74,7 +75,8 @@ def _finite(energy, forces, stress) -> bool:
 
 
 class Labeller:
-    """Labels structures with one oracle, keeping its compiled programs between calls (see :func:`label`)."""
+    """Labels structures with one oracle (see :func:`label`, which is ``Labeller(oracle)(structures)``). Compiled
+    programs are shared by the whole process (:func:`mtpjax.evaluate.program`), not kept per Labeller."""
 
     def __init__(self, oracle, batch_atoms: int = 2048):
         if not isinstance(oracle, (ASEOracle, Potential)):
@@ -114,8 +116,8 @@ def label(oracle, structures, progress=None, batch_atoms: int = 2048) -> list:
     Returns, in input order, labelled copies or :class:`Failure` records (named by ``atoms.info['id']``, else
     ``info['name']``). ``progress(n)`` is called with the number of structures newly done (the calls add up to
     ``len(structures)``). Never raises for a bad structure; raises :class:`MtpjaxError` only for a bad oracle.
-    JAX oracles are evaluated in packed batches of up to ``batch_atoms`` atoms. To label many sets with one
-    oracle without recompiling, reuse a :class:`Labeller`.
+    JAX oracles are evaluated in packed batches of up to ``batch_atoms`` atoms, padded to powers of two (see the
+    module docstring): the labels of a structure do not depend on the other structures of the call.
     """
     return Labeller(oracle, batch_atoms)(structures, progress)
 

@@ -577,6 +577,19 @@ def test_label_generator_convention_matches_ase(which):
             assert_efs_close(labelled_efs(got), efs(a, EAM(potential=str(MM))), len(a), 1e-9, 1e-8, 1e-9)
 
 
+def test_labels_do_not_depend_on_the_batch():
+    """A structure's labels are bit for bit the same labelled alone or in any batch (power-of-two padding): the
+    generator's files must not depend on its chunk size or workers."""
+    oracle = ZhouEAM("Mg")
+    structures = [a for a in _generator_like(7) if a.info["id"] not in ("RATTLE/0007", "SHEAR/0003")]
+    together = label(oracle, structures)
+    for group in ([structures[0]], structures[1:3], structures[::-1]):
+        for got in label(oracle, group, batch_atoms=16):
+            ref = together[next(k for k, a in enumerate(structures) if a.info["id"] == got.info["id"])]
+            assert got.get_potential_energy() == ref.get_potential_energy()
+            assert (got.get_forces() == ref.get_forces()).all() and (got.get_stress() == ref.get_stress()).all()
+
+
 def test_label_ase_oracle_generator_convention():
     """An ASEOracle through the same path: ids name failures, progress(n) adds up, labels equal EMT's."""
     structures = _emt_structures()

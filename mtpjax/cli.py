@@ -3,8 +3,17 @@
     mtpjax efs POT IN OUT [--species Mg ...]      energies, forces, stresses (like ``mlp calculate_efs``)
     mtpjax basis --level L [--species S] [--rmin A] [--rcut B] -o untrained.almtp
 
-Imports are lazy: ``mtpjax --help`` builds only stubs of the sub-commands defined elsewhere (generate, verify,
-run), and a command imports only what it uses (``efs`` needs no fitting, generation or plotting code).
+    mtpjax fit TRAIN... --level L --cutoff R -o OUT [--config FILE] [any FitConfig option]
+    mtpjax sweep TRAIN... --levels L... --cutoffs R... -o DIR [--config FILE]
+
+The options of ``fit`` and ``sweep`` are made from the dataclasses of :mod:`mtpjax.fit.config` (FitCommand,
+SweepCommand: FitConfig, LossConfig and TrainOptions flattened) by :func:`mtpjax.config.add_options`, and their
+``--config`` TOML files are read by the same :mod:`mtpjax.config`: the command line over the file over the dataclass
+defaults.
+
+Imports are lazy: ``mtpjax --help`` builds only stubs of the sub-commands whose options live elsewhere (fit, sweep,
+generate, verify, run; the help lines of the last three are read from their modules' ``HELP``), and a command
+imports only what it uses (``efs`` needs no fitting, generation or plotting code).
 """
 from __future__ import annotations
 
@@ -303,7 +312,7 @@ def cmd_sweep(args) -> int:
     train, test, n_species = _load_training(o)
     run_sweep(train, test, Path(o.output), levels=list(o.levels), cutoffs=list(o.cutoffs), subsets=list(o.subsets),
               seeds=list(o.seeds), cfg=_fit_config(o), n_species=n_species, species=list(o.species) if o.species else None,
-              init=o.options.init, max_batch_atoms=o.options.max_batch_atoms, group=o.group,
+              init=o.options.init, max_batch_atoms=o.options.max_batch_atoms, rmin=o.options.rmin, group=o.group,
               log=lambda m: print(m, file=sys.stderr))
     return 0
 

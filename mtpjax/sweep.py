@@ -65,7 +65,7 @@ def _group_dir(out: Path, members) -> Path:
     return out / "groups" / f"{members[0][0]}_L{members[0][1]:02d}_{len(members)}_{tag}".replace("+", "-")
 
 
-def _train_group(members, train, test, out: Path, cfg, n_species, species, init, max_batch_atoms, log) -> None:
+def _train_group(members, train, test, out: Path, cfg, n_species, species, init, max_batch_atoms, log, rmin=None) -> None:
     """Fit the pending runs of one group together (one compiled program, :func:`mtpjax.fit.train_potentials`) and
     write each run's outputs in ``out/runs/<name>/``; the group's checkpoint is in ``out/groups/``."""
     from .fit import Run, train_potentials
@@ -76,12 +76,12 @@ def _train_group(members, train, test, out: Path, cfg, n_species, species, init,
         name = run_name(subset, level, cutoff, seed)
         runs.append(Run(cutoff, seed, out / "runs" / name / "potential.almtp", out / "runs" / name, name))
     train_potentials(select_subset(train, subset), test, runs, level=level, n_species=n_species, species=species, cfg=cfg,
-                     workdir=_group_dir(out, members), resume=True, max_batch_atoms=max_batch_atoms, init=init,
+                     workdir=_group_dir(out, members), resume=True, max_batch_atoms=max_batch_atoms, init=init, rmin=rmin,
                      cache_dir=out / "cache", log=log)
 
 
 def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seeds=(0,), cfg=None, n_species=1, species=None,
-              init=None, max_batch_atoms=None, group: str = "auto", log=print) -> list[dict]:
+              init=None, max_batch_atoms=None, rmin=None, group: str = "auto", log=print) -> list[dict]:
     """Fit every (subset, level, cutoff, seed); returns the table rows (also written to ``out/results.csv``).
 
     ``group``: which runs train together in one compiled program (:func:`mtpjax.fit.train_potentials`): "level" (all cutoffs
@@ -89,8 +89,8 @@ def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seed
     or "none" (one fit after another), or "auto" (default): "level" for the gradient optimisers, whose one vmapped
     step advances the whole group, and "seed" for Levenberg-Marquardt, which takes its models' steps in turn (a group
     shares the compiled programs and the packed data, but a model of a smaller cutoff would visit the pairs up to the
-    group's largest one for nothing). Grouped runs are charged an equal share of their group's time. ``init`` and
-    ``max_batch_atoms`` default to :class:`mtpjax.fit.config.TrainOptions`'s.
+    group's largest one for nothing). Grouped runs are charged an equal share of their group's time. ``init``,
+    ``max_batch_atoms`` and ``rmin`` (Å, below every cutoff) default to :class:`mtpjax.fit.config.TrainOptions`'s.
     """
     from .fit import FitConfig, make_method, records_digest, train_potential
     from .fit.config import TrainOptions
@@ -100,9 +100,13 @@ def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seed
     defaults = TrainOptions()
     init = defaults.init if init is None else init
     max_batch_atoms = defaults.max_batch_atoms if max_batch_atoms is None else max_batch_atoms
-    check_settings(out, {"fit": dataclasses.asdict(cfg), "init": init, "max_batch_atoms": max_batch_atoms,
-                         "n_species": n_species, "species": list(species) if species else None,
-                         "data": {"train": records_digest(train), "test": records_digest(test or [])}})
+    rmin = defaults.rmin if rmin is None else rmin
+    settings = {"fit": dataclasses.asdict(cfg), "init": init, "max_batch_atoms": max_batch_atoms,
+                "n_species": n_species, "species": list(species) if species else None,
+                "data": {"train": records_digest(train), "test": records_digest(test or [])}}
+    if rmin is not None:  # (absent from the sweep.json of sweeps run before rmin was an option)
+        settings["rmin"] = rmin
+    check_settings(out, settings)
     rows = []
     method = make_method(cfg)
     by_seed = cfg.validation_fraction > 0 or not getattr(method, "full_batch", True)
@@ -114,7 +118,7 @@ def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seed
         pending = [m for m in members if not (out / "runs" / run_name(*m) / "result.json").exists()]
         if len(pending) > 1:
             log(f"[{k + 1}-{k + len(members)}/{n_runs}] {len(pending)} runs together: {[run_name(*m) for m in pending]}")
-            _train_group(pending, train, test, out, cfg, n_species, species, init, max_batch_atoms, log)
+            _train_group(pending, train, test, out, cfg, n_species, species, init, max_batch_atoms, log, rmin)
         for subset, level, cutoff, seed in members:
             k += 1
             name = run_name(subset, level, cutoff, seed)
@@ -126,7 +130,7 @@ def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seed
                 log(f"[{k}/{n_runs}] {name}")
                 train_potential(select_subset(train, subset), test, level=level, cutoff=cutoff, seed=seed, n_species=n_species,
                                 species=species, cfg=cfg, workdir=work, output=work / "potential.almtp", resume=True,
-                                max_batch_atoms=max_batch_atoms, init=init, log=log)
+                                max_batch_atoms=max_batch_atoms, init=init, rmin=rmin, log=log)
             result = json.loads(done.read_text())
             tr, te = result["train"].get("all", {}), result.get("test", {}).get("all", {})
             rows.append({"subset": subset, "level": level, "cutoff": cutoff, "seed": seed, "n_basis": result.get("n_basis"),

@@ -249,3 +249,25 @@ def test_command_help_lines_are_the_modules_own():
 
     assert {n: command_help(m) for n, m in EXTERNAL_COMMANDS.items()} == {
         "generate": generate_cli.HELP, "verify": verify_cli.HELP, "run": run_cli.HELP}
+
+
+def test_sweep_options_reach_run_sweep(tmp_path, monkeypatch):
+    """sweep --config: every option read reaches run_sweep (seed is not a key: the seeds are)."""
+    import mtpjax.sweep
+    from mtpjax import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "_load_training", lambda opts: (["train"], ["test"], 1))
+    monkeypatch.setattr(mtpjax.sweep, "run_sweep", lambda *a, **k: seen.update(k, args=a))
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[sweep]\ntrain = ["a.extxyz"]\nlevels = [8, 10]\ncutoffs = [5]\nseeds = [1, 2]\noutput = "o"\n'
+                   'rmin = 1.5\ninit = "random"\nmax_steps = 30\nlinear_solve_at = [0, 20, 40]\n')
+    assert cli.main(["sweep", "--config", str(cfg), "--cutoffs", "4", "5.5", "--group", "none", "-q"]) == 0
+    assert seen["levels"] == [8, 10] and seen["cutoffs"] == [4.0, 5.5] and seen["seeds"] == [1, 2]
+    assert seen["rmin"] == 1.5 and seen["init"] == "random" and seen["group"] == "none"
+    assert seen["max_batch_atoms"] == 100000 and seen["cfg"].max_steps == 30
+    assert seen["cfg"].linear_solve_at == (0, 20)  # those before max_steps
+    assert seen["args"][2] == tmp_path / "o"
+    cfg.write_text(cfg.read_text() + "seed = 3\n")
+    with pytest.raises(ConfigError, match=r"sweep\.seed: unknown key"):
+        cli.parse_args(["sweep", "--config", str(cfg)])

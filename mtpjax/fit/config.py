@@ -192,6 +192,6 @@ class SweepCommand:
     output: str | None = field(default=None, metadata={**_PATHS, "help": (
         "sweep folder: runs/, results.csv, plots; required")})
     options: TrainOptions = field(default_factory=TrainOptions, metadata={"flatten": True})
-    fit: FitConfig = field(default_factory=FitConfig, metadata={"flatten": True})
+    fit: FitConfig = field(default_factory=FitConfig, metadata={"flatten": True, "fields": {"seed": {"config": False}}})
 
     REQUIRED = ("train", "levels", "cutoffs", "output")

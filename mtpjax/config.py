@@ -130,11 +130,7 @@ def _describe(hint) -> str:
 
 
 class _Bad(ValueError):
-    """A value that is not of its field's type; ``where`` is a suffix of the key (a list element)."""
-
-    def __init__(self, message: str, where: str = ""):
-        super().__init__(message)
-        self.where = where
+    """A value that is not of its field's type (the message says why; the caller adds the key)."""
 
 
 def _convert(value, hint, key: str, path):
@@ -184,13 +180,13 @@ def _convert(value, hint, key: str, path):
         for k, (v, h) in enumerate(zip(value, elem)):
             if h is typing.Any:
                 if isinstance(v, dict):
-                    raise _Bad(f"element {k + 1}: a table is not allowed here", f"[{k}]")
+                    raise _Bad(f"element {k + 1}: a table is not allowed here")
                 out.append(v)
                 continue
             try:
                 out.append(_convert(v, h, f"{key}[{k}]", path))
             except _Bad as err:
-                raise _Bad(f"element {k + 1} of {list(value)!r}: {err}", f"[{k}]") from None
+                raise _Bad(f"element {k + 1} of {list(value)!r}: {err}") from None
         return tuple(out) if (hint is tuple or origin is tuple) else out
     if hint is dict or origin is dict:
         if not isinstance(value, dict):

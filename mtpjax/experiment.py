@@ -37,11 +37,13 @@ from .fit.config import MLIP_LINEAR_SOLVES
 from .fit.validate import non_negative_int, positive_float, positive_int
 from .generate.config import SUBSETS as GENERATED_SUBSETS
 
-__all__ = ["ExperimentError", "SUBSETS", "MLIP_LINEAR_SOLVES", "MODES", "SweepSettings", "load_settings",
-           "settings_dict", "check_plan_settings", "check_subsets", "default_out", "log", "write_csv", "save_figure", "plain_log_ticks",
-           "colour", "mean", "file_digest", "parser", "guarded", "use_compilation_cache", "prepare_data",
-           "read_manifest", "given_data", "check_generated", "load_data", "split", "data_id", "sweep_tag", "fit_config", "check_fit_settings",
-           "sweep_fits", "fit_plan_runs", "fit_row", "load_potential", "verify_run"]
+__all__ = [
+    "ExperimentError", "MLIP_LINEAR_SOLVES", "MODES", "SUBSETS", "SweepSettings",
+    "check_fit_settings", "check_generated", "check_plan_settings", "check_subsets", "colour", "data_id", "default_out",
+    "file_digest", "fit_config", "fit_plan_runs", "fit_row", "given_data", "guarded", "load_data", "load_potential",
+    "load_settings", "log", "mean", "parser", "plain_log_ticks", "prepare_data", "read_manifest", "save_figure",
+    "settings_dict", "split", "sweep_fits", "sweep_tag", "use_compilation_cache", "verify_run", "write_csv",
+]
 
 #: The training subsets of the paper; EVERYTHING is the union of the generated ones.
 SUBSETS = (*GENERATED_SUBSETS, "EVERYTHING")

@@ -314,10 +314,10 @@ def verify_oracle_spec(cfg: RunConfig) -> dict:
 
 def _stage_verify(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool, echo) -> dict:
     from .oracles import make_oracle
-    from .verify.load import load_potential
+    from .oracles import make_potential
     from .verify.suite import run_suite
 
-    pot = load_potential(out / "fit" / "potential.mtpjax", species=[cfg.generate.element])
+    pot = make_potential(out / "fit" / "potential.mtpjax", species=[cfg.generate.element])
     spec = verify_oracle_spec(cfg)
     oracle = make_oracle(spec)
     res = run_suite(pot, oracle, d, tests=list(cfg.verify.tests), element=cfg.generate.element,

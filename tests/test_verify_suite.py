@@ -21,7 +21,7 @@ from mtpjax.oracles import LennardJones, TabulatedEAM, ZhouEAM
 from mtpjax.potential import energy
 from mtpjax.verify import phonons as P
 from mtpjax.verify import report
-from mtpjax.verify.load import check_elements, load_pair, load_potential
+from mtpjax.oracles import check_elements, load_pair, make_potential
 from mtpjax.verify.suite import TESTS, run_suite
 
 MM = SHARED / "data" / "potentials" / "Mg_mm.eam.fs"
@@ -225,11 +225,11 @@ def test_compare_reports_side_by_side(tmp_path):
 def test_load_potentials_and_element_checks(tmp_path):
     from mtpjax.model import save_mtp
 
-    assert isinstance(load_potential("zhou:Mg"), ZhouEAM)
+    assert isinstance(make_potential("zhou:Mg"), ZhouEAM)
     with pytest.raises(MtpjaxError, match="nonsense"):
-        load_potential("nonsense")
+        make_potential("nonsense")
     with pytest.raises(MtpjaxError, match="no such file"):
-        load_potential(tmp_path / "missing.almtp")
+        make_potential(tmp_path / "missing.almtp")
     with pytest.raises(MtpjaxError, match="same element"):
         load_pair("zhou:Cu", "zhou:Mg")
     assert check_elements(ZhouEAM(["Cu", "Ag"]), ZhouEAM(["Ag", "Cu"])) == ["Cu", "Ag"]
@@ -241,7 +241,7 @@ def test_load_potentials_and_element_checks(tmp_path):
     with pytest.raises(MtpjaxError, match="same element"):
         load_pair(str(tmp_path / "p.almtp"), "zhou:Mg", species=["Al"])
     if MM.exists():
-        assert isinstance(load_potential(str(MM)), TabulatedEAM)
+        assert isinstance(make_potential(str(MM)), TabulatedEAM)
 
 
 # ------------------------------------------------------------------------------------------------------------------

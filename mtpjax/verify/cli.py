@@ -98,7 +98,7 @@ def _main(args) -> int:
     missing = [f"--{k}" for k in ("potential", "oracle") if not getattr(args, k)]
     if missing:
         raise MtpjaxError(f"give {' and '.join(missing)} (or --compare REPORT ...)")
-    from .load import load_pair
+    from ..oracles import load_pair
     from .suite import run_suite
 
     options = _options(args.options)

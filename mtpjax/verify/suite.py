@@ -126,7 +126,7 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
     """
     from tqdm import tqdm
 
-    from .load import check_elements, describe, label
+    from ..oracles import check_elements, describe, short_name
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -148,8 +148,8 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
         notes.append(f"the potential names no species; it is taken to describe the oracle's {list(oracle.species)}")
     result = {
         "potential": describe(potential, potential_spec), "oracle": describe(oracle, oracle_spec),
-        "potential_label": potential_label or label(potential, potential_spec),
-        "oracle_label": oracle_label or label(oracle, oracle_spec),
+        "potential_label": potential_label or short_name(potential, potential_spec),
+        "oracle_label": oracle_label or short_name(oracle, oracle_spec),
         "elements": elements, "quick": bool(common["quick"]), "options": options,
         "created": datetime.datetime.now().isoformat(timespec="seconds"), "versions": versions(device=True),
         "notes": notes, "tests": {}, "rows": [], "failures": [],

@@ -198,8 +198,7 @@ def _convert(value, hint, key: str, path):
 
 
 def _error(key: str, message: str, path) -> ConfigError:
-    err = ConfigError(key, f"{message} (in {path})" if path is not None else message)
-    err.path = None if path is None else Path(path)
+    err = ConfigError(key, message, None if path is None else Path(path))
     return err
 
 

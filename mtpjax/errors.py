@@ -22,12 +22,12 @@ class FormatError(MtpjaxError, ValueError):
 class ConfigError(MtpjaxError, ValueError):
     """A bad configuration value; the message starts with the field at fault (``fit.level: ...``).
 
-    ``field`` is the dotted key; the file, where there is one, is named by the reader that raises it.
+    ``field`` is the dotted key; ``path`` the file it came from, or None (then the message names no file).
     """
 
-    def __init__(self, field_name: str, message: str):
-        self.field = field_name
-        super().__init__(f"{field_name}: {message}")
+    def __init__(self, field_name: str, message: str, path=None):
+        self.field, self.path = field_name, path
+        super().__init__(f"{field_name}: {message}" + (f" (in {path})" if path is not None else ""))
 
 
 class StructureError(MtpjaxError, ValueError):

@@ -23,7 +23,7 @@ from ..errors import MtpjaxError
 from ..io.files import atomic_write
 from ..model import MTP
 from . import checkpoint as ckpt_io
-from .config import FitConfig
+from .config import FitConfig, TrainOptions
 from .linear import initial_mtp, linear_solve
 from .loop import METHODS, NonFiniteLoss, fit_models, make_method
 from .loss import count_structures, errors
@@ -158,7 +158,7 @@ class Run:
 
 def train_potential(train, test, *, level: int, cutoff: float, rmin=None, seed: int = 0, n_species: int = 1, species=None,
                     cfg: FitConfig | None = None, workdir, output, resume: bool = False, devices: int = 1,
-                    max_batch_atoms: int = 100000, init: str = "mlip", progress=None, log=print) -> dict:
+                    max_batch_atoms: int | None = None, init: str | None = None, progress=None, log=print) -> dict:
     """Fit a level-``level`` MTP with cutoff ``cutoff`` (Å) to records ``train``; score it on ``train`` and ``test``.
 
     Writes ``output`` (.almtp, or .mtpjax) and the exact ``.mtpjax`` beside it (with the result as metadata) and, in
@@ -175,15 +175,20 @@ def train_potential(train, test, *, level: int, cutoff: float, rmin=None, seed: 
 
 def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_species: int = 1, species=None,
                      cfg: FitConfig | None = None, workdir, resume: bool = False, devices: int = 1,
-                     max_batch_atoms: int = 100000, init: str = "mlip", cache_dir=None, progress=None, log=print) -> list[dict]:
+                     max_batch_atoms: int | None = None, init: str | None = None, cache_dir=None, progress=None,
+                     log=print) -> list[dict]:
     """Fit the ``runs`` (one level; any cutoffs and seeds) together in one compiled program on records ``train``
     (packed once at the largest cutoff), then write each run's potential and report as :func:`train_potential` does
     (each run is charged an equal share of the fitting time). The checkpoint lives in ``workdir``; the packed-data
     cache in ``cache_dir`` (default ``workdir/cache``). ``progress(k, loss)`` (one run) or ``progress(k, losses)``.
-    Returns the result dictionaries in the order of ``runs``."""
+    ``max_batch_atoms`` and ``init``: None takes :class:`TrainOptions`' defaults. Returns the result dictionaries in the
+    order of ``runs``."""
     from ..basis import generate_basis
     from ..data import pack_for_devices, pack_records, unstack
 
+    defaults = TrainOptions()  # the one source of these defaults (also the command line's)
+    max_batch_atoms = defaults.max_batch_atoms if max_batch_atoms is None else max_batch_atoms
+    init = defaults.init if init is None else init
     runs = list(runs)
     if not runs:
         return []

@@ -39,7 +39,7 @@ def _reference(mtp, lb, cfg):
         return jnp.concatenate([(jnp.sqrt(c) * d).reshape(-1) for c, d in terms])
 
     theta = FJ.flatten(mtp)
-    return res(theta), jax.jacfwd(res)(theta), res
+    return res(theta), jax.jit(jax.jacfwd(res))(theta), res
 
 
 @pytest.mark.parametrize("n_species,missing,max_batch_atoms,extra", [(1, False, 4096, 0), (2, True, 24, 3), (3, False, 4096, None)])
@@ -120,6 +120,7 @@ def test_lm_steps_never_increase_the_loss_and_eliminate_the_linear_coefficients(
     models = F.stack_models([mtp])
     state = method.init(models, batches, K)
     loss = jax.jit(lambda m: F.loss(m, batches, cfg.loss, K))
+    grad = jax.jit(jax.grad(lambda mm: F.loss(mm, batches, F.LossConfig(fast_gradient=False), K)))  # plain autodiff
     values = [float(loss(mtp))]
     for k in range(8):
         models, state, vals, done = method.step(k, models, state, batches, K)
@@ -127,7 +128,7 @@ def test_lm_steps_never_increase_the_loss_and_eliminate_the_linear_coefficients(
         values.append(float(loss(m)))
         assert vals[0] == pytest.approx(values[-1], rel=1e-7)  # the reported value is the model's loss
         # the linear coefficients are the exact minimiser at these radial coefficients
-        g = jax.grad(lambda mm: F.loss(mm, batches, F.LossConfig(fast_gradient=False), K))(m)
+        g = grad(m)
         solved = F.linear_solve(m, batches, cfg.loss, K)
         assert float(loss(solved)) >= values[-1] * (1 - 1e-6)  # (the two solves differ only in their ridge)
         assert float(jnp.abs(g.moment_coeffs).max()) < 1e-6 * float(jnp.abs(g.radial_coeffs).max() + 1e-300) + 1e-12

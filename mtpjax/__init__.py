@@ -1,7 +1,8 @@
 """mtpjax: Moment Tensor Potentials as pure JAX functions.
 
-float64 is switched on at import. Set ``MTPJAX_X64=0`` in the environment before importing
-mtpjax to keep JAX's float32 default (faster on GPUs, not bit-compatible with MLIP).
+float64 is switched on at import (or, when jax is not imported yet, as soon as it is: ``import mtpjax`` does not import
+jax itself). Set ``MTPJAX_X64=0`` in the environment before importing mtpjax to keep JAX's float32 default (faster on
+GPUs, not bit-compatible with MLIP).
 
 Compiled programs are kept in a persistent JAX compilation cache, so a second run with the same shapes does
 not compile again: ``$MTPJAX_CACHE_DIR`` or ``~/.cache/mtpjax/jax`` (``MTPJAX_CACHE_DIR=""`` or ``0`` turns it
@@ -9,11 +10,7 @@ off). A cache the user configured (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config
 unwritable folder silently means no cache.
 """
 import os as _os
-
-import jax as _jax
-
-if _os.environ.get("MTPJAX_X64", "1") != "0":
-    _jax.config.update("jax_enable_x64", True)
+import sys as _sys
 
 
 def _compilation_cache_dir():
@@ -21,8 +18,11 @@ def _compilation_cache_dir():
     setting = _os.environ.get("MTPJAX_CACHE_DIR")
     if setting is not None and setting.strip() in ("", "0"):
         return None
-    if _os.environ.get("JAX_COMPILATION_CACHE_DIR") or _jax.config.jax_compilation_cache_dir:
+    if _os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return None  # the user's own cache
+    jax = _sys.modules.get("jax")
+    if jax is not None and getattr(jax, "config", None) is not None and jax.config.jax_compilation_cache_dir:
+        return None  # configured in jax.config before mtpjax was imported
     path = _os.path.expanduser(setting or _os.path.join("~", ".cache", "mtpjax", "jax"))
     try:
         _os.makedirs(path, exist_ok=True)
@@ -33,19 +33,49 @@ def _compilation_cache_dir():
     return path
 
 
-def _enable_compilation_cache():
+def _configure_jax(jax):
+    """float64 (unless ``MTPJAX_X64=0``) and the persistent compilation cache, on an imported jax."""
+    if _os.environ.get("MTPJAX_X64", "1") != "0":
+        jax.config.update("jax_enable_x64", True)
     path = _compilation_cache_dir()
     if path is None:
         return
     try:
-        _jax.config.update("jax_compilation_cache_dir", path)
-        _jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-        _jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     except Exception:  # an older or newer jax without these options: run without the cache
         pass
 
 
-_enable_compilation_cache()
+class _ConfigureJaxOnImport:
+    """A one-shot import hook: when ``jax`` is first imported, configure it right after its own ``__init__`` ran
+    (before any array exists), so that ``import mtpjax`` itself does not pay the ~1.5 s of importing jax (``mtpjax
+    --help`` does not need it). Removed from ``sys.meta_path`` as soon as jax is found."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "jax":
+            return None
+        import importlib.util
+
+        _sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("jax")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _configure_jax(module)
+
+        spec.loader.exec_module = exec_module  # this spec's own loader instance only
+        return spec
+
+
+if "jax" in _sys.modules:
+    _configure_jax(_sys.modules["jax"])
+else:
+    _sys.meta_path.insert(0, _ConfigureJaxOnImport())
 
 __version__ = "0.1.0"
 

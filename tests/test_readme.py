@@ -53,9 +53,11 @@ def test_public_names_resolve_and_import_lazily():
     with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
         mtpjax.not_a_name  # noqa: B018
     # `import mtpjax` loads none of the heavy subpackages; the first use of a name loads its module only
-    code = ("import sys, mtpjax; heavy = [m for m in ('mtpjax.fit', 'mtpjax.model', 'mtpjax.oracles', 'mtpjax.verify',"
+    # (not even jax: float64 is switched on by an import hook when jax is first imported, before any array exists)
+    code = ("import sys, mtpjax; heavy = [m for m in ('jax', 'mtpjax.fit', 'mtpjax.model', 'mtpjax.oracles', 'mtpjax.verify',"
             " 'phonopy', 'pyxtal', 'matplotlib') if m in sys.modules]; print(heavy); mtpjax.FitConfig;"
-            " print('mtpjax.fit' in sys.modules, 'mtpjax.verify' in sys.modules)")
+            " print('mtpjax.fit' in sys.modules, 'mtpjax.verify' in sys.modules);"
+            " import jax.numpy as jnp; print(jnp.zeros(1).dtype, jnp.asarray(1.0).dtype)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                          env={"MTPJAX_CACHE_DIR": "0", "PATH": "/usr/bin:/bin"}).stdout.split("\n")
-    assert out[0] == "[]" and out[1] == "True False"
+    assert out[0] == "[]" and out[1] == "True False" and out[2] == "float64 float64", out

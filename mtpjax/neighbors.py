@@ -36,6 +36,13 @@ def bucket_size(n: int, minimum: int = 1) -> int:
     return -(-n // step) * step
 
 
+def power_of_two(n: int, minimum: int = 1) -> int:
+    """The smallest power of two >= max(n, minimum): the coarse padding rule, for arrays whose padded size must not
+    depend on what else is in a batch (labels bit-identical whatever the chunk) or that change size often (relaxation
+    batches, so that few shapes compile). :func:`bucket_size` is the fine rule (at most 25 % padding)."""
+    return 1 << (max(int(n), int(minimum), 1) - 1).bit_length()
+
+
 class Neighbours(NamedTuple):
     """Padded per-atom neighbour data (a pytree of numpy or jax arrays).
 

@@ -30,6 +30,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ..batch import max_neighbours, pack
 from ..errors import MtpjaxError, StructureError
 from ..evaluate import Evaluator, program, types_for_symbols
+from ..neighbors import power_of_two
 from ..potential import Potential
 from ..units import stress_to_voigt
 from .ase_oracle import ASEOracle
@@ -54,11 +55,6 @@ class Failure:
 def _name(atoms, k: int) -> str:
     info = atoms.info
     return str(info.get("id") or info.get("name") or f"structure {k} ({atoms.get_chemical_formula() or 'empty'})")
-
-
-def _pow2(n: int, minimum: int) -> int:
-    """The smallest power of two >= max(n, minimum)."""
-    return max(int(minimum), 1 << max(int(n) - 1, 0).bit_length())
 
 
 def _labelled(atoms, energy, forces, stress):
@@ -204,8 +200,8 @@ def _evaluate(fn, potential, batch) -> list:
     depend on the batch it is labelled in (the generator's files are identical whatever its chunks and workers).
     """
     n_tot = sum(len(p.positions) for p in batch)
-    n_nb = _pow2(max(max_neighbours(p.pairs[0], len(p.positions)) for p in batch), 16)
-    b = pack([(p.positions, p.cell, p.types, p.pairs) for p in batch], _pow2(n_tot, 64), _pow2(len(batch), 16), n_nb)
+    n_nb = power_of_two(max(max_neighbours(p.pairs[0], len(p.positions)) for p in batch), 16)
+    b = pack([(p.positions, p.cell, p.types, p.pairs) for p in batch], power_of_two(n_tot, 64), power_of_two(len(batch), 16), n_nb)
     e, f, v, _ = (np.asarray(x) for x in fn(potential, b.positions, b.cells, b.species, b.nbrs, structure=b.structure))
     out, o = [], 0
     for j, p in enumerate(batch):

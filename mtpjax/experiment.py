@@ -250,7 +250,8 @@ def parser(name: str, description: str, default_config: Path, default_out_hint: 
 
 
 def use_compilation_cache(enabled: bool) -> None:
-    """Switch JAX's persistent compilation cache (enabled by ``import mtpjax``) off when ``enabled`` is false."""
+    """Switch JAX's persistent compilation cache (which mtpjax enables, see :mod:`mtpjax`) off when ``enabled`` is
+    false."""
     if not enabled:
         import jax
 
@@ -467,11 +468,10 @@ def fit_row(subset: str, run_dir) -> dict:
 
 
 def load_potential(path, element: str):
-    """The fitted MTP in ``path`` (``.mtpjax`` / ``.almtp``) for ``element``, as the verify stage loads it."""
-    try:
-        from .oracles import make_potential
-    except ImportError:  # the older home of the loader
-        from .verify.load import load_potential as make_potential
+    """The fitted MTP in ``path`` (``.mtpjax`` / ``.almtp``) for ``element``, loaded as the verify stage does
+    (:func:`mtpjax.oracles.make_potential`)."""
+    from .oracles import make_potential
+
     return make_potential(path, species=[element])
 
 

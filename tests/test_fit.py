@@ -20,6 +20,9 @@ from mtpjax.errors import MtpjaxError, StructureError
 from mtpjax.evaluate import Evaluator
 
 
+#: MLIP's full-batch loss, compiled (called eagerly it runs op by op: ~20 s for its first call on a few batches)
+full_loss = jax.jit(F.loss, static_argnums=(2, 3))
+
 def _two_records():
     """Two labelled structures: a periodic 4-atom cell (all labels) and a periodic 2-atom cell without forces."""
     rng = np.random.default_rng(0)
@@ -39,7 +42,7 @@ def test_loss_equals_hand_computation():
     records = _two_records()
     batches, subsets = pack_records(records, mtp.cutoff)
     cfg = F.LossConfig()
-    got = float(F.loss(mtp, [jax.tree.map(jnp.asarray, lb) for lb in batches], cfg, 2))
+    got = float(full_loss(mtp, [jax.tree.map(jnp.asarray, lb) for lb in batches], cfg, 2))
     ev = Evaluator(mtp)
     total = 0.0
     for r in records:
@@ -73,9 +76,9 @@ def test_linear_solve_is_the_exact_minimiser():
     batches = [jax.tree.map(jnp.asarray, lb) for lb in batches]
     student = random_mtp(8, rcut=5.0, seed=7)
     cfg = F.LossConfig()
-    before = float(F.loss(student, batches, cfg, 6))
+    before = float(full_loss(student, batches, cfg, 6))
     solved = F.linear_solve(student, batches, cfg, 6)
-    after = float(F.loss(solved, batches, cfg, 6))
+    after = float(full_loss(solved, batches, cfg, 6))
     grad = jax.jit(jax.grad(lambda m: F.loss(m, batches, cfg, 6)))
     g = grad(solved)
     scale = float(jnp.abs(grad(student).moment_coeffs).max())
@@ -129,10 +132,10 @@ def test_adam_minibatches_reduce_the_full_loss():
     assert len(batches) > 2
     n = len(records)
     mtp0 = F.linear_solve(F.initial_mtp(generate_basis(8), 1, 2.0, 5.0, batches, seed=1), batches, F.LossConfig(), n)
-    start = float(F.loss(mtp0, [jax.tree.map(jnp.asarray, b) for b in batches], F.LossConfig(), n))
+    start = float(full_loss(mtp0, [jax.tree.map(jnp.asarray, b) for b in batches], F.LossConfig(), n))
     cfg = F.FitConfig(max_steps=60, method="adam", learning_rate=1e-2, linear_solve_at=(0,), seed=2)
     fitted, hist = F.fit(mtp0, batches, cfg, log=lambda m: None)
-    end = float(F.loss(fitted, [jax.tree.map(jnp.asarray, b) for b in batches], F.LossConfig(), n))
+    end = float(full_loss(fitted, [jax.tree.map(jnp.asarray, b) for b in batches], F.LossConfig(), n))
     assert len(hist) == 60 and np.isfinite(end)
     assert end < 0.9 * start
 
@@ -407,7 +410,7 @@ def test_validation_keeps_the_best_parameters_and_stops_after_patience(tmp_path)
     for m, v in zip(F.unstack_models(r.models), r.validation):
         np.testing.assert_array_equal(np.asarray(m.moment_coeffs), np.asarray(best.moment_coeffs))  # the best, not the last
         assert v["best_loss"] == min(x for _, x in v["history"])
-        assert float(F.loss(m, val_b, F.LossConfig(), 4)) == pytest.approx(v["best_loss"], rel=1e-12)
+        assert float(full_loss(m, val_b, F.LossConfig(), 4)) == pytest.approx(v["best_loss"], rel=1e-12)
     # killed after step 7 (the last checkpoint after step 5: the best of model 0), resumed: the same choice
     cfg = dataclasses.replace(cfg, checkpoint_every=3)
 
@@ -445,5 +448,5 @@ def test_train_potential_with_a_validation_fraction(tmp_path):
     assert len(held) == 3
     vb, _ = pack_records(held, 5.0)
     mtp = load_mtp(tmp_path / "p.mtpjax")
-    got = float(F.loss(mtp, [jax.tree.map(jnp.asarray, lb) for lb in vb], cfg.loss, 3))
+    got = float(full_loss(mtp, [jax.tree.map(jnp.asarray, lb) for lb in vb], cfg.loss, 3))
     assert got == pytest.approx(v["best_loss"], rel=1e-9)

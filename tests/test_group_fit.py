@@ -1,6 +1,7 @@
 """Models of one level trained together (vmap over cutoffs and seeds) equal separate fits; resume; sweeps."""
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 
@@ -21,7 +22,8 @@ def _diff(a, b):
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(F.trainable(a), F.trainable(b)))
 
 
-def test_group_equals_separate_fits():
+@pytest.mark.slow  # three compilations of the L-BFGS loop (~30 s); test_sweep_groups_cutoffs_and_seeds checks the same
+def test_group_equals_separate_fits():  # stacking (grouped against separate fits) through run_sweep in the quick suite
     """Two cutoffs and two seeds in one program, data packed at the larger cutoff, give each model's own fit."""
     records = _records(20)
     b5, _ = pack_records(records, 5.0)
@@ -39,8 +41,8 @@ def test_group_equals_separate_fits():
     np.testing.assert_allclose([v for _, v in hists[1]], [v for _, v in h2], rtol=1e-8)
     for g, s in ((g1, s1), (g2, s2)):
         assert _diff(g, s) < 1e-7
-        eg, fg, _, _ = (np.asarray(x) for x in F.efs(g, b5[0]))
-        es, fs, _, _ = (np.asarray(x) for x in F.efs(s, b5[0]))
+        eg, fg, _, _ = (np.asarray(x) for x in jax.jit(F.efs)(g, b5[0]))
+        es, fs, _, _ = (np.asarray(x) for x in jax.jit(F.efs)(s, b5[0]))
         np.testing.assert_allclose(eg, es, rtol=0, atol=1e-9)
         np.testing.assert_allclose(fg, fs, rtol=0, atol=1e-9)
     assert hists[0][-1][1] < hists[0][0][1]

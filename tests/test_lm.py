@@ -42,7 +42,9 @@ def _reference(mtp, lb, cfg):
     return res(theta), jax.jit(jax.jacfwd(res))(theta), res
 
 
-@pytest.mark.parametrize("n_species,missing,max_batch_atoms,extra", [(1, False, 4096, 0), (2, True, 24, 3), (3, False, 4096, None)])
+@pytest.mark.parametrize("n_species,missing,max_batch_atoms,extra", [
+    pytest.param(1, False, 4096, 0, marks=pytest.mark.slow),  # the two below cover both paths (images summed; per pair)
+    (2, True, 24, 3), (3, False, 4096, None)])
 def test_jacobian_equals_autodiff(n_species, missing, max_batch_atoms, extra):
     """Every row (energies, forces, virials; padding atoms and structures included) and every column (radial of every
     species pair, species, moment)."""
@@ -152,8 +154,8 @@ def test_lm_stacked_models_equal_single_fits():
     np.testing.assert_allclose([v for _, v in hists[0]], [v for _, v in h1], rtol=1e-9)
     np.testing.assert_allclose([v for _, v in hists[1]], [v for _, v in h2], rtol=1e-9)
     for g, s in ((g1, s1), (g2, s2)):
-        eg, fg, _, _ = (np.asarray(x) for x in F.efs(g, jax.tree.map(jnp.asarray, b5[0])))
-        es, fs, _, _ = (np.asarray(x) for x in F.efs(s, jax.tree.map(jnp.asarray, b5[0])))
+        eg, fg, _, _ = (np.asarray(x) for x in jax.jit(F.efs)(g, jax.tree.map(jnp.asarray, b5[0])))
+        es, fs, _, _ = (np.asarray(x) for x in jax.jit(F.efs)(s, jax.tree.map(jnp.asarray, b5[0])))
         np.testing.assert_allclose(eg, es, rtol=0, atol=1e-8)
         np.testing.assert_allclose(fg, fs, rtol=0, atol=1e-8)
 

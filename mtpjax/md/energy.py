@@ -1,0 +1,264 @@
+"""Any JAX potential as a jax-md ``(energy_fn, neighbor_fn)`` pair, with a multi-image Verlet list.
+
+jax-md's own neighbour lists see only the nearest periodic image, and they are not flagged stale when the box changes.
+Here the list is mtpjax's own pair representation (:class:`mtpjax.neighbors.Neighbours`: for each atom i the
+neighbours j and their integer lattice shifts, r_ij = x[j] - x[i] + shift @ cell), built on the host by
+:func:`mtpjax.neighbors.pairs` (vesin) at the cutoff plus a skin. So any triclinic cell works, however narrow
+(many images of the same atom are separate entries), and the positions need never be wrapped into the cell.
+
+``neighbor_fn.update`` is jit-safe. It keeps the list while it is provably complete: with d the largest displacement
+of an atom since the build, measured in the build's cell (x h⁻¹ h₀ - x₀), and s the smallest singular value of
+h₀⁻¹ h (how much the cell has shrunk any distance since the build), every pair missing from the list is still farther
+apart than the potential's cutoff while ``margin = (cutoff + skin - 2 d) s - cutoff`` is positive. A box change thus
+never leaves the list silently stale. The update rebuilds one step *ahead*: when the margin would reach zero within
+two more steps at the last step's rate, since the integrators evaluate the forces at the next positions with the list
+updated at the present ones. A rebuild runs the host builder from inside jit (``jax.pure_callback``) into the same
+capacity; when an atom has more neighbours than the capacity, the list is flagged (``did_buffer_overflow``): the
+caller re-allocates it outside jit (:meth:`NeighbourFns.allocate`, with ``extra`` neighbours) and reruns the steps
+(:func:`mtpjax.md.run.run_md` does this).
+
+Cells are ASE's: lattice vectors in the rows (Å). Only cells periodic in all three directions.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import MtpjaxError, StructureError
+from ..evaluate import types_for_symbols
+from ..neighbors import Neighbours, check_structure, dense_neighbours, pairs
+from ..potential import energy, energy_forces_virial, pair_vectors
+
+#: Default Verlet skin (Å): pairs within cutoff + skin are listed.
+DEFAULT_SKIN = 1.0
+#: Default capacity: the most neighbours of any atom at allocation times this, rounded up to a multiple of 4.
+DEFAULT_CAPACITY_MULTIPLIER = 1.25
+#: How many steps ahead ``update`` rebuilds (at the last step's rate of approach).
+LOOKAHEAD_STEPS = 2.0
+
+
+class NeighbourList(eqx.Module):
+    """A Verlet list at ``cutoff + skin`` (a pytree; jax-md's ``NeighborList`` role).
+
+    ``neighbours``: the padded pairs (index (N, K) int32, shift (N, K, 3), mask (N, K)); ``cell`` (3, 3) Å: the cell
+    of the last update (the energy function's default cell); ``reference_position`` / ``reference_cell``: positions
+    and cell at the last build; ``margin``: the distance margin (Å) at the last update (see the module docstring);
+    ``overflow``: an atom had more than K neighbours at a rebuild since allocation (the list is then incomplete);
+    ``failed``: the host builder refused the positions at a rebuild (NaN, overlapping atoms); ``max_count``: the most
+    neighbours of any atom seen at a build; ``n_builds``: rebuilds since allocation.
+    """
+
+    neighbours: Neighbours
+    cell: jax.Array
+    reference_position: jax.Array
+    reference_cell: jax.Array
+    margin: jax.Array
+    overflow: jax.Array
+    failed: jax.Array
+    max_count: jax.Array
+    n_builds: jax.Array
+    update_fn: Callable = eqx.field(static=True)
+
+    @property
+    def did_buffer_overflow(self) -> jax.Array:
+        """jax-md's name: True when the list must be re-allocated (it overflowed)."""
+        return self.overflow
+
+    @property
+    def capacity(self) -> int:
+        """Neighbour slots per atom."""
+        return int(self.neighbours.index.shape[1])
+
+    def update(self, position, **kwargs) -> "NeighbourList":
+        """``neighbor_fn.update(position, self, **kwargs)`` (jax-md's ``nbrs.update(R)``)."""
+        return self.update_fn(position, self, **kwargs)
+
+
+def capacity_for(count: int, multiplier: float) -> int:
+    """Neighbour slots for at most ``count`` neighbours per atom: ``count * multiplier`` rounded up to a multiple of 4."""
+    return max(4, 4 * math.ceil(max(int(count), 1) * float(multiplier) / 4))
+
+
+def _host_pairs(positions, cell, list_cutoff: float):
+    """(i, j, shift, per-atom counts) on the host."""
+    i, j, shift = pairs(positions, cell, True, list_cutoff, name="MD frame")
+    return i, j, shift, np.bincount(i, minlength=len(positions))
+
+
+def _distance_margin(position, cell, nbrs: NeighbourList, cutoff: float, list_cutoff: float):
+    """(cutoff + skin - 2 d) s - cutoff in Å (see the module docstring)."""
+    m = jnp.linalg.solve(nbrs.reference_cell, cell)  # h0^-1 h: r = r0_frame @ m
+    to_reference = jnp.linalg.solve(m.T, position.T).T  # x m^-1: positions in the build's cell
+    d = jnp.sqrt(jnp.max(jnp.sum((to_reference - nbrs.reference_position) ** 2, axis=-1)))
+    s = jnp.linalg.svd(m, compute_uv=False)[-1]
+    return (list_cutoff - 2.0 * d) * s - cutoff
+
+
+class NeighbourFns:
+    """``allocate`` and ``update`` of :class:`NeighbourList` for one potential cutoff and skin (jax-md's
+    ``NeighborListFns`` interface: ``neighbor_fn.allocate(R, cell=...)``, ``neighbor_fn.update(R, nbrs, cell=...)``)."""
+
+    def __init__(self, cutoff: float, skin: float = DEFAULT_SKIN, capacity_multiplier: float = DEFAULT_CAPACITY_MULTIPLIER):
+        if not skin > 0:
+            raise MtpjaxError(f"the neighbour-list skin must be > 0 Å, got {skin}")
+        if not capacity_multiplier >= 1:
+            raise MtpjaxError(f"the capacity multiplier must be >= 1, got {capacity_multiplier}")
+        self.cutoff, self.skin, self.capacity_multiplier = float(cutoff), float(skin), float(capacity_multiplier)
+        self.list_cutoff = self.cutoff + self.skin
+        self._update = jax.jit(self._update_impl)
+
+    def allocate(self, position, cell=None, *, extra: int = 0, capacity: int | None = None, **unused) -> NeighbourList:
+        """A new list for positions (N, 3) Å in ``cell`` (3, 3) Å (rows: lattice vectors), on the host (not jit-able:
+        the capacity depends on the positions). Capacity: ``capacity`` slots per atom, else the most neighbours of
+        any atom times the capacity multiplier, plus ``extra``. Raises StructureError for bad positions or cells."""
+        if cell is None:
+            raise MtpjaxError("neighbor_fn.allocate needs the cell (3, 3) in Å (rows: lattice vectors)")
+        position, cell_np, _ = check_structure(np.asarray(position), np.asarray(cell), True, "MD frame")
+        i, j, shift, counts = _host_pairs(position, cell_np, self.list_cutoff)
+        count = int(counts.max()) if len(counts) else 0
+        k = capacity if capacity is not None else capacity_for(count, self.capacity_multiplier) + int(extra)
+        if count > k:
+            raise MtpjaxError(f"neighbour capacity {k} is below the {count} neighbours of an atom")
+        n = dense_neighbours(i, j, shift, len(position), len(position), k)
+        dtype = jnp.asarray(position).dtype
+        pos, c = jnp.asarray(position, dtype), jnp.asarray(cell_np, dtype)
+        nbrs = NeighbourList(Neighbours(jnp.asarray(n.index), jnp.asarray(n.shift, dtype), jnp.asarray(n.mask)), c, pos, c,
+                             jnp.asarray(self.skin, dtype), jnp.asarray(False), jnp.asarray(False), jnp.asarray(count, jnp.int32),
+                             jnp.asarray(0, jnp.int32), self.update)
+        margin = _distance_margin(pos, c, nbrs, self.cutoff, self.list_cutoff)
+        return eqx.tree_at(lambda t: t.margin, nbrs, margin)
+
+    def update(self, position, neighbors: NeighbourList, cell=None, **unused) -> NeighbourList:
+        """The list for the new positions (and ``cell``; default: the list's), rebuilt into the same capacity when it
+        could miss a pair within the cutoff by the next step; jit-safe. Check ``did_buffer_overflow`` outside jit."""
+        return self._update(position, neighbors, neighbors.cell if cell is None else cell)
+
+    def _rebuild_host(self, position, cell, capacity: int):
+        """Host callback: (index, shift, mask, count, failed) in ``capacity`` slots (truncated on overflow)."""
+        position, cell = np.asarray(position), np.asarray(cell)
+        n = len(position)
+        try:
+            i, j, shift, counts = _host_pairs(position, cell, self.list_cutoff)
+        except (StructureError, ValueError, FloatingPointError):
+            return (np.zeros((n, capacity), np.int32), np.zeros((n, capacity, 3), position.dtype),
+                    np.zeros((n, capacity), bool), np.int32(0), np.bool_(True))
+        count = int(counts.max()) if n else 0
+        if count > capacity:  # keep the first `capacity` pairs of each atom: the list is flagged and rerun anyway
+            starts = np.concatenate([[0], np.cumsum(counts)])
+            keep = (np.arange(len(i)) - starts[i]) < capacity
+            i, j, shift = i[keep], j[keep], shift[keep]
+        nb = dense_neighbours(i, j, shift, n, n, capacity)
+        return (nb.index.astype(np.int32), nb.shift.astype(position.dtype), nb.mask, np.int32(count), np.bool_(False))
+
+    def _update_impl(self, position, nbrs: NeighbourList, cell):
+        margin = _distance_margin(position, cell, nbrs, self.cutoff, self.list_cutoff)
+        approach = jnp.maximum(nbrs.margin - margin, 0.0)  # how much the margin shrank over the last step
+        stale = ~jnp.isfinite(margin) | (margin - LOOKAHEAD_STEPS * approach <= 0.0)
+
+        def rebuild(_):
+            n, k = nbrs.neighbours.index.shape
+            shapes = (jax.ShapeDtypeStruct((n, k), jnp.int32), jax.ShapeDtypeStruct((n, k, 3), position.dtype),
+                      jax.ShapeDtypeStruct((n, k), jnp.bool_), jax.ShapeDtypeStruct((), jnp.int32),
+                      jax.ShapeDtypeStruct((), jnp.bool_))
+            index, shift, mask, count, failed = jax.pure_callback(
+                lambda p, c: self._rebuild_host(p, c, k), shapes, position, cell, vmap_method="sequential")
+            new = NeighbourList(Neighbours(index, shift, mask), cell, position, cell, nbrs.margin, nbrs.overflow | (count > k),
+                                nbrs.failed | failed, jnp.maximum(nbrs.max_count, count), nbrs.n_builds + 1, nbrs.update_fn)
+            return eqx.tree_at(lambda t: t.margin, new, _distance_margin(position, cell, new, self.cutoff, self.list_cutoff))
+
+        def keep(_):
+            return eqx.tree_at(lambda t: (t.cell, t.margin), nbrs, (cell, margin))
+
+        return jax.lax.cond(stale, rebuild, keep, None)
+
+
+def potential_types(potential, structure, species=None) -> np.ndarray:
+    """Types (N,) 0..S-1 of a structure: ``structure`` an ``ase.Atoms`` (its ``mlip_type`` array, else its symbols
+    through ``species`` or the potential's own species list) or already an integer array."""
+    if hasattr(structure, "get_chemical_symbols"):
+        if "mlip_type" in structure.arrays:
+            return np.asarray(structure.arrays["mlip_type"], dtype=np.int64)
+        own = getattr(potential, "species", None)
+        species = list(species) if species is not None else (list(own) if own else None)
+        return types_for_symbols(structure.get_chemical_symbols(), species, potential.n_species,
+                                 structure.get_chemical_formula())
+    types = np.asarray(structure)
+    if types.ndim != 1 or not np.issubdtype(types.dtype, np.integer):
+        raise MtpjaxError("give an ase.Atoms or the types (N,) as integers 0..S-1")
+    if types.size and (types.min() < 0 or types.max() >= potential.n_species):
+        raise MtpjaxError(f"types must lie in 0..{potential.n_species - 1}")
+    return types
+
+
+def energy_fn(potential, structure, *, species=None, skin: float = DEFAULT_SKIN,
+              capacity_multiplier: float = DEFAULT_CAPACITY_MULTIPLIER, **kw):
+    """jax-md's ``(energy_fn, neighbor_fn)`` for any JAX potential (an MTP, ZhouEAM, TabulatedEAM, LennardJones).
+
+    ``structure``: an ``ase.Atoms`` or the types (N,) (see :func:`potential_types`). ``energy_fn(R, neighbor,
+    cell=None, **ignored)`` is the total energy in eV of positions R (N, 3) Å (not necessarily wrapped) in ``cell``
+    (default: ``neighbor.cell``), differentiable in R and cell; ``neighbor_fn`` is a :class:`NeighbourFns`
+    (``allocate(R, cell=...)`` on the host, ``update(R, nbrs, cell=...)`` under jit). ``kw`` goes to the potential
+    (an MTP's ``chunk``). Usage with jax-md::
+
+        energy, neighbor_fn = mtpjax.md.energy_fn(mtp, atoms)
+        nbrs = neighbor_fn.allocate(atoms.positions, cell=atoms.cell.array)
+        init, step = jax_md.simulate.nve(energy, mtpjax.md.shift_fn, dt)
+        state = step(state, neighbor=nbrs); nbrs = neighbor_fn.update(state.position, nbrs)
+    """
+    types = jnp.asarray(potential_types(potential, structure, species), jnp.int32)
+
+    def fn(R, neighbor: NeighbourList, cell=None, **unused):
+        return energy(potential, R, neighbor.cell if cell is None else cell, types, neighbor.neighbours, **kw)
+
+    return fn, NeighbourFns(potential.cutoff, skin, capacity_multiplier)
+
+
+def shift_fn(R, dR, **unused):
+    """jax-md's shift function for unwrapped Cartesian positions (``space.free()``'s): R + dR."""
+    return R + dR
+
+
+def efs_fn(potential, structure, *, species=None, **kw):
+    """``fn(R, neighbor, cell=None) -> (energy eV, forces (N, 3) eV/Å, virial (3, 3) eV)``, all by autodiff
+    (:func:`mtpjax.potential.energy_forces_virial`: the virial is -dE/dε, MLIP's PlusStress, -V·σ)."""
+    types = jnp.asarray(potential_types(potential, structure, species), jnp.int32)
+
+    def fn(R, neighbor: NeighbourList, cell=None, **unused):
+        return energy_forces_virial(potential, R, neighbor.cell if cell is None else cell, types, neighbor.neighbours, **kw)
+
+    return fn
+
+
+def volume(cell):
+    """|det cell| in Å³."""
+    return jnp.abs(jnp.linalg.det(cell))
+
+
+def kinetic_tensor(momentum, mass):
+    """sum_i p_i p_i^T / m_i (3, 3) in eV (momenta in amu·Å/ASE-time, masses (N,) or (N, 1) in amu)."""
+    m = jnp.reshape(mass, (-1, 1)) if jnp.ndim(mass) else mass
+    return (momentum / m).T @ momentum
+
+
+def stress(virial, cell, momentum=None, mass=None):
+    """ASE's stress tensor (3, 3) in eV/Å³ (positive in tension): -(virial + sum p p^T/m) / V; the kinetic (ideal-gas)
+    term only when momenta and masses are given."""
+    w = virial if momentum is None else virial + kinetic_tensor(momentum, mass)
+    return -w / volume(cell)
+
+
+def pressure(virial, cell, momentum=None, mass=None):
+    """Pressure -tr(stress)/3 in eV/Å³ (see :func:`stress`; times :data:`mtpjax.units.EV_PER_A3_TO_GPA` for GPa)."""
+    return -jnp.trace(stress(virial, cell, momentum, mass)) / 3.0
+
+
+def min_distance(R, neighbor: NeighbourList, cell=None):
+    """The shortest listed pair distance in Å (inf when there is none)."""
+    r = pair_vectors(R, neighbor.cell if cell is None else cell, neighbor.neighbours)
+    d2 = jnp.where(neighbor.neighbours.mask, jnp.sum(r * r, axis=-1), jnp.inf)
+    return jnp.sqrt(jnp.min(d2))

@@ -274,8 +274,9 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
                 result.builds += int(new_nbrs.n_builds)
                 new_nbrs = eqx_reset_builds(new_nbrs)
                 m = measure(new_state, new_nbrs)
-                bad = "the host neighbour builder refused a frame (NaN or overlapping atoms)" if bool(new_nbrs.failed) \
-                    else problem(m)
+                bad = problem(m)
+                if bad is None and bool(new_nbrs.failed):
+                    bad = "the host neighbour builder refused a frame on the way" + _builder_reason(neighbor_fn, new_state, integ, new_nbrs)
                 if bad:
                     last = frame_of(good_state, good_m, step)
                     if traj is not None:
@@ -304,6 +305,15 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
     result.wall_s = time.perf_counter() - t0
     result.capacity = nbrs.capacity
     return result
+
+
+def _builder_reason(neighbor_fn, state, integ, nbrs) -> str:
+    """Why the host builder refuses the state's frame (its StructureError), or a generic hint."""
+    try:
+        neighbor_fn.allocate(state.position, cell=integ.cell(state, nbrs))
+    except MtpjaxError as err:
+        return f" ({err})"
+    return " (NaN or overlapping atoms at an intermediate step)"
 
 
 def eqx_reset_builds(nbrs):

@@ -27,6 +27,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .energy import det3
+
 #: Fourth-order Suzuki–Yoshida weights (ASE's FOURTH_ORDER_COEFFS).
 FOURTH_ORDER = (1 / (2 - 2 ** (1 / 3)), -(2 ** (1 / 3)) / (2 - 2 ** (1 / 3)), 1 / (2 - 2 ** (1 / 3)))
 
@@ -131,7 +133,7 @@ def npt_mtk(efs_fn, dt: float, kT: float, pressure: float, tdamp: float, pdamp: 
 
     def p_cell_kick(s: MTKState, delta, w):
         n = s.position.shape[0]
-        vol = jnp.abs(jnp.linalg.det(s.cell))
+        vol = jnp.abs(det3(s.cell))
         kin = (s.momentum / s.mass).T @ s.momentum
         g = s.virial + kin - pressure * vol * jnp.eye(3) + jnp.sum(s.momentum**2 / s.mass) / (3 * n) * jnp.eye(3)
         return s._replace(cell_momentum=s.cell_momentum + delta * 0.5 * (g + g.T))
@@ -186,6 +188,6 @@ def npt_mtk(efs_fn, dt: float, kT: float, pressure: float, tdamp: float, pdamp: 
         thermo = 3 * n * kT * s.eta[0] + kT * jnp.sum(s.eta[1:]) + jnp.sum(0.5 * s.p_eta**2 / q)
         baro = jnp.sum(0.5 * s.p_xi**2 / r) + cell_dof * kT * s.xi[0] + kT * jnp.sum(s.xi[1:])
         cell_kin = jnp.sum(s.cell_momentum**2) / (2 * w)
-        return s.energy + kin + thermo + baro + cell_kin + pressure * jnp.abs(jnp.linalg.det(s.cell))
+        return s.energy + kin + thermo + baro + cell_kin + pressure * jnp.abs(det3(s.cell))
 
     return init_fn, step_fn, conserved_fn

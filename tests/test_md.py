@@ -121,7 +121,8 @@ def test_a_box_change_rebuilds_the_list_and_energies_stay_exact():
     """Compressing the box (atoms scaled with it) so that listed distances shrink by more than the skin allows
     (15 %; and 10 %, where the list is still complete but would not be in two more such steps) rebuilds it inside the
     jit-side update; 4 % compression and uniform expansion keep it. Energies after every update equal the
-    calculator's on the same structure."""
+    calculator's on the same structure; the energy function given the old list where it may miss pairs (15 %) returns
+    NaN, not a wrong number."""
     pot = ZhouEAM("Mg")
     atoms = triclinic_mg(repeat=(2, 2, 1))
     fn, nfn = energy_fn(pot, atoms, capacity_multiplier=2.0)  # room for the 15 % compression's neighbours
@@ -133,6 +134,8 @@ def test_a_box_change_rebuilds_the_list_and_energies_stay_exact():
         new = nfn.update(jnp.asarray(b.positions), nbrs, cell=jnp.asarray(b.cell.array))
         assert int(new.n_builds) == int(rebuilt) and not bool(new.did_buffer_overflow), scale
         assert abs(float(fn(jnp.asarray(b.positions), new)) - reference(pot, b)[0]) < 1e-9
+        stale = fn(jnp.asarray(b.positions), nbrs, cell=jnp.asarray(b.cell.array))  # the old list, not updated
+        assert np.isnan(float(stale)) if scale < 0.88 else abs(float(stale) - reference(pot, b)[0]) < 1e-9
     # a shear of the cell alone, positions fixed in fractional coordinates, the same
     b = atoms.copy()
     b.set_cell(atoms.cell.array + np.array([[0, 0, 0], [0.6, 0, 0], [0, 0, 0]]), scale_atoms=True)

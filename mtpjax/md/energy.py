@@ -10,12 +10,15 @@ neighbours j and their integer lattice shifts, r_ij = x[j] - x[i] + shift @ cell
 of an atom since the build, measured in the build's cell (x h⁻¹ h₀ - x₀), and s the smallest singular value of
 h₀⁻¹ h (how much the cell has shrunk any distance since the build), every pair missing from the list is still farther
 apart than the potential's cutoff while ``margin = (cutoff + skin - 2 d) s - cutoff`` is positive. A box change thus
-never leaves the list silently stale. The update rebuilds one step *ahead*: when the margin would reach zero within
-two more steps at the last step's rate, since the integrators evaluate the forces at the next positions with the list
+never leaves the list silently stale. The update rebuilds ahead of time: when the margin would reach zero within
+two more steps at the last step's rate (the larger of the margin's own change and twice the largest displacement of
+an atom in that step), since the integrators evaluate the forces at the next positions with the list
 updated at the present ones. A rebuild runs the host builder from inside jit (``jax.pure_callback``) into the same
 capacity; when an atom has more neighbours than the capacity, the list is flagged (``did_buffer_overflow``): the
 caller re-allocates it outside jit (:meth:`NeighbourFns.allocate`, with ``extra`` neighbours) and reruns the steps
-(:func:`mtpjax.md.run.run_md` does this).
+(:func:`mtpjax.md.run.run_md` does this). And the energy functions check the list themselves: given positions or a
+cell for which it may miss a pair (margin < 0), or an overflowed list, they return NaN (energy, forces and virial),
+never a silently wrong number.
 
 Cells are ASE's: lattice vectors in the rows (Å). Only cells periodic in all three directions.
 """
@@ -47,7 +50,8 @@ class NeighbourList(eqx.Module):
 
     ``neighbours``: the padded pairs (index (N, K) int32, shift (N, K, 3), mask (N, K)); ``cell`` (3, 3) Å: the cell
     of the last update (the energy function's default cell); ``reference_position`` / ``reference_cell``: positions
-    and cell at the last build; ``margin``: the distance margin (Å) at the last update (see the module docstring);
+    and cell at the last build; ``mapped_position``: the positions of the last update in the build's cell;
+    ``margin``: the distance margin (Å) at the last update (see the module docstring);
     ``overflow``: an atom had more than K neighbours at a rebuild since allocation (the list is then incomplete);
     ``failed``: the host builder refused the positions at a rebuild (NaN, overlapping atoms); ``max_count``: the most
     neighbours of any atom seen at a build; ``n_builds``: rebuilds since allocation.
@@ -56,6 +60,7 @@ class NeighbourList(eqx.Module):
     neighbours: Neighbours
     cell: jax.Array
     reference_position: jax.Array
+    mapped_position: jax.Array
     reference_cell: jax.Array
     margin: jax.Array
     overflow: jax.Array
@@ -63,6 +68,8 @@ class NeighbourList(eqx.Module):
     max_count: jax.Array
     n_builds: jax.Array
     update_fn: Callable = eqx.field(static=True)
+    cutoff: float = eqx.field(static=True)
+    list_cutoff: float = eqx.field(static=True)
 
     @property
     def did_buffer_overflow(self) -> jax.Array:
@@ -116,13 +123,18 @@ def smallest_singular_value3(m):
     return jnp.sqrt(jnp.maximum(smallest, 0.0)) - 1e-6
 
 
-def _distance_margin(position, cell, nbrs: NeighbourList, cutoff: float, list_cutoff: float):
-    """(cutoff + skin - 2 d) s - cutoff in Å (see the module docstring); 3x3 algebra in closed form (LAPACK calls
-    inside a jitted loop cost milliseconds each on a CPU)."""
+def _margin_terms(position, cell, nbrs: NeighbourList, cutoff: float, list_cutoff: float):
+    """(margin = (cutoff + skin - 2 d) s - cutoff in Å (see the module docstring), the positions mapped into the build's
+    cell, s); 3x3 algebra in closed form (LAPACK calls inside a jitted loop cost milliseconds each on a CPU)."""
     m = inverse3(nbrs.reference_cell) @ cell  # h0^-1 h: r = r0_frame @ m
-    to_reference = position @ inverse3(m)  # x m^-1: positions in the build's cell
-    d = jnp.sqrt(jnp.max(jnp.sum((to_reference - nbrs.reference_position) ** 2, axis=-1)))
-    return (list_cutoff - 2.0 * d) * smallest_singular_value3(m) - cutoff
+    mapped = position @ inverse3(m)  # x m^-1: positions in the build's cell
+    d = jnp.sqrt(jnp.max(jnp.sum((mapped - nbrs.reference_position) ** 2, axis=-1)))
+    s = smallest_singular_value3(m)
+    return (list_cutoff - 2.0 * d) * s - cutoff, mapped, s
+
+
+def _distance_margin(position, cell, nbrs: NeighbourList, cutoff: float, list_cutoff: float):
+    return _margin_terms(position, cell, nbrs, cutoff, list_cutoff)[0]
 
 
 class NeighbourFns:
@@ -153,9 +165,9 @@ class NeighbourFns:
         n = dense_neighbours(i, j, shift, len(position), len(position), k)
         dtype = jnp.asarray(position).dtype
         pos, c = jnp.asarray(position, dtype), jnp.asarray(cell_np, dtype)
-        nbrs = NeighbourList(Neighbours(jnp.asarray(n.index), jnp.asarray(n.shift, dtype), jnp.asarray(n.mask)), c, pos, c,
+        nbrs = NeighbourList(Neighbours(jnp.asarray(n.index), jnp.asarray(n.shift, dtype), jnp.asarray(n.mask)), c, pos, pos, c,
                              jnp.asarray(self.skin, dtype), jnp.asarray(False), jnp.asarray(False), jnp.asarray(count, jnp.int32),
-                             jnp.asarray(0, jnp.int32), self.update)
+                             jnp.asarray(0, jnp.int32), self.update, self.cutoff, self.list_cutoff)
         margin = _distance_margin(pos, c, nbrs, self.cutoff, self.list_cutoff)
         return eqx.tree_at(lambda t: t.margin, nbrs, margin)
 
@@ -182,8 +194,11 @@ class NeighbourFns:
         return (nb.index.astype(np.int32), nb.shift.astype(position.dtype), nb.mask, np.int32(count), np.bool_(False))
 
     def _update_impl(self, position, nbrs: NeighbourList, cell):
-        margin = _distance_margin(position, cell, nbrs, self.cutoff, self.list_cutoff)
-        approach = jnp.maximum(nbrs.margin - margin, 0.0)  # how much the margin shrank over the last step
+        margin, mapped, s = _margin_terms(position, cell, nbrs, self.cutoff, self.list_cutoff)
+        # how fast the margin may shrink: by what it shrank over the last step (the cell's part), or by twice the
+        # largest displacement of an atom over the last step (any atom may become the farthest from its build position)
+        moved = jnp.sqrt(jnp.max(jnp.sum((mapped - nbrs.mapped_position) ** 2, axis=-1)))
+        approach = jnp.maximum(jnp.maximum(nbrs.margin - margin, 2.0 * moved * s), 0.0)
         stale = ~jnp.isfinite(margin) | (margin - LOOKAHEAD_STEPS * approach <= 0.0)
 
         def rebuild(_):
@@ -193,12 +208,13 @@ class NeighbourFns:
                       jax.ShapeDtypeStruct((), jnp.bool_))
             index, shift, mask, count, failed = jax.pure_callback(
                 lambda p, c: self._rebuild_host(p, c, k), shapes, position, cell, vmap_method="sequential")
-            new = NeighbourList(Neighbours(index, shift, mask), cell, position, cell, nbrs.margin, nbrs.overflow | (count > k),
-                                nbrs.failed | failed, jnp.maximum(nbrs.max_count, count), nbrs.n_builds + 1, nbrs.update_fn)
+            new = NeighbourList(Neighbours(index, shift, mask), cell, position, position, cell, nbrs.margin, nbrs.overflow | (count > k),
+                                nbrs.failed | failed, jnp.maximum(nbrs.max_count, count), nbrs.n_builds + 1, nbrs.update_fn, nbrs.cutoff,
+                                nbrs.list_cutoff)
             return eqx.tree_at(lambda t: t.margin, new, _distance_margin(position, cell, new, self.cutoff, self.list_cutoff))
 
         def keep(_):
-            return eqx.tree_at(lambda t: (t.cell, t.margin), nbrs, (cell, margin))
+            return eqx.tree_at(lambda t: (t.cell, t.margin, t.mapped_position), nbrs, (cell, margin, mapped))
 
         return jax.lax.cond(stale, rebuild, keep, None)
 
@@ -239,9 +255,25 @@ def energy_fn(potential, structure, *, species=None, skin: float = DEFAULT_SKIN,
     types = jnp.asarray(potential_types(potential, structure, species), jnp.int32)
 
     def fn(R, neighbor: NeighbourList, cell=None, **unused):
-        return energy(potential, R, neighbor.cell if cell is None else cell, types, neighbor.neighbours, **kw)
+        cell = neighbor.cell if cell is None else cell
+        return guarded(energy(potential, R, cell, types, neighbor.neighbours, **kw), R, cell, neighbor)
 
     return fn, NeighbourFns(potential.cutoff, skin, capacity_multiplier)
+
+
+def list_is_valid(R, cell, neighbor: NeighbourList):
+    """Whether the list holds every pair within the cutoff at positions R and ``cell`` (the margin of the module
+    docstring is >= 0) and did not overflow."""
+    margin = _distance_margin(jax.lax.stop_gradient(R), jax.lax.stop_gradient(cell), neighbor, neighbor.cutoff,
+                              neighbor.list_cutoff)
+    return (margin >= 0.0) & ~neighbor.overflow
+
+
+def guarded(e, R, cell, neighbor: NeighbourList):
+    """``e``, or NaN where the list is not valid for (R, cell) (:func:`list_is_valid`): a stale or overflowed list
+    never gives a silently wrong energy (the forces, the gradient of a NaN, are NaN too; :func:`efs_fn` returns NaN
+    energy with them)."""
+    return e * jnp.where(list_is_valid(R, cell, neighbor), 1.0, jnp.nan)
 
 
 def shift_fn(R, dR, **unused):
@@ -255,7 +287,9 @@ def efs_fn(potential, structure, *, species=None, **kw):
     types = jnp.asarray(potential_types(potential, structure, species), jnp.int32)
 
     def fn(R, neighbor: NeighbourList, cell=None, **unused):
-        return energy_forces_virial(potential, R, neighbor.cell if cell is None else cell, types, neighbor.neighbours, **kw)
+        cell = neighbor.cell if cell is None else cell
+        e, f, w = energy_forces_virial(potential, R, cell, types, neighbor.neighbours, **kw)
+        return guarded(e, R, cell, neighbor), f, w
 
     return fn
 

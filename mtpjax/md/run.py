@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import MtpjaxError
 from ..io.files import atomic_path, atomic_write
 from ..units import EV_PER_A3_TO_GPA
-from .energy import capacity_for, min_distance, stress, volume
+from .energy import capacity_for, min_distance, potential_types, stress, volume
 from .integrators import make_integrator, masses_of, temperature_of
 
 #: Seconds between rewrites of the CSV log during a run (it is written at the end in any case).
@@ -173,8 +173,6 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
                                          pressure=pressure, thermostat_time=thermostat_time, barostat_time=barostat_time,
                                          init_temperature=initial_temperature, species=species, skin=skin,
                                          capacity_multiplier=capacity_multiplier, npt_cell_dof=npt_cell_dof, **kw)
-    from .energy import potential_types
-
     types = potential_types(potential, atoms, species)
     mass = jnp.asarray(masses_of(atoms))
     R0 = jnp.asarray(atoms.positions, jnp.float64)
@@ -229,7 +227,8 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
 
     def problem(m) -> str | None:
         if not bool(m["finite"]):
-            return "a non-finite (NaN or inf) position, momentum, energy or force"
+            return ("a non-finite (NaN or inf) position, momentum, energy or force (or atoms moved farther in one step "
+                    "than the neighbour list's skin allows: lower the time step or raise the skin)")
         if float(m["temperature"]) > max_temperature:
             return f"the temperature {float(m['temperature']):.4g} K exceeds max_temperature = {max_temperature:g} K"
         if float(m["min_distance"]) < min_distance_floor:

@@ -87,7 +87,7 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     assert s["train_energy_rmse_meV_per_atom"] < 200
     assert s["ev_rmse_meV_per_atom"] < 100  # MTP vs oracle within ±10 % of the equilibrium volume
 
-    assert s["md_energy_check_eV"] < 1e-8  # jax-md's nearest-image neighbours give mtpjax's energy
+    assert s["md_energy_check_eV"] < 1e-8  # mtpjax.md's energy function gives the calculator's energy
     assert s["md_steps"] >= 300
     # velocities drawn at 600 K, about half of it going into potential energy: ~300 K with 64 atoms, fluctuating by
     # tens of K, never melting or freezing

@@ -47,7 +47,8 @@ class MDSettings:
         "steps between rows of the thermodynamic log (and between stability checks)")})
     trajectory_every: int = field(default=100, metadata={"check": positive_int, "help": (
         "steps between trajectory frames (a multiple of log_every)")})
-    skin: float = field(default=1.0, metadata={"check": positive_float, "help": "neighbour-list skin in Å"})
+    skin: float = field(default=0.5, metadata={"check": positive_float, "help": (
+        "neighbour-list skin in Å (larger: fewer rebuilds, more pairs per force call; docs/benchmarks/md.md)")})
     capacity_multiplier: float = field(default=1.25, metadata={"check": _at_least_one, "help": (
         "neighbour slots per atom: the most neighbours of any atom times this (re-allocated when exceeded)")})
     max_temperature: float | None = field(default=None, metadata={"check": positive_float, "help": (

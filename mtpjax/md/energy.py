@@ -38,7 +38,7 @@ from ..neighbors import Neighbours, check_structure, dense_neighbours, pairs
 from ..potential import energy, energy_forces_virial, pair_vectors
 
 #: Default Verlet skin (Å): pairs within cutoff + skin are listed.
-DEFAULT_SKIN = 1.0
+DEFAULT_SKIN = 0.5
 #: Default capacity: the most neighbours of any atom at allocation times this, rounded up to a multiple of 4.
 DEFAULT_CAPACITY_MULTIPLIER = 1.25
 #: How many steps ahead ``update`` rebuilds (at the last step's rate of approach).

@@ -23,7 +23,10 @@ def add_parser(subparsers):
     from .. import config
     from .config import MDCommand
 
-    p = subparsers.add_parser("md", help=HELP, description=__doc__.split("\n\n")[1])
+    p = subparsers.add_parser("md", help=HELP, description=(
+        "Run MD from a TOML file: its [md] table (or top level) names the potential, the structure and the settings; "
+        "every key is also an option below, which overrides the file. Writes thermo.csv, trajectory.extxyz (or .traj), "
+        "final.extxyz and summary.json to the output folder (docs/md.md)."))
     p.add_argument("config", metavar="CONFIG", help="TOML file with an [md] table (or the keys at its top level)")
     keys = config.add_options(p, MDCommand, names={"output": ["-o"]})
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary line")

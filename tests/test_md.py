@@ -295,6 +295,18 @@ def test_exploding_run_stops_with_a_message_and_keeps_the_last_good_frame(tmp_pa
     assert all(np.isfinite(float(r["temperature_K"])) for r in rows)
 
 
+def test_traj_output_holds_frames_with_momenta_and_energies(tmp_path):
+    """An ASE .traj trajectory: one frame per trajectory_every steps, momenta as the run's, energies the calculator's."""
+    atoms = argon(1)
+    traj = tmp_path / "run.traj"
+    r = run_md(LJ, atoms, ensemble="nvt_langevin", steps=40, timestep=5.0, temperature=40.0, log_every=10,
+               trajectory=traj, trajectory_every=20)
+    frames = mtpjax.read_structures(traj)
+    assert len(frames) == 3
+    np.testing.assert_allclose(frames[-1].get_momenta(), r.atoms.get_momenta())
+    assert abs(frames[-1].get_potential_energy() - reference(LJ, frames[-1])[0]) < 1e-10
+
+
 def test_bad_settings_are_refused():
     atoms = argon(1)
     with pytest.raises(MtpjaxError, match="multiple of log_every"):

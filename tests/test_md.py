@@ -256,8 +256,8 @@ def test_npt_matches_ase_mtknpt_step_for_step():
 
 def test_npt_conserved_quantity_and_mean_pressure():
     """NPT (MTK, full cell) of 108 argon atoms at 60 K and 0.2 GPa, 3000 steps of 5 fs: the extended energy drifts by
-    less than 3e-4 eV/atom, and the mean pressure of the last 2/3 lies within 4 block standard errors (10 blocks) of
-    the target."""
+    less than 3e-4 eV/atom, and the mean pressure and temperature of the last 2/3 lie within 4 block standard errors
+    (10 blocks) of their targets."""
     atoms = argon(3)
     target = 0.2
     r = run_md(LJ, atoms, ensemble="npt_mtk", steps=3000, timestep=5.0, temperature=60.0, initial_temperature=120.0,
@@ -268,6 +268,9 @@ def test_npt_conserved_quantity_and_mean_pressure():
     blocks = np.array([b.mean() for b in np.array_split(p, 10)])
     se = blocks.std(ddof=1) / np.sqrt(len(blocks))
     assert abs(p.mean() - target) < 4 * se + 0.01, (p.mean(), se)
+    t = r.column("temperature_K")[len(r.log) // 3:]
+    blocks = np.array([b.mean() for b in np.array_split(t, 10)])
+    assert abs(t.mean() - 60.0) < 4 * blocks.std(ddof=1) / np.sqrt(len(blocks)) + 0.5, t.mean()
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -162,15 +162,15 @@ def test_overflow_is_flagged_and_reallocation_restores_the_energy():
 
 
 def test_run_reallocates_after_overflow_and_continues():
-    """NPT at 3 GPa compresses argon from a list with a tiny capacity (exactly its neighbours): the run detects the
+    """NPT at 3 GPa compresses argon (by > 3 % in 0.8 ps) from a list with a tiny capacity (exactly its neighbours): the run detects the
     overflow, re-allocates outside jit, reruns the chunk and goes on; the final frame's energy is the calculator's."""
     atoms = argon(2)
     fn, nfn = energy_fn(LJ, atoms)
     tight = int(nfn.allocate(jnp.asarray(atoms.positions), cell=jnp.asarray(atoms.cell.array)).max_count)
-    r = run_md(LJ, atoms, ensemble="npt_mtk", steps=300, timestep=5.0, temperature=40.0, pressure=3.0,
-               barostat_time=250.0, thermostat_time=100.0, log_every=20, capacity=tight)
+    r = run_md(LJ, atoms, ensemble="npt_mtk", steps=160, timestep=5.0, temperature=40.0, pressure=3.0,
+               barostat_time=200.0, thermostat_time=100.0, log_every=20, capacity=tight)
     assert r.reallocations >= 1 and r.capacity > tight
-    assert r.column("volume_A3")[-1] < 0.95 * atoms.get_volume()
+    assert r.column("volume_A3")[-1] < 0.97 * atoms.get_volume()
     assert abs(r.atoms.get_potential_energy() - reference(LJ, r.atoms)[0]) < 1e-9
 
 
@@ -255,13 +255,13 @@ def test_npt_matches_ase_mtknpt_step_for_step():
 
 
 def test_npt_conserved_quantity_and_mean_pressure():
-    """NPT (MTK, full cell) of 108 argon atoms at 60 K and 0.2 GPa, 3000 steps of 5 fs: the extended energy drifts by
+    """NPT (MTK, full cell) of 108 argon atoms at 60 K and 0.2 GPa, 2000 steps of 5 fs: the extended energy drifts by
     less than 3e-4 eV/atom, and the mean pressure and temperature of the last 2/3 lie within 4 block standard errors
     (10 blocks) of their targets."""
     atoms = argon(3)
     target = 0.2
-    r = run_md(LJ, atoms, ensemble="npt_mtk", steps=3000, timestep=5.0, temperature=60.0, initial_temperature=120.0,
-               pressure=target, thermostat_time=100.0, barostat_time=500.0, log_every=10, seed=1)
+    r = run_md(LJ, atoms, ensemble="npt_mtk", steps=2000, timestep=5.0, temperature=60.0, initial_temperature=120.0,
+               pressure=target, thermostat_time=100.0, barostat_time=400.0, log_every=10, seed=1)
     c = r.column("conserved_eV")
     assert np.abs(c - c[0]).max() / len(atoms) < 3e-4
     p = r.column("pressure_GPa")[len(r.log) // 3:]

@@ -1,0 +1,121 @@
+"""Phonon DOS of hcp Mg at finite temperature from MD (the mass-weighted velocity autocorrelation, mtpjax.md.vdos)
+against the 0 K harmonic DOS (phonopy), for the oracle (Sun 2006 EAM, Mg_mm.eam.fs) and, if given, an MTP, through
+the same code. Each potential at its own relaxed hcp lattice (mtpjax.relax.equilibrium), a fixed cell (no thermal
+expansion: the changes are the intrinsic anharmonicity), Langevin NVT equilibration and NVE sampling per temperature.
+
+Writes OUT/vdos.png (0 K and each temperature side by side, MTP over oracle) and OUT/vdos.md (command, settings,
+mean frequencies in THz).
+
+    python scripts/phonon_dos_temperature.py --mtp ../shared/bench/fit/mlip3_l16_rc6p5.almtp
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import mtpjax  # noqa: F401  (float64 before jax)
+
+import numpy as np
+from ase.build import bulk
+
+from mtpjax.io.files import atomic_write, machine, versions
+from mtpjax.md.vdos import finite_temperature_dos
+from mtpjax.oracles import make_potential
+
+ROOT = Path(__file__).resolve().parents[1]
+ORACLE = ROOT.parent / "shared" / "data" / "potentials" / "Mg_mm.eam.fs"
+
+
+def hcp_lattice(potential) -> tuple[float, float]:
+    """(a, c) Å of the potential's relaxed hcp Mg (mtpjax.relax.equilibrium, zero stress)."""
+    from mtpjax.relax import equilibrium, hex_parameters
+
+    r = equilibrium(potential, ["hcp"], "Mg")["hcp"]
+    hp = hex_parameters(r.atoms)
+    return float(hp["a"]), float(hp["a"] * hp["c_over_a"])
+
+
+def figure(results: dict, temperatures, path: Path) -> Path:
+    """One panel per temperature (0 K harmonic first): DOS (states/THz per atom) of each potential."""
+    from mtpjax.plotting import subplots
+
+    cols = ["0K"] + list(temperatures)
+    fig, axes = subplots(1, len(cols), figsize=(3.2 * len(cols), 3.4), sharey=True, squeeze=False)
+    styles = {"oracle": dict(color="k", lw=1.2), "MTP": dict(color="C3", lw=1.0, ls="--")}
+    for ax, col in zip(axes[0], cols):
+        for name, (r, _) in results.items():
+            g = r.harmonic if col == "0K" else r.dos[col]
+            mean = r.mean_frequency[col]
+            ax.plot(r.frequencies, g / r.n_atoms, label=f"{name}: ⟨ν⟩ {mean:.2f} THz", **styles[name])
+        ax.set_title("0 K harmonic (phonopy)" if col == "0K" else f"MD {col:g} K (VACF)", fontsize=10)
+        ax.set_xlabel("frequency (THz)")
+        ax.set_xlim(0, 10)
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0][0].set_ylabel("DOS (states / THz / atom)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--potential", default=str(ORACLE), help="the oracle (default: the Sun 2006 EAM, Mg_mm.eam.fs)")
+    ap.add_argument("--mtp", default=None, help="an MTP file (species Mg)")
+    ap.add_argument("--temperatures", type=float, nargs="+", default=[100.0, 300.0, 600.0], help="K")
+    ap.add_argument("--repeat", type=int, nargs=3, default=[4, 4, 3], help="hcp primitive cells (4 4 3: 96 atoms)")
+    ap.add_argument("--timestep", type=float, default=2.0, help="fs")
+    ap.add_argument("--equilibration", type=int, default=2000, help="Langevin steps per temperature")
+    ap.add_argument("--steps", type=int, default=6000, help="NVE steps per segment")
+    ap.add_argument("--segments", type=int, default=1, help="NVE segments per temperature")
+    ap.add_argument("--every", type=int, default=5, help="steps between recorded velocities")
+    ap.add_argument("--max-lag-fs", type=float, default=1500.0, help="longest VACF lag (fs; resolution ~ 1/lag)")
+    ap.add_argument("--mesh", type=int, nargs=3, default=[16, 16, 12], help="phonopy mesh of the 0 K DOS")
+    ap.add_argument("--sigma", type=float, default=0.1, help="phonopy smearing (THz)")
+    ap.add_argument("-o", "--out", default=str(ROOT / "docs" / "benchmarks"))
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pots = {"oracle": make_potential(a.potential)}
+    if a.mtp:
+        pots["MTP"] = make_potential(a.mtp, species=["Mg"])
+    grid = np.arange(0.0, 12.0 + 1e-9, 0.02)
+    results = {}
+    for name, pot in pots.items():
+        t0 = time.perf_counter()
+        lat_a, lat_c = hcp_lattice(pot)
+        atoms = bulk("Mg", "hcp", a=lat_a, c=lat_c).repeat(tuple(a.repeat))
+        r = finite_temperature_dos(pot, atoms, a.temperatures, timestep=a.timestep, equilibration=a.equilibration,
+                                   steps=a.steps, segments=a.segments, every=a.every, max_lag_fs=a.max_lag_fs,
+                                   frequencies=grid, mesh=tuple(a.mesh), sigma=a.sigma)
+        results[name] = (r, {"a": lat_a, "c": lat_c, "wall_s": time.perf_counter() - t0})
+        print(name, {k: round(v, 3) for k, v in r.mean_frequency.items()}, flush=True)
+    png = figure(results, a.temperatures, out / "vdos.png")
+    cmd = "python scripts/phonon_dos_temperature.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    lines = ["# Phonon DOS of hcp Mg at finite temperature (`mtpjax.md.vdos`)", "",
+             f"Command: `{cmd}`", "",
+             f"Machine: {machine()}; versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()), "",
+             f"Settings: {len(atoms)} atoms ({'×'.join(map(str, a.repeat))} hcp primitive cells) at each potential's "
+             f"relaxed 0 K lattice, fixed cell; per temperature {a.equilibration} steps of Langevin NVT (τ 100 fs), then "
+             f"{a.segments} × {a.steps} NVE steps of {a.timestep:g} fs, velocities every {a.every} steps; VDOS from the "
+             f"mass-weighted VACF up to {a.max_lag_fs:g} fs (Hann window), normalised to 3N. 0 K: phonopy, force "
+             f"constants of the same {len(atoms)}-atom cell by finite displacements, mesh {'×'.join(map(str, a.mesh))}, "
+             f"smearing {a.sigma:g} THz. ⟨ν⟩ = ∫ν g dν / ∫g dν over 0–12 THz.", "",
+             f"Figure: [vdos.png]({png.name})", "",
+             "| potential | a (Å) | c (Å) | " + " | ".join(["⟨ν⟩ 0 K (THz)"] + [f"⟨ν⟩ {t:g} K (THz)" for t in a.temperatures])
+             + " | measured T (K) | NVE drift (eV/atom) | wall (s) |",
+             "|---|---:|---:|" + "---:|" * (len(a.temperatures) + 4)]
+    for name, (r, info) in results.items():
+        lines.append(f"| {name} | {info['a']:.4f} | {info['c']:.4f} | "
+                     + " | ".join(f"{r.mean_frequency[k]:.3f}" for k in ["0K"] + list(a.temperatures))
+                     + " | " + ", ".join(f"{r.temperature[t]:.0f}" for t in a.temperatures)
+                     + f" | {max(r.energy_drift.values()):.1e} | {info['wall_s']:.0f} |")
+    lines.append("")
+    atomic_write(out / "vdos.md", "\n".join(lines) + "\n")
+    print(out / "vdos.md", png)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,393 @@
+"""Vacancy migration barriers for any JAX potential (an MTP, the EAM oracles, Lennard-Jones): MTP against oracle.
+
+- Structures: :func:`relaxed_bulk` (the potential's own lattice, cell relaxed), :func:`vacancy_hop` (a supercell
+  with one atom removed, and the final state with a nearest neighbour moved into the vacancy; for hcp the
+  ``"basal"`` (in-plane) or ``"nonbasal"`` (out-of-plane) neighbour), end points relaxed at fixed cell by
+  :func:`relax_positions`.
+- Barriers: :func:`neb_barrier` (ASE's climbing-image NEB, one calculator per image) and :func:`string_barrier`
+  (the simplified string method of E, Ren & Vanden-Eijnden 2007, written in JAX on the potential protocol: all
+  images in one vmapped, jitted step; equal-arc-length reparametrisation every step; optional climbing image).
+- :func:`barriers`: both methods for a potential and an oracle with the same code.
+
+Units: eV, Å, eV/Å. Every function that takes a ``potential`` also takes a zero-argument callable returning an
+ASE calculator (e.g. ``lambda: ase.calculators.eam.EAM(potential=path)``) where only ASE is involved
+(:func:`relaxed_bulk`, :func:`relax_positions`, :func:`neb_barrier`): the independent reference route.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+
+from .errors import MtpjaxError
+from .md.energy import NeighbourFns, capacity_for, energy_fn
+from .potential import Potential
+
+#: Default force tolerance (eV/Å) of end points and paths.
+FMAX = 1e-3
+#: The hcp hops.
+HCP_HOPS = ("basal", "nonbasal")
+
+
+class MigrationError(MtpjaxError):
+    """A relaxation, NEB or string did not converge, or a hop was asked of the wrong lattice."""
+
+
+def calculator_for(potential):
+    """A fresh ASE calculator: :class:`mtpjax.calculator.PotentialCalculator` for a JAX potential (calculators share
+    compiled programs), or ``potential()`` when it is a zero-argument calculator factory."""
+    if isinstance(potential, Potential):
+        from .calculator import PotentialCalculator
+
+        return PotentialCalculator(potential)
+    if callable(potential):
+        return potential()
+    raise MigrationError(f"expected a JAX potential or a calculator factory, got {type(potential).__name__}")
+
+
+def relax_positions(potential, atoms: Atoms, fmax: float = FMAX, max_steps: int = 5000) -> Atoms:
+    """A copy of ``atoms`` with its positions relaxed at fixed cell until every force is below ``fmax`` (eV/Å).
+
+    Today: ASE's FIRE over mtpjax's calculator (or the given calculator factory). The one place to switch to
+    ``mtpjax.relax`` (the project's relaxation module) once it is committed: nothing else here relaxes positions.
+    Raises :class:`MigrationError` when ``max_steps`` are not enough.
+    """
+    from ase.optimize import FIRE
+
+    a = atoms.copy()
+    a.calc = calculator_for(potential)
+    if not FIRE(a, logfile=None).run(fmax=fmax, steps=max_steps):
+        raise MigrationError(f"end point not relaxed to fmax {fmax} eV/Å in {max_steps} FIRE steps")
+    out = a.copy()
+    out.info["energy"] = float(a.get_potential_energy())
+    return out
+
+
+def relaxed_bulk(potential, element: str, structure: str, a: float, c: float | None = None, fmax: float = 1e-5) -> Atoms:
+    """The primitive ``structure`` ("hcp", "fcc", "bcc") cell of ``element`` with cell and positions relaxed (ASE's
+    FIRE on a ``FrechetCellFilter``, stress below ``fmax`` eV/Å³-equivalent); ``a``, ``c`` (Å) the start."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+
+    unit = bulk(element, structure, a=a, c=c) if structure == "hcp" else bulk(element, structure, a=a)
+    unit.calc = calculator_for(potential)
+    if not FIRE(FrechetCellFilter(unit), logfile=None).run(fmax=fmax, steps=2000):
+        raise MigrationError(f"{structure} {element} cell not relaxed")
+    out = unit.copy()
+    out.info["energy_per_atom"] = float(unit.get_potential_energy()) / len(unit)
+    return out
+
+
+def lattice_parameters(unit: Atoms, structure: str) -> tuple[float, float | None]:
+    """(a, c) in Å of a primitive hcp cell, or (cubic a, None) of a primitive fcc/bcc cell."""
+    lengths = unit.cell.lengths()
+    if structure == "hcp":
+        return float(lengths[0]), float(lengths[2])
+    factor = {"fcc": np.sqrt(2.0), "bcc": 2.0 / np.sqrt(3.0)}[structure]
+    return float(lengths[0] * factor), None
+
+
+def supercell(element: str, structure: str, a: float, c: float | None, size) -> Atoms:
+    """A perfect supercell: hcp from the primitive (orthogonal c) cell, fcc/bcc from the conventional cube, repeated
+    ``size`` (int or 3 ints)."""
+    size = tuple(np.broadcast_to(np.asarray(size, int), (3,)))
+    unit = bulk(element, "hcp", a=a, c=c) if structure == "hcp" else bulk(element, structure, a=a, cubic=True)
+    return unit.repeat(size)
+
+
+def nearest_neighbour(perfect: Atoms, site: int, hop: str | None = None, tol: float = 0.05) -> int:
+    """Index of a nearest neighbour of ``site``: any one (fcc), or for hcp the ``"basal"`` (same basal plane) or
+    ``"nonbasal"`` (adjacent plane) one. Distances by minimum image; ``tol`` in Å."""
+    d = perfect.get_distances(site, range(len(perfect)), mic=True, vector=True)
+    r = np.linalg.norm(d, axis=1)
+    r[site] = np.inf
+    if hop is None:
+        return int(np.argmin(r))
+    if hop not in HCP_HOPS:
+        raise MigrationError(f"hop must be one of {HCP_HOPS} or None, got {hop!r}")
+    cdir = perfect.cell.array[2] / np.linalg.norm(perfect.cell.array[2])
+    dz = np.abs(d @ cdir)
+    in_plane = dz < tol
+    candidates = np.where(in_plane if hop == "basal" else ~in_plane, r, np.inf)
+    j = int(np.argmin(candidates))
+    if not np.isfinite(candidates[j]) or candidates[j] > r.min() * 1.1:
+        raise MigrationError(f"no {hop} nearest neighbour of site {site}")
+    return j
+
+
+def vacancy_hop(perfect: Atoms, site: int = 0, hop: str | None = None) -> tuple[Atoms, Atoms, int]:
+    """(initial, final, moving index) of a vacancy hop, unrelaxed: ``site`` removed; in the final state its
+    nearest neighbour (see :func:`nearest_neighbour`) sits on the vacant site (its minimum-image position, so that
+    the two states are one continuous path with the same atom order)."""
+    j = nearest_neighbour(perfect, site, hop)
+    d = perfect.get_distances(j, [site], mic=True, vector=True)[0]
+    initial = perfect.copy()
+    del initial[site]
+    k = j - (j > site)
+    final = initial.copy()
+    pos = final.positions
+    pos[k] = perfect.positions[j] + d
+    final.positions = pos
+    return initial, final, k
+
+
+def relaxed_hop(potential, perfect: Atoms, site: int = 0, hop: str | None = None, fmax: float = FMAX):
+    """:func:`vacancy_hop` with both end points relaxed at fixed cell (:func:`relax_positions`)."""
+    initial, final, k = vacancy_hop(perfect, site, hop)
+    return relax_positions(potential, initial, fmax), relax_positions(potential, final, fmax), k
+
+
+@dataclass
+class PathResult:
+    """A minimum-energy path: ``energies`` (M,) eV of the images, ``positions`` (M, N, 3) Å, ``barrier`` (eV):
+    the highest image less the initial state; ``reverse_barrier``: less the final state; ``steps``; ``fmax``: the
+    largest residual force (eV/Å) at the end; ``method``."""
+
+    energies: np.ndarray
+    positions: np.ndarray
+    barrier: float
+    reverse_barrier: float
+    steps: int
+    fmax: float
+    method: str
+    info: dict = field(default_factory=dict)
+
+    def arc_length(self) -> np.ndarray:
+        """Cumulative path length (Å) of the images in configuration space."""
+        d = np.linalg.norm(np.diff(self.positions, axis=0).reshape(len(self.positions) - 1, -1), axis=1)
+        return np.concatenate([[0.0], np.cumsum(d)])
+
+
+def _path_result(energies, positions, steps, fmax, method, **info) -> PathResult:
+    e = np.asarray(energies, float)
+    return PathResult(e, np.asarray(positions), float(e.max() - e[0]), float(e.max() - e[-1]), int(steps), float(fmax),
+                      method, dict(info))
+
+
+def neb_barrier(potential, initial: Atoms, final: Atoms, n_images: int = 7, fmax: float = FMAX, climb: bool = True,
+                max_steps: int = 3000, interpolation: str = "linear") -> PathResult:
+    """Climbing-image NEB (ASE's ``ase.mep.NEB``, ``climb``) between relaxed end points, with ``n_images``
+    intermediate images, each its own calculator (:func:`calculator_for`), optimised by ASE's FIRE to ``fmax``
+    (eV/Å). ``interpolation``: ``"linear"`` or ``"idpp"``."""
+    from ase.mep import NEB
+    from ase.optimize import FIRE
+
+    images = [initial.copy()] + [initial.copy() for _ in range(n_images)] + [final.copy()]
+    for im in images:
+        im.calc = calculator_for(potential)
+    neb = NEB(images, climb=climb, method="improvedtangent")
+    neb.interpolate(method=interpolation, mic=False)
+    opt = FIRE(neb, logfile=None)
+    if not opt.run(fmax=fmax, steps=max_steps):
+        raise MigrationError(f"NEB not converged to fmax {fmax} eV/Å in {max_steps} steps")
+    energies = [im.get_potential_energy() for im in images]
+    return _path_result(energies, [im.positions.copy() for im in images], opt.nsteps, fmax, "ase-ci-neb" if climb else "ase-neb")
+
+
+# ----------------------------------------------------------------------------------------------------------- string
+
+
+def linear_path(initial: Atoms, final: Atoms, n_images: int) -> np.ndarray:
+    """Positions (n_images + 2, N, 3) Å on the straight line between the end points."""
+    t = np.linspace(0.0, 1.0, n_images + 2)[:, None, None]
+    return (1.0 - t) * initial.positions[None] + t * final.positions[None]
+
+
+def reparametrise(X, climber):
+    """Images X (M, N, 3) moved along the piecewise-linear path through them to equal arc length, separately on
+    either side of image ``climber`` (an int array; < 0: none), which stays. End points stay."""
+    m = X.shape[0]
+    flat = X.reshape(m, -1)
+    seg = jnp.linalg.norm(jnp.diff(flat, axis=0), axis=1)
+    s = jnp.concatenate([jnp.zeros(1, X.dtype), jnp.cumsum(seg)])
+    k = jnp.arange(m, dtype=X.dtype)
+    c = climber.astype(X.dtype)
+    uniform = s[-1] * k / (m - 1)
+    sc = s[jnp.clip(climber, 0, m - 1)]
+    left = sc * k / jnp.maximum(c, 1.0)
+    right = sc + (s[-1] - sc) * (k - c) / jnp.maximum(m - 1 - c, 1.0)
+    target = jnp.where(climber < 0, uniform, jnp.where(k <= c, left, right))
+    idx = jnp.clip(jnp.searchsorted(s, target, side="right") - 1, 0, m - 2)
+    w = jnp.clip((target - s[idx]) / jnp.maximum(seg[idx], 1e-300), 0.0, 1.0)
+    new = flat[idx] + w[:, None] * (flat[idx + 1] - flat[idx])
+    new = new.at[0].set(flat[0]).at[-1].set(flat[-1])
+    return new.reshape(X.shape)
+
+
+def tangents(X, energies):
+    """Unit tangents (M, N, 3) of the images: Henkelman & Jónsson's upwind tangent (energy-weighted at extrema);
+    end points get their one-sided differences."""
+    fwd = jnp.concatenate([X[1:] - X[:-1], (X[-1] - X[-2])[None]])
+    bwd = jnp.concatenate([(X[1] - X[0])[None], X[1:] - X[:-1]])
+    e_next = jnp.concatenate([energies[1:], energies[-1:]])
+    e_prev = jnp.concatenate([energies[:1], energies[:-1]])
+    dmax = jnp.maximum(jnp.abs(e_next - energies), jnp.abs(e_prev - energies))[:, None, None]
+    dmin = jnp.minimum(jnp.abs(e_next - energies), jnp.abs(e_prev - energies))[:, None, None]
+    up = (e_next > energies) & (energies > e_prev)
+    down = (e_next < energies) & (energies < e_prev)
+    mixed = jnp.where((e_next > e_prev)[:, None, None], fwd * dmax + bwd * dmin, fwd * dmin + bwd * dmax)
+    t = jnp.where(up[:, None, None], fwd, jnp.where(down[:, None, None], bwd, mixed))
+    norm = jnp.sqrt(jnp.sum(t * t, axis=(1, 2), keepdims=True))
+    return t / jnp.maximum(norm, 1e-300)
+
+
+def _dot(a, b):
+    return jnp.sum(a * b, axis=(-2, -1))
+
+
+def string_step(X, nbrs, climber, dt, max_move, value_and_grad):
+    """One step of the simplified string method: every interior image moves by dt·F (F the force, eV/Å; dt in
+    Å²/eV), the climbing image by dt·(F − 2(F·τ)τ), each image's largest atomic move capped at ``max_move`` Å;
+    the lists are updated (rebuilt on the host when an image may have left its skin); then
+    :func:`reparametrise`. Returns (X, nbrs, energies before the step, residual force in eV/Å per image:
+    |F⊥| of a string image, the climbing force of the climber, 0 at the end points)."""
+    m = X.shape[0]
+    nbrs = jax.vmap(lambda x, nb: nb.update(x))(X, nbrs)
+    e, g = jax.vmap(value_and_grad)(X, nbrs)
+    f = -g
+    tau = tangents(X, e)
+    ftau = _dot(f, tau)[:, None, None]
+    is_climber = (jnp.arange(m) == climber)[:, None, None]
+    interior = ((jnp.arange(m) > 0) & (jnp.arange(m) < m - 1))[:, None, None]
+    move = jnp.where(is_climber, f - 2.0 * ftau * tau, f) * interior
+    residual = jnp.where(is_climber, move, f - ftau * tau) * interior
+    res = jnp.sqrt(jnp.max(jnp.sum(residual * residual, axis=-1), axis=-1))
+    dx = dt * move
+    biggest = jnp.sqrt(jnp.max(jnp.sum(dx * dx, axis=-1), axis=-1))[:, None, None]
+    dx = dx * jnp.minimum(1.0, max_move / jnp.maximum(biggest, 1e-300))
+    return reparametrise(X + dx, climber), nbrs, e, res
+
+
+def largest_curvature(value_and_grad, x, nbrs, iterations: int = 30, seed: int = 0) -> float:
+    """The largest eigenvalue (eV/Å²) of the Hessian at positions ``x`` by power iteration on Hessian-vector
+    products (forward over reverse autodiff)."""
+    grad = lambda y: value_and_grad(y, nbrs)[1]  # noqa: E731
+    hvp = jax.jit(lambda v: jax.jvp(grad, (x,), (v,))[1])
+    v = jax.random.normal(jax.random.PRNGKey(seed), x.shape, x.dtype)
+    lam = 0.0
+    for _ in range(iterations):
+        v = v / jnp.linalg.norm(v)
+        w = hvp(v)
+        lam = float(jnp.vdot(v, w))
+        v = w
+    return abs(lam)
+
+
+def _allocate(fns: NeighbourFns, X, cell, extra: int = 0):
+    """One list per image in a common capacity, stacked on a leading axis."""
+    counts = [int(fns.allocate(x, cell=cell).max_count) for x in X]
+    k = capacity_for(max(counts), fns.capacity_multiplier) + extra
+    lists = [fns.allocate(x, cell=cell, capacity=k) for x in X]
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *lists)
+
+
+def string_barrier(potential, initial: Atoms, final: Atoms, n_images: int = 7, fmax: float = FMAX, climb: bool = True,
+                   dt: float | None = None, max_move: float = 0.05, max_steps: int = 20000, chunk: int = 200,
+                   skin: float = 0.5, climb_after: float = 0.05, path=None) -> PathResult:
+    """Minimum-energy path and barrier (eV) by the simplified string method on a JAX potential.
+
+    ``n_images`` intermediate images between relaxed end points (fixed) start on the straight line (or at
+    ``path`` (M, N, 3)); each step is :func:`string_step` (all images at once: vmap under jit, ``chunk`` steps per
+    compiled loop). ``dt`` (Å²/eV) defaults to 1/λ_max, the Hessian's largest curvature at the initial state
+    (:func:`largest_curvature`): the largest stable steepest-descent step. With ``climb``, once the string's
+    residual force is below ``climb_after`` eV/Å the highest interior image climbs (E & Vanden-Eijnden's climbing
+    string; the two sides are reparametrised separately). Converged when every image's residual is below
+    ``fmax`` (eV/Å). Neighbour lists: :mod:`mtpjax.md`'s multi-image Verlet list at cutoff + ``skin``, one per
+    image, rebuilt when an image may have left it; overflow re-allocates and reruns the chunk.
+    """
+    if not isinstance(potential, Potential):
+        raise MigrationError("string_barrier needs a JAX potential (the mtpjax potential protocol)")
+    efn, fns = energy_fn(potential, initial, skin=skin)
+    cell = jnp.asarray(initial.cell.array)
+    X = jnp.asarray(linear_path(initial, final, n_images) if path is None else path)
+    vg = jax.value_and_grad(lambda x, nb: efn(x, nb, cell))
+    nbrs = _allocate(fns, np.asarray(X), initial.cell.array)
+    if dt is None:
+        one = jax.tree_util.tree_map(lambda a: a[0], nbrs)
+        dt = 1.0 / largest_curvature(vg, X[0], one)
+
+    @jax.jit
+    def run(X, nbrs, climber):
+        def body(carry, _):
+            X, nbrs = carry
+            X, nbrs, e, res = string_step(X, nbrs, climber, dt, max_move, vg)
+            return (X, nbrs), (e, res)
+
+        (X, nbrs), (e, res) = jax.lax.scan(body, (X, nbrs), None, length=chunk)
+        return X, nbrs, e[-1], jnp.max(res[-1])
+
+    climber = jnp.asarray(-1)
+    steps, res = 0, np.inf
+    while steps < max_steps:
+        X_new, nbrs_new, e, res = run(X, nbrs, climber)
+        if bool(jnp.any(nbrs_new.overflow)):
+            nbrs = _allocate(fns, np.asarray(X), initial.cell.array, extra=8)
+            continue
+        if not np.all(np.isfinite(np.asarray(e))):
+            raise MigrationError("the string's energies became NaN (a list failed or atoms overlapped)")
+        X, nbrs, res = X_new, nbrs_new, float(res)
+        steps += chunk
+        if climb and int(climber) < 0 and res < climb_after:
+            climber = jnp.asarray(int(np.argmax(np.asarray(e)[1:-1])) + 1)
+            continue
+        if res < fmax and (not climb or int(climber) >= 0):
+            break
+    else:
+        raise MigrationError(f"string not converged to {fmax} eV/Å in {max_steps} steps (residual {res:.3g} eV/Å)")
+    nbrs = jax.vmap(lambda x, nb: nb.update(x))(X, nbrs)
+    e = np.asarray(jax.vmap(lambda x, nb: efn(x, nb, cell))(X, nbrs))
+    return _path_result(e, np.asarray(X), steps, res, "jax-string" + ("-climb" if climb else ""), dt=float(dt),
+                        climber=int(climber))
+
+
+# --------------------------------------------------------------------------------------------------------- cases
+
+
+@dataclass(frozen=True)
+class HopCase:
+    """A vacancy hop: ``structure`` ("hcp", "fcc"), ``hop`` (hcp: "basal"/"nonbasal"; None for fcc), supercell
+    ``size``, ``element``, and the lattice start ``a``, ``c`` (Å) for the cell relaxation (None: use ``a``, ``c``
+    as they are, no relaxation)."""
+
+    name: str
+    structure: str
+    element: str
+    size: tuple
+    a: float
+    c: float | None = None
+    hop: str | None = None
+    relax_lattice: bool = True
+
+
+def hop_end_points(potential, case: HopCase, fmax: float = FMAX):
+    """(initial, final, moving index, (a, c)) of ``case`` for ``potential``: its own relaxed lattice, end points
+    relaxed at fixed cell."""
+    a, c = case.a, case.c
+    if case.relax_lattice:
+        unit = relaxed_bulk(potential, case.element, case.structure, a, c)
+        a, c = lattice_parameters(unit, case.structure)
+    perfect = supercell(case.element, case.structure, a, c, case.size)
+    initial, final, k = relaxed_hop(potential, perfect, 0, case.hop, fmax)
+    return initial, final, k, (a, c)
+
+
+def barriers(potential, oracle, cases, *, n_images: int = 7, fmax: float = FMAX, methods=("neb", "string")) -> list[dict]:
+    """Rows {case, model ("potential"/"oracle"), method, barrier_eV, reverse_eV, a, c, n_atoms, steps} for each
+    case, with the same code for ``potential`` and ``oracle`` (either may be None to skip it)."""
+    rows = []
+    for case in cases:
+        for label, pot in (("potential", potential), ("oracle", oracle)):
+            if pot is None:
+                continue
+            initial, final, _, (a, c) = hop_end_points(pot, case, fmax)
+            for method in methods:
+                fn = neb_barrier if method == "neb" else string_barrier
+                r = fn(pot, initial, final, n_images=n_images, fmax=fmax)
+                rows.append({"case": case.name, "model": label, "method": r.method, "barrier_eV": r.barrier,
+                             "reverse_eV": r.reverse_barrier, "a": a, "c": c, "n_atoms": len(initial), "steps": r.steps,
+                             "path": r})
+    return rows

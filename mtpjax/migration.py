@@ -16,7 +16,9 @@ ASE calculator (e.g. ``lambda: ase.calculators.eam.EAM(potential=path)``) where 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,8 +26,8 @@ from ase import Atoms
 from ase.build import bulk
 
 from .errors import MtpjaxError
-from .md.energy import NeighbourFns, capacity_for, energy_fn
-from .potential import Potential
+from .md.energy import NeighbourFns, capacity_for, guarded, potential_types
+from .potential import Potential, energy
 
 #: Default force tolerance (eV/Å) of end points and paths.
 FMAX = 1e-3
@@ -285,45 +287,70 @@ def _allocate(fns: NeighbourFns, X, cell, extra: int = 0):
     return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *lists)
 
 
+@lru_cache(maxsize=None)
+def neighbour_fns(cutoff: float, skin: float) -> NeighbourFns:
+    """One :class:`mtpjax.md.NeighbourFns` per (cutoff, skin) (Å), so that compiled string loops are shared
+    between calls."""
+    return NeighbourFns(cutoff, skin)
+
+
+def image_energy(potential, types, cell):
+    """E(x, nbrs) in eV of one image (NaN where its list may miss a pair: :func:`mtpjax.md.energy.guarded`)."""
+    return lambda x, nb: guarded(energy(potential, x, cell, types, nb.neighbours), x, cell, nb)
+
+
+@eqx.filter_jit
+def string_chunk(potential, types, cell, X, nbrs, climber, dt, max_move, chunk: int):
+    """``chunk`` string steps (:func:`string_step`) under one compiled loop: (X, nbrs, last energies (M,) eV,
+    largest last residual eV/Å)."""
+    vg = jax.value_and_grad(image_energy(potential, types, cell))
+
+    def body(carry, _):
+        X, nbrs = carry
+        X, nbrs, e, res = string_step(X, nbrs, climber, dt, max_move, vg)
+        return (X, nbrs), (e, res)
+
+    (X, nbrs), (e, res) = jax.lax.scan(body, (X, nbrs), None, length=chunk)
+    return X, nbrs, e[-1], jnp.max(res[-1])
+
+
+@eqx.filter_jit
+def path_energies(potential, types, cell, X, nbrs):
+    """Energies (M,) in eV of the images X (M, N, 3) Å, lists updated first."""
+    nbrs = jax.vmap(lambda x, nb: nb.update(x))(X, nbrs)
+    return jax.vmap(image_energy(potential, types, cell))(X, nbrs)
+
+
 def string_barrier(potential, initial: Atoms, final: Atoms, n_images: int = 7, fmax: float = FMAX, climb: bool = True,
-                   dt: float | None = None, max_move: float = 0.05, max_steps: int = 20000, chunk: int = 200,
+                   dt: float | None = None, max_move: float = 0.05, max_steps: int = 20000, chunk: int = 100,
                    skin: float = 0.5, climb_after: float = 0.05, path=None) -> PathResult:
     """Minimum-energy path and barrier (eV) by the simplified string method on a JAX potential.
 
     ``n_images`` intermediate images between relaxed end points (fixed) start on the straight line (or at
     ``path`` (M, N, 3)); each step is :func:`string_step` (all images at once: vmap under jit, ``chunk`` steps per
-    compiled loop). ``dt`` (Å²/eV) defaults to 1/λ_max, the Hessian's largest curvature at the initial state
-    (:func:`largest_curvature`): the largest stable steepest-descent step. With ``climb``, once the string's
-    residual force is below ``climb_after`` eV/Å the highest interior image climbs (E & Vanden-Eijnden's climbing
-    string; the two sides are reparametrised separately). Converged when every image's residual is below
+    compiled loop, :func:`string_chunk`). ``dt`` (Å²/eV) defaults to 1/λ_max, the Hessian's largest curvature at
+    the initial state (:func:`largest_curvature`): a stable steepest-descent step. With ``climb``, once the
+    string's residual force is below ``climb_after`` eV/Å the highest interior image climbs (E & Vanden-Eijnden's
+    climbing string; the two sides are reparametrised separately). Converged when every image's residual is below
     ``fmax`` (eV/Å). Neighbour lists: :mod:`mtpjax.md`'s multi-image Verlet list at cutoff + ``skin``, one per
-    image, rebuilt when an image may have left it; overflow re-allocates and reruns the chunk.
+    image, rebuilt (on the host, from inside jit) when an image may have left it; overflow re-allocates with more
+    room and reruns the chunk.
     """
     if not isinstance(potential, Potential):
         raise MigrationError("string_barrier needs a JAX potential (the mtpjax potential protocol)")
-    efn, fns = energy_fn(potential, initial, skin=skin)
+    types = jnp.asarray(potential_types(potential, initial), jnp.int32)
+    fns = neighbour_fns(float(potential.cutoff), float(skin))
     cell = jnp.asarray(initial.cell.array)
     X = jnp.asarray(linear_path(initial, final, n_images) if path is None else path)
-    vg = jax.value_and_grad(lambda x, nb: efn(x, nb, cell))
     nbrs = _allocate(fns, np.asarray(X), initial.cell.array)
     if dt is None:
         one = jax.tree_util.tree_map(lambda a: a[0], nbrs)
-        dt = 1.0 / largest_curvature(vg, X[0], one)
-
-    @jax.jit
-    def run(X, nbrs, climber):
-        def body(carry, _):
-            X, nbrs = carry
-            X, nbrs, e, res = string_step(X, nbrs, climber, dt, max_move, vg)
-            return (X, nbrs), (e, res)
-
-        (X, nbrs), (e, res) = jax.lax.scan(body, (X, nbrs), None, length=chunk)
-        return X, nbrs, e[-1], jnp.max(res[-1])
-
+        dt = 1.0 / largest_curvature(jax.value_and_grad(image_energy(potential, types, cell)), X[0], one)
+    dt_, move_ = jnp.asarray(float(dt)), jnp.asarray(float(max_move))
     climber = jnp.asarray(-1)
     steps, res = 0, np.inf
     while steps < max_steps:
-        X_new, nbrs_new, e, res = run(X, nbrs, climber)
+        X_new, nbrs_new, e, res = string_chunk(potential, types, cell, X, nbrs, climber, dt_, move_, chunk)
         if bool(jnp.any(nbrs_new.overflow)):
             nbrs = _allocate(fns, np.asarray(X), initial.cell.array, extra=8)
             continue
@@ -338,8 +365,7 @@ def string_barrier(potential, initial: Atoms, final: Atoms, n_images: int = 7, f
             break
     else:
         raise MigrationError(f"string not converged to {fmax} eV/Å in {max_steps} steps (residual {res:.3g} eV/Å)")
-    nbrs = jax.vmap(lambda x, nb: nb.update(x))(X, nbrs)
-    e = np.asarray(jax.vmap(lambda x, nb: efn(x, nb, cell))(X, nbrs))
+    e = np.asarray(path_energies(potential, types, cell, X, nbrs))
     return _path_result(e, np.asarray(X), steps, res, "jax-string" + ("-climb" if climb else ""), dt=float(dt),
                         climber=int(climber))
 

@@ -53,6 +53,29 @@ def figure(rows, path: Path):
         fig.savefig(tmp, dpi=120, format="png")
 
 
+def write(rows, args, out: Path, seconds: float, argv=None):
+    """The markdown table and the path figure."""
+    lines = ["# Vacancy migration barriers", "", "Command (wall time %.0f s on this 2-core CPU, shared):" % seconds, "",
+             "    " + " ".join(["python", "scripts/vacancy_migration.py"] + list(sys.argv[1:] if argv is None else argv)), "",
+             "End points relaxed at fixed cell (ASE FIRE, fmax 1e-3 eV/Å) on each model's own relaxed lattice; "
+             f"{args.images} intermediate images; oracle = Sun 2006 EAM (`Mg_mm.eam.fs`) for Mg, LJ for Ar "
+             f"(eps = {ARGON['epsilon']} eV, sigma = {ARGON['sigma']} Å, cutoff 2.5 sigma = 8.5 Å). "
+             "`potential` rows: the MTP given with --mtp. Methods: ASE climbing-image NEB, JAX climbing string.", "",
+             "| case | model | method | N | a (Å) | c (Å) | barrier (eV) | reverse (eV) | barrier (eps) | reference (eps) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lj_case = "Ar" in r["case"]
+        ref = LJ_REFERENCE["unshifted" not in r["case"]] if lj_case else None
+        eps = f"{r['barrier_eV'] / ARGON['epsilon']:.3f}" if lj_case else ""
+        c = "" if r["c"] is None else f"{r['c']:.4f}"
+        lines.append(f"| {r['case']} | {r['model']} | {r['method']} | {r['n_atoms']} | {r['a']:.4f} | {c} | "
+                     f"{r['barrier_eV']:.4f} | {r['reverse_eV']:.4f} | {eps} | {'' if ref is None else ref} |")
+    fig_path = out.with_name("migration_paths.png")
+    figure(rows, fig_path)
+    lines += ["", f"![NEB and string paths]({fig_path.name})", ""]
+    atomic_write(out, "\n".join(lines))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mtp", default=None, help="an MTP file (.almtp/.mtpjax) of Mg, compared with the EAM")
@@ -63,38 +86,26 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     t0 = time.perf_counter()
-    rows = []
     eam = make_potential(str(EAM))
     mtp = make_potential(args.mtp, species=["Mg"]) if args.mtp else None
     hcp = [M.HopCase(f"hcp Mg {hop} {'x'.join(map(str, args.hcp))}", "hcp", "Mg", tuple(args.hcp), 3.19, 5.2, hop)
            for hop in M.HCP_HOPS]
-    rows += M.barriers(mtp, eam, hcp, n_images=args.images)
+    lj = [M.HopCase(f"fcc Ar LJ 2.5σ {'shifted' if shift else 'unshifted'} 4x4x4", "fcc", "Ar", (4, 4, 4), 5.27)
+          for shift in (False, True)]
+    todo = [(None, eam, c) for c in hcp]
     if not args.skip_lj:
-        for shift in (False, True):
-            lj = LennardJones(shift=shift)
-            case = M.HopCase(f"fcc Ar LJ 2.5σ {'shifted' if shift else 'unshifted'} 4x4x4", "fcc", "Ar", (4, 4, 4), 5.27)
-            rows += M.barriers(None, lj, [case], n_images=args.images)
-    lines = ["# Vacancy migration barriers", "", "Command (wall time %.0f s on this CPU):" % (time.perf_counter() - t0), "",
-             "    " + " ".join(["python", "scripts/vacancy_migration.py"] + list(sys.argv[1:] if argv is None else argv)), "",
-             "End points relaxed at fixed cell (ASE FIRE, fmax 1e-3 eV/Å) on each model's own relaxed lattice; "
-             f"{args.images} intermediate images; oracle = Sun 2006 EAM (`Mg_mm.eam.fs`) for Mg, LJ for Ar "
-             f"(eps = {ARGON['epsilon']} eV, sigma = {ARGON['sigma']} Å, cutoff 2.5 sigma = 8.5 Å).", "",
-             "| case | model | method | N | a (Å) | c (Å) | barrier (eV) | reverse (eV) | barrier (eps) | reference (eps) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lj_case = "Ar" in r["case"]
-        ref = LJ_REFERENCE["shifted" in r["case"] and "unshifted" not in r["case"]] if lj_case else None
-        eps = f"{r['barrier_eV'] / ARGON['epsilon']:.3f}" if lj_case else ""
-        c = "" if r["c"] is None else f"{r['c']:.4f}"
-        lines.append(f"| {r['case']} | {r['model']} | {r['method']} | {r['n_atoms']} | {r['a']:.4f} | {c} | "
-                     f"{r['barrier_eV']:.4f} | {r['reverse_eV']:.4f} | {eps} | {'' if ref is None else ref} |")
-        print(lines[-1], flush=True)
-    fig_path = out.with_name("migration_paths.png")
-    figure(rows, fig_path)
-    lines += ["", f"![NEB and string paths]({fig_path.name})", ""]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, "\n".join(lines))
-    print(f"wrote {out} and {fig_path}")
+        todo += [(None, LennardJones(shift="shifted" in c.name and "unshifted" not in c.name), c) for c in lj]
+    if mtp is not None:
+        todo += [(mtp, None, c) for c in hcp]
+    rows = []
+    for pot, oracle, case in todo:  # one model and case at a time: the table is rewritten after each
+        new = M.barriers(pot, oracle, [case], n_images=args.images)
+        rows += new
+        write(rows, args, out, time.perf_counter() - t0, argv)
+        for r in new:
+            print(r["case"], r["model"], r["method"], f"{r['barrier_eV']:.5f} eV", f"{time.perf_counter() - t0:.0f} s",
+                  flush=True)
+    print(f"wrote {out}")
     return 0
 
 

@@ -8,16 +8,17 @@ autocorrelation function C(τ) = Σ_i m_i ⟨v_i(t)·v_i(t + τ)⟩_t:
     g(ν) = (2 · 3N / C(0)) ∫ C(τ) w(τ) cos(2πντ) dτ   (τ over −τ_max..τ_max, ν ≥ 0 in THz),
 
 with a window w (Hann by default, w(τ) = ½(1 + cos πτ/τ_max)) that trades resolution (about 1/τ_max) for leakage.
-In equipartition every mode carries kT/2 of kinetic energy, so g counts modes: ∫₀^ν_Nyquist g dν = 3N exactly (on
-the discrete grid, by the trapezoid rule), and in the harmonic limit g is the phonon DOS of the simulated cell (its
-commensurate q-points), with the weights the modes happen to carry. dynasor (``dynasor.compute_dynamic_structure_factors``
-and friends; not installed here) computes the same correlation functions from a trajectory; numpy's FFT is enough
-for the one used here.
+The normalisation makes the trapezoid integral over 0..ν_Nyquist exactly 3N on the discrete grid. In equipartition
+every mode carries kT/2 of kinetic energy on average, so g counts modes, and in the harmonic limit g is the phonon
+DOS of the simulated cell (its commensurate q-points), weighted by the energy each mode happens to carry in the run.
+dynasor (PyPI; not installed here, no internet) computes the same velocity correlation functions and spectra from a
+trajectory; numpy's FFT is enough for this one.
 
 - :func:`vacf`, :func:`vdos`, :func:`first_moment`: the analysis of a (frames, N, 3) velocity array;
-- :func:`sample_velocities`: an NVE run (the integrator of :func:`mtpjax.md.make_integrator`, jax-md's velocity Verlet)
-  in a jitted ``lax.scan`` that records the velocities every ``every`` steps (``run_md``'s callback sees log rows
-  only); the neighbour list is the one of :mod:`mtpjax.md.energy`, re-allocated outside jit on overflow;
+- :func:`make_sampler`, :func:`sample_velocities`: an NVE run (the integrator of :func:`mtpjax.md.make_integrator`,
+  jax-md's velocity Verlet) in a jitted ``lax.scan`` that records the velocities every ``every`` steps
+  (``run_md``'s callback sees log rows only); the neighbour list is the one of :mod:`mtpjax.md.energy`,
+  re-allocated outside jit on overflow;
 - :func:`harmonic_phonopy`, :func:`harmonic_dos`, :func:`cell_modes`: 0 K force constants of a cell by phonopy's
   finite displacements with mtpjax's ASE calculator, the mesh DOS, and the modes of the cell itself (its Γ point);
 - :func:`finite_temperature_dos`: per temperature, Langevin NVT equilibration (:func:`mtpjax.md.run_md`; optionally
@@ -134,14 +135,15 @@ class Sample:
     wall_s: float = 0.0
 
 
-def sample_velocities(potential, atoms, *, steps: int, timestep: float = 2.0, every: int = 5, chunk_frames: int = 200,
-                      species=None, skin: float | None = None, capacity_multiplier: float | None = None, seed: int = 0,
-                      **kw) -> Sample:
-    """NVE MD of ``atoms`` (an ``ase.Atoms`` with momenta: ``atoms.get_momenta()``, e.g. ``run_md(...).atoms``) for
-    ``steps`` steps of ``timestep`` fs, recording the velocities every ``every`` steps (so ``steps // every`` frames,
-    sampling interval ``every × timestep`` fs). The steps run in a jitted ``lax.scan`` of ``chunk_frames`` frames;
-    after each chunk the neighbour list's overflow flag is checked (re-allocation outside jit and the chunk again) and
-    the frame must be finite. ``kw`` goes to :func:`mtpjax.md.make_integrator`."""
+def make_sampler(potential, atoms, *, timestep: float = 2.0, every: int = 5, chunk_frames: int = 200, species=None,
+                 skin: float | None = None, capacity_multiplier: float | None = None, **kw):
+    """``sample(atoms, steps) -> Sample``: NVE MD (jax-md's velocity Verlet through :func:`mtpjax.md.make_integrator`)
+    of ``atoms`` (an ``ase.Atoms`` like the one given here, with momenta: ``atoms.get_momenta()``, e.g.
+    ``run_md(...).atoms``) for ``steps`` steps of ``timestep`` fs, recording the velocities every ``every`` steps
+    (``steps // every`` frames, sampling interval ``every × timestep`` fs). The steps run in a jitted ``lax.scan`` of
+    ``chunk_frames`` frames, compiled once per sampler (reuse it across segments and temperatures); after each chunk
+    the neighbour list's overflow flag is checked (re-allocation outside jit and the chunk again) and the frame must
+    be finite. ``kw`` goes to :func:`mtpjax.md.make_integrator`."""
     import ase.units
     import jax
     import jax.numpy as jnp
@@ -149,16 +151,10 @@ def sample_velocities(potential, atoms, *, steps: int, timestep: float = 2.0, ev
     from .energy import capacity_for
     from .integrators import make_integrator, masses_of
 
-    if steps < every or every < 1:
-        raise VDOSError(f"sample_velocities: need steps >= every >= 1, got steps={steps}, every={every}")
-    t0 = time.perf_counter()
+    if every < 1 or chunk_frames < 1:
+        raise VDOSError(f"make_sampler: every and chunk_frames must be >= 1, got {every}, {chunk_frames}")
     integ, neighbor_fn = make_integrator(potential, atoms, "nve", timestep=timestep, temperature=0.0, species=species,
                                          skin=skin, capacity_multiplier=capacity_multiplier, **kw)
-    mass = masses_of(atoms)
-    R = jnp.asarray(atoms.positions, jnp.float64)
-    cell = jnp.asarray(atoms.cell.array, jnp.float64)
-    nbrs = neighbor_fn.allocate(R, cell=cell)
-    state = integ.init(jax.random.PRNGKey(seed), R, cell, jnp.asarray(mass), nbrs, momenta=jnp.asarray(atoms.get_momenta()))
 
     def run(state, nbrs, frames: int):
         def frame(carry, _):
@@ -174,36 +170,58 @@ def sample_velocities(potential, atoms, *, steps: int, timestep: float = 2.0, ev
         return s, nb, p, integ.conserved(s, nb)
 
     run = jax.jit(run, static_argnums=2)
-    e0 = float(integ.conserved(state, nbrs))
-    n_frames = steps // every
-    out, drift, realloc, done = [], 0.0, 0, 0
-    while done < n_frames:
-        n = min(chunk_frames, n_frames - done)
-        for _ in range(8):
-            new_state, new_nbrs, p, e = run(state, nbrs, n)
-            if not bool(new_nbrs.overflow):
-                break
-            realloc += 1
-            nbrs = neighbor_fn.allocate(state.position, cell=cell,
-                                        capacity=max(capacity_for(int(new_nbrs.max_count), neighbor_fn.capacity_multiplier),
-                                                     nbrs.capacity + 4))
-        else:
-            raise VDOSError("sample_velocities: the neighbour list overflowed 8 times in one chunk")
-        p = np.asarray(p)
-        if not (np.isfinite(p).all() and np.isfinite(float(e))) or bool(new_nbrs.failed):
-            raise VDOSError(f"sample_velocities: the NVE run became unstable within frames {done}..{done + n} "
-                            "(lower the time step)")
-        out.append(p)
-        drift = max(drift, abs(float(e) - e0) / len(atoms))
-        state, nbrs, done = new_state, new_nbrs, done + n
-    p = np.concatenate(out)
-    vel = p / mass[None, :, None] * ase.units.fs  # Å per ASE time unit -> Å/fs
-    temp = float(np.mean(np.sum(p**2 / mass[None, :, None], axis=(1, 2))) / (3 * len(atoms) * ase.units.kB))
-    final = atoms.copy()
-    final.calc = None
-    final.positions = np.asarray(state.position)
-    final.set_momenta(np.asarray(state.momentum))
-    return Sample(vel, mass, every * timestep, final, temp, drift, realloc, time.perf_counter() - t0)
+    conserved = jax.jit(integ.conserved)
+    capacity = [0]
+
+    def sample(atoms, steps: int) -> Sample:
+        if steps < every:
+            raise VDOSError(f"sample_velocities: need steps >= every ({every}), got {steps}")
+        t0 = time.perf_counter()
+        mass = masses_of(atoms)
+        R = jnp.asarray(atoms.positions, jnp.float64)
+        cell = jnp.asarray(atoms.cell.array, jnp.float64)
+        nbrs = neighbor_fn.allocate(R, cell=cell)
+        if capacity[0] > nbrs.capacity:  # the widest list so far: one compiled shape for all samples
+            nbrs = neighbor_fn.allocate(R, cell=cell, capacity=capacity[0])
+        state = integ.init(jax.random.PRNGKey(0), R, cell, jnp.asarray(mass), nbrs,
+                           momenta=jnp.asarray(atoms.get_momenta()))
+        e0 = float(conserved(state, nbrs))
+        n_frames = steps // every
+        out, drift, realloc, done = [], 0.0, 0, 0
+        while done < n_frames:
+            n = min(chunk_frames, n_frames - done)
+            for _ in range(8):
+                new_state, new_nbrs, p, e = run(state, nbrs, n)
+                if not bool(new_nbrs.overflow):
+                    break
+                realloc += 1
+                need = capacity_for(int(new_nbrs.max_count), neighbor_fn.capacity_multiplier)
+                nbrs = neighbor_fn.allocate(state.position, cell=cell, capacity=max(need, nbrs.capacity + 4))
+            else:
+                raise VDOSError("sample_velocities: the neighbour list overflowed 8 times in one chunk")
+            p = np.asarray(p)
+            if not (np.isfinite(p).all() and np.isfinite(float(e))) or bool(new_nbrs.failed):
+                raise VDOSError(f"sample_velocities: the NVE run became unstable within frames {done}..{done + n} "
+                                "(lower the time step)")
+            out.append(p)
+            drift = max(drift, abs(float(e) - e0) / len(atoms))
+            state, nbrs, done = new_state, new_nbrs, done + n
+        capacity[0] = max(capacity[0], nbrs.capacity)
+        p = np.concatenate(out)
+        vel = p / mass[None, :, None] * ase.units.fs  # Å per ASE time unit -> Å/fs
+        temp = float(np.mean(np.sum(p**2 / mass[None, :, None], axis=(1, 2))) / (3 * len(atoms) * ase.units.kB))
+        final = atoms.copy()
+        final.calc = None
+        final.positions = np.asarray(state.position)
+        final.set_momenta(np.asarray(state.momentum))
+        return Sample(vel, mass, every * timestep, final, temp, drift, realloc, time.perf_counter() - t0)
+
+    return sample
+
+
+def sample_velocities(potential, atoms, *, steps: int, timestep: float = 2.0, every: int = 5, **kw) -> Sample:
+    """One NVE sampling run of ``steps`` steps (see :func:`make_sampler`, which takes ``kw``)."""
+    return make_sampler(potential, atoms, timestep=timestep, every=every, **kw)(atoms, steps)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -274,8 +292,10 @@ def cell_modes(force_constants, masses):
 class FiniteTemperatureDOS:
     """The VDOS per temperature on one frequency grid: ``frequencies`` (THz), ``dos`` {T (K): g (states/THz, ∫ = 3N)},
     ``harmonic`` (the 0 K phonopy DOS on the same grid, or None), ``mean_frequency`` {T: ⟨ν⟩ THz} (and ``"0K"``
-    for the harmonic), ``temperature`` {T: the measured mean NVE temperature, K}, ``energy_drift`` {T: eV/atom},
-    ``cell`` {T: the cell (3, 3) Å sampled}, ``wall_s`` {T: s}."""
+    for the harmonic mesh DOS, ``"cell"`` for the plain mean of the 3N − 3 non-zero normal modes of the MD cell
+    itself, the q-points MD samples: the harmonic limit of the MD's ⟨ν⟩ with equal mode energies), ``temperature``
+    {T: the measured mean NVE temperature, K}, ``energy_drift`` {T: eV/atom}, ``cell`` {T: the cell (3, 3) Å
+    sampled}, ``wall_s`` {T: s}."""
 
     frequencies: np.ndarray
     dos: dict
@@ -335,11 +355,15 @@ def finite_temperature_dos(potential, atoms, temperatures, *, timestep: float = 
     if ph is not None:
         out.harmonic = harmonic_dos(ph, grid, mesh=mesh, sigma=sigma, n_modes=3 * n)
         out.mean_frequency["0K"] = first_moment(grid, out.harmonic)
+        modes, _ = cell_modes(ph.force_constants, atoms.get_masses())
+        out.mean_frequency["cell"] = float(np.mean(np.sort(modes)[3:]))
     dt_sample = every * timestep
     max_lag = max(2, int(round(max_lag_fs / dt_sample)))
     if steps // every < max_lag:
         raise VDOSError(f"finite_temperature_dos: {steps} NVE steps give {steps // every} frames, fewer than the "
                         f"{max_lag} lags of max_lag_fs = {max_lag_fs} fs")
+    sampler = make_sampler(potential, atoms, timestep=timestep, every=every, species=species,
+                           **{k: v for k, v in md_kw.items() if k in ("skin", "capacity_multiplier")})
     for k, temp in enumerate(temperatures):
         t0 = time.perf_counter()
         start = atoms.copy()
@@ -359,8 +383,7 @@ def finite_temperature_dos(potential, atoms, temperatures, *, timestep: float = 
             if s:
                 r = run_md(potential, r.atoms, ensemble="nvt_langevin", steps=resegment, seed=seed + 1000 * k + 2 + s,
                            momenta=r.atoms.get_momenta(), **common)
-            sample = sample_velocities(potential, r.atoms, steps=steps, timestep=timestep, every=every, species=species,
-                                       seed=seed, **{k_: v for k_, v in md_kw.items() if k_ in ("skin", "capacity_multiplier")})
+            sample = sampler(r.atoms, steps)
             f, g = vdos(sample.velocities, sample.masses, sample.dt, max_lag=max_lag, window_name=window_name)
             acc += on_grid(f, g, grid)
             temps.append(sample.temperature)

@@ -6,6 +6,7 @@
 - :func:`make_integrator`: NVE, Nosé–Hoover and Langevin NVT (jax-md's), and NPT with the full-cell MTK barostat
   (:mod:`mtpjax.md.npt`);
 - :func:`run_md`: the driver (chunks under jit, overflow re-allocation, CSV log, trajectory, instability stops);
+- :mod:`mtpjax.md.vdos`: the phonon DOS at finite temperature (velocity autocorrelation) against the 0 K one;
 - ``mtpjax md CONFIG``: :mod:`mtpjax.md.cli`, settings in :mod:`mtpjax.md.config`.
 
 Units: Å, eV, amu, K, GPa at the interface, fs for times (ASE's time unit inside: ``ase.units.fs``).
@@ -24,7 +25,8 @@ from .energy import (
 from .integrators import ENSEMBLES, Integrator, make_integrator, temperature_of
 from .npt import MTKState, npt_mtk
 from .run import LOG_COLUMNS, MDInstability, MDResult, run_md, write_log
+from .vdos import finite_temperature_dos, vacf
 
-__all__ = ["ENSEMBLES", "LOG_COLUMNS", "MDInstability", "MDResult", "MTKState", "Integrator", "NeighbourFns", "NeighbourList",
+__all__ = ["finite_temperature_dos", "vacf", "ENSEMBLES", "LOG_COLUMNS", "MDInstability", "MDResult", "MTKState", "Integrator", "NeighbourFns", "NeighbourList",
            "efs_fn", "energy_fn", "make_integrator", "min_distance", "npt_mtk", "potential_types", "pressure", "run_md",
            "shift_fn", "stress", "temperature_of", "write_log"]

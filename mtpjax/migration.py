@@ -245,8 +245,11 @@ def string_step(X, nbrs, climber, dt, max_move, value_and_grad):
     """One step of the simplified string method: every interior image moves by dt·F (F the force, eV/Å; dt in
     Å²/eV), the climbing image by dt·(F − 2(F·τ)τ), each image's largest atomic move capped at ``max_move`` Å;
     the lists are updated (rebuilt on the host when an image may have left its skin); then
-    :func:`reparametrise`. Returns (X, nbrs, energies before the step, residual force in eV/Å per image:
-    |F⊥| of a string image, the climbing force of the climber, 0 at the end points)."""
+    :func:`reparametrise`. Returns (X, nbrs, energies before the step, residual in eV/Å per image: its largest
+    atomic move in the step (reparametrisation included) over dt, i.e. the climbing force of the climber and the
+    string's rate of change elsewhere; 0 at the end points). (Not |F⊥|: the simplified string's discrete fixed
+    point keeps a perpendicular force of the order of the image spacing where the path is curved; the barrier is
+    the climber's.)"""
     m = X.shape[0]
     nbrs = jax.vmap(lambda x, nb: nb.update(x))(X, nbrs)
     e, g = jax.vmap(value_and_grad)(X, nbrs)
@@ -256,12 +259,13 @@ def string_step(X, nbrs, climber, dt, max_move, value_and_grad):
     is_climber = (jnp.arange(m) == climber)[:, None, None]
     interior = ((jnp.arange(m) > 0) & (jnp.arange(m) < m - 1))[:, None, None]
     move = jnp.where(is_climber, f - 2.0 * ftau * tau, f) * interior
-    residual = jnp.where(is_climber, move, f - ftau * tau) * interior
-    res = jnp.sqrt(jnp.max(jnp.sum(residual * residual, axis=-1), axis=-1))
     dx = dt * move
     biggest = jnp.sqrt(jnp.max(jnp.sum(dx * dx, axis=-1), axis=-1))[:, None, None]
     dx = dx * jnp.minimum(1.0, max_move / jnp.maximum(biggest, 1e-300))
-    return reparametrise(X + dx, climber), nbrs, e, res
+    new = reparametrise(X + dx, climber)
+    step = new - X
+    res = jnp.sqrt(jnp.max(jnp.sum(step * step, axis=-1), axis=-1)) / dt
+    return new, nbrs, e, res
 
 
 def largest_curvature(value_and_grad, x, nbrs, iterations: int = 30, seed: int = 0) -> float:
@@ -323,7 +327,7 @@ def path_energies(potential, types, cell, X, nbrs):
 
 def string_barrier(potential, initial: Atoms, final: Atoms, n_images: int = 7, fmax: float = FMAX, climb: bool = True,
                    dt: float | None = None, max_move: float = 0.05, max_steps: int = 20000, chunk: int = 100,
-                   skin: float = 0.5, climb_after: float = 0.05, path=None) -> PathResult:
+                   skin: float = 0.5, climb_after: float = 0.05, path=None, log=None) -> PathResult:
     """Minimum-energy path and barrier (eV) by the simplified string method on a JAX potential.
 
     ``n_images`` intermediate images between relaxed end points (fixed) start on the straight line (or at
@@ -334,7 +338,7 @@ def string_barrier(potential, initial: Atoms, final: Atoms, n_images: int = 7, f
     climbing string; the two sides are reparametrised separately). Converged when every image's residual is below
     ``fmax`` (eV/Å). Neighbour lists: :mod:`mtpjax.md`'s multi-image Verlet list at cutoff + ``skin``, one per
     image, rebuilt (on the host, from inside jit) when an image may have left it; overflow re-allocates with more
-    room and reruns the chunk.
+    room and reruns the chunk. ``log(steps, residual, energies)`` is called after each chunk when given.
     """
     if not isinstance(potential, Potential):
         raise MigrationError("string_barrier needs a JAX potential (the mtpjax potential protocol)")
@@ -348,7 +352,7 @@ def string_barrier(potential, initial: Atoms, final: Atoms, n_images: int = 7, f
         dt = 1.0 / largest_curvature(jax.value_and_grad(image_energy(potential, types, cell)), X[0], one)
     dt_, move_ = jnp.asarray(float(dt)), jnp.asarray(float(max_move))
     climber = jnp.asarray(-1)
-    steps, res = 0, np.inf
+    steps, res, history = 0, np.inf, []
     while steps < max_steps:
         X_new, nbrs_new, e, res = string_chunk(potential, types, cell, X, nbrs, climber, dt_, move_, chunk)
         if bool(jnp.any(nbrs_new.overflow)):
@@ -358,6 +362,9 @@ def string_barrier(potential, initial: Atoms, final: Atoms, n_images: int = 7, f
             raise MigrationError("the string's energies became NaN (a list failed or atoms overlapped)")
         X, nbrs, res = X_new, nbrs_new, float(res)
         steps += chunk
+        history.append(res)
+        if log is not None:
+            log(steps, res, np.asarray(e))
         if climb and int(climber) < 0 and res < climb_after:
             climber = jnp.asarray(int(np.argmax(np.asarray(e)[1:-1])) + 1)
             continue
@@ -367,7 +374,7 @@ def string_barrier(potential, initial: Atoms, final: Atoms, n_images: int = 7, f
         raise MigrationError(f"string not converged to {fmax} eV/Å in {max_steps} steps (residual {res:.3g} eV/Å)")
     e = np.asarray(path_energies(potential, types, cell, X, nbrs))
     return _path_result(e, np.asarray(X), steps, res, "jax-string" + ("-climb" if climb else ""), dt=float(dt),
-                        climber=int(climber))
+                        climber=int(climber), history=history)
 
 
 # --------------------------------------------------------------------------------------------------------- cases

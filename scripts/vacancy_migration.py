@@ -69,7 +69,7 @@ def write(rows, args, out: Path, seconds: float, argv=None):
         eps = f"{r['barrier_eV'] / ARGON['epsilon']:.3f}" if lj_case else ""
         c = "" if r["c"] is None else f"{r['c']:.4f}"
         lines.append(f"| {r['case']} | {r['model']} | {r['method']} | {r['n_atoms']} | {r['a']:.4f} | {c} | "
-                     f"{r['barrier_eV']:.4f} | {r['reverse_eV']:.4f} | {eps} | {'' if ref is None else ref} |")
+                     f"{r['barrier_eV']:.5f} | {r['reverse_eV']:.5f} | {eps} | {'' if ref is None else ref} |")
     fig_path = out.with_name("migration_paths.png")
     figure(rows, fig_path)
     lines += ["", f"![NEB and string paths]({fig_path.name})", ""]

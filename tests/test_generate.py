@@ -19,12 +19,10 @@ from mtpjax.generate.deform import deform
 from mtpjax.generate.label import label
 from mtpjax.generate.randspg import generate_one, tasks
 from mtpjax.generate.reference import hcp_reference
-from mtpjax.generate.relax import relax
 from mtpjax.generate.structures import is_failure, min_distance, rng
 from mtpjax.neighbors import pairs
 from mtpjax.oracles import ASEOracle, make_oracle
 
-GPA = 160.21766208
 MICRO = {
     "element": "Mg", "seed": 11, "oracle": {"type": "zhou"},
     "randspg": {"space_groups": [191, 194], "n_atoms": [1, 3], "workers": 1},
@@ -180,60 +178,7 @@ def test_degenerate_deformations_are_counted():
 
 
 # ------------------------------------------------------------------------------------------------ relaxations
-def test_relaxations_lower_energy_stress_forces(zhou, ref, monkeypatch):
-    from mtpjax.generate import relax as relax_module
-
-    structures = _random_cells(ref, n=6)
-    assert min(a.cell.lengths().min() for a in structures) < zhou.cutoff  # cells smaller than the cutoff
-    cfg = RelaxConfig(fmax=0.02, smax=0.05, max_steps=400, max_volume_factor=3.0)
-    dmin = 0.6 * ref["nn_distance"]
-    before = label(zhou, structures)
-    builds = []
-    monkeypatch.setattr(relax_module, "pairs", lambda *a, **k: builds.append(1) or pairs(*a, **k))
-    hcp = bulk("Mg", "hcp", a=1.2 * ref["a"], c=1.2 * ref["c"])  # shrinks by 17 %: pairs from beyond the skin come in
-    (h,) = relax(zhou, [hcp], "volume", RelaxConfig(smax=1e-3), dmin)
-    assert len(builds) >= 2  # the neighbour list was rebuilt on the way
-    assert h.get_volume() / 2 == pytest.approx(ref["omega0"], rel=1e-3)
-    vol = relax(zhou, structures, "volume", cfg, dmin)
-    cell = relax(zhou, [a for a in vol if not is_failure(a)], "cell", cfg, dmin)
-    pos = relax(zhou, [a for a in cell if not is_failure(a)], "positions", cfg, dmin)
-    assert sum(not is_failure(a) for a in pos) >= 3
-    for mode, inp, res in (("volume", structures, vol), ("cell", [a for a in vol if not is_failure(a)], cell),
-                           ("positions", [a for a in cell if not is_failure(a)], pos)):
-        lab0, lab1 = label(zhou, inp), label(zhou, res)
-        for a0, a1, b in zip(lab0, lab1, res):
-            if is_failure(b):
-                continue
-            assert a1.get_potential_energy() <= a0.get_potential_energy() + 1e-9
-            s = a1.get_stress(voigt=False) * GPA  # fresh labels: the relaxation's neighbour lists were never stale
-            if mode == "volume":
-                assert abs(np.trace(s)) / 3 < cfg.smax
-                np.testing.assert_allclose(a1.get_scaled_positions(), a0.get_scaled_positions(), atol=1e-9)
-                np.testing.assert_allclose(a1.cell.cellpar()[3:], a0.cell.cellpar()[3:], atol=1e-7)  # isotropic
-            elif mode == "cell":
-                assert np.abs(s).max() < cfg.smax
-                np.testing.assert_allclose(a1.get_scaled_positions(), a0.get_scaled_positions(), atol=1e-9)
-            else:
-                assert np.linalg.norm(a1.get_forces(), axis=1).max() < cfg.fmax
-                np.testing.assert_allclose(a1.cell.array, a0.cell.array, atol=1e-12)
-    e0 = sum(b.get_potential_energy() for b, r in zip(before, vol) if not is_failure(r))
-    assert e0 > sum(a.get_potential_energy() for a in label(zhou, [r for r in vol if not is_failure(r)]))
-
-
-def test_ase_path_matches_batched(zhou, ref):
-    """ASE FIRE + FrechetCellFilter (one by one) reaches the same low-precision minima as the batched JAX FIRE."""
-    structures = _random_cells(ref, n=1, seed=4)
-    cfg = RelaxConfig(fmax=0.01, smax=0.05, max_steps=500, max_volume_factor=3.0)
-    ase_oracle = ASEOracle("mtpjax.calculator:PotentialCalculator", params={"potential": zhou}, species=("Mg",))
-    for mode in ("volume", "cell"):
-        jx = relax(zhou, structures, mode, cfg)
-        ax = relax(ase_oracle, structures, mode, cfg)
-        for a, b in zip(jx, ax):
-            assert is_failure(a) == is_failure(b)
-            if not is_failure(a):
-                assert a.get_volume() == pytest.approx(b.get_volume(), rel=5e-3)
-
-
+# (the VOLMIN / CELLMIN / INTMIN relaxations themselves, batched and through ASE, are tested in test_relax.py)
 class NaNZhou(eqx.Module):
     """The Zhou EAM, but NaN for every atom with fewer than ``n_min`` neighbours inside the cutoff (some structures)."""
 
@@ -281,14 +226,14 @@ def test_failures_are_counted_never_raised(zhou, ref):
     lab = label(bad, structures)
     assert {f.reason for f in lab if is_failure(f)} == {"non_finite"}
     assert [is_failure(x) for x in lab] == [n < n_min for n in nnb]
-    rel = relax(bad, structures, "volume", RelaxConfig(max_volume_factor=3.0))
+    rel = pipeline.relax_structures(bad, structures, "volume", RelaxConfig(max_volume_factor=3.0))
     assert all(is_failure(r) and r.reason == "non_finite" for r, n in zip(rel, nnb) if n < n_min)
     flaky = ASEOracle("test_generate:nan_calculator", species=("Mg",))
     one_two = [a for a in structures if len(a) in (1, 2)] + [bulk("Mg", "hcp", a=3.2, c=5.2) * (1, 1, 2)]
     lab = label(flaky, one_two)
     assert [getattr(x, "reason", None) for x in lab] == [
         {1: "oracle_error", 2: "non_finite"}[len(a)] for a in one_two[:-1]] + [None]
-    rel = relax(flaky, one_two, "positions", RelaxConfig())
+    rel = pipeline.relax_structures(flaky, one_two, "positions", RelaxConfig())
     assert [getattr(x, "reason", None) for x in rel][:-1] == [{1: "oracle_error", 2: "non_finite"}[len(a)] for a in one_two[:-1]]
 
 

@@ -1,4 +1,5 @@
-"""Physics tests of ``mtpjax verify`` (eos, strain, elastic, vacancy, planar) and their FIRE relaxations.
+"""Physics tests of ``mtpjax verify`` (eos, strain, elastic, vacancy, planar); their FIRE relaxations are tested in
+``test_relax.py``.
 
 The key test reproduces the reference table's ``Sun2006_EAM_ase`` row (ASE/LAMMPS) with the Sun 2006 EAM as the
 potential: a, c/a to 0.001, C_ij within 1 %, the relaxed 4×4×3 vacancy within 0.01 eV, γ(0001) within 0.01 J/m².
@@ -9,7 +10,6 @@ import csv
 import math
 
 import jax
-import numpy as np
 import pytest
 
 from conftest import SHARED, need
@@ -40,13 +40,6 @@ def reference():
     with open(need(REFERENCE)) as f:
         rows = {r["name"]: r for r in csv.DictReader(f)}
     return {k: float(v) for k, v in rows["Sun2006_EAM_ase"].items() if k != "name"}
-
-
-@pytest.fixture(scope="module")
-def sun_hcp(sun):
-    from mtpjax.verify.relax import equilibrium
-
-    return equilibrium(sun, ["hcp"], "Mg")["hcp"]
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -80,75 +73,7 @@ def test_sun_eam_reproduces_reference_row(sun, reference):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# relaxations
-
-
-def _fresh(potential, atoms):
-    from mtpjax.evaluate import Evaluator
-    from mtpjax.verify.prototypes import evaluate
-
-    return evaluate(Evaluator(potential), [atoms])[0]
-
-
-def test_relax_rattled_supercell_converges_and_is_not_stale(sun, sun_hcp):
-    from mtpjax.verify.prototypes import supercell
-    from mtpjax.verify.relax import relax
-
-    a = supercell(sun_hcp.atoms, (3, 3, 2))
-    a.rattle(0.15, seed=3)
-    e_start = _fresh(sun, a).energy
-    (r,) = relax(sun, [a], fmax=1e-4)
-    assert r.ok and r.converged and r.fmax < 1e-4
-    assert r.energy < e_start
-    assert 0.1 < r.max_displacement < 1.0
-    fresh = _fresh(sun, r.atoms)  # an independent neighbour list
-    assert fresh.energy == pytest.approx(r.energy, abs=1e-9)
-    assert np.abs(fresh.forces).max() < 1e-4
-    assert fresh.energy / len(a) == pytest.approx(sun_hcp.energy_per_atom, abs=1e-8)
-
-
-def test_relax_small_cell_with_cell_and_rebuilds(sun, sun_hcp):
-    """A 2-atom cell (far smaller than 2×cutoff: hundreds of periodic images), expanded ~35 % and sheared: the cell
-    shrinks far beyond what the skin covers, so the lists are rebuilt, and it ends at the same lattice as before."""
-    from mtpjax.verify.prototypes import strained
-    from mtpjax.verify.relax import relax
-
-    a = strained(sun_hcp.atoms, np.array([[0.1, 0.02, 0.0], [0.02, 0.1, 0.01], [0.0, 0.01, 0.08]]))
-    a.positions[0] += [0.05, -0.03, 0.02]
-    assert np.linalg.norm(a.cell.array, axis=1).max() < sun.cutoff
-    (r,) = relax(sun, [a], cell="full", fmax=1e-5, smax=1e-5)
-    assert r.ok and r.converged and r.n_builds > 1
-    assert r.smax < 1e-5 and r.fmax < 1e-5
-    assert r.atoms.get_volume() / 2 == pytest.approx(sun_hcp.atoms.get_volume() / 2, abs=1e-4)
-    assert sorted(r.atoms.cell.cellpar()[:3]) == pytest.approx(sorted(sun_hcp.atoms.cell.cellpar()[:3]), abs=1e-4)
-    fresh = _fresh(sun, r.atoms)
-    assert fresh.energy == pytest.approx(r.energy, abs=1e-10)
-    assert np.abs(fresh.stress).max() * 160.2 < 1e-5
-
-
-def test_relax_modes_masks_and_failures(sun, sun_hcp):
-    from ase import Atoms
-
-    from mtpjax.verify.prototypes import scaled, supercell
-    from mtpjax.verify.relax import relax
-
-    big = scaled(supercell(sun_hcp.atoms, (2, 2, 2)), 21.0)  # compressed: relaxes outwards
-    big.rattle(0.05, seed=1)
-    frozen = np.zeros((len(big), 3), bool)
-    frozen[:, :2] = True
-    collapsed = Atoms("Mg2", positions=[[0, 0, 0], [0.5, 0, 0]], cell=np.eye(3) * 6.0, pbc=True)
-    res = relax(sun, [big, big, big, collapsed, big], cell=["shape", "volume", "fixed", "fixed", "full"],
-                fix=[None, None, frozen, None, None], fmax=1e-3, smax=1e-3)
-    shape, volume, fixz, coll, full = res
-    assert shape.ok and shape.atoms.get_volume() == pytest.approx(big.get_volume(), rel=1e-10)
-    assert volume.ok and volume.atoms.get_volume() > big.get_volume() * 1.05
-    c0, c1 = big.cell.cellpar(), volume.atoms.cell.cellpar()
-    assert c1[:3] / c0[:3] == pytest.approx(np.full(3, c1[0] / c0[0]), rel=1e-8)  # hydrostatic
-    assert fixz.ok and np.allclose(fixz.atoms.positions[:, :2], big.positions[:, :2], atol=1e-12)
-    assert coll.reason == "collapsed" and not coll.ok
-    assert full.ok and full.smax < 1e-3
-    (slow,) = relax(sun, [big], cell="full", max_steps=3)
-    assert slow.reason == "not_converged" and slow.steps == 3
+# elements (the relaxations themselves are tested in test_relax.py)
 
 
 def test_relax_rejects_mismatched_elements(sun, zhou):

@@ -4,7 +4,9 @@
 
 1. the oracle's hcp ground state gives Ω0 (Å³/atom) and the nearest-neighbour distance (:mod:`.reference`);
 2. RANDSPG: random crystals for every compatible (space group, atoms) pair (:mod:`.randspg`);
-3. VOLMIN, CELLMIN, INTMIN: successive low-precision relaxations, each of the previous stage's output (:mod:`.relax`);
+3. VOLMIN, CELLMIN, INTMIN: successive low-precision relaxations, each of the previous stage's output, by
+   :func:`mtpjax.relax.relax` (:func:`relax_structures`: VOLMIN hydrostatic and CELLMIN the full cell, both with
+   fractional coordinates fixed, INTMIN the positions in a fixed cell);
 4. TRIAX, SHEAR, RATTLE: deformed copies of every INTMIN structure (:mod:`.deform`);
 5. every selected subset is labelled with the oracle (energy, forces, stress) and written as ``OUT/<SUBSET>.extxyz``;
    their union as ``OUT/EVERYTHING.extxyz``; ``manifest.json``, ``summary.md`` and ``rejected.jsonl`` record the run.
@@ -13,6 +15,18 @@ Work is cut into chunks; each chunk's result is a content-addressed checkpoint (
 ``OUT/checkpoints``, so a killed run resumes (``resume=True``) without recomputing anything it finished. Results
 do not depend on the executor, the number of workers or interruptions: every random draw is seeded by the
 structure's key, and chunks are fixed by the input order.
+
+Recipe versions (:data:`RECIPE_VERSION`, part of every checkpoint key, so a changed recipe recomputes the stages it
+changes and reuses the rest):
+
+- 1: the first recipe.
+- 2: relaxations by the one relaxation module :mod:`mtpjax.relax` (issue 12) instead of the generator's own FIRE:
+  the reference hcp is relaxed by FIRE (after a coarse volume scan) instead of L-BFGS-B; VOLMIN/CELLMIN/INTMIN use
+  jax-md's FIRE with a log-strain cell coordinate (F = exp(X/N), as ASE's ``FrechetCellFilter``) instead of
+  F = I + e with V^(1/3)·e, steps capped per atom (``maxstep``) and per strain component (0.01) instead of one
+  norm over all degrees of freedom, FIRE's first step starting from the forces of the input, and positions returned
+  unwrapped. The relaxed structures (and so every later subset) differ in their last digits or, for structures with
+  several minima nearby, by which minimum FIRE reaches; the convergence criteria and failure reasons are unchanged.
 """
 from __future__ import annotations
 
@@ -25,21 +39,25 @@ from pathlib import Path
 
 from ..errors import MtpjaxError
 from ..io.files import atomic_path, atomic_write, read_json, versions, write_json
+from ..relax import relax
 from . import oracle as _oracle
 from .checkpoint import Store, content_hash
-from .config import SUBSETS, GenerateConfig, check_volume_range
+from .config import SUBSETS, GenerateConfig, RelaxConfig, check_volume_range
 from .deform import DEFORMATIONS, deform
 from .executors import DaskExecutor, InProcess, ProcessPool
 from .label import label
 from .manifest import file_sha256, summary_markdown
 from .randspg import generate_one, tasks as randspg_tasks
 from .reference import hcp_reference
-from .relax import relax
-from .structures import is_failure, strip_labels, tag
+from .structures import Failure, is_failure, strip_labels, tag
 
 RELAXATIONS = (("VOLMIN", "volume"), ("CELLMIN", "cell"), ("INTMIN", "positions"))
-#: Bumped when a stage's results would change for the same inputs (part of every checkpoint key).
-RECIPE_VERSION = 1
+#: The relaxation stages' modes as :func:`mtpjax.relax.relax` cell degrees of freedom: VOLMIN hydrostatic and
+#: CELLMIN the full (symmetric) strain, both with fractional coordinates fixed; INTMIN the positions, cell fixed.
+RELAX_MODES = {"volume": dict(cell="volume", positions=False), "cell": dict(cell="full", positions=False),
+               "positions": dict(cell="fixed", positions=True)}
+#: Bumped when a stage's results would change for the same inputs (part of every checkpoint key; see above).
+RECIPE_VERSION = 2
 #: pyxtal tasks per chunk (small: load balance over workers, since some space groups are slow).
 RANDSPG_CHUNK = 16
 
@@ -54,9 +72,30 @@ def randspg_task(p, progress=None):
     return out
 
 
+def relax_structures(oracle, structures, mode: str, cfg: RelaxConfig, min_distance: float = 0.0, progress=None) -> list:
+    """Relaxed copies of ``structures`` (ase.Atoms) or :class:`Failure` items (named by ``info['id']``), in input
+    order, by :func:`mtpjax.relax.relax` with the oracle (batched FIRE for a JAX oracle; ASE's FIRE and
+    ``FrechetCellFilter`` with the oracle's calculator otherwise).
+
+    ``mode``: volume (VOLMIN: converged when |p| ≤ smax), cell (CELLMIN: every |σ_ij| ≤ smax) or positions (INTMIN:
+    every |f_i| ≤ fmax); ``cfg``: the [relax] table; ``min_distance`` (Å): atoms closer than this count as
+    collapsed. Failure reasons: non_finite, collapsed, volume (V/V_start outside [1/f, f]), not_converged,
+    oracle_error (ASE oracles), unknown_element. ``progress(n)`` is called as structures finish.
+    """
+    if mode not in RELAX_MODES:
+        raise ValueError(f"mode must be one of {tuple(RELAX_MODES)}, got {mode!r}")
+    pot = oracle if _oracle.is_jax(oracle) else _oracle.calculator(oracle)
+    names = [str(a.info.get("id", f"structure {k}")) for k, a in enumerate(structures)]
+    res = relax(pot, structures, **RELAX_MODES[mode], fmax=cfg.fmax, smax=cfg.smax, max_steps=cfg.max_steps,
+                maxstep=cfg.maxstep, skin=cfg.skin, steps_per_round=cfg.steps_per_round,
+                max_volume_factor=cfg.max_volume_factor, max_batch_atoms=cfg.batch_atoms, min_distance=min_distance,
+                names=names, progress=progress)
+    return [r.atoms if r.ok else Failure(k, r.name, r.reason, f"{mode} relaxation: {r.message}") for k, r in enumerate(res)]
+
+
 def relax_task(p, progress=None):
     oracle = _oracle.single_process(_oracle.resolve(p["oracle"]))
-    return relax(oracle, p["structures"], p["mode"], p["cfg"], p["dmin"], progress=progress)
+    return relax_structures(oracle, p["structures"], p["mode"], p["cfg"], p["dmin"], progress=progress)
 
 
 def label_task(p, progress=None):

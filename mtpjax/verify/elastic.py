@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..relax import equilibrium, hex_parameters, relax
 from ..units import EV_PER_A3_TO_GPA, voigt_to_strain
-from .prototypes import element_of, hex_parameters, row, scaled, strained
-from .relax import equilibrium, relax
+from .prototypes import element_of, row, scaled, strained
 
 PHASES = ("hcp", "fcc", "dhcp", "bcc")
 

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..relax import PHASES, equilibrium, hex_parameters, prototype
 from .elastic import birch_murnaghan
-from .prototypes import (PHASES, element_of, error_row, evaluate_safe, finite_or_none, hex_parameters, limits, plot_clipped,
-                         prototype, rmse, row)
-from .relax import equilibrium
+from .prototypes import element_of, error_row, evaluate_safe, finite_or_none, limits, plot_clipped, rmse, row
 
 
 def _structures(element, omega0, ranges, points, c_over_a: dict):

@@ -3,8 +3,8 @@
 For each structure (default: hcp and bcc at each potential's own equilibrium lattice, and bcc compressed to
 12 Å³/atom) and each of the two potentials:
 
-1. the lattice is relaxed (a, and c/a for hcp; at fixed volume only c/a) by minimising the energy per atom
-   with L-BFGS-B, the gradient coming from the virial;
+1. the lattice is relaxed (a, and c/a for hcp; at fixed volume only c/a) by :func:`mtpjax.relax.equilibrium`
+   (FIRE on cell and positions to 1e-5 GPa, batched for JAX potentials, ASE's FIRE for ASE oracles);
 2. force constants Φ (eV/Å²) come from ±δ central differences of the forces (δ = 1e-5 Å, see
    :func:`default_delta`), one displaced atom of the primitive cell at a time along x, y, z, on a supercell at
    least ``min_width_factor`` × the cutoff wide in every direction (perpendicular widths; default 2 × the larger
@@ -30,6 +30,8 @@ import numpy as np
 
 from ..errors import MtpjaxError
 from ..io.files import atomic_open
+from ..potential import Potential
+from ..relax import equilibrium, hex_parameters
 from ..units import EV_PER_A3_TO_GPA
 
 #: Default structures: hcp and bcc at equilibrium, bcc at 12 Å³/atom ("KIND" or "KIND@V", V in Å³/atom).
@@ -93,7 +95,7 @@ class Calc:
     def __init__(self, potential, element: str, batch_atoms: int = 4096):
         self.potential = potential
         self.element = element
-        self.is_jax = hasattr(potential, "site_energies_from_pairs")
+        self.is_jax = isinstance(potential, Potential)
         species = getattr(potential, "species", None)
         if species and element not in species:
             raise MtpjaxError(f"{_name(potential)} has no element {element} (it knows {list(species)})")
@@ -143,74 +145,23 @@ def unit_cell(kind: str, a: float, c: float | None = None):
     raise MtpjaxError(f"unknown lattice {kind!r} (hcp or bcc)")
 
 
-def start_volume(element: str) -> float:
-    """A starting volume per atom (Å³) from ASE's reference state of ``element`` (20 Å³ when unknown)."""
-    from ase.data import atomic_numbers, reference_states
-
-    ref = reference_states[atomic_numbers.get(element, 0)] or {}
-    a, sym = ref.get("a"), ref.get("symmetry")
-    if a is None:
-        return 20.0
-    return {"hcp": a**3 * ref.get("c/a", 1.633) * np.sqrt(3) / 4, "fcc": a**3 / 4, "bcc": a**3 / 2,
-            "diamond": a**3 / 8, "sc": a**3}.get(sym, 20.0)
-
-
-def relax_lattice(calc: Calc, kind: str, volume: float | None = None, start: dict | None = None, gtol: float = 1e-9) -> dict:
-    """Relax the lattice of ``kind`` (hcp or bcc) with ``calc``: a (and c/a for hcp) at zero pressure, or only c/a
-    at a fixed ``volume`` (Å³/atom). Returns a (Å), c (Å, hcp), c_over_a, volume (Å³/atom), energy (eV/atom),
-    pressure (GPa), iterations."""
-    from scipy.optimize import minimize
-
-    v0 = start.get("volume") if start else None
-    v0 = v0 or volume or start_volume(calc.element)
-    q0 = (start or {}).get("c_over_a") or 1.63
-
-    def lattice(x):
-        if kind == "bcc":
-            return (2 * volume) ** (1 / 3) if volume else np.exp(x[0]), None
-        if volume:  # x = ln(c/a) at fixed volume: a³ (c/a) √3/2 = 2 V
-            q = np.exp(x[0])
-            a = (4 * volume / (np.sqrt(3) * q)) ** (1 / 3)
-            return a, q * a
-        return np.exp(x[0]), np.exp(x[1])
-
-    def f(x):
-        a, c = lattice(x)
-        cell, pos = unit_cell(kind, a, c)
-        e, _, v = calc.many([(cell, pos)], [f"{kind} a={a:.4f}"])[0]
-        n = len(pos)
-        # dE/d ln a (x and y scaled) and dE/d ln c, from the virial v = -dE/dε
-        d_lna, d_lnc, d_all = -(v[0, 0] + v[1, 1]) / n, -v[2, 2] / n, -np.trace(v) / n
-        if kind == "bcc":
-            g = [] if volume else [d_all]
-        elif volume:
-            g = [-d_lna / 3 + 2 * d_lnc / 3]
-        else:
-            g = [d_lna, d_lnc]
-        return e / n, np.array(g)
-
-    if kind == "bcc":
-        x0 = [] if volume else [np.log((2 * v0) ** (1 / 3))]
-    elif volume:
-        x0 = [np.log(q0)]
+def relax_lattice(calc: Calc, kind: str, volume: float | None = None) -> dict:
+    """The lattice of ``kind`` (hcp or bcc) relaxed with ``calc``'s potential by :func:`mtpjax.relax.equilibrium`: a
+    (and c/a for hcp) at zero stress, or only c/a at a fixed ``volume`` (Å³/atom). Returns a (Å), c (Å, hcp),
+    c_over_a, volume (Å³/atom), energy (eV/atom), pressure (GPa), steps (FIRE)."""
+    pot = calc.potential if calc.is_jax else calc.calc
+    r = equilibrium(pot, [kind], calc.element, volume=volume, cell="shape" if volume else "full")[kind]
+    if not r.ok or r.atoms is None:
+        raise MtpjaxError(f"phonons: the {kind} lattice of {_name(calc.potential)} did not relax: {r.reason}: {r.message}")
+    v = r.atoms.get_volume() / len(r.atoms)
+    if kind == "hcp":
+        hp = hex_parameters(r.atoms)
+        a, c = hp["a"], hp["a"] * hp["c_over_a"]
     else:
-        x0 = [np.log((4 * v0 / (np.sqrt(3) * q0)) ** (1 / 3)), None]
-        x0[1] = x0[0] + np.log(q0)
-    nit = 0
-    if len(x0):
-        x0 = np.array(x0, dtype=float)
-        res = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=[(x - 0.4, x + 0.4) for x in x0],
-                       options={"gtol": gtol, "ftol": 1e-15, "maxiter": 200})
-        x, nit = res.x, int(res.nit)
-    else:
-        x = np.zeros(0)
-    a, c = lattice(x)
-    cell, pos = unit_cell(kind, a, c)
-    e, _, v = calc.many([(cell, pos)])[0]
-    vol = abs(np.linalg.det(cell))
+        a, c = (2.0 * v) ** (1.0 / 3.0), None
     return {"a": float(a), "c": None if c is None else float(c), "c_over_a": None if c is None else float(c / a),
-            "volume": float(vol / len(pos)), "energy": float(e / len(pos)),
-            "pressure": float(np.trace(v) / 3 / vol * EV_PER_A3_TO_GPA), "iterations": nit}
+            "volume": float(v), "energy": float(r.energy_per_atom),
+            "pressure": float(-np.mean(r.stress[:3]) * EV_PER_A3_TO_GPA), "steps": int(r.steps)}
 
 
 # ----------------------------------------------------------------------------------------------------------------

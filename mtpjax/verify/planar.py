@@ -34,10 +34,9 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from ..relax import equilibrium, hex_parameters, prototype, relax
 from ..units import EV_PER_A2_TO_J_PER_M2, EV_PER_A3_TO_GPA
-from .prototypes import (element_of, error_row, evaluate_safe, finite_or_none, hcp_orthorhombic, hex_parameters, rmse, row,
-                         supercell)
-from .relax import equilibrium, relax
+from .prototypes import element_of, error_row, evaluate_safe, finite_or_none, hcp_orthorhombic, rmse, row, supercell
 
 SURFACES = ("0001", "10-10A", "10-10B", "11-20")
 #: axis order putting each plane normal along z (cyclic permutations of the orthorhombic x=[2-1-10], y=[01-10], z=[0001]).
@@ -137,8 +136,6 @@ def separated(stack: Atoms, s: float) -> Atoms:
 def sigma7_grain(element: str, a: float, c: float) -> Atoms:
     """Orthogonal hcp block for the Σ7 boundary: x along −(a1+5a2) (√21 a), y along 3a1+a2 (√7 a), z along [0001];
     28 atoms."""
-    from .prototypes import prototype
-
     prim = prototype("hcp", element, math.sqrt(3) / 4 * a * a * c, c / a)
     blk = supercell(prim, np.array([[3, 1, 0], [1, 5, 0], [0, 0, 1]]))
     L1, L2, L3 = blk.cell.array

@@ -1,10 +1,9 @@
-"""Crystal prototypes of one element (hcp, fcc, dhcp, bcc) at a given volume per atom, supercells, and the
-checks shared by the physics tests (which element, table rows).
+"""Structures and checks shared by the physics tests: oriented hcp cells, supercells, scaled and strained copies,
+which element, table rows, evaluation, plotting helpers.
 
-Lengths in Å, volumes in Å³/atom. Hexagonal cells follow ASE: a1 = (a, 0, 0), a2 = (-a/2, a√3/2, 0),
-a3 = (0, 0, c).
-``c_over_a`` is that of the hcp stacking unit (two layers) for both hcp and dhcp (the dhcp cell is twice as tall);
-the default is the ideal √(8/3).
+The crystal prototypes (hcp, fcc, dhcp, bcc at a volume per atom) and their equilibrium live in
+:mod:`mtpjax.relax.lattice`; ``PHASES`` and ``prototype`` are re-exported here for code that imports them from
+this module. Lengths in Å, volumes in Å³/atom.
 """
 from __future__ import annotations
 
@@ -14,79 +13,7 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import MtpjaxError
-
-#: Ideal c/a of close-packed hexagonal stacking, √(8/3).
-IDEAL_C_OVER_A = math.sqrt(8.0 / 3.0)
-
-#: Phases the verification tests know.
-PHASES = ("hcp", "fcc", "dhcp", "bcc")
-
-
-def guess_volume(element: str, default: float = 20.0) -> float:
-    """Volume per atom (Å³) of ``element``'s reference crystal in ASE's data (hcp, fcc, bcc, diamond), else
-    ``default``: a starting point for relaxations."""
-    from ase.data import atomic_numbers, reference_states
-
-    try:
-        ref = reference_states[atomic_numbers[element]] or {}
-    except KeyError:
-        return default
-    a, sym = ref.get("a"), ref.get("symmetry")
-    if a is None:
-        return default
-    if sym == "hcp":
-        return math.sqrt(3.0) / 4.0 * a**3 * ref.get("c/a", IDEAL_C_OVER_A)
-    return {"fcc": a**3 / 4.0, "bcc": a**3 / 2.0, "diamond": a**3 / 8.0}.get(sym, default)
-
-
-def lattice_parameters(kind: str, volume: float, c_over_a: float | None = None) -> tuple[float, float | None]:
-    """(a, c) in Å of ``kind`` with ``volume`` Å³/atom; c is None for cubic phases, the full cell height for dhcp
-    (4 layers). fcc/bcc: the conventional cubic a."""
-    q = IDEAL_C_OVER_A if c_over_a is None else float(c_over_a)
-    if kind in ("hcp", "dhcp"):
-        a = (4.0 * volume / (math.sqrt(3.0) * q)) ** (1.0 / 3.0)
-        return a, q * a * (2.0 if kind == "dhcp" else 1.0)
-    if kind == "fcc":
-        return (4.0 * volume) ** (1.0 / 3.0), None
-    if kind == "bcc":
-        return (2.0 * volume) ** (1.0 / 3.0), None
-    raise MtpjaxError(f"unknown prototype {kind!r}; known: {list(PHASES)}")
-
-
-def _hex_cell(a: float, c: float) -> np.ndarray:
-    return np.array([[a, 0.0, 0.0], [-0.5 * a, 0.5 * math.sqrt(3.0) * a, 0.0], [0.0, 0.0, c]])
-
-
-def prototype(kind: str, element: str, volume: float, c_over_a: float | None = None, cubic: bool = False) -> Atoms:
-    """The ``kind`` crystal (hcp, fcc, dhcp, bcc) of ``element`` at ``volume`` Å³/atom, periodic.
-
-    hcp: 2 atoms (ABAB); dhcp: 4 atoms (ABAC); fcc/bcc: the primitive 1-atom cell, or with ``cubic`` the
-    conventional cube (4 / 2 atoms). ``c_over_a``: of the two-layer hcp unit (default ideal).
-    """
-    a, c = lattice_parameters(kind, volume, c_over_a)
-    if kind == "hcp":
-        cell = _hex_cell(a, c)
-        frac = [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]]
-    elif kind == "dhcp":
-        cell = _hex_cell(a, c)
-        frac = [[0.0, 0.0, 0.0], [1 / 3, 2 / 3, 0.25], [0.0, 0.0, 0.5], [2 / 3, 1 / 3, 0.75]]
-    elif kind == "fcc":
-        if cubic:
-            cell = np.eye(3) * a
-            frac = [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]
-        else:
-            cell = 0.5 * a * np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
-            frac = [[0, 0, 0]]
-    else:  # bcc
-        if cubic:
-            cell = np.eye(3) * a
-            frac = [[0, 0, 0], [0.5, 0.5, 0.5]]
-        else:
-            cell = 0.5 * a * np.array([[-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, -1.0]])
-            frac = [[0, 0, 0]]
-    atoms = Atoms([element] * len(frac), scaled_positions=frac, cell=cell, pbc=True)
-    atoms.info["name"] = kind
-    return atoms
+from ..relax.lattice import PHASES, prototype  # noqa: F401  (re-exported: experiments and tests import them from here)
 
 
 def hcp_orthorhombic(element: str, a: float, c: float) -> Atoms:
@@ -96,16 +23,6 @@ def hcp_orthorhombic(element: str, a: float, c: float) -> Atoms:
     atoms = Atoms([element] * 4, scaled_positions=frac, cell=cell, pbc=True)
     atoms.info["name"] = "hcp-ortho"
     return atoms
-
-
-def hex_parameters(atoms: Atoms) -> dict:
-    """a (Å), c/a of the two-layer unit (c_cell/2a for the 4-atom dhcp cell) and volume per atom (Å³) of an hcp or
-    dhcp cell."""
-    cellpar = atoms.cell.cellpar()
-    a = 0.5 * (cellpar[0] + cellpar[1])
-    layers = 4 if len(atoms) == 4 else 2
-    return {"a": float(a), "c_over_a": float(cellpar[2] / a * 2 / layers),
-            "volume": float(atoms.get_volume() / len(atoms))}
 
 
 def cubic_parameter(atoms: Atoms, kind: str) -> float:

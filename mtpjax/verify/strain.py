@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..relax import PHASES, equilibrium, prototype
 from ..units import VOIGT_ORDER, VOIGT_PAIRS, voigt_to_strain
-from .prototypes import (PHASES, element_of, error_row, evaluate_safe, finite_or_none, limits, plot_clipped, prototype,
-                         rmse, strained)
-from .relax import equilibrium
+from .prototypes import element_of, error_row, evaluate_safe, finite_or_none, limits, plot_clipped, rmse, strained
 
 #: Strain components (Voigt order) and their index pairs.
 COMPONENTS = dict(zip(VOIGT_ORDER, VOIGT_PAIRS))

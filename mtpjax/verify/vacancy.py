@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .prototypes import element_of, finite_or_none, prototype, row, supercell
-from .relax import equilibrium, relax
+from ..relax import equilibrium, prototype, relax
+from .prototypes import element_of, finite_or_none, row, supercell
 
 PHASES = ("hcp", "fcc", "dhcp", "bcc")
 

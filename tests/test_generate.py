@@ -16,7 +16,7 @@ from mtpjax.errors import MtpjaxError
 from mtpjax.generate import pipeline
 from mtpjax.generate.config import ConfigError, DeformConfig, RandspgConfig, RelaxConfig, config_from_dict, load_config
 from mtpjax.generate.deform import deform
-from mtpjax.generate.label import label
+from mtpjax.oracles import label
 from mtpjax.generate.randspg import generate_one, tasks
 from mtpjax.generate.reference import hcp_reference
 from mtpjax.generate.structures import is_failure, min_distance, rng

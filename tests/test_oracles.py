@@ -732,14 +732,6 @@ def test_load_pair_and_checks():
         load_pair("zhou:Cu", "zhou:Mg")
 
 
-def test_verify_load_is_a_re_export():
-    """mtpjax.verify.load keeps the old names for its callers, as aliases of mtpjax.oracles."""
-    from mtpjax.verify import load
-
-    assert load.load_potential is make_potential and load.label is short_name and load.load_pair is load_pair
-    assert load.check_elements is check_elements and load.describe is describe
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # DFT through ASE
 

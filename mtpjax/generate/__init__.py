@@ -5,7 +5,8 @@ SHEAR, RATTLE), labelled with an oracle. See ``docs/generate.md``.
     from mtpjax.generate import load_config, run
     manifest = run(load_config("configs/generate_mg.toml"), "data/mg")
 
-Modules: config, reference, randspg, relax, deform, label, checkpoint, executors, manifest, pipeline, cli.
+Modules: config, reference, randspg, deform, checkpoint, executors, manifest, pipeline, cli (relaxations by
+:mod:`mtpjax.relax`, labels by :func:`mtpjax.oracles.label`).
 """
 from .config import SUBSETS, ConfigError, GenerateConfig, config_from_dict, load_config
 from .pipeline import run

@@ -45,7 +45,7 @@ from .checkpoint import Store, content_hash
 from .config import SUBSETS, GenerateConfig, RelaxConfig, check_volume_range
 from .deform import DEFORMATIONS, deform
 from .executors import DaskExecutor, InProcess, ProcessPool
-from .label import label
+from ..oracles import label
 from .manifest import file_sha256, summary_markdown
 from .randspg import generate_one, tasks as randspg_tasks
 from .reference import hcp_reference

@@ -190,7 +190,7 @@ class Evaluator:
         sizes = [int(np.shape(s[0])[0]) if np.ndim(s[0]) else 0 for s in structures]
         n_atoms, n_structures = chunk_shape(sizes, chunk_atoms)
         out, pending = [], None
-        for chunk in _chunks(sizes, n_atoms, n_structures):
+        for chunk in consecutive_groups(sizes, n_atoms, n_structures):
             batch = [self.prepare(*structures[k]) for k in chunk]  # (host work overlapping the pending chunk)
             launched = self._launch(batch, (n_atoms, n_structures))
             if pending is not None:
@@ -205,15 +205,8 @@ class Evaluator:
         return out
 
     def _batches(self, prepared):
-        batch, n = [], 0
-        for p in prepared:
-            if batch and n + len(p.positions) > self.max_batch_atoms:
-                yield batch
-                batch, n = [], 0
-            batch.append(p)
-            n += len(p.positions)
-        if batch:
-            yield batch
+        for group in consecutive_groups([len(p.positions) for p in prepared], self.max_batch_atoms):
+            yield [prepared[k] for k in group]
 
     def evaluate(self, batch: list[_Prepared], shape: tuple | None = None) -> list[EFSResult]:
         """Evaluate prepared structures together as one padded, packed batch; ``shape`` = (atoms, structures) to pad
@@ -259,8 +252,10 @@ def chunk_shape(sizes, chunk_atoms: int) -> tuple[int, int]:
     return n_atoms, bucket_size(max(1, n_atoms // max(1, min(sizes))))
 
 
-def _chunks(sizes, n_atoms: int, n_structures: int):
-    """Consecutive groups of structure indices holding at most ``n_atoms`` atoms and ``n_structures`` structures."""
+def consecutive_groups(sizes, n_atoms: int, n_structures: int | None = None):
+    """Consecutive groups of structure indices holding at most ``n_atoms`` atoms and ``n_structures`` structures (None:
+    any number); a structure larger than ``n_atoms`` is a group of its own. ``sizes``: atoms of each structure."""
+    n_structures = len(sizes) if n_structures is None else n_structures
     chunk, n = [], 0
     for k, size in enumerate(sizes):
         if chunk and (n + size > n_atoms or len(chunk) == n_structures):

@@ -78,3 +78,20 @@ def jax_cache_dir():
     import jax
 
     return jax.config.jax_compilation_cache_dir
+
+
+@pytest.fixture(scope="session")
+def zhou():
+    """The Zhou 2004 EAM for Mg (a test module may define its own ``zhou``)."""
+    from mtpjax.oracles import make_oracle
+
+    return make_oracle({"type": "zhou", "element": "Mg"})
+
+
+@pytest.fixture(scope="session")
+def ref(zhou):
+    """The Zhou EAM's relaxed hcp Mg (:func:`mtpjax.generate.reference.hcp_reference`), shared by the generator's and
+    the relaxation module's tests."""
+    from mtpjax.generate.reference import hcp_reference
+
+    return hcp_reference(zhou, "Mg")

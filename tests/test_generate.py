@@ -18,7 +18,6 @@ from mtpjax.generate.config import ConfigError, DeformConfig, RandspgConfig, Rel
 from mtpjax.generate.deform import deform
 from mtpjax.oracles import label
 from mtpjax.generate.randspg import generate_one, tasks
-from mtpjax.generate.reference import hcp_reference
 from mtpjax.generate.structures import is_failure, min_distance, rng
 from mtpjax.neighbors import pairs
 from mtpjax.oracles import ASEOracle, make_oracle
@@ -30,16 +29,6 @@ MICRO = {
     "deform": {"copies": 1},
     "executor": {"kind": "jax", "chunk_size": 64},
 }
-
-
-@pytest.fixture(scope="module")
-def zhou():
-    return make_oracle({"type": "zhou", "element": "Mg"})
-
-
-@pytest.fixture(scope="module")
-def ref(zhou):
-    return hcp_reference(zhou, "Mg")
 
 
 def _files(d):

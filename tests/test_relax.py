@@ -18,7 +18,6 @@ from conftest import SHARED, need
 from mtpjax.generate import pipeline
 from mtpjax.generate.config import RandspgConfig, RelaxConfig
 from mtpjax.generate.randspg import generate_one, tasks
-from mtpjax.generate.reference import hcp_reference
 from mtpjax.generate.structures import is_failure
 from mtpjax.neighbors import pairs
 from mtpjax.oracles import ASEOracle, LennardJones, TabulatedEAM, label, make_oracle
@@ -417,16 +416,6 @@ def test_relax_modes_masks_and_failures(sun, sun_hcp):
 
 
 # ------------------------------------------------------------------------------------------------ the generator's stages
-@pytest.fixture(scope="module")
-def zhou():
-    return make_oracle({"type": "zhou", "element": "Mg"})
-
-
-@pytest.fixture(scope="module")
-def ref(zhou):
-    return hcp_reference(zhou, "Mg")
-
-
 def _random_cells(ref, n=6, seed=3):
     """A few RANDSPG structures (small cells, far below the cutoff) of the micro config."""
     cfg = RandspgConfig(space_groups=(1, 2), n_atoms=(1, 3), workers=1)

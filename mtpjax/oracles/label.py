@@ -29,7 +29,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..batch import max_neighbours, pack
 from ..errors import MtpjaxError, StructureError
-from ..evaluate import Evaluator, program, types_for_symbols
+from ..evaluate import Evaluator, consecutive_groups, program, types_for_symbols
 from ..neighbors import power_of_two
 from ..potential import Potential
 from ..units import stress_to_voigt
@@ -179,16 +179,8 @@ def _label_jax(oracle, ev, structures, todo, out, progress, batch_atoms):
 
 def _batches(prepared, batch_atoms: int):
     """Consecutive groups of (index, prepared structure) of at most ``batch_atoms`` atoms (or one structure)."""
-    batch, n = [], 0
-    for item in prepared:
-        m = len(item[1].positions)
-        if batch and n + m > batch_atoms:
-            yield batch
-            batch, n = [], 0
-        batch.append(item)
-        n += m
-    if batch:
-        yield batch
+    for group in consecutive_groups([len(p.positions) for _, p in prepared], batch_atoms):
+        yield [prepared[k] for k in group]
 
 
 def _evaluate(fn, potential, batch) -> list:

@@ -8,8 +8,13 @@
   (the simplified string method of E, Ren & Vanden-Eijnden 2007, written in JAX on the potential protocol: all
   images in one vmapped, jitted step; equal-arc-length reparametrisation every step; optional climbing image).
 - :func:`barriers`: both methods for a potential and an oracle with the same code.
+- Hop rates from direct MD: :func:`hop_rates` (Nosé–Hoover NVT through :func:`mtpjax.md.run_md`, hops counted by
+  the pure detector :func:`vacancy_sites` + :func:`detect_hops`) and :func:`arrhenius_fit` (weighted least squares
+  of ln rate on 1/kT with Poisson errors).
 
-Units: eV, Å, eV/Å. Every function that takes a ``potential`` also takes a zero-argument callable returning an
+Relaxations (end points, the bulk lattice) go through :func:`mtpjax.relax.relax`, the project's one relaxation module.
+
+Units: eV, Å, eV/Å, K, fs; rates in 1/s. Every function that takes a ``potential`` also takes a zero-argument callable returning an
 ASE calculator (e.g. ``lambda: ase.calculators.eam.EAM(potential=path)``) where only ASE is involved
 (:func:`relaxed_bulk`, :func:`relax_positions`, :func:`neb_barrier`): the independent reference route.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import ase.units
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -51,36 +57,49 @@ def calculator_for(potential):
     raise MigrationError(f"expected a JAX potential or a calculator factory, got {type(potential).__name__}")
 
 
+def _relaxer(potential):
+    """What :func:`mtpjax.relax.relax` takes: the JAX potential itself, or the calculator a factory returns."""
+    if isinstance(potential, Potential):
+        return potential
+    if callable(potential):
+        return potential()
+    raise MigrationError(f"expected a JAX potential or a calculator factory, got {type(potential).__name__}")
+
+
+def _relaxed(potential, atoms: Atoms, what: str, **kw):
+    """The one :class:`mtpjax.relax.RelaxResult` of ``atoms`` (:func:`mtpjax.relax.relax`); MigrationError unless it
+    converged."""
+    from .relax import relax
+
+    (res,) = relax(_relaxer(potential), [atoms], **kw)
+    if not (res.ok and res.converged):
+        raise MigrationError(f"{what} not relaxed ({res.reason}): {res.message}")
+    return res
+
+
 def relax_positions(potential, atoms: Atoms, fmax: float = FMAX, max_steps: int = 5000) -> Atoms:
-    """A copy of ``atoms`` with its positions relaxed at fixed cell until every force is below ``fmax`` (eV/Å).
+    """A copy of ``atoms`` with its positions relaxed at fixed cell until every force is below ``fmax`` (eV/Å),
+    ``info["energy"]`` its energy (eV).
 
-    Today: ASE's FIRE over mtpjax's calculator (or the given calculator factory). The one place to switch to
-    ``mtpjax.relax`` (the project's relaxation module) once it is committed: nothing else here relaxes positions.
-    Raises :class:`MigrationError` when ``max_steps`` are not enough.
+    :func:`mtpjax.relax.relax` with ``cell="fixed"`` (batched FIRE on jax-md for a JAX potential; ASE's FIRE for the
+    calculator of a factory): the one place here that relaxes positions. Raises :class:`MigrationError` when it does
+    not converge in ``max_steps`` FIRE steps.
     """
-    from ase.optimize import FIRE
-
-    a = atoms.copy()
-    a.calc = calculator_for(potential)
-    if not FIRE(a, logfile=None).run(fmax=fmax, steps=max_steps):
-        raise MigrationError(f"end point not relaxed to fmax {fmax} eV/Å in {max_steps} FIRE steps")
-    out = a.copy()
-    out.info["energy"] = float(a.get_potential_energy())
+    res = _relaxed(potential, atoms, f"end point ({len(atoms)} atoms)", cell="fixed", fmax=fmax, max_steps=max_steps)
+    out = res.atoms.copy()
+    out.info["energy"] = float(res.energy)
     return out
 
 
-def relaxed_bulk(potential, element: str, structure: str, a: float, c: float | None = None, fmax: float = 1e-5) -> Atoms:
-    """The primitive ``structure`` ("hcp", "fcc", "bcc") cell of ``element`` with cell and positions relaxed (ASE's
-    FIRE on a ``FrechetCellFilter``, stress below ``fmax`` eV/Å³-equivalent); ``a``, ``c`` (Å) the start."""
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
-
+def relaxed_bulk(potential, element: str, structure: str, a: float, c: float | None = None, fmax: float = 1e-5,
+                 smax: float = 1e-5) -> Atoms:
+    """The primitive ``structure`` ("hcp", "fcc", "bcc") cell of ``element`` (ASE's ``bulk``) with cell and positions
+    relaxed by :func:`mtpjax.relax.relax` (``cell="full"``: forces below ``fmax`` eV/Å, stress below ``smax`` GPa);
+    ``a``, ``c`` (Å) the start. ``info["energy_per_atom"]`` in eV."""
     unit = bulk(element, structure, a=a, c=c) if structure == "hcp" else bulk(element, structure, a=a)
-    unit.calc = calculator_for(potential)
-    if not FIRE(FrechetCellFilter(unit), logfile=None).run(fmax=fmax, steps=2000):
-        raise MigrationError(f"{structure} {element} cell not relaxed")
-    out = unit.copy()
-    out.info["energy_per_atom"] = float(unit.get_potential_energy()) / len(unit)
+    res = _relaxed(potential, unit, f"{structure} {element} cell", cell="full", fmax=fmax, smax=smax, max_steps=2000)
+    out = res.atoms.copy()
+    out.info["energy_per_atom"] = float(res.energy) / len(out)
     return out
 
 
@@ -424,3 +443,251 @@ def barriers(potential, oracle, cases, *, n_images: int = 7, fmax: float = FMAX,
                              "reverse_eV": r.reverse_barrier, "a": a, "c": c, "n_atoms": len(initial), "steps": r.steps,
                              "path": r})
     return rows
+
+
+# ------------------------------------------------------------------------------------------------------ hop rates
+
+#: Boltzmann's constant in eV/K (ASE's, as mtpjax.md's thermostats).
+KB_EV = ase.units.kB
+
+
+def site_fractions(perfect: Atoms) -> np.ndarray:
+    """Fractional coordinates (M, 3) of the perfect lattice's sites (``perfect``: the supercell before the vacancy)."""
+    return np.asarray(perfect.cell.scaled_positions(perfect.positions), np.float64)
+
+
+@jax.jit
+def _vacancy_frames(positions, cells, sites):
+    def one(args):
+        R, cell = args
+        s = R @ jnp.linalg.inv(cell)
+        d = s[:, None, :] - sites[None, :, :]
+        d = d - jnp.round(d)  # the nearest site's minimum image (it lies well inside half a cell width)
+        r = jnp.einsum("nmi,ij->nmj", d, cell)
+        nearest = jnp.argmin(jnp.sum(r * r, axis=-1), axis=1)
+        empty = jnp.zeros(sites.shape[0], jnp.int32).at[nearest].add(1) == 0
+        n_empty = jnp.sum(empty)
+        return jnp.where(n_empty == 1, jnp.argmax(empty), -1), n_empty
+
+    return jax.lax.map(one, (positions, cells))
+
+
+def vacancy_sites(positions, cells, sites) -> tuple[np.ndarray, np.ndarray]:
+    """The vacant lattice site of each frame: ``positions`` (F, N, 3) Å of N = M − 1 atoms, ``cells`` (F, 3, 3) or one
+    (3, 3) Å (rows), ``sites`` (M, 3) the perfect lattice in fractional coordinates (:func:`site_fractions`), placed
+    in each frame's own cell (so a strained or NPT frame maps onto its own lattice).
+
+    Each atom goes to its nearest site by minimum-image distance; the empty site is the vacancy. Returns
+    (vacancy (F,) int: the site, or −1 where not exactly one site is empty (an atom shares a site: no clean vacancy),
+    number of empty sites (F,)). Pure JAX (one jitted ``lax.map`` over frames)."""
+    X = jnp.asarray(positions, jnp.float64)
+    if X.ndim == 2:
+        X = X[None]
+    C = jnp.broadcast_to(jnp.asarray(cells, jnp.float64), (X.shape[0], 3, 3))
+    S = jnp.asarray(sites, jnp.float64)
+    if X.shape[1] >= S.shape[0]:
+        raise MigrationError(f"{X.shape[1]} atoms on {S.shape[0]} sites: a vacancy needs fewer atoms than sites")
+    vac, n_empty = _vacancy_frames(X, C, S)
+    return np.asarray(vac), np.asarray(n_empty)
+
+
+@dataclass(frozen=True)
+class Hop:
+    """A vacancy hop: ``frame`` (the first frame on the new site), ``source`` and ``target`` sites, ``vector`` (Å,
+    minimum image, from the vacancy's old site to its new one: the opposite of the atom's move), ``kind``: "basal" or
+    "nonbasal" (hcp, a nearest-neighbour hop in or out of the basal plane), "nn" (another lattice's nearest
+    neighbour), "other" (farther than a nearest neighbour: two hops within ``persist`` frames)."""
+
+    frame: int
+    source: int
+    target: int
+    vector: tuple
+    kind: str
+
+
+def hop_kind(vector, cell, nn_distance: float, structure: str = "hcp", tol: float = 0.2) -> str:
+    """The kind of a vacancy move ``vector`` (Å): "other" unless within ``tol`` (relative) of the nearest-neighbour
+    distance ``nn_distance`` (Å); for hcp "basal" when its component along c (the third cell vector) is below
+    ``tol`` × ``nn_distance``, else "nonbasal"; "nn" for other structures."""
+    v = np.asarray(vector, float)
+    r = float(np.linalg.norm(v))
+    if abs(r - nn_distance) > tol * nn_distance:
+        return "other"
+    if structure != "hcp":
+        return "nn"
+    c = np.asarray(cell, float)[2]
+    return "basal" if abs(v @ c) / np.linalg.norm(c) < tol * nn_distance else "nonbasal"
+
+
+def nearest_distance(perfect: Atoms) -> float:
+    """The nearest-neighbour distance (Å) of a perfect lattice (minimum image)."""
+    r = perfect.get_distances(0, range(1, len(perfect)), mic=True)
+    return float(np.min(r))
+
+
+def detect_hops(vacancy, sites, cell, nn_distance: float, persist: int = 3, structure: str = "hcp") -> list[Hop]:
+    """The hops of a vacancy path ``vacancy`` (F,) (sites per frame from :func:`vacancy_sites`, −1 undetermined).
+
+    The vacancy is on a site once it has stayed there ``persist`` consecutive determined frames (undetermined frames
+    are skipped); a hop is a change of that committed site, dated at the first frame of the new stay. A transient
+    excursion (the vacancy on another site for fewer than ``persist`` frames, then back) is no hop. ``sites`` (M, 3)
+    fractional, ``cell`` (3, 3) Å the cell in which hop vectors are measured (minimum image), ``nn_distance`` (Å)
+    for :func:`hop_kind`."""
+    if persist < 1:
+        raise MigrationError(f"persist must be >= 1 frame, got {persist}")
+    sites = np.asarray(sites, float)
+    cell = np.asarray(cell, float)
+    committed, run_site, run_len, run_start, hops = None, None, 0, 0, []
+    for k, v in enumerate(np.asarray(vacancy)):
+        v = int(v)
+        if v < 0:
+            continue
+        if v == run_site:
+            run_len += 1
+        else:
+            run_site, run_len, run_start = v, 1, k
+        if run_len == persist and v != committed:
+            if committed is not None:
+                d = sites[v] - sites[committed]
+                d = (d - np.round(d)) @ cell
+                hops.append(Hop(run_start, committed, v, tuple(float(x) for x in d),
+                                hop_kind(d, cell, nn_distance, structure)))
+            committed = v
+    return hops
+
+
+@dataclass
+class HopRate:
+    """Hops counted in one NVT run: ``temperature`` (K, the thermostat's), ``mean_temperature`` (K, measured after
+    equilibration), ``steps``, ``timestep`` (fs), ``time_ps`` (the counted time, after equilibration), ``hops``
+    (counted), ``kinds`` ({kind: count}), ``rate`` and ``rate_err`` (1/s; Poisson: √hops / time), ``determined``
+    (fraction of frames with exactly one empty site), ``wall_s``, ``n_atoms``, ``events`` (all :class:`Hop`, the
+    equilibration's included, ``frame`` × ``sample_fs`` = time in fs), ``sample_fs``."""
+
+    temperature: float
+    mean_temperature: float
+    steps: int
+    timestep: float
+    time_ps: float
+    hops: int
+    kinds: dict
+    rate: float
+    rate_err: float
+    determined: float
+    wall_s: float
+    n_atoms: int
+    sample_fs: float
+    events: list = field(default_factory=list)
+
+
+def count_hops(frames_positions, cells, perfect: Atoms, *, sample_fs: float, equilibration_fs: float = 0.0,
+               persist: int = 3, structure: str = "hcp") -> tuple[list[Hop], int, float]:
+    """(hops after ``equilibration_fs``, hops in all, fraction of determined frames) of frames sampled every
+    ``sample_fs`` fs (frame 0 at t = 0) of a cell with one vacancy of ``perfect``'s lattice
+    (:func:`vacancy_sites`, :func:`detect_hops`)."""
+    sites = site_fractions(perfect)
+    vac, _ = vacancy_sites(frames_positions, cells, sites)
+    cell = np.asarray(cells, float)
+    cell = cell if cell.ndim == 2 else cell[0]
+    events = detect_hops(vac, sites, cell, nearest_distance(perfect), persist, structure)
+    first = int(np.ceil(equilibration_fs / sample_fs - 1e-9))
+    return [h for h in events if h.frame >= first], events, float(np.mean(vac >= 0))
+
+
+def hop_rates(potential, perfect: Atoms, temperatures, steps, *, timestep: float = 2.0, sample_every: int = 50,
+              equilibration: float = 2000.0, persist: int = 3, site: int = 0, structure: str = "hcp",
+              ensemble: str = "nvt_nose_hoover", thermostat_time: float = 100.0, seed: int = 0, relax: bool = True,
+              report=None, **md) -> list[HopRate]:
+    """Vacancy hop rates from direct MD, one :class:`HopRate` per temperature (K).
+
+    ``perfect`` (the supercell at the potential's lattice parameters; its thermal expansion is not applied) less
+    ``site`` is relaxed at fixed cell (:func:`relax_positions`, with ``relax``) and run with
+    :func:`mtpjax.md.run_md` in ``ensemble`` (default Nosé–Hoover NVT: no friction to bias the hop rate;
+    ``thermostat_time`` fs) for ``steps`` (one for all or one per temperature) of ``timestep`` fs, from a
+    Maxwell–Boltzmann draw at the temperature (``seed`` + index). Positions are sampled every ``sample_every`` steps
+    (a trajectory in a temporary folder), mapped onto the perfect lattice (:func:`vacancy_sites`) and the hops
+    counted (:func:`detect_hops`, ``persist`` frames) after the first ``equilibration`` fs; rate = hops / counted
+    time. ``report(HopRate)`` is called after each temperature; ``md`` goes to :func:`mtpjax.md.run_md`.
+    """
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from ase.io import read
+
+    from .md import run_md
+
+    temperatures = [float(t) for t in np.atleast_1d(temperatures)]
+    steps = [int(s) for s in np.broadcast_to(np.asarray(steps, int), (len(temperatures),))]
+    sample_fs = sample_every * timestep
+    if equilibration >= min(steps) * timestep:
+        raise MigrationError(f"equilibration ({equilibration} fs) must be shorter than every run")
+    start = perfect.copy()
+    del start[site]
+    if relax:
+        start = relax_positions(potential, start)
+    out = []
+    for k, (T, n) in enumerate(zip(temperatures, steps)):
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "frames.traj"
+            res = run_md(potential, start, ensemble=ensemble, steps=n, timestep=timestep, temperature=T,
+                         thermostat_time=thermostat_time, seed=seed + k, log_every=sample_every, trajectory=path,
+                         trajectory_every=sample_every, **md)
+            frames = read(path, ":")
+        X = np.stack([f.positions for f in frames])
+        C = np.stack([f.cell.array for f in frames])
+        counted, events, determined = count_hops(X, C, perfect, sample_fs=sample_fs, equilibration_fs=equilibration,
+                                                 persist=persist, structure=structure)
+        time_ps = (n * timestep - equilibration) / 1000.0
+        temps = [r["temperature_K"] for r in res.log if r["time_fs"] >= equilibration]
+        kinds = {}
+        for h in counted:
+            kinds[h.kind] = kinds.get(h.kind, 0) + 1
+        rate = len(counted) / (time_ps * 1e-12)
+        r = HopRate(T, float(np.mean(temps)), n, float(timestep), time_ps, len(counted), kinds, rate,
+                    np.sqrt(len(counted)) / (time_ps * 1e-12), determined, time.perf_counter() - t0, len(start),
+                    float(sample_fs), events)
+        out.append(r)
+        if report is not None:
+            report(r)
+    return out
+
+
+@dataclass
+class ArrheniusFit:
+    """rate = ``prefactor`` · exp(−``activation_energy`` / kT): ``prefactor`` (1/s), ``activation_energy`` and
+    ``activation_energy_err`` (eV, 1σ), ``ln_prefactor_err``, ``chi2`` and ``dof`` of the fit, ``temperatures`` (K)
+    used (those with at least one hop)."""
+
+    prefactor: float
+    activation_energy: float
+    activation_energy_err: float
+    ln_prefactor_err: float
+    chi2: float
+    dof: int
+    temperatures: tuple
+
+    def rate(self, temperature):
+        """The fitted rate (1/s) at ``temperature`` (K)."""
+        return self.prefactor * np.exp(-self.activation_energy / (KB_EV * np.asarray(temperature, float)))
+
+
+def arrhenius_fit(temperatures, rates, counts) -> ArrheniusFit:
+    """Arrhenius law fitted to ``rates`` (1/s) at ``temperatures`` (K) from ``counts`` events each: weighted least
+    squares of ln rate against 1/kT with Poisson errors σ(ln rate) = 1/√count (temperatures with no event are left
+    out). The errors are those of the weights (not rescaled by χ²; ``chi2`` / ``dof`` says how well they hold)."""
+    T, k, n = (np.asarray(x, float) for x in (temperatures, rates, counts))
+    keep = (n > 0) & (k > 0)
+    if keep.sum() < 2:
+        raise MigrationError(f"an Arrhenius fit needs at least two temperatures with hops, got {int(keep.sum())}")
+    T, k, n = T[keep], k[keep], n[keep]
+    x = 1.0 / (KB_EV * T)
+    y = np.log(k)
+    A = np.stack([np.ones_like(x), -x], axis=1)
+    w = n  # 1 / sigma^2
+    cov = np.linalg.inv(A.T @ (A * w[:, None]))
+    lnnu, ea = cov @ (A.T @ (w * y))
+    chi2 = float(np.sum(w * (y - A @ np.array([lnnu, ea])) ** 2))
+    return ArrheniusFit(float(np.exp(lnnu)), float(ea), float(np.sqrt(cov[1, 1])), float(np.sqrt(cov[0, 0])), chi2,
+                        int(len(T) - 2), tuple(float(t) for t in T))

@@ -1,0 +1,312 @@
+"""The paper's Fig. 13 for hcp Mg, an MTP against its oracle: E(T) at p = 0 up to melting (heating in steps, melting
+detected from the energy jump and the order parameter), a(T) and c(T), E(p) at 300 K from -3 to 12 GPa, and the
+melting temperature from two-phase (solid-liquid coexistence) runs; the two-phase method checked on the Sun 2006 EAM
+(published melting point 914 K).
+
+    python scripts/fig13_melting.py [--quick] [--mtp POT] [--eam EAM] [--work DIR] [--stages heat pressure twophase]
+
+Everything runs through :mod:`mtpjax.md.melting` (full-cell MTK NPT of :func:`mtpjax.md.run_md`, dt 2 fs), the
+oracle and the MTP through the same code. Each stage's result is cached as JSON in ``--work`` (a rerun skips what is
+there; ``--fresh`` ignores it), then ``docs/benchmarks/melting.md`` and ``docs/benchmarks/fig13.png`` are written from
+the cache.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import mtpjax  # noqa: F401  (float64 before jax)
+
+import numpy as np
+from ase.build import bulk
+
+from mtpjax.io.files import atomic_path, atomic_write, machine, read_json, versions, write_json
+from mtpjax.md import melting as M
+from mtpjax.oracles import make_potential
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+MTP = SHARED / "bench" / "fit" / "mlip3_l16_rc6p5.almtp"
+EAM = SHARED / "data" / "potentials" / "Mg_mm.eam.fs"
+PUBLISHED_TM = 914.0  # K, Sun et al. 2006 (J. Phys.: Condens. Matter 18, 1353 (2006)) for this EAM's coexistence runs
+
+
+def potentials(args):
+    pots = {}
+    if "eam" in args.which:
+        pots["eam"] = make_potential(str(args.eam))
+    if "mtp" in args.which:
+        pots["mtp"] = mtpjax.load_mtp(str(args.mtp), species=["Mg"])
+    return pots
+
+
+def cached(work: Path, name: str, fresh: bool, fn):
+    path = work / f"{name}.json"
+    if path.exists() and not fresh:
+        print(f"[{name}] cached: {path}", flush=True)
+        return read_json(path)
+    t0 = time.perf_counter()
+    out = fn()
+    out["wall_s_total"] = time.perf_counter() - t0
+    write_json(path, out)
+    print(f"[{name}] done in {out['wall_s_total']:.0f} s", flush=True)
+    return out
+
+
+def heat(pot, args):
+    rep = tuple(args.hcp_repeat)
+    atoms = bulk("Mg", "hcp", a=3.21, c=5.21).repeat(rep)
+    rows = M.heating_curve(pot, atoms, args.temperatures, steps_per_T=args.steps_per_T, progress=args.progress,
+                           callback=lambda r: print(f"  T {r.temperature:6.0f} K  E {r.energy:.4f} eV/atom  "
+                                                    f"V {r.volume:.3f}  a {r.a:.4f}  c {r.c:.4f}  q6 {r.q6:.3f}  "
+                                                    f"solid {r.solid:.2f}  {r.wall_s:.0f} s", flush=True))
+    det = M.detect_melting(rows)
+    return {"atoms": len(atoms), "repeat": list(rep), "steps_per_T": args.steps_per_T, "rows": [r.as_dict() for r in rows],
+            "melting": None if det is None else {"T_solid": det[1], "T_melted": det[2], "jump_eV": det[3]}}
+
+
+def pressure(pot, args):
+    rep = tuple(args.hcp_repeat)
+    atoms = bulk("Mg", "hcp", a=3.21, c=5.21).repeat(rep)
+    rows = M.pressure_scan(pot, atoms, args.pressures, temperature=300.0, steps=args.steps_per_p,
+                           progress=args.progress,
+                           callback=lambda r: print(f"  p {r.pressure:5.1f} GPa  <p> {r.p_mean:6.2f}  E {r.energy:.4f}  "
+                                                    f"V {r.volume:.3f}  a {r.a:.4f}  c {r.c:.4f}  {r.wall_s:.0f} s", flush=True))
+    return {"atoms": len(atoms), "repeat": list(rep), "steps": args.steps_per_p, "rows": [r.as_dict() for r in rows]}
+
+
+def twophase(pot, args, temps, repeat, steps, guess):
+    crystal = M.orthogonal_hcp("Mg", 3.25, 5.31, repeat)
+    t0 = time.perf_counter()
+    start, info = M.prepare_two_phase(pot, crystal, temperature=guess, equil_steps=args.equil_steps,
+                                      melt_steps=args.melt_steps, quench_steps=args.quench_steps, progress=args.progress)
+    info["prepare_wall_s"] = time.perf_counter() - t0
+    info["atoms"], info["atoms_crystal"], info["repeat"] = len(start), len(crystal), list(repeat)
+    info["solid_fraction_start"] = M.solid_fraction(start)
+    print(f"  start: {len(start)} atoms (crystal {len(crystal)}), solid fraction {info['solid_fraction_start']:.2f}, "
+          f"{info['prepare_wall_s']:.0f} s", flush=True)
+    runs = []
+    for T in temps:
+        r = M.two_phase_run(pot, start, T, steps=steps, start_temperature=guess, frame_every=args.frame_every,
+                            progress=args.progress)
+        print(f"  T {T:6.0f} K  solid {r.solid[0]:.2f} -> {r.solid[-1]:.2f}  rate {r.solid_rate:+.4f}/ps  "
+              f"dE/dt {r.energy_rate:+.2e} eV/atom/ps  {r.outcome}  {r.wall_s:.0f} s", flush=True)
+        runs.append(r)
+    try:
+        tm = M.coexistence_melting_point(runs)
+    except M.MeltingError as err:
+        tm = {"error": str(err)}
+    return {"guess": guess, "steps": steps, "start": info, "runs": [r.as_dict() for r in runs], "melting_point": tm}
+
+
+# ----------------------------------------------------------------------------------------------------- report
+
+def lattice(r):
+    """(a, c) of a row, NaN where they do not give its volume (not one hcp crystal: see M.hcp_consistent)."""
+    ok = M.hcp_consistent(r["a"], r["c"], r["volume"])
+    return (r["a"], r["c"]) if ok else (float("nan"), float("nan"))
+
+
+LABEL = {"eam": "Sun 2006 EAM (oracle)", "mtp": "MTP level 16"}
+COLOR = {"eam": "C0", "mtp": "C3"}
+
+
+def figure(data, path):
+    from mtpjax.plotting import subplots
+
+    fig, ax = subplots(2, 3, figsize=(14, 8.5))
+    ax = ax.ravel()
+    for key, d in data.items():
+        kw = dict(color=COLOR[key], label=LABEL[key])
+        if "heat" in d:
+            rows = d["heat"]["rows"]
+            T = [r["temperature"] for r in rows]
+            ax[0].plot(T, [r["energy"] for r in rows], "o-", **kw)
+            ax[1].plot(T, [lattice(r)[0] for r in rows], "o-", **kw)
+            ax[2].plot(T, [lattice(r)[1] for r in rows], "o-", **kw)
+            ax[3].plot(T, [r["q6"] for r in rows], "o-", **kw)
+            if d["heat"].get("melting"):
+                for a in (ax[0], ax[3]):
+                    a.axvline(d["heat"]["melting"]["T_melted"], color=COLOR[key], ls=":", lw=1)
+        if "pressure" in d:
+            rows = d["pressure"]["rows"]
+            ax[4].plot([r["p_mean"] for r in rows], [r["energy"] for r in rows], "o-", **kw)
+        if "twophase" in d:
+            for k, r in enumerate(d["twophase"]["runs"]):
+                ls = "-" if key == "eam" else "--"
+                ax[5].plot(r["time_ps"], r["solid"], ls, color=f"C{k}", label=f"{key.upper()} {r['temperature']:.0f} K")
+    ax[0].set(xlabel="T (K)", ylabel="E_pot (eV/atom)", title="E(T), p = 0, heating in steps")
+    ax[1].set(xlabel="T (K)", ylabel="a (Å)", title="a(T)")
+    ax[2].set(xlabel="T (K)", ylabel="c (Å)", title="c(T)")
+    ax[3].set(xlabel="T (K)", ylabel="mean q̄6", title="order parameter (hcp 0.484, liquid ~0.15)")
+    ax[4].set(xlabel="p (GPa)", ylabel="E_pot (eV/atom)", title="E(p), 300 K")
+    ax[5].set(xlabel="t (ps)", ylabel="solid fraction", title="two-phase runs (p = 0)")
+    for a in ax[:5]:
+        a.legend(fontsize=8)
+        a.grid(alpha=0.3)
+    ax[5].legend(fontsize=7, ncol=2)
+    ax[5].grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+
+
+def report(data, args, out: Path, walls: dict):
+    v = versions()
+    L = [f"# Fig. 13: hcp Mg up to melting, MTP against its oracle (`mtpjax.md.melting`)", "",
+         f"Command: `{' '.join(['python', 'scripts/fig13_melting.py'] + sys.argv[1:])}`", "",
+         f"Machine: {machine()}; load average at the end {', '.join(f'{x:.1f}' for x in __import__('os').getloadavg())} "
+         "(a shared 2-core machine: other agents' jobs ran at the same time, so wall times are upper bounds).", "",
+         "Versions: " + ", ".join(f"{k} {x}" for k, x in v.items()) + ".", "",
+         f"Potentials: oracle `{Path(args.eam).name}` (Sun, Mendelev et al. 2006 EAM/FS, JAX `TabulatedEAM`); MTP "
+         f"`{Path(args.mtp).name}` (level 16, cutoff 6.5 Å, fitted by MLIP-3 to this EAM's labels).", "",
+         "MD: full-cell MTK NPT (`npt_mtk`, thermostat 100 fs, barostat 1000 fs), dt = 2 fs, through "
+         "`mtpjax.md.run_md`; order parameter: per-atom averaged Steinhardt q̄6 over the 12 nearest neighbours "
+         f"(Lechner–Dellago), an atom solid when q̄6 ≥ {M.SOLID_THRESHOLD} (perfect hcp 0.484, liquid ~0.15).", ""]
+    L += ["Wall time of each stage (s): " + ", ".join(f"{k} {x:.0f}" for k, x in walls.items()) + ".", ""]
+    # melting temperatures
+    L += ["## Melting temperatures", "", "| potential | two-phase bracket (K) | two-phase estimate (K) | heating curve: "
+          "last solid / first melted (K) | E jump at melting (eV/atom) |", "|---|---|---:|---|---:|"]
+    for key, d in data.items():
+        tp = d.get("twophase", {}).get("melting_point", {})
+        br = f"{tp['bracket'][0]:.0f} – {tp['bracket'][1]:.0f}" if "bracket" in tp else (tp.get("error", "not run") if tp else "not run")
+        est = f"{tp['estimate']:.0f} (line through all runs: {tp['fit']:.0f})" if "estimate" in tp else ""
+        hm = d.get("heat", {}).get("melting")
+        hs = f"{hm['T_solid']:.0f} / {hm['T_melted']:.0f}" if hm else ("not melted" if "heat" in d else "not run")
+        L.append(f"| {LABEL[key]} | {br} | {est} | {hs} | {hm['jump_eV']:.3f} |" if hm else f"| {LABEL[key]} | {br} | {est} | {hs} | |")
+    L += ["", f"Published melting point of the Sun 2006 EAM: {PUBLISHED_TM:.0f} K (coexistence; experiment 923 K). "
+          "The heating curve melts the periodic crystal only when superheated (no interface to nucleate from), so "
+          "its melting temperature is an upper bound; the two-phase runs give the melting point.", ""]
+    for key, d in data.items():
+        if "twophase" in d:
+            tp = d["twophase"]
+            s = tp["start"]
+            L += [f"## Two-phase runs: {LABEL[key]}", "",
+                  f"Start: orthogonal hcp {s['repeat']} (4-atom cells, x along a, y along √3a, z along c), "
+                  f"{s['atoms_crystal']} atoms, equilibrated by NPT at {tp['guess']:.0f} K; a copy melted at fixed cell "
+                  f"(Langevin, 1.6 × {tp['guess']:.0f} K) and brought back to {tp['guess']:.0f} K; solid for z < L/2, liquid "
+                  f"above, liquid atoms within 2.3 Å of a solid atom dropped: {s['atoms']} atoms, solid fraction "
+                  f"{s['solid_fraction_start']:.2f} (basal interfaces). Then NPT (p = 0) for {tp['steps']} steps "
+                  f"({tp['steps'] * 2 / 1000:.0f} ps) at each T; rates are least-squares slopes after 2 ps.", "",
+                  "| T (K) | solid fraction start → end | rate (1/ps) | dE_pot/dt (meV/atom/ps) | outcome | wall (s) |",
+                  "|---:|---|---:|---:|---|---:|"]
+            for r in tp["runs"]:
+                L.append(f"| {r['temperature']:.0f} | {r['solid'][0]:.2f} → {r['solid'][-1]:.2f} | {r['solid_rate']:+.4f} | "
+                         f"{1000 * r['energy_rate']:+.3f} | {r['outcome']} | {r['wall_s']:.0f} |")
+            L.append("")
+    for key, d in data.items():
+        if "heat" in d:
+            h = d["heat"]
+            L += [f"## Heating curve: {LABEL[key]}", "", f"hcp {h['repeat']} ({h['atoms']} atoms), p = 0, "
+                  f"{h['steps_per_T']} steps ({h['steps_per_T'] * 2 / 1000:.0f} ps) per temperature, each continuing from "
+                  "the last; means over the second half of each.", "",
+                  "| T (K) | ⟨T⟩ (K) | ⟨p⟩ (GPa) | E_pot (eV/atom) | V (Å³/atom) | a (Å) | c (Å) | c/a | q̄6 | solid |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            for r in h["rows"]:
+                a, c = lattice(r)
+                L.append(f"| {r['temperature']:.0f} | {r['T_mean']:.0f} | {r['p_mean']:+.3f} | {r['energy']:.4f} | "
+                         f"{r['volume']:.3f} | {a:.4f} | {c:.4f} | {c / a:.4f} | {r['q6']:.3f} | {r['solid']:.2f} |")
+            L.append("")
+    for key, d in data.items():
+        if "pressure" in d:
+            p = d["pressure"]
+            L += [f"## Pressure scan at 300 K: {LABEL[key]}", "", f"hcp {p['repeat']} ({p['atoms']} atoms), "
+                  f"{p['steps']} steps per pressure, each continuing from the last.", "",
+                  "| p target (GPa) | ⟨p⟩ (GPa) | E_pot (eV/atom) | V (Å³/atom) | a (Å) | c (Å) | c/a |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+            for r in p["rows"]:
+                a, c = lattice(r)
+                L.append(f"| {r['pressure']:.1f} | {r['p_mean']:+.3f} | {r['energy']:.4f} | {r['volume']:.3f} | "
+                         f"{a:.4f} | {c:.4f} | {c / a:.4f} |")
+            L.append("")
+    if "mtp" in data and "eam" in data:
+        L += ["## MTP against the oracle", ""]
+        for stage, name in (("heat", "heating curve"), ("pressure", "pressure scan")):
+            if stage in data["mtp"] and stage in data["eam"]:
+                a, b = data["mtp"][stage]["rows"], data["eam"][stage]["rows"]
+                n = min(len(a), len(b))
+                both_solid = [k for k in range(n) if a[k]["solid"] > 0.5 and b[k]["solid"] > 0.5]
+                if both_solid:
+                    de = [1000 * (a[k]["energy"] - b[k]["energy"]) for k in both_solid]
+                    dv = [100 * (a[k]["volume"] / b[k]["volume"] - 1) for k in both_solid]
+                    da = [lattice(a[k])[0] - lattice(b[k])[0] for k in both_solid]
+                    dc = [lattice(a[k])[1] - lattice(b[k])[1] for k in both_solid]
+                    L.append(f"- {name}, where both are solid ({len(both_solid)} points): E_pot MTP − EAM from "
+                             f"{min(de):+.1f} to {max(de):+.1f} meV/atom; V from {min(dv):+.2f} to {max(dv):+.2f} %; a from "
+                             f"{np.nanmin(da):+.4f} to {np.nanmax(da):+.4f} Å; c from {np.nanmin(dc):+.4f} to {np.nanmax(dc):+.4f} Å "
+                             "(where both are one hcp crystal).")
+        L.append("")
+    L += ["![Fig. 13](fig13.png)", ""]
+    if args.notes:
+        L += ["## Notes", ""] + [Path(args.notes).read_text()]
+    atomic_write(out, "\n".join(L) + "\n")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--eam", default=str(EAM))
+    ap.add_argument("--mtp", default=str(MTP))
+    ap.add_argument("--which", nargs="+", default=["eam", "mtp"], choices=["eam", "mtp"])
+    ap.add_argument("--stages", nargs="+", default=["twophase", "heat", "pressure"], choices=["twophase", "heat", "pressure"])
+    ap.add_argument("--mtp-twophase", action="store_true", help="also the MTP's two-phase runs (about 10x the EAM's cost)")
+    ap.add_argument("--work", default="/tmp/fig13_melting", help="cache folder for each stage's JSON")
+    ap.add_argument("--fresh", action="store_true", help="ignore the cache")
+    ap.add_argument("--quick", action="store_true", help="a small, short run of everything (minutes)")
+    ap.add_argument("--hcp-repeat", type=int, nargs=3, default=[4, 4, 4])
+    ap.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 500.0, 700.0, 800.0, 900.0, 1000.0, 1100.0, 1200.0, 1300.0, 1400.0])
+    ap.add_argument("--steps-per-T", type=int, default=1500)
+    ap.add_argument("--pressures", type=float, nargs="+", default=[-3.0, 0.0, 3.0, 6.0, 9.0, 12.0])
+    ap.add_argument("--steps-per-p", type=int, default=1500)
+    ap.add_argument("--twophase-repeat", type=int, nargs=3, default=[5, 3, 12])
+    ap.add_argument("--twophase-temperatures", type=float, nargs="+", default=[870.0, 890.0, 910.0, 930.0, 950.0])
+    ap.add_argument("--twophase-steps", type=int, default=7500)
+    ap.add_argument("--twophase-guess", type=float, default=914.0)
+    ap.add_argument("--mtp-twophase-repeat", type=int, nargs=3, default=[4, 3, 10])
+    ap.add_argument("--mtp-twophase-temperatures", type=float, nargs="+", default=[860.0, 960.0])
+    ap.add_argument("--mtp-twophase-steps", type=int, default=5000)
+    ap.add_argument("--equil-steps", type=int, default=1500)
+    ap.add_argument("--melt-steps", type=int, default=2500)
+    ap.add_argument("--quench-steps", type=int, default=500)
+    ap.add_argument("--frame-every", type=int, default=250)
+    ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--notes", help="a Markdown file appended to the report under 'Notes'")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "melting.md"))
+    ap.add_argument("--png", default=str(ROOT / "docs" / "benchmarks" / "fig13.png"))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.hcp_repeat, args.temperatures, args.steps_per_T = [3, 3, 3], [300.0, 900.0, 1500.0], 400
+        args.pressures, args.steps_per_p = [-3.0, 12.0], 400
+        args.twophase_repeat, args.twophase_temperatures, args.twophase_steps = [4, 3, 8], [800.0, 1050.0], 1500
+        args.mtp_twophase_repeat, args.mtp_twophase_temperatures, args.mtp_twophase_steps = [4, 3, 8], [800.0, 1050.0], 500
+        args.equil_steps, args.melt_steps, args.quench_steps, args.frame_every = 300, 1000, 200, 100
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    pots = potentials(args)
+    data, walls = {}, {}
+    for stage in args.stages:  # the EAM first in every stage: the check of the method before the MTP's cost
+        for key in ("eam", "mtp"):
+            if key not in pots:
+                continue
+            if stage == "twophase":
+                if key == "eam":
+                    fn = lambda: twophase(pots[key], args, args.twophase_temperatures, args.twophase_repeat,  # noqa: E731
+                                          args.twophase_steps, args.twophase_guess)
+                elif args.mtp_twophase:
+                    fn = lambda: twophase(pots[key], args, args.mtp_twophase_temperatures, args.mtp_twophase_repeat,  # noqa: E731
+                                          args.mtp_twophase_steps, args.twophase_guess)
+                else:
+                    continue
+            else:
+                fn = {"heat": lambda: heat(pots[key], args), "pressure": lambda: pressure(pots[key], args)}[stage]  # noqa: E731
+            print(f"[{key} {stage}]", flush=True)
+            data.setdefault(key, {})[stage] = cached(work, f"{key}_{stage}", args.fresh, fn)
+            walls[f"{key} {stage}"] = data[key][stage]["wall_s_total"]
+            figure(data, Path(args.png))
+            report(data, args, Path(args.out), walls)
+    print(f"wrote {args.out} and {args.png}")
+
+
+if __name__ == "__main__":
+    main()

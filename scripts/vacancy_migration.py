@@ -6,7 +6,7 @@ and shifted) against the reference of ../shared/README.md (255 atoms, 9-image CI
         [--images 7] [--skip-lj] [--out docs/benchmarks/migration.md]
 
 Each model runs through the same code (mtpjax.migration.barriers): its own relaxed lattice, end points relaxed at
-fixed cell (fmax 1e-3 eV/Å), 7 intermediate images (9 with the end points). Writes the table (markdown) and
+fixed cell (mtpjax.relax, fmax 1e-3 eV/Å), 7 intermediate images (9 with the end points). Writes the table (markdown) and
 ``migration_paths.png`` (energy along the path, Figure objects, no pyplot) next to it.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def write(rows, args, out: Path, seconds: float, argv=None):
     """The markdown table and the path figure."""
     lines = ["# Vacancy migration barriers", "", "Command (wall time %.0f s on this 2-core CPU, shared):" % seconds, "",
              "    " + " ".join(["python", "scripts/vacancy_migration.py"] + list(sys.argv[1:] if argv is None else argv)), "",
-             "End points relaxed at fixed cell (ASE FIRE, fmax 1e-3 eV/Å) on each model's own relaxed lattice; "
+             "End points relaxed at fixed cell (mtpjax.relax, FIRE, fmax 1e-3 eV/Å) on each model's own relaxed lattice; "
              f"{args.images} intermediate images; oracle = Sun 2006 EAM (`Mg_mm.eam.fs`) for Mg, LJ for Ar "
              f"(eps = {ARGON['epsilon']} eV, sigma = {ARGON['sigma']} Å, cutoff 2.5 sigma = 8.5 Å). "
              "`potential` rows: the MTP given with --mtp. Methods: ASE climbing-image NEB, JAX climbing string.", "",

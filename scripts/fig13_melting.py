@@ -105,12 +105,18 @@ def twophase(pot, args, temps, repeat, steps, guess):
 
 def lattice(r):
     """(a, c) of a row, NaN where they do not give its volume (not one hcp crystal: see M.hcp_consistent)."""
-    ok = M.hcp_consistent(r["a"], r["c"], r["volume"])
-    return (r["a"], r["c"]) if ok else (float("nan"), float("nan"))
+    a, c = (float("nan") if r[k] is None else float(r[k]) for k in ("a", "c"))  # JSON keeps NaN as null
+    return (a, c) if M.hcp_consistent(a, c, r["volume"]) else (float("nan"), float("nan"))
 
 
 LABEL = {"eam": "Sun 2006 EAM (oracle)", "mtp": "MTP level 16"}
 COLOR = {"eam": "C0", "mtp": "C3"}
+
+
+def melting_of(heat):
+    """The heating curve's melting (recomputed from the rows, so a cached stage follows the present rule)."""
+    det = M.detect_melting([M.StateRow(**r) for r in heat["rows"]])
+    return None if det is None else {"T_solid": det[1], "T_melted": det[2], "jump_eV": det[3]}
 
 
 def figure(data, path):
@@ -127,9 +133,9 @@ def figure(data, path):
             ax[1].plot(T, [lattice(r)[0] for r in rows], "o-", **kw)
             ax[2].plot(T, [lattice(r)[1] for r in rows], "o-", **kw)
             ax[3].plot(T, [r["q6"] for r in rows], "o-", **kw)
-            if d["heat"].get("melting"):
+            if melting_of(d["heat"]):
                 for a in (ax[0], ax[3]):
-                    a.axvline(d["heat"]["melting"]["T_melted"], color=COLOR[key], ls=":", lw=1)
+                    a.axvline(melting_of(d["heat"])["T_melted"], color=COLOR[key], ls=":", lw=1)
         if "pressure" in d:
             rows = d["pressure"]["rows"]
             ax[4].plot([r["p_mean"] for r in rows], [r["energy"] for r in rows], "o-", **kw)
@@ -168,12 +174,12 @@ def report(data, args, out: Path, walls: dict):
     L += ["Wall time of each stage (s): " + ", ".join(f"{k} {x:.0f}" for k, x in walls.items()) + ".", ""]
     # melting temperatures
     L += ["## Melting temperatures", "", "| potential | two-phase bracket (K) | two-phase estimate (K) | heating curve: "
-          "last solid / first melted (K) | E jump at melting (eV/atom) |", "|---|---|---:|---|---:|"]
+          "last solid / first melted (K) | E above the solid's extrapolation at melting (eV/atom) |", "|---|---|---:|---|---:|"]
     for key, d in data.items():
         tp = d.get("twophase", {}).get("melting_point", {})
         br = f"{tp['bracket'][0]:.0f} – {tp['bracket'][1]:.0f}" if "bracket" in tp else (tp.get("error", "not run") if tp else "not run")
         est = f"{tp['estimate']:.0f} (line through all runs: {tp['fit']:.0f})" if "estimate" in tp else ""
-        hm = d.get("heat", {}).get("melting")
+        hm = melting_of(d["heat"]) if "heat" in d else None
         hs = f"{hm['T_solid']:.0f} / {hm['T_melted']:.0f}" if hm else ("not melted" if "heat" in d else "not run")
         L.append(f"| {LABEL[key]} | {br} | {est} | {hs} | {hm['jump_eV']:.3f} |" if hm else f"| {LABEL[key]} | {br} | {est} | {hs} | |")
     L += ["", f"Published melting point of the Sun 2006 EAM: {PUBLISHED_TM:.0f} K (coexistence; experiment 923 K). "

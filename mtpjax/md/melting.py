@@ -235,7 +235,7 @@ def _scaled_momenta(atoms, t_old, t_new):
 
 
 def heating_curve(potential, atoms, temperatures, *, steps_per_T: int = 2000, timestep: float = 2.0,
-                  pressure: float = 0.0, frames: int = 4, seed: int = 0, species=None,
+                  pressure: float = 0.0, frames: int = 10, seed: int = 0, species=None,
                   progress: bool = False, callback=None, **md) -> list[StateRow]:
     """NPT (full-cell MTK, ``pressure`` GPa) of ``atoms`` at each of ``temperatures`` (K) in turn, ``steps_per_T``
     steps of ``timestep`` fs each, every run continuing from the previous final frame (positions, cell, and momenta
@@ -255,19 +255,29 @@ def heating_curve(potential, atoms, temperatures, *, steps_per_T: int = 2000, ti
     return rows
 
 
-def detect_melting(rows, *, solid_below: float = 0.5, jump_factor: float = 3.0):
+def detect_melting(rows, *, solid_below: float = 0.5, min_jump: float = 0.02):
     """The first row (of a heating curve, temperatures increasing) where the crystal melted: its solid fraction fell
-    below ``solid_below`` *and* E_pot/atom rose from the previous row by more than ``jump_factor`` times the median of
-    the earlier steps' rises. Returns ``(index, T_before, T_melted, jump eV/atom)`` or None when nothing melted."""
-    e = np.array([r.energy for r in rows])
-    for i in range(1, len(rows)):
-        if rows[i].solid < solid_below and rows[i - 1].solid >= solid_below:
-            rises = np.diff(e[: i])
-            typical = float(np.median(rises)) if len(rises) else 0.0
-            jump = float(e[i] - e[i - 1])
-            if jump > jump_factor * max(typical, 0.0):
-                return i, rows[i - 1].temperature, rows[i].temperature, jump
-    return None
+    below ``solid_below`` *and* the energy jumped. The jump: E_pot/atom of the first fully liquid row (solid fraction
+    < 0.1, from that row on) above the last clearly solid row's (solid fraction >= 0.8, before it), less the solid's
+    own rise (the median slope dE/dT of the solid rows up to there); it must exceed ``min_jump`` eV/atom (it is about
+    the latent heat, hcp Mg's is about 0.09 eV/atom). Returns ``(index, T_before, T_melted, jump eV/atom)`` or None
+    when nothing melted."""
+    T = np.array([r.temperature for r in rows], float)
+    e = np.array([r.energy for r in rows], float)
+    s = np.array([r.solid for r in rows], float)
+    below = np.nonzero(s < solid_below)[0]
+    if len(below) == 0 or below[0] == 0:
+        return None
+    i = int(below[0])
+    solid = np.nonzero(s[:i] >= 0.8)[0]
+    if len(solid) == 0:
+        return None
+    j = int(solid[-1])
+    liquid = np.nonzero(s[i:] < 0.1)[0]
+    k = i + int(liquid[0]) if len(liquid) else i
+    slope = float(np.median(np.diff(e[: j + 1]) / np.diff(T[: j + 1]))) if j > 0 else 0.0
+    jump = float(e[k] - e[j] - slope * (T[k] - T[j]))
+    return (i, float(T[i - 1]), float(T[i]), jump) if jump > min_jump else None
 
 
 def pressure_scan(potential, atoms, pressures, *, temperature: float = 300.0, steps: int = 2000, timestep: float = 2.0,

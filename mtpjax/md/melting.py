@@ -10,9 +10,10 @@ The order parameter (per atom, and its mean per system) is Lechner and Dellago's
     qbar_6(i) = sqrt(4 pi / 13 sum_m |qbar_6m(i)|^2)                        (dimensionless)
 
 N(i): the 12 nearest neighbours of i (periodic images included). A perfect crystal has qbar_6 = q_6: 0.484 for
-ideal hcp, 0.5745 for fcc; thermal vibrations lower it (hcp Mg near its melting point: about 0.40–0.45), a liquid has
-about 0.15–0.2. An atom is *solid* when qbar_6 >= :data:`SOLID_THRESHOLD` (0.30; calibrated on hcp Mg with the
-Sun 2006 EAM: the crystal at 900 K and the liquid at 950 K do not overlap at that value; see ``tests/test_melting.py``).
+ideal hcp, 0.5745 for fcc; thermal vibrations lower it (hcp Mg at 800–900 K: about 0.40–0.42 on average), a liquid has
+about 0.12–0.16 (Mg, 1200–1400 K). An atom is *solid* when qbar_6 >= :data:`SOLID_THRESHOLD` (0.30; on hcp Mg with the
+Sun 2006 EAM every atom of the crystal equilibrated at 914 K is solid by it, and every atom of the melt brought back to
+914 K liquid: ``scripts/fig13_melting.py``, ``docs/benchmarks/melting.md``).
 
 Everything else goes through :func:`mtpjax.md.run_md` (full-cell MTK NPT at the target pressure; the hcp a and c relax
 apart). Units: Å, eV, K, GPa, fs, as everywhere in :mod:`mtpjax.md`.
@@ -91,7 +92,7 @@ def nearest_neighbours(atoms, k: int = N_NEIGHBOURS, radius: float = SEARCH_RADI
 
 def order_parameter(atoms, k: int = N_NEIGHBOURS) -> np.ndarray:
     """Per-atom averaged Steinhardt bond order qbar_6 (dimensionless, (N,)) over the ``k`` nearest neighbours (see the
-    module docstring). Perfect hcp: 0.484; fcc: 0.5745; liquid: about 0.15–0.2."""
+    module docstring). Perfect hcp: 0.484; fcc: 0.5745; liquid: about 0.12–0.16."""
     idx, vec = nearest_neighbours(atoms, k)
     n = len(atoms)
     unit = (vec / np.linalg.norm(vec, axis=-1, keepdims=True)).reshape(-1, 3)

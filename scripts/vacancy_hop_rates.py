@@ -209,7 +209,7 @@ def write(results, out: Path, command: str):
                          f"{r['other']} | {r['rate']:.3g} ± {r['rate_err']:.2g} | {r['determined']:.3f}"
                          f"{'' if _intact(r) else ' (not fitted)'} | "
                          f"{r['wall_s']:.0f} |")
-    lines += ["", "| model | cell | N | runs pooled | a, c (Å) | fitted Ea (eV) | prefactor (1/s) | χ² / dof | string barrier basal / "
+    lines += ["", "| model | cell | N | processes pooled | a, c (Å) | fitted Ea (eV) | prefactor (1/s) | χ² / dof | string barrier basal / "
               "non-basal, same cell (eV) | CI-NEB 4x4x3 basal / non-basal (eV) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for res in results:
         fit, b, ref = res.get("fit"), res["string_barriers"] or {"basal": np.nan, "nonbasal": np.nan}, NEB_4X4X3[res["model"]]

@@ -130,7 +130,7 @@ def main(argv=None) -> int:
              f"smearing {a.sigma:g} THz; 'cell modes': the plain mean of the 3N − 3 non-zero normal modes of the MD cell itself "
              f"(the q-points the MD samples; the harmonic limit of the MD value). ⟨ν⟩ = ∫ν g dν / ∫g dν over "
              f"0–{system['fmax']:g} THz.", "",
-             f"Figure: [vdos.png]({png.name})", "",
+             f"Figure: [{png.name}]({png.name})", "",
              "| potential | a (Å) | c (Å) | " + " | ".join(["⟨ν⟩ 0 K mesh (THz)", "⟨ν⟩ 0 K cell modes (THz)"] + [f"⟨ν⟩ {t:g} K (THz)" for t in a.temperatures])
              + " | measured T (K) | NVE drift (eV/atom) | wall (s) |",
              "|---|---:|---:|" + "---:|" * (len(a.temperatures) + 5)]

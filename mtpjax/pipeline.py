@@ -239,8 +239,16 @@ def _log(out: Path, stage: str, action: str, detail: str = "", echo=None) -> Non
         echo(f"mtpjax run: {stage}: {action}{(' (' + detail + ')') if detail else ''}")
 
 
+def _warn(out: Path, stage: str, warnings: list, echo=None) -> None:
+    """Each warning of a stage into ``stages.log`` (action ``WARNING``) and on stderr (and through ``echo``)."""
+    for w in warnings:
+        _log(out, stage, "WARNING", w, echo)
+        if echo is None:
+            print(f"mtpjax run: {stage}: WARNING: {w}", file=sys.stderr)
+
+
 def read_log(out) -> list[tuple[str, str]]:
-    """[(stage, action)] from ``OUT/stages.log`` (actions: skip, run, resume, done, failed)."""
+    """[(stage, action)] from ``OUT/stages.log`` (actions: skip, run, resume, done, failed, WARNING)."""
     p = Path(out) / "stages.log"
     if not p.exists():
         return []
@@ -257,8 +265,9 @@ def _stage_generate(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: 
 
     manifest = generate_run(cfg.generate, d, resume=resume, progress=progress)
     figures = plot_dataset(d)
+    _warn(out, "generate", manifest.get("warnings", []), echo)
     return {"structures": manifest["subsets"]["EVERYTHING"]["structures"], "figures": [f.name for f in figures],
-            "timings": manifest["timings"]}
+            "timings": manifest["timings"], "warnings": manifest.get("warnings", [])}
 
 
 def split_records(records, f: FitSection):
@@ -304,8 +313,9 @@ def _stage_fit(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool,
                                  resume=resume, max_batch_atoms=f.options.max_batch_atoms, init=f.options.init,
                                  progress=on_step,
                                  log=(lambda m: echo(m)) if echo else (lambda m: None))
+    _warn(out, "fit", result.get("warnings", []), echo)
     return {"potential": "potential.mtpjax", "steps": result["steps"], "wall_s": result["wall_s"],
-            "n_train": len(train), "n_test": len(test)}
+            "n_train": len(train), "n_test": len(test), "warnings": result.get("warnings", [])}
 
 
 def verify_oracle_spec(cfg: RunConfig) -> dict:
@@ -325,7 +335,8 @@ def _stage_verify(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bo
                     potential_label=f"MTP level {cfg.fit.level}, {cfg.fit.cutoff:g} Å", potential_spec=str(out / "fit" / "potential.mtpjax"),
                     resume=resume)
     status = {n: t["status"] for n, t in res["tests"].items()}
-    return {"tests": status, "timings": res["timings"]}
+    _warn(out, "verify", res.get("warnings", []), echo)
+    return {"tests": status, "timings": res["timings"], "warnings": res.get("warnings", [])}
 
 
 def _stage_report(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool, echo) -> dict:

@@ -153,12 +153,43 @@ def verify_section(cfg, out: Path) -> list[str]:
     return lines
 
 
+def run_warnings(out) -> list[str]:
+    """Every loud warning of the run in ``out``: implausible labels discarded by the generation
+    (``generate/manifest.json``), a fit whose RMSEs mean a broken set or fit (:func:`mtpjax.fit.train.fit_warnings`
+    on ``fit/result.json``), verification errors of eV/atom scale
+    (:func:`mtpjax.verify.report.verification_warnings` on ``verify/metrics.json``); each prefixed by its stage."""
+    from .fit.train import fit_warnings
+    from .generate.pipeline import generation_warnings
+    from .verify.report import verification_warnings
+
+    out = Path(out)
+    found = []
+    man = _read_json(out / "generate" / "manifest.json")
+    if man is not None:
+        found += [f"generate: {w}" for w in generation_warnings(man)]
+    res = _read_json(out / "fit" / "result.json")
+    if res is not None:
+        found += [f"fit: {w}" for w in fit_warnings(res)]
+    m = _read_json(out / "verify" / "metrics.json")
+    if m is not None:
+        found += [f"verify: {w}" for w in verification_warnings(m.get("rows", []))]
+    return found
+
+
+def warnings_section(out) -> list[str]:
+    """The WARNINGS block at the top of the report (empty when there is nothing to warn about)."""
+    ws = run_warnings(out)
+    if not ws:
+        return []
+    return ["## ⚠ WARNINGS", "", "The run finished, but these results are broken or were cut:", ""] + [f"- **{w}**" for w in ws] + [""]
+
+
 def report_markdown(cfg, out, stages: dict) -> str:
     """The whole report as markdown; links are relative to ``out``. ``stages``: as for :func:`stages_section`."""
     out = Path(out)
     title = cfg.report.title or f"{cfg.name}: generate → fit → verify"
     lines = [f"# {title}", "", f"Produced by `mtpjax run {cfg.path or 'CONFIG'}` into this folder.", ""]
-    lines += stages_section(stages) + dataset_section(cfg, out) + fit_section(cfg, out) + verify_section(cfg, out)
+    lines += warnings_section(out) + stages_section(stages) + dataset_section(cfg, out) + fit_section(cfg, out) + verify_section(cfg, out)
     return "\n".join(lines).rstrip() + "\n"
 
 

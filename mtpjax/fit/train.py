@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -304,6 +305,28 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
     return out
 
 
+#: Training-set RMSEs above these mean a broken training set or fit, not a poor one (eV/atom, eV/Å): an MTP of any
+#: level fitted to plausible labels of one element misses energies by meV–tens of meV/atom and forces by ≲ 1 eV/Å.
+BROKEN_ENERGY_RMSE = 1.0
+BROKEN_FORCE_RMSE = 10.0
+
+
+def fit_warnings(result: dict) -> list[str]:
+    """Loud warnings for a fit ``result`` (its ``train``/``test`` RMSEs: energy in meV/atom, forces in eV/Å)
+    whose errors mean a broken training set or fit: an energy RMSE above :data:`BROKEN_ENERGY_RMSE` eV/atom or a
+    force RMSE above :data:`BROKEN_FORCE_RMSE` eV/Å (NaN, a missing label, is not a warning)."""
+    out = []
+    for split in ("train", "test"):
+        rm = (result.get(split) or {}).get("all") or {}
+        e, f = rm.get("energy"), rm.get("forces")
+        if e is not None and e / 1000.0 > BROKEN_ENERGY_RMSE:
+            out.append(f"{split} energy RMSE {e / 1000.0:.4g} eV/atom (> {BROKEN_ENERGY_RMSE:g} eV/atom): the training set "
+                       "or the fit is broken (implausible labels? see the generation's rejected.jsonl)")
+        if f is not None and f > BROKEN_FORCE_RMSE:
+            out.append(f"{split} force RMSE {f:.4g} eV/Å (> {BROKEN_FORCE_RMSE:g} eV/Å): the training set or the fit is broken")
+    return out
+
+
 def finish_run(mtp: MTP, history, batches, subsets, test_batches, cfg: FitConfig, output, workdir, t0: float, c0: float,
                settings: dict, validation=None) -> dict:
     """The last exact linear solve, the errors on the training (and test) data, and the outputs of one fitted
@@ -327,6 +350,9 @@ def finish_run(mtp: MTP, history, batches, subsets, test_batches, cfg: FitConfig
         result["validation"] = {**info, "rmse": errors(mtp, vb, vsub)}
     if test_batches is not None:
         result["test"] = errors(mtp, *test_batches())
+    result["warnings"] = fit_warnings(result)
+    for w in result["warnings"]:
+        warnings.warn(f"fit: {w}", stacklevel=2)
     save_mtp(mtp, output, metadata=result)
     if native != output:
         save_mtp(mtp, native, metadata=result)  # the exact copy, with how it was fitted

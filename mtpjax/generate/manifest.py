@@ -21,7 +21,10 @@ def _reasons(d: dict) -> str:
 def summary_markdown(manifest: dict) -> str:
     """The subsets table of a manifest as markdown."""
     ref = manifest["reference"]
-    lines = [f"# Training set: {manifest['element']} ({manifest['oracle'].get('name', manifest['oracle'].get('type', ''))})", "",
+    lines = [f"# Training set: {manifest['element']} ({manifest['oracle'].get('name', manifest['oracle'].get('type', ''))})", ""]
+    if manifest.get("warnings"):
+        lines += ["**WARNINGS**", ""] + [f"- **{w}**" for w in manifest["warnings"]] + [""]
+    lines += [
              f"seed {manifest['seed']}; Ω0 = {ref['omega0']:.4f} Å³/atom (oracle's hcp: a = {ref['a']:.4f} Å, "
              f"c/a = {ref['c_over_a']:.4f}); minimum distance {manifest['min_distance']:.3f} Å", "",
              "| subset | in dataset | structures | atoms | attempted | rejected (by reason) | label failures | time (s) |",
@@ -34,5 +37,11 @@ def summary_markdown(manifest: dict) -> str:
     if "incompatible_pairs" in sp:
         lines += ["", f"RANDSPG: {sp['compatible_pairs']} compatible (space group, atoms) pairs × {sp['copies']} copies; "
                       f"{sp['incompatible_pairs']} incompatible pairs skipped."]
+    odd = manifest.get("implausible", [])
+    if odd:
+        lines += ["", f"Discarded as implausible ({len(odd)}; rule: `mtpjax.oracles.label.implausibility`, docs/generate.md):", "",
+                  "| stage | structure | why |", "|---|---|---|"] + [f"| {x['stage']} | {x['id']} | {x['message']} |" for x in odd[:200]]
+        if len(odd) > 200:
+            lines.append(f"| … | {len(odd) - 200} more in rejected.jsonl | |")
     lines += ["", "| stage | time (s) |", "|---|---:|"] + [f"| {k} | {v:.1f} |" for k, v in manifest["timings"].items()]
     return "\n".join(lines) + "\n"

@@ -34,6 +34,7 @@ import dataclasses
 import json
 import sys
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from .config import SUBSETS, GenerateConfig, RelaxConfig, check_volume_range
 from .deform import DEFORMATIONS, deform
 from .executors import DaskExecutor, InProcess, ProcessPool
 from ..oracles import label
+from ..oracles.label import MAX_ENERGY_ABOVE_REFERENCE, screen
 from .manifest import file_sha256, summary_markdown
 from .randspg import generate_one, tasks as randspg_tasks
 from .reference import hcp_reference
@@ -112,6 +114,7 @@ class _Run:
         self.stats: dict = {}
         self.timings: dict = {}
         self.rejected: list = []
+        self.reference_energy = None  # eV/atom, the oracle's hcp ground state (set by reference())
         self.chunks = Counter()  # computed / cached chunks
         ex = cfg.executor
         if ex.kind == "dask":
@@ -170,6 +173,7 @@ class _Run:
         if ref is None:
             ref = hcp_reference(self.oracle, self.cfg.element)
             self.store.save("reference", key, ref)
+        self.reference_energy = ref.get("energy")
         self.timed("reference", t0)
         return ref
 
@@ -222,9 +226,15 @@ class _Run:
         payloads = [dict(oracle=self.ref_oracle, structures=ch) for ch in chunks]
         keys = [content_hash("label", RECIPE_VERSION, self.oracle_id, ch) for ch in chunks]
         res = self.chunked(f"label-{subset}", label_task, payloads, keys, self.work, f"label {subset}")
+        res = screen(res, self.reference_energy)  # implausible labels: discarded and counted like failures
         ok = [r for r in res if not is_failure(r)]
         bad = [r for r in res if is_failure(r)]
         self.rejected += [{"stage": f"label {subset}", "id": f.name, "reason": f.reason, "message": f.message} for f in bad]
+        odd = [f for f in bad if f.reason == "implausible"]
+        if odd:
+            warnings.warn(f"label {subset}: {len(odd)} of {len(res)} structures discarded as implausible "
+                          f"(labels no real material gives; first: {odd[0].name}: {odd[0].message}); "
+                          "all are listed in rejected.jsonl and summary.md", stacklevel=2)
         s = self.stats[subset]
         s.update(structures=len(ok), atoms=sum(len(a) for a in ok), label_failures=dict(Counter(f.reason for f in bad)))
         self.timed(f"label {subset}", t0)
@@ -305,10 +315,27 @@ def run(cfg: GenerateConfig, out_dir, resume: bool = False, oracle=None, hook=No
         "versions": versions(), "subsets": stats, "timings": r.timings, "files": written,
         "checkpoints": {"chunks": dict(r.chunks), "corrupted_and_recomputed": r.store.corrupt},
     }
+    manifest["implausible"] = [x for x in r.rejected if x["reason"] == "implausible"]
+    manifest["warnings"] = generation_warnings(manifest)
     atomic_write(out / "rejected.jsonl", "".join(json.dumps(x) + "\n" for x in r.rejected))
     write_json(out / "manifest.json", manifest)
     atomic_write(out / "summary.md", summary_markdown(manifest))
     return manifest
+
+
+def generation_warnings(manifest: dict) -> list[str]:
+    """Loud warnings of a generation manifest: structures discarded as implausible (see
+    :func:`mtpjax.oracles.label.implausibility`), and an empty EVERYTHING set."""
+    out = []
+    odd = manifest.get("implausible", [])
+    if odd:
+        per = Counter(x["stage"].split()[-1] for x in odd)
+        out.append(f"{len(odd)} structures discarded as implausible labels (no real material gives them: e.g. more than "
+                   f"{MAX_ENERGY_ABOVE_REFERENCE:g} eV/atom above the oracle's ground state; the oracle extrapolates "
+                   f"outside its range): {', '.join(f'{k} {v}' for k, v in sorted(per.items()))}")
+    if not manifest["subsets"].get("EVERYTHING", {}).get("structures", 1):
+        out.append("the training set (EVERYTHING) is empty")
+    return out
 
 
 def _write(out: Path, order, labelled) -> dict:

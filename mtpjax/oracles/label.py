@@ -19,6 +19,25 @@ whatever batch it is labelled in (the generator's output files do not depend on 
 non-finite result fails its structure only; a batch that raises is redone one structure at a time. An
 :class:`ASEOracle` labels in its worker processes. The training-set generator (:mod:`mtpjax.generate`) labels
 through :func:`label` too.
+
+**Plausibility** (:func:`implausibility`, :func:`screen`). A finite label can still be one that no real material
+gives: a tabulated EAM far outside its tables (Al_mm.eam.fs on a cell compressed to 0.37 Ω0 gives up to 1.5 MeV/atom,
+and LAMMPS the same). Such a structure becomes a :class:`Failure` with reason ``implausible`` and a message naming
+the value, exactly like a failed one, when
+
+- any force component exceeds :data:`MAX_FORCE` = 1e4 eV/Å, or any stress component exceeds
+  :data:`MAX_STRESS_GPA` = 1e5 GPa (100 TPa); or
+- given the oracle's ground-state energy per atom ``reference_energy`` (the generator passes its hcp reference):
+  E/N − reference_energy > :data:`MAX_ENERGY_ABOVE_REFERENCE` = 1000 eV/atom. The rule is relative, so it holds
+  for any oracle's energy zero (EAM, DFT with pseudopotential offsets, ...).
+
+Why these numbers hold for any element: cohesive energies are 1–9 eV/atom (W, the largest, 8.9). The generator
+never keeps atoms closer than 0.6 d_nn, so no structure is compressed beyond about 0.6³ = 0.22 Ω0 isotropically.
+A third-order Birch–Murnaghan extrapolation (B' = 4.5) there gives E − E0 ≈ 5.2 B0Ω0 and p ≈ 57 B0: for the
+stiffest metals (W: B0 = 310 GPa, Ω0 = 15.9 Å³, B0Ω0 = 31 eV) about 160 eV/atom and 18 TPa; for Al (Al at
+0.37 Ω0, the case above: ≈ 10 eV/atom). The bounds are 6× (energy) and 5.6× (stress) above these extremes, so a
+real material's label is never discarded, while an oracle's keV–MeV extrapolation artefacts are. Forces: an
+atom between neighbours at 0.6 d_nn under ~20 TPa feels ≲ p·d² ≈ 110 eV/Å³ × 3 Å² ≈ 300 eV/Å; the bound is 30× that.
 """
 from __future__ import annotations
 
@@ -32,12 +51,18 @@ from ..errors import MtpjaxError, StructureError
 from ..evaluate import Evaluator, consecutive_groups, program, types_for_symbols
 from ..neighbors import power_of_two
 from ..potential import Potential
-from ..units import stress_to_voigt
+from ..units import EV_PER_A3_TO_GPA, stress_to_voigt
 from .ase_oracle import ASEOracle
 from .base import check_symbols
 
 #: Failure reasons.
-REASONS = ("unknown_element", "invalid_structure", "oracle_error", "non_finite")
+REASONS = ("unknown_element", "invalid_structure", "oracle_error", "non_finite", "implausible")
+#: Largest plausible energy per atom above the oracle's ground state (eV/atom); see the module docstring.
+MAX_ENERGY_ABOVE_REFERENCE = 1000.0
+#: Largest plausible force component (eV/Å).
+MAX_FORCE = 1.0e4
+#: Largest plausible stress component (GPa).
+MAX_STRESS_GPA = 1.0e5
 
 
 @dataclass(frozen=True)
@@ -70,15 +95,54 @@ def _finite(energy, forces, stress) -> bool:
     return bool(np.isfinite(energy) and np.isfinite(forces).all() and (stress is None or np.isfinite(stress).all()))
 
 
+def implausibility(atoms, reference_energy: float | None = None) -> str | None:
+    """Why the labels of ``atoms`` (energy eV, forces eV/Å, stress eV/Å³ from its calculator) are ones no real
+    material gives, or None when they are plausible (the rule of the module docstring: non-finite; any |force
+    component| > :data:`MAX_FORCE`; any |stress component| > :data:`MAX_STRESS_GPA`; with ``reference_energy``
+    (eV/atom, the oracle's ground state), E/N − reference_energy > :data:`MAX_ENERGY_ABOVE_REFERENCE`)."""
+    res = atoms.calc.results
+    energy = float(res["energy"])
+    forces = np.asarray(res["forces"], dtype=float)
+    stress = res.get("stress")
+    if not _finite(energy, forces, stress):
+        return "non-finite energy, force or stress"
+    n = max(len(atoms), 1)
+    if reference_energy is not None and energy / n - reference_energy > MAX_ENERGY_ABOVE_REFERENCE:
+        return (f"energy {energy / n:.6g} eV/atom is {energy / n - reference_energy:.4g} eV/atom above the oracle's "
+                f"ground state ({reference_energy:.6g} eV/atom); limit {MAX_ENERGY_ABOVE_REFERENCE:g} eV/atom")
+    fmax = float(np.abs(forces).max()) if forces.size else 0.0
+    if fmax > MAX_FORCE:
+        return f"force component {fmax:.4g} eV/Å; limit {MAX_FORCE:g} eV/Å"
+    if stress is not None:
+        smax = float(np.abs(np.asarray(stress, dtype=float)).max()) * EV_PER_A3_TO_GPA
+        if smax > MAX_STRESS_GPA:
+            return f"stress component {smax:.4g} GPa; limit {MAX_STRESS_GPA:g} GPa"
+    return None
+
+
+def screen(results: list, reference_energy: float | None = None) -> list:
+    """``results`` of :func:`label` with every labelled structure whose labels are implausible
+    (:func:`implausibility`) replaced by a :class:`Failure` with reason ``implausible`` (``non_finite`` for NaN/inf;
+    its index in ``results``,
+    its name, and a message giving the value and the limit). Failures pass through unchanged."""
+    out = []
+    for k, r in enumerate(results):
+        why = None if isinstance(r, Failure) else implausibility(r, reference_energy)
+        reason = "non_finite" if why is not None and why.startswith("non-finite") else "implausible"
+        out.append(r if why is None else Failure(k, _name(r, k), reason, why))
+    return out
+
+
 class Labeller:
     """Labels structures with one oracle (see :func:`label`, which is ``Labeller(oracle)(structures)``). Compiled
     programs are shared by the whole process (:func:`mtpjax.evaluate.program`), not kept per Labeller."""
 
-    def __init__(self, oracle, batch_atoms: int = 2048):
+    def __init__(self, oracle, batch_atoms: int = 2048, reference_energy: float | None = None):
         if not isinstance(oracle, (ASEOracle, Potential)):
             raise MtpjaxError(f"{oracle!r} is not an oracle (a JAX potential or an ASEOracle); see mtpjax.oracles.make_oracle")
         self.oracle = oracle
         self.batch_atoms = int(batch_atoms)
+        self.reference_energy = None if reference_energy is None else float(reference_energy)
         self.evaluator = None if isinstance(oracle, ASEOracle) else Evaluator(oracle, max_batch_atoms=self.batch_atoms)
 
     def __call__(self, structures, progress=None) -> list:
@@ -103,19 +167,21 @@ class Labeller:
             _label_ase(oracle, structures, todo, out, progress)
         else:
             _label_jax(oracle, self.evaluator, structures, todo, out, progress, self.batch_atoms)
-        return out
+        return screen(out, self.reference_energy)
 
 
-def label(oracle, structures, progress=None, batch_atoms: int = 2048) -> list:
+def label(oracle, structures, progress=None, batch_atoms: int = 2048, reference_energy: float | None = None) -> list:
     """Label ``structures`` (a list of ase.Atoms) with ``oracle`` (any JAX oracle or an :class:`ASEOracle`).
 
     Returns, in input order, labelled copies or :class:`Failure` records (named by ``atoms.info['id']``, else
     ``info['name']``). ``progress(n)`` is called with the number of structures newly done (the calls add up to
     ``len(structures)``). Never raises for a bad structure; raises :class:`MtpjaxError` only for a bad oracle.
     JAX oracles are evaluated in packed batches of up to ``batch_atoms`` atoms, padded to powers of two (see the
-    module docstring): the labels of a structure do not depend on the other structures of the call.
+    module docstring): the labels of a structure do not depend on the other structures of the call. Implausible
+    labels (:func:`implausibility`; the energy rule only with ``reference_energy``, eV/atom) become failures with
+    reason ``implausible``.
     """
-    return Labeller(oracle, batch_atoms)(structures, progress)
+    return Labeller(oracle, batch_atoms, reference_energy)(structures, progress)
 
 
 def _label_ase(oracle, structures, todo, out, progress):

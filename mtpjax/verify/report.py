@@ -86,6 +86,23 @@ def markdown_table(headers, body, align=None) -> str:
     return "\n".join(lines)
 
 
+#: Verification errors at or above these (by the row's unit) mean a broken potential, not an inaccurate one: an MTP
+#: that describes the element misses energies per atom by meV–tens of meV and forces by ≲ 1 eV/Å.
+BROKEN_ERRORS = {"eV/atom": 1.0, "meV/atom": 1000.0, "eV/Å": 10.0}
+
+
+def verification_warnings(rows) -> list[str]:
+    """Loud warnings for verification ``rows`` whose |error| is at or above :data:`BROKEN_ERRORS` for its unit
+    (an energy error of eV/atom scale, a force error of tens of eV/Å)."""
+    out = []
+    for r in rows:
+        lim, err = BROKEN_ERRORS.get(r.get("unit") or ""), r.get("error")
+        if lim is not None and isinstance(err, (int, float)) and abs(err) >= lim:
+            out.append(f"{r.get('test')}: {r.get('quantity')} error {err:.4g} {r['unit']} (≥ {lim:g} {r['unit']}): "
+                       "the potential is broken (see the fit's RMSEs and the generation's rejected structures)")
+    return out
+
+
 def error_table(rows, potential_name: str = "potential", oracle_name: str = "oracle") -> str:
     """The error table (one line per row): test, quantity, unit, potential, oracle, error, relative error."""
     body = [[r["test"], r["quantity"], r["unit"] or "", fmt(r["mtp"]), fmt(r["oracle"]), fmt(r["error"], signed=True),
@@ -99,6 +116,8 @@ def summary_markdown(result: dict) -> str:
     pot, orc = result.get("potential", {}), result.get("oracle", {})
     pname, oname = result.get("potential_label", pot.get("name", "potential")), result.get("oracle_label", orc.get("name", "oracle"))
     out = [f"# Verification: {pname} against {oname}", ""]
+    if result.get("warnings"):
+        out += ["**WARNINGS**", ""] + [f"- **{w}**" for w in result["warnings"]] + [""]
     meta = [f"element(s): {', '.join(result.get('elements') or []) or '—'}",
             f"mode: {'quick' if result.get('quick') else 'full'}",
             f"total time: {fmt(result.get('total_seconds'), 3)} s"]

@@ -14,6 +14,7 @@ import json
 import inspect
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 from ..errors import MtpjaxError
@@ -185,6 +186,9 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
     result["total_seconds"] = time.perf_counter() - t_start
     result["timings"] = {n: t["seconds"] for n, t in result["tests"].items()} | {"total": result["total_seconds"]}
     result["rows"] = report.normalise_rows(result["rows"])
+    result["warnings"] = report.verification_warnings(result["rows"])
+    for w in result["warnings"]:
+        warnings.warn(f"verify: {w}", stacklevel=2)
     result["files"] = {k: str(Path(v).name) for k, v in report.write_report(result, outdir).items()}
     return result
 

@@ -127,3 +127,11 @@ def test_report_shows_warnings_at_the_top(tmp_path):
     assert md.index("WARNINGS") < md.index("## Stages") < md.index("## Fit")
     (tmp_path / "fit" / "result.json").write_text(json.dumps({**res, **_result(4.0)}))
     assert "WARNINGS" not in report_markdown(cfg, tmp_path, {"generate": None, "fit": None, "verify": None, "report": None})
+
+
+def test_run_log_carries_warnings(tmp_path, capsys):
+    from mtpjax.pipeline import _warn, read_log
+
+    _warn(tmp_path, "fit", fit_warnings(_result(3.9e6)), None)
+    assert read_log(tmp_path) == [("fit", "WARNING")]
+    assert "3900 eV/atom" in (tmp_path / "stages.log").read_text() and "WARNING" in capsys.readouterr().err

@@ -14,13 +14,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Fast test suite (slow tests excluded); what CI runs.
+## Fast test suite (slow tests excluded); what CI runs. TEST_JOBS worker processes (pytest-xdist), one test file
+## per worker at a time (module fixtures are built once); TEST_JOBS=0 runs everything in this process.
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_JOBS) --dist loadfile tests
 
 ## Everything, slow tests included.
 test-all: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile tests
 
 ## Demo: MLIP's reference outputs recomputed by mtpjax and compared digit by digit (when ../shared is there), then
 ## the quickstart study: generate -> fit -> verify -> report (demo_out/quickstart/report.md; ~3 min on 2 cores from a fresh clone, install included).

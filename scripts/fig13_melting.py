@@ -80,7 +80,8 @@ def pressure(pot, args):
 def twophase(pot, args, temps, repeat, steps, guess):
     crystal = M.orthogonal_hcp("Mg", 3.25, 5.31, repeat)
     t0 = time.perf_counter()
-    start, info = M.prepare_two_phase(pot, crystal, temperature=guess, equil_steps=args.equil_steps,
+    start, info = M.prepare_two_phase(pot, crystal, temperature=guess, melt_temperature=args.melt_temperature,
+                                      equil_steps=args.equil_steps,
                                       melt_steps=args.melt_steps, quench_steps=args.quench_steps, progress=args.progress)
     info["prepare_wall_s"] = time.perf_counter() - t0
     info["atoms"], info["atoms_crystal"], info["repeat"] = len(start), len(crystal), list(repeat)
@@ -274,6 +275,7 @@ def main(argv=None):
     ap.add_argument("--mtp-twophase-steps", type=int, default=5000)
     ap.add_argument("--equil-steps", type=int, default=1500)
     ap.add_argument("--melt-steps", type=int, default=2500)
+    ap.add_argument("--melt-temperature", type=float, help="K, melting the copy at fixed cell (default 1.6 x the guess)")
     ap.add_argument("--quench-steps", type=int, default=500)
     ap.add_argument("--frame-every", type=int, default=250)
     ap.add_argument("--progress", action="store_true")

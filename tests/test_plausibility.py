@@ -135,3 +135,37 @@ def test_run_log_carries_warnings(tmp_path, capsys):
     _warn(tmp_path, "fit", fit_warnings(_result(3.9e6)), None)
     assert read_log(tmp_path) == [("fit", "WARNING")]
     assert "3900 eV/atom" in (tmp_path / "stages.log").read_text() and "WARNING" in capsys.readouterr().err
+
+
+def test_energy_bound_in_the_oracles_own_scale():
+    """With B0·Ω0 known the bound is 8 B0·Ω0 (Al_mm.eam.fs: 7.33 eV/atom -> 58.6 eV/atom), never above the absolute
+    1000 eV/atom, and the absolute bound when the scale is missing or meaningless."""
+    from mtpjax.oracles.label import MAX_ENERGY_IN_B0_OMEGA0, energy_limit
+
+    assert energy_limit(None) == MAX_ENERGY_ABOVE_REFERENCE
+    assert energy_limit(float("nan")) == energy_limit(-1.0) == MAX_ENERGY_ABOVE_REFERENCE
+    assert energy_limit(7.33) == pytest.approx(MAX_ENERGY_IN_B0_OMEGA0 * 7.33)
+    assert energy_limit(1e6) == MAX_ENERGY_ABOVE_REFERENCE
+    ref = -3.38
+    assert "limit 58.64 eV/atom" in implausibility(_labelled(ref + 63.4), ref, 7.33)  # the Al SHEAR cells: 63-97 eV/atom
+    assert implausibility(_labelled(ref + 20.6), ref, 7.33) is None  # a RANDSPG cell at Ω0 with a close contact
+    bad = screen([_labelled(ref + 97.0, name="shear"), _labelled(ref + 1.0, name="ok")], ref, 7.33)
+    assert [getattr(r, "reason", None) for r in bad] == ["implausible", None]
+
+
+def test_reference_bulk_modulus_is_the_voigt_average_of_the_published_elastic_constants():
+    """The generator's B0 (E(V) curvature under uniform strain, positions scaled: the Voigt average) of the Sun 2006
+    EAM against the Voigt average of its elastic constants in ../shared's reference_properties.csv (ASE and LAMMPS):
+    (2 C11 + C33 + 2 C12 + 4 C13) / 9 = 35.90 GPa, within 1 %; energy_scale = B0·Ω0."""
+    import csv
+
+    from conftest import SHARED, need
+    from mtpjax.generate.reference import hcp_reference
+    from mtpjax.oracles import make_potential
+
+    rows = {r["name"]: r for r in csv.DictReader(open(need(SHARED / "data" / "potentials" / "reference_properties.csv")))}
+    c = {k: float(rows["Sun2006_EAM_lammps"][k]) for k in ("C11", "C12", "C13", "C33")}
+    b_voigt = (2 * c["C11"] + c["C33"] + 2 * c["C12"] + 4 * c["C13"]) / 9
+    ref = hcp_reference(make_potential(str(need(SHARED / "data" / "potentials" / "Mg_mm.eam.fs"))), "Mg")
+    assert ref["bulk_modulus_GPa"] == pytest.approx(b_voigt, rel=0.01)
+    assert ref["energy_scale"] == pytest.approx(ref["bulk_modulus_GPa"] / EV_PER_A3_TO_GPA * ref["omega0"], rel=1e-12)

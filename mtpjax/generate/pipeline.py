@@ -47,7 +47,7 @@ from .config import SUBSETS, GenerateConfig, RelaxConfig, check_volume_range
 from .deform import DEFORMATIONS, deform
 from .executors import DaskExecutor, InProcess, ProcessPool
 from ..oracles import label
-from ..oracles.label import MAX_ENERGY_ABOVE_REFERENCE, screen
+from ..oracles.label import energy_limit, screen
 from .manifest import file_sha256, summary_markdown
 from .randspg import generate_one, tasks as randspg_tasks
 from .reference import hcp_reference
@@ -115,6 +115,7 @@ class _Run:
         self.timings: dict = {}
         self.rejected: list = []
         self.reference_energy = None  # eV/atom, the oracle's hcp ground state (set by reference())
+        self.energy_scale = None  # eV/atom, its B0·Ω0 (set by reference())
         self.chunks = Counter()  # computed / cached chunks
         ex = cfg.executor
         if ex.kind == "dask":
@@ -174,6 +175,7 @@ class _Run:
             ref = hcp_reference(self.oracle, self.cfg.element)
             self.store.save("reference", key, ref)
         self.reference_energy = ref.get("energy")
+        self.energy_scale = ref.get("energy_scale")  # B0·Ω0 (eV/atom); absent from references stored before it
         self.timed("reference", t0)
         return ref
 
@@ -226,7 +228,7 @@ class _Run:
         payloads = [dict(oracle=self.ref_oracle, structures=ch) for ch in chunks]
         keys = [content_hash("label", RECIPE_VERSION, self.oracle_id, ch) for ch in chunks]
         res = self.chunked(f"label-{subset}", label_task, payloads, keys, self.work, f"label {subset}")
-        res = screen(res, self.reference_energy)  # implausible labels: discarded and counted like failures
+        res = screen(res, self.reference_energy, self.energy_scale)  # implausible labels: discarded and counted like failures
         ok = [r for r in res if not is_failure(r)]
         bad = [r for r in res if is_failure(r)]
         self.rejected += [{"stage": f"label {subset}", "id": f.name, "reason": f.reason, "message": f.message} for f in bad]
@@ -330,8 +332,9 @@ def generation_warnings(manifest: dict) -> list[str]:
     odd = manifest.get("implausible", [])
     if odd:
         per = Counter(x["stage"].split()[-1] for x in odd)
+        limit = energy_limit(manifest.get("reference", {}).get("energy_scale"))
         out.append(f"{len(odd)} structures discarded as implausible labels (no real material gives them: e.g. more than "
-                   f"{MAX_ENERGY_ABOVE_REFERENCE:g} eV/atom above the oracle's ground state; the oracle extrapolates "
+                   f"{limit:.4g} eV/atom above the oracle's ground state; the oracle extrapolates "
                    f"outside its range): {', '.join(f'{k} {v}' for k, v in sorted(per.items()))}")
     if not manifest["subsets"].get("EVERYTHING", {}).get("structures", 1):
         out.append("the training set (EVERYTHING) is empty")

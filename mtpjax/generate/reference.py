@@ -15,7 +15,10 @@ def hcp_reference(oracle, element: str) -> dict:
     reference volume of ``element``, then FIRE on the cell to |σ_ij| ≤ 1e-5 GPa).
 
     Returns a, c (Å), c_over_a, omega0 (Å³/atom), nn_distance (Å), energy (eV/atom), pressure and residual
-    stress (GPa). Raises ConfigError naming ``element`` if the oracle cannot evaluate it.
+    stress (GPa), bulk_modulus_GPa (B0, from the curvature of E(V) over ±2 % isotropic strain of the relaxed cell,
+    positions scaled) and energy_scale = B0·Ω0 (eV/atom; the scale of the plausibility rule,
+    :data:`mtpjax.oracles.label.MAX_ENERGY_IN_B0_OMEGA0`). Raises ConfigError naming ``element`` if the oracle cannot
+    evaluate it.
     """
     _oracle.check_element(oracle, element)
     pot = oracle if _oracle.is_jax(oracle) else _oracle.calculator(oracle)
@@ -26,6 +29,25 @@ def hcp_reference(oracle, element: str) -> dict:
     a = hp["a"]
     c = a * hp["c_over_a"]
     st = r.stress * EV_PER_A3_TO_GPA  # Voigt, GPa
+    b0 = bulk_modulus(pot, r.atoms)  # eV/Å³
     return {"element": element, "a": a, "c": c, "c_over_a": c / a, "omega0": hp["volume"],
             "nn_distance": float(min(a, np.sqrt(a * a / 3 + c * c / 4))), "energy": float(r.energy_per_atom),
-            "pressure_GPa": float(-np.mean(st[:3])), "max_stress_GPa": float(np.abs(st).max())}
+            "pressure_GPa": float(-np.mean(st[:3])), "max_stress_GPa": float(np.abs(st).max()),
+            "bulk_modulus_GPa": b0 * EV_PER_A3_TO_GPA, "energy_scale": b0 * hp["volume"]}
+
+
+def bulk_modulus(potential, atoms, strain: float = 0.02) -> float:
+    """B0 (eV/Å³) of the relaxed ``atoms`` under ``potential`` (a JAX potential or an ASE calculator): V·d²E/dV²
+    per atom from three single points at volumes (1 − ``strain``, 1, 1 + ``strain``)·V, positions scaled."""
+    from ..oracles import get_calculator
+
+    calc = potential if hasattr(potential, "get_potential_energy") else get_calculator(potential)
+    v0 = atoms.get_volume() / len(atoms)
+    energies = []
+    for f in (1.0 - strain, 1.0, 1.0 + strain):
+        x = atoms.copy()
+        x.set_cell(atoms.cell.array * f ** (1.0 / 3.0), scale_atoms=True)
+        x.calc = calc
+        energies.append(float(x.get_potential_energy()) / len(x))
+    dv = strain * v0
+    return float(v0 * (energies[0] - 2.0 * energies[1] + energies[2]) / dv**2)

@@ -39,6 +39,14 @@ case above) about 10 eV/atom (Mendelev's Mg_mm.eam.fs on hcp Mg gives 5.0 eV/ato
 1.8 TPa at 0.22 Ω0). The bounds are 6× (energy) and 5.6× (stress) above these extremes, so a
 real material's label is never discarded, while an oracle's keV–MeV extrapolation artefacts are. Forces: an
 atom between neighbours at 0.6 d_nn under ~20 TPa feels ≲ p·d² ≈ 110 eV/Å³ × 3 Å² ≈ 300 eV/Å; the bound is 30× that.
+
+**The material's own scale.** Given also the oracle's B0·Ω0 (``energy_scale``, eV/atom: its bulk modulus times its
+volume per atom at the ground state; the generator measures both), the energy bound tightens to
+:data:`MAX_ENERGY_IN_B0_OMEGA0` = 8 B0·Ω0 (when that is below 1000 eV/atom): 1.5× the 5.2 B0·Ω0 that the Birch–Murnaghan
+extrapolation gives at the densest isotropic compression the generator keeps (0.22 Ω0), which no structure of the
+chain exceeds physically (Mendelev's Mg_mm.eam.fs: 19.6 eV/atom = 3.8 B0·Ω0 there). Measured on Al with Mendelev's
+Al_mm.eam.fs (B0·Ω0 = 7.3 eV/atom, bound 59 eV/atom) at quickstart size: the three SHEAR cells labelled 63–97 eV/atom above the
+ground state at 0.62–0.67 Ω0 (where the Birch–Murnaghan extrapolation gives about 1.3 eV/atom) are discarded.
 """
 from __future__ import annotations
 
@@ -60,6 +68,8 @@ from .base import check_symbols
 REASONS = ("unknown_element", "invalid_structure", "oracle_error", "non_finite", "implausible")
 #: Largest plausible energy per atom above the oracle's ground state (eV/atom); see the module docstring.
 MAX_ENERGY_ABOVE_REFERENCE = 1000.0
+#: With the oracle's B0·Ω0 known: largest plausible energy per atom above the ground state, in units of B0·Ω0.
+MAX_ENERGY_IN_B0_OMEGA0 = 8.0
 #: Largest plausible force component (eV/Å).
 MAX_FORCE = 1.0e4
 #: Largest plausible stress component (GPa).
@@ -96,11 +106,20 @@ def _finite(energy, forces, stress) -> bool:
     return bool(np.isfinite(energy) and np.isfinite(forces).all() and (stress is None or np.isfinite(stress).all()))
 
 
-def implausibility(atoms, reference_energy: float | None = None) -> str | None:
+def energy_limit(energy_scale: float | None = None) -> float:
+    """The energy bound (eV/atom above the ground state): :data:`MAX_ENERGY_ABOVE_REFERENCE`, or
+    :data:`MAX_ENERGY_IN_B0_OMEGA0` × ``energy_scale`` (B0·Ω0, eV/atom) when that is smaller and positive."""
+    if energy_scale is None or not np.isfinite(energy_scale) or energy_scale <= 0:
+        return MAX_ENERGY_ABOVE_REFERENCE
+    return float(min(MAX_ENERGY_ABOVE_REFERENCE, MAX_ENERGY_IN_B0_OMEGA0 * energy_scale))
+
+
+def implausibility(atoms, reference_energy: float | None = None, energy_scale: float | None = None) -> str | None:
     """Why the labels of ``atoms`` (energy eV, forces eV/Å, stress eV/Å³ from its calculator) are ones no real
     material gives, or None when they are plausible (the rule of the module docstring: non-finite; any |force
     component| > :data:`MAX_FORCE`; any |stress component| > :data:`MAX_STRESS_GPA`; with ``reference_energy``
-    (eV/atom, the oracle's ground state), E/N − reference_energy > :data:`MAX_ENERGY_ABOVE_REFERENCE`)."""
+    (eV/atom, the oracle's ground state), E/N − reference_energy > :func:`energy_limit` of ``energy_scale`` (B0·Ω0,
+    eV/atom))."""
     res = atoms.calc.results
     energy = float(res["energy"])
     forces = np.asarray(res["forces"], dtype=float)
@@ -108,9 +127,10 @@ def implausibility(atoms, reference_energy: float | None = None) -> str | None:
     if not _finite(energy, forces, stress):
         return "non-finite energy, force or stress"
     n = max(len(atoms), 1)
-    if reference_energy is not None and energy / n - reference_energy > MAX_ENERGY_ABOVE_REFERENCE:
+    limit = energy_limit(energy_scale)
+    if reference_energy is not None and energy / n - reference_energy > limit:
         return (f"energy {energy / n:.6g} eV/atom is {energy / n - reference_energy:.4g} eV/atom above the oracle's "
-                f"ground state ({reference_energy:.6g} eV/atom); limit {MAX_ENERGY_ABOVE_REFERENCE:g} eV/atom")
+                f"ground state ({reference_energy:.6g} eV/atom); limit {limit:.4g} eV/atom")
     fmax = float(np.abs(forces).max()) if forces.size else 0.0
     if fmax > MAX_FORCE:
         return f"force component {fmax:.4g} eV/Å; limit {MAX_FORCE:g} eV/Å"
@@ -121,14 +141,14 @@ def implausibility(atoms, reference_energy: float | None = None) -> str | None:
     return None
 
 
-def screen(results: list, reference_energy: float | None = None) -> list:
+def screen(results: list, reference_energy: float | None = None, energy_scale: float | None = None) -> list:
     """``results`` of :func:`label` with every labelled structure whose labels are implausible
     (:func:`implausibility`) replaced by a :class:`Failure` with reason ``implausible`` (``non_finite`` for NaN/inf;
     its index in ``results``,
     its name, and a message giving the value and the limit). Failures pass through unchanged."""
     out = []
     for k, r in enumerate(results):
-        why = None if isinstance(r, Failure) else implausibility(r, reference_energy)
+        why = None if isinstance(r, Failure) else implausibility(r, reference_energy, energy_scale)
         reason = "non_finite" if why is not None and why.startswith("non-finite") else "implausible"
         out.append(r if why is None else Failure(k, _name(r, k), reason, why))
     return out
@@ -138,12 +158,14 @@ class Labeller:
     """Labels structures with one oracle (see :func:`label`, which is ``Labeller(oracle)(structures)``). Compiled
     programs are shared by the whole process (:func:`mtpjax.evaluate.program`), not kept per Labeller."""
 
-    def __init__(self, oracle, batch_atoms: int = 2048, reference_energy: float | None = None):
+    def __init__(self, oracle, batch_atoms: int = 2048, reference_energy: float | None = None,
+                 energy_scale: float | None = None):
         if not isinstance(oracle, (ASEOracle, Potential)):
             raise MtpjaxError(f"{oracle!r} is not an oracle (a JAX potential or an ASEOracle); see mtpjax.oracles.make_oracle")
         self.oracle = oracle
         self.batch_atoms = int(batch_atoms)
         self.reference_energy = None if reference_energy is None else float(reference_energy)
+        self.energy_scale = None if energy_scale is None else float(energy_scale)
         self.evaluator = None if isinstance(oracle, ASEOracle) else Evaluator(oracle, max_batch_atoms=self.batch_atoms)
 
     def __call__(self, structures, progress=None) -> list:
@@ -168,10 +190,11 @@ class Labeller:
             _label_ase(oracle, structures, todo, out, progress)
         else:
             _label_jax(oracle, self.evaluator, structures, todo, out, progress, self.batch_atoms)
-        return screen(out, self.reference_energy)
+        return screen(out, self.reference_energy, self.energy_scale)
 
 
-def label(oracle, structures, progress=None, batch_atoms: int = 2048, reference_energy: float | None = None) -> list:
+def label(oracle, structures, progress=None, batch_atoms: int = 2048, reference_energy: float | None = None,
+          energy_scale: float | None = None) -> list:
     """Label ``structures`` (a list of ase.Atoms) with ``oracle`` (any JAX oracle or an :class:`ASEOracle`).
 
     Returns, in input order, labelled copies or :class:`Failure` records (named by ``atoms.info['id']``, else
@@ -179,10 +202,10 @@ def label(oracle, structures, progress=None, batch_atoms: int = 2048, reference_
     ``len(structures)``). Never raises for a bad structure; raises :class:`MtpjaxError` only for a bad oracle.
     JAX oracles are evaluated in packed batches of up to ``batch_atoms`` atoms, padded to powers of two (see the
     module docstring): the labels of a structure do not depend on the other structures of the call. Implausible
-    labels (:func:`implausibility`; the energy rule only with ``reference_energy``, eV/atom) become failures with
-    reason ``implausible``.
+    labels (:func:`implausibility`; the energy rule only with ``reference_energy``, eV/atom, in the oracle's own scale
+    with ``energy_scale`` = B0·Ω0, eV/atom) become failures with reason ``implausible``.
     """
-    return Labeller(oracle, batch_atoms, reference_energy)(structures, progress)
+    return Labeller(oracle, batch_atoms, reference_energy, energy_scale)(structures, progress)
 
 
 def _label_ase(oracle, structures, todo, out, progress):

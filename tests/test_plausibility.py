@@ -138,14 +138,15 @@ def test_run_log_carries_warnings(tmp_path, capsys):
 
 
 def test_energy_bound_in_the_oracles_own_scale():
-    """With B0·Ω0 known the bound is 8 B0·Ω0 (Al_mm.eam.fs: 7.33 eV/atom -> 58.6 eV/atom), never above the absolute
-    1000 eV/atom, and the absolute bound when the scale is missing or meaningless."""
+    """With B0·Ω0 known the bound is 8 B0·Ω0 (Al_mm.eam.fs: 7.33 eV/atom -> 58.6 eV/atom), within [50, 1000] eV/atom,
+    and the absolute bound when the scale is missing or meaningless."""
     from mtpjax.oracles.label import MAX_ENERGY_IN_B0_OMEGA0, energy_limit
 
     assert energy_limit(None) == MAX_ENERGY_ABOVE_REFERENCE
     assert energy_limit(float("nan")) == energy_limit(-1.0) == MAX_ENERGY_ABOVE_REFERENCE
     assert energy_limit(7.33) == pytest.approx(MAX_ENERGY_IN_B0_OMEGA0 * 7.33)
     assert energy_limit(1e6) == MAX_ENERGY_ABOVE_REFERENCE
+    assert energy_limit(0.66) == 50.0  # Lennard-Jones argon's B0·Ω0: the floor
     ref = -3.38
     assert "limit 58.64 eV/atom" in implausibility(_labelled(ref + 63.4), ref, 7.33)  # the Al SHEAR cells: 63-97 eV/atom
     assert implausibility(_labelled(ref + 20.6), ref, 7.33) is None  # a RANDSPG cell at Ω0 with a close contact

@@ -42,7 +42,9 @@ atom between neighbours at 0.6 d_nn under ~20 TPa feels ≲ p·d² ≈ 110 eV/Å
 
 **The material's own scale.** Given also the oracle's B0·Ω0 (``energy_scale``, eV/atom: its bulk modulus times its
 volume per atom at the ground state; the generator measures both), the energy bound tightens to
-:data:`MAX_ENERGY_IN_B0_OMEGA0` = 8 B0·Ω0 (when that is below 1000 eV/atom): 1.5× the 5.2 B0·Ω0 that the Birch–Murnaghan
+:data:`MAX_ENERGY_IN_B0_OMEGA0` = 8 B0·Ω0, kept within [50, 1000] eV/atom (:data:`MIN_ENERGY_LIMIT`: 5× the
+largest cohesive energy, for soft solids with a steep wall such as Lennard-Jones argon, B0·Ω0 = 0.66 eV/atom): 1.5× the
+5.2 B0·Ω0 that the Birch–Murnaghan
 extrapolation gives at the densest isotropic compression the generator keeps (0.22 Ω0), which no structure of the
 chain exceeds physically (Mendelev's Mg_mm.eam.fs: 19.6 eV/atom = 3.8 B0·Ω0 there). Measured on Al with Mendelev's
 Al_mm.eam.fs (B0·Ω0 = 7.3 eV/atom, bound 59 eV/atom) at quickstart size: the three SHEAR cells labelled 63–97 eV/atom above the
@@ -68,8 +70,11 @@ from .base import check_symbols
 REASONS = ("unknown_element", "invalid_structure", "oracle_error", "non_finite", "implausible")
 #: Largest plausible energy per atom above the oracle's ground state (eV/atom); see the module docstring.
 MAX_ENERGY_ABOVE_REFERENCE = 1000.0
-#: With the oracle's B0·Ω0 known: largest plausible energy per atom above the ground state, in units of B0·Ω0.
+#: With the oracle's B0·Ω0 known: largest plausible energy per atom above the ground state, in units of B0·Ω0 ...
 MAX_ENERGY_IN_B0_OMEGA0 = 8.0
+#: ... but never below this (eV/atom): soft solids with a steep repulsive wall (Lennard-Jones argon: B0·Ω0 = 0.66
+#: eV/atom, while one contact at 0.6 d_nn costs 4-6 eV) are not described by the Birch–Murnaghan scale.
+MIN_ENERGY_LIMIT = 50.0
 #: Largest plausible force component (eV/Å).
 MAX_FORCE = 1.0e4
 #: Largest plausible stress component (GPa).
@@ -107,11 +112,12 @@ def _finite(energy, forces, stress) -> bool:
 
 
 def energy_limit(energy_scale: float | None = None) -> float:
-    """The energy bound (eV/atom above the ground state): :data:`MAX_ENERGY_ABOVE_REFERENCE`, or
-    :data:`MAX_ENERGY_IN_B0_OMEGA0` × ``energy_scale`` (B0·Ω0, eV/atom) when that is smaller and positive."""
+    """The energy bound (eV/atom above the ground state): :data:`MAX_ENERGY_ABOVE_REFERENCE`, or, given a positive
+    ``energy_scale`` (B0·Ω0, eV/atom), :data:`MAX_ENERGY_IN_B0_OMEGA0` × ``energy_scale`` kept within
+    [:data:`MIN_ENERGY_LIMIT`, :data:`MAX_ENERGY_ABOVE_REFERENCE`]."""
     if energy_scale is None or not np.isfinite(energy_scale) or energy_scale <= 0:
         return MAX_ENERGY_ABOVE_REFERENCE
-    return float(min(MAX_ENERGY_ABOVE_REFERENCE, MAX_ENERGY_IN_B0_OMEGA0 * energy_scale))
+    return float(min(MAX_ENERGY_ABOVE_REFERENCE, max(MIN_ENERGY_LIMIT, MAX_ENERGY_IN_B0_OMEGA0 * energy_scale)))
 
 
 def implausibility(atoms, reference_energy: float | None = None, energy_scale: float | None = None) -> str | None:

@@ -605,15 +605,11 @@ def hop_rates(potential, perfect: Atoms, temperatures, steps, *, timestep: float
     :func:`mtpjax.md.run_md` in ``ensemble`` (default Nosé–Hoover NVT: no friction to bias the hop rate;
     ``thermostat_time`` fs) for ``steps`` (one for all or one per temperature) of ``timestep`` fs, from a
     Maxwell–Boltzmann draw at the temperature (``seed`` + index). Positions are sampled every ``sample_every`` steps
-    (a trajectory in a temporary folder), mapped onto the perfect lattice (:func:`vacancy_sites`) and the hops
+    (in memory), mapped onto the perfect lattice (:func:`vacancy_sites`) and the hops
     counted (:func:`detect_hops`, ``persist`` frames) after the first ``equilibration`` fs; rate = hops / counted
     time. ``report(HopRate)`` is called after each temperature; ``md`` goes to :func:`mtpjax.md.run_md`.
     """
-    import tempfile
     import time
-    from pathlib import Path
-
-    from ase.io import read
 
     from .md import run_md
 
@@ -629,12 +625,10 @@ def hop_rates(potential, perfect: Atoms, temperatures, steps, *, timestep: float
     out = []
     for k, (T, n) in enumerate(zip(temperatures, steps)):
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "frames.traj"
-            res = run_md(potential, start, ensemble=ensemble, steps=n, timestep=timestep, temperature=T,
-                         thermostat_time=thermostat_time, seed=seed + k, log_every=sample_every, trajectory=path,
-                         trajectory_every=sample_every, **md)
-            frames = read(path, ":")
+        frames = []  # run_md appends the frames in memory
+        res = run_md(potential, start, ensemble=ensemble, steps=n, timestep=timestep, temperature=T,
+                     thermostat_time=thermostat_time, seed=seed + k, log_every=sample_every, trajectory=frames,
+                     trajectory_every=sample_every, **md)
         X = np.stack([f.positions for f in frames])
         C = np.stack([f.cell.array for f in frames])
         counted, events, determined = count_hops(X, C, perfect, sample_fs=sample_fs, equilibration_fs=equilibration,

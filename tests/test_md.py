@@ -299,7 +299,8 @@ def test_exploding_run_stops_with_a_message_and_keeps_the_last_good_frame(tmp_pa
 
 
 def test_traj_output_holds_frames_with_momenta_and_energies(tmp_path):
-    """An ASE .traj trajectory: one frame per trajectory_every steps, momenta as the run's, energies the calculator's."""
+    """An ASE .traj trajectory: one frame per trajectory_every steps, momenta as the run's, energies the calculator's;
+    a list as ``trajectory`` gets the same frames in memory."""
     atoms = argon(1)
     traj = tmp_path / "run.traj"
     r = run_md(LJ, atoms, ensemble="nvt_langevin", steps=40, timestep=5.0, temperature=40.0, log_every=10,
@@ -308,6 +309,14 @@ def test_traj_output_holds_frames_with_momenta_and_energies(tmp_path):
     assert len(frames) == 3
     np.testing.assert_allclose(frames[-1].get_momenta(), r.atoms.get_momenta())
     assert abs(frames[-1].get_potential_energy() - reference(LJ, frames[-1])[0]) < 1e-10
+    # a list instead of a path: the same frames in memory (the same run: same seed), no file
+    kept = []
+    run_md(LJ, atoms, ensemble="nvt_langevin", steps=40, timestep=5.0, temperature=40.0, log_every=10,
+           trajectory=kept, trajectory_every=20)
+    assert [f.info["step"] for f in kept] == [0, 20, 40]
+    for f, g in zip(kept, frames):
+        np.testing.assert_allclose(f.positions, g.positions, atol=1e-12)
+        assert f.get_potential_energy() == pytest.approx(g.get_potential_energy(), abs=1e-12)
 
 
 def test_bad_settings_are_refused():

@@ -29,9 +29,7 @@ apart). Units: Å, eV, K, GPa, fs, as everywhere in :mod:`mtpjax.md`.
 from __future__ import annotations
 
 import math
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -196,17 +194,13 @@ def _block_error(x: np.ndarray, blocks: int = 4) -> float:
 
 def _npt(potential, atoms, *, temperature, pressure, steps, timestep, frames, seed, progress, momenta, species,
          ensemble="npt_mtk", **md):
-    """One run_md call; returns (result, frames of the second half)."""
-    import ase.io
-
+    """One run_md call; returns (result, frames of the second half, all frames)."""
     log_every = md.pop("log_every", 10)
     every = max(log_every, (steps // 2 // max(frames, 1)) // log_every * log_every)
-    with tempfile.TemporaryDirectory(prefix="mtpjax_melting_") as tmp:
-        traj = Path(tmp) / "t.extxyz"
-        res = run_md(potential, atoms, ensemble=ensemble, steps=steps, timestep=timestep, temperature=temperature,
-                     pressure=pressure, seed=seed, log_every=log_every, trajectory=traj, trajectory_every=every,
-                     momenta=momenta, species=species, progress=progress, **md)
-        imgs = ase.io.read(traj, index=":")
+    imgs = []  # run_md appends the frames in memory
+    res = run_md(potential, atoms, ensemble=ensemble, steps=steps, timestep=timestep, temperature=temperature,
+                 pressure=pressure, seed=seed, log_every=log_every, trajectory=imgs, trajectory_every=every,
+                 momenta=momenta, species=species, progress=progress, **md)
     half = [f for f in imgs if f.info.get("step", 0) > steps // 2] or imgs[-1:]
     return res, half, imgs
 
@@ -394,19 +388,15 @@ def two_phase_run(potential, start, temperature: float, *, steps: int = 10000, t
     """NPT (full cell, ``pressure`` GPa) of a coexistence start at ``temperature`` K for ``steps`` steps, the solid
     fraction measured every ``frame_every`` steps; rates fitted (least squares) after ``skip_ps`` ps. Momenta of
     ``start`` are rescaled from ``start_temperature`` (default: no rescaling)."""
-    import ase.io
-
     mom = start.get_momenta()
     if start_temperature:
         mom = mom * math.sqrt(temperature / start_temperature)
     log_every = md.pop("log_every", 10)
     every = max(log_every, frame_every // log_every * log_every)
-    with tempfile.TemporaryDirectory(prefix="mtpjax_2phase_") as tmp:
-        traj = Path(tmp) / "t.extxyz"
-        res = run_md(potential, start, ensemble="npt_mtk", steps=steps, timestep=timestep, temperature=temperature,
-                     pressure=pressure, seed=seed, log_every=log_every, trajectory=traj, trajectory_every=every,
-                     momenta=mom, species=species, progress=progress, **md)
-        imgs = ase.io.read(traj, index=":")
+    imgs = []  # run_md appends the frames in memory
+    res = run_md(potential, start, ensemble="npt_mtk", steps=steps, timestep=timestep, temperature=temperature,
+                 pressure=pressure, seed=seed, log_every=log_every, trajectory=imgs, trajectory_every=every,
+                 momenta=mom, species=species, progress=progress, **md)
     n = len(start)
     out = CoexistenceRun(temperature=float(temperature), wall_s=float(res.wall_s), atoms=res.atoms)
     for f in imgs:

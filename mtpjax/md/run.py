@@ -97,13 +97,17 @@ def trajectory_format(path) -> str:
 
 
 class _Trajectory:
-    """Frames appended to a temporary file that replaces ``path`` when closed (:func:`mtpjax.io.files.atomic_path`)."""
+    """Frames appended to a temporary file that replaces ``path`` when closed (:func:`mtpjax.io.files.atomic_path`),
+    or, when ``path`` is a list, to that list in memory (no file)."""
 
     def __init__(self, path, stack: contextlib.ExitStack):
+        self.steps = []
+        self.frames = path if isinstance(path, list) else None
+        if self.frames is not None:
+            return
         self.format = trajectory_format(path)
         self.tmp = stack.enter_context(atomic_path(path))
         self.writer = None
-        self.steps = []
         if self.format == "traj":
             from ase.io.trajectory import Trajectory
 
@@ -114,7 +118,9 @@ class _Trajectory:
         if self.steps and self.steps[-1] == step:
             return
         self.steps.append(step)
-        if self.writer is not None:
+        if self.frames is not None:
+            self.frames.append(atoms)
+        elif self.writer is not None:
             self.writer.write(atoms)
         else:
             import ase.io
@@ -155,7 +161,8 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
     draw; default ``temperature``), ``max_temperature`` (default 10 × max(temperature, 300 K)) in K; ``pressure`` in
     GPa; ``skin``, ``min_distance_floor`` in Å. ``momenta`` (N, 3) in ASE's units (amu·Å per ASE time
     unit, as ``atoms.get_momenta()``) replace the draw. ``log``: a CSV path; ``trajectory``: an .extxyz/.xyz/.traj path,
-    a frame every ``trajectory_every`` steps (a multiple of ``log_every``) and the last one. ``capacity``: initial
+    or a list that the frames are appended to in memory; a frame every ``trajectory_every`` steps (a multiple of
+    ``log_every``) and the last one. ``capacity``: initial
     neighbour slots per atom (default: from the structure and ``capacity_multiplier``). ``callback(row)`` is called
     with each log row. Returns an :class:`MDResult`; raises :class:`MDInstability` (an MtpjaxError) when the run
     becomes unstable.
@@ -166,7 +173,7 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
         raise MtpjaxError("steps must be >= 0, log_every and trajectory_every >= 1")
     if trajectory is not None and trajectory_every % log_every:
         raise MtpjaxError(f"trajectory_every ({trajectory_every}) must be a multiple of log_every ({log_every})")
-    if trajectory is not None:
+    if trajectory is not None and not isinstance(trajectory, list):
         trajectory_format(trajectory)
     max_temperature = 10.0 * max(temperature, 300.0) if max_temperature is None else float(max_temperature)
     integ, neighbor_fn = make_integrator(potential, atoms, ensemble, timestep=timestep, temperature=temperature,
@@ -281,7 +288,8 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
                     if traj is not None:
                         traj.write(last, step)
                     result.atoms, result.steps = last, step
-                    where = f"; the last good frame (step {step}) is in {trajectory}" if traj is not None else ""
+                    where = (f"; the last good frame (step {step}) is in {trajectory}"
+                             if traj is not None and traj.frames is None else "")
                     raise MDInstability(f"MD ({ensemble}) became unstable between steps {step} and {step + n}: {bad}{where}",
                                         atoms=last, step=step, result=result)
                 state, nbrs, step = new_state, new_nbrs, step + n

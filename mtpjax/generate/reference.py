@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from ..relax import equilibrium, hex_parameters
+from ..relax import equilibrium, hex_parameters, relax
 from ..units import EV_PER_A3_TO_GPA
 from . import oracle as _oracle
 
@@ -38,16 +38,14 @@ def hcp_reference(oracle, element: str) -> dict:
 
 def bulk_modulus(potential, atoms, strain: float = 0.02) -> float:
     """B0 (eV/Å³) of the relaxed ``atoms`` under ``potential`` (a JAX potential or an ASE calculator): V·d²E/dV²
-    per atom from three single points at volumes (1 − ``strain``, 1, 1 + ``strain``)·V, positions scaled."""
-    from ..oracles import get_calculator
-
-    calc = potential if hasattr(potential, "get_potential_energy") else get_calculator(potential)
+    per atom from three single points at volumes (1 − ``strain``, 1, 1 + ``strain``)·V, positions scaled, evaluated
+    by :func:`mtpjax.relax.relax` with ``max_steps=0`` (the relaxation's own batches: no other compiled program)."""
     v0 = atoms.get_volume() / len(atoms)
-    energies = []
+    cells = []
     for f in (1.0 - strain, 1.0, 1.0 + strain):
         x = atoms.copy()
         x.set_cell(atoms.cell.array * f ** (1.0 / 3.0), scale_atoms=True)
-        x.calc = calc
-        energies.append(float(x.get_potential_energy()) / len(x))
+        cells.append(x)
+    e = [float(r.energy) / len(atoms) for r in relax(potential, cells, max_steps=0)]
     dv = strain * v0
-    return float(v0 * (energies[0] - 2.0 * energies[1] + energies[2]) / dv**2)
+    return float(v0 * (e[0] - 2.0 * e[1] + e[2]) / dv**2)

@@ -66,11 +66,12 @@ class Integrator(NamedTuple):
 def make_integrator(potential, structure, ensemble: str, *, timestep: float, temperature: float, pressure: float = 0.0,
                     thermostat_time: float = 100.0, barostat_time: float = 1000.0, init_temperature: float | None = None,
                     species=None, skin: float | None = None, capacity_multiplier: float | None = None,
-                    npt_cell_dof: int = 6, **kw):
+                    npt_cell_dof: int = 6, npt_couple: str = "full", **kw):
     """``(Integrator, neighbor_fn)`` for ``ensemble`` (:data:`ENSEMBLES`); ``timestep``, ``thermostat_time``,
     ``barostat_time`` in fs, ``temperature`` and ``init_temperature`` (initial Maxwell–Boltzmann draw, default
     ``temperature``) in K, ``pressure`` in GPa. ``structure``, ``species``, ``skin``, ``capacity_multiplier`` and
-    ``kw`` go to :func:`mtpjax.md.energy.energy_fn`."""
+    ``kw`` go to :func:`mtpjax.md.energy.energy_fn`. ``npt_couple``: npt_mtk's cell coupling, ``"full"`` or ``"aniso"`` (the
+    three lengths only, :func:`mtpjax.md.npt.npt_mtk`)."""
     if ensemble not in ENSEMBLES:
         raise MtpjaxError(f"unknown ensemble {ensemble!r}; choose one of {', '.join(ENSEMBLES)}")
     if not timestep > 0:
@@ -90,7 +91,8 @@ def make_integrator(potential, structure, ensemble: str, *, timestep: float, tem
 
     if ensemble == "npt_mtk":
         init_fn, step_fn, conserved_fn = npt_mtk(lambda R, nb, cell: efs(R, nb, cell), dt, kT, pressure * ase.units.GPa, tau,
-                                                 fs_to_ase(barostat_time), cell_dof=npt_cell_dof)
+                                                 fs_to_ase(barostat_time), cell_dof=npt_cell_dof,
+                                                 couple=npt_couple)
 
         def init(key, R, cell, mass, neighbor, momenta=None):
             p = _draw(key, R, mass, kT0) if momenta is None else momenta

@@ -1,4 +1,4 @@
-"""NPT with a fully flexible cell: the Martyna–Tobias–Klein (MTK) barostat on the whole 3x3 cell, in JAX.
+"""NPT with a fully flexible cell (or only its three lengths): the Martyna–Tobias–Klein (MTK) barostat, in JAX.
 
 jax-md's own NPT scales the box isotropically; hcp needs a and c to relax apart, and a sheared cell needs its
 off-diagonal stresses to relax. This is the MTK integrator (G. J. Martyna, D. J. Tobias, M. L. Klein, J. Chem. Phys.
@@ -15,10 +15,17 @@ positions and cell by exact exponentials of p_g / W (W = (N + 1) kT pdamp²). Th
 
 is conserved (:func:`conserved`), which the tests check.
 
+``couple="aniso"`` (LAMMPS's ``fix npt ... aniso``, ASE's ``MaskedMTKNPT(mask=(True, True, True))`` for a cell whose
+rows lie along x, y, z): the cell momentum is kept diagonal, so only the Cartesian x, y and z stretches of the cell
+move, each driven by its own diagonal stress component (the off-diagonal stresses do no work); an orthogonal cell
+stays exactly orthogonal (its off-diagonal elements stay exactly zero) and a crystal cannot shear into another
+supercell. The barostat chain then thermostats 3 degrees of freedom. A non-orthogonal cell is stretched the same way
+(its tilt components scale with the lengths along x, y, z).
+
 Units (ASE's, as everywhere in :mod:`mtpjax.md`): Å, eV, amu, time in ASE units (1 fs = ``ase.units.fs``), kT in eV,
-pressure in eV/Å³. ``cell_dof``: the degrees of freedom the barostat's chain thermostats, 6 for the symmetric cell
-momentum (equipartition of K_cell); ASE's ``MTKNPT`` counts 9 (pass ``cell_dof=9`` to reproduce its trajectories
-exactly).
+pressure in eV/Å³. ``cell_dof``: the degrees of freedom the barostat's chain thermostats with ``couple="full"``, 6 for
+the symmetric cell momentum (equipartition of K_cell); ASE's ``MTKNPT`` counts 9 (pass ``cell_dof=9`` to reproduce its
+trajectories exactly). With ``couple="aniso"`` it is always 3, the free components (as ASE's ``MaskedMTKNPT``).
 """
 from __future__ import annotations
 
@@ -27,7 +34,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ..errors import MtpjaxError
 from .energy import det3
+
+#: The barostat's cell couplings: the whole (symmetric) cell momentum, or its diagonal only.
+COUPLINGS = ("full", "aniso")
 
 #: Fourth-order Suzuki–Yoshida weights (ASE's FOURTH_ORDER_COEFFS).
 FOURTH_ORDER = (1 / (2 - 2 ** (1 / 3)), -(2 ** (1 / 3)) / (2 - 2 ** (1 / 3)), 1 / (2 - 2 ** (1 / 3)))
@@ -117,8 +128,9 @@ def _chain(p, eta, p_eta, q, delta, loops: int, drive):
 
 
 def npt_mtk(efs_fn, dt: float, kT: float, pressure: float, tdamp: float, pdamp: float, *, tchain: int = 3, pchain: int = 3,
-            tloop: int = 1, ploop: int = 1, cell_dof: int = 6):
-    """``(init_fn, step_fn, conserved_fn)`` of the full-cell MTK integrator (see the module docstring).
+            tloop: int = 1, ploop: int = 1, cell_dof: int = 6, couple: str = "full"):
+    """``(init_fn, step_fn, conserved_fn)`` of the MTK integrator (see the module docstring): ``couple="full"`` moves
+    the whole cell, ``"aniso"`` only its x, y, z lengths (``cell_dof`` is then 3 whatever is passed).
 
     ``efs_fn(R, neighbor, cell)`` -> (energy eV, forces eV/Å, virial eV) (:func:`mtpjax.md.energy.efs_fn`); ``dt``,
     ``tdamp``, ``pdamp`` in ASE time units; ``kT`` eV; ``pressure`` eV/Å³.
@@ -128,6 +140,16 @@ def npt_mtk(efs_fn, dt: float, kT: float, pressure: float, tdamp: float, pdamp: 
     - ``step_fn(state, neighbor)``: one step (one force and virial evaluation);
     - ``conserved_fn(state)``: the extended energy in eV.
     """
+    if couple not in COUPLINGS:
+        raise MtpjaxError(f"unknown barostat coupling {couple!r}; choose one of {', '.join(COUPLINGS)}")
+    aniso = couple == "aniso"
+    if aniso:
+        cell_dof = 3
+
+    def eig(pg):
+        """Eigenvalues and eigenvectors of the cell momentum; exactly diag(pg) and I when it is diagonal (aniso)."""
+        return (jnp.diagonal(pg), jnp.eye(3, dtype=pg.dtype)) if aniso else eigh3(pg)
+
     def constants(n):
         q = jnp.full(tchain, kT * tdamp**2).at[0].set(3 * n * kT * tdamp**2)
         r = jnp.full(pchain, kT * pdamp**2).at[0].set(cell_dof * kT * pdamp**2)
@@ -151,18 +173,19 @@ def npt_mtk(efs_fn, dt: float, kT: float, pressure: float, tdamp: float, pdamp: 
         vol = jnp.abs(det3(s.cell))
         kin = (s.momentum / s.mass).T @ s.momentum
         g = s.virial + kin - pressure * vol * jnp.eye(3) + jnp.sum(s.momentum**2 / s.mass) / (3 * n) * jnp.eye(3)
-        return s._replace(cell_momentum=s.cell_momentum + delta * 0.5 * (g + g.T))
+        g = jnp.diag(jnp.diagonal(g)) if aniso else 0.5 * (g + g.T)
+        return s._replace(cell_momentum=s.cell_momentum + delta * g)
 
     def p_kick(s: MTKState, delta, w):
         n = s.position.shape[0]
-        lam, u = eigh3(s.cell_momentum)
+        lam, u = eig(s.cell_momentum)
         kappa = lam + jnp.trace(s.cell_momentum) / (3 * n)
         y = s.momentum @ u
         sol = y * jnp.exp(-kappa * delta / w)[None, :] + delta * (s.force @ u) * _exprel(-kappa * delta / w)[None, :]
         return s._replace(momentum=sol @ u.T)
 
     def drift(s: MTKState, delta, w):
-        lam, u = eigh3(s.cell_momentum)
+        lam, u = eig(s.cell_momentum)
         x = s.position @ u
         y = s.momentum @ u
         sol = x * jnp.exp(lam * delta / w)[None, :] + delta * y / s.mass * _exprel(lam * delta / w)[None, :]

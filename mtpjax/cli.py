@@ -2,6 +2,8 @@
 
     mtpjax efs POT IN OUT [--species Mg ...]      energies, forces, stresses (like ``mlp calculate_efs``)
     mtpjax basis --level L [--species S] [--rmin A] [--rcut B] -o untrained.almtp
+    mtpjax grade POT TRAIN IN OUT [--mode cfg|nbh]   extrapolation grades (like ``mlp calc-grade``)
+    mtpjax select POT TRAIN CANDIDATES OUT         active selection (like ``mlp select-add``)
 
     mtpjax fit TRAIN... --level L --cutoff R -o OUT [--config FILE] [any FitConfig option]
     mtpjax sweep TRAIN... --levels L... --cutoffs R... -o DIR [--config FILE]
@@ -328,7 +330,7 @@ FIT_COMMANDS = {
 #: Sub-commands defined in other modules: name -> module with ``add_parser(subparsers)`` and ``HELP``, its help line.
 #: ``mtpjax --help`` reads each module's HELP from its source (:func:`command_help`) and imports none of them.
 EXTERNAL_COMMANDS = {"generate": "mtpjax.generate.cli", "verify": "mtpjax.verify.cli", "run": "mtpjax.run_cli",
-                     "md": "mtpjax.md.cli"}
+                     "md": "mtpjax.md.cli", "grade": "mtpjax.active.cli_grade", "select": "mtpjax.active.cli_select"}
 
 
 def command_help(module: str) -> str:

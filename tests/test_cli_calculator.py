@@ -418,3 +418,73 @@ def test_efs_on_untrained_template_fails_clearly(tmp_path, capsys):
     assert err.startswith("mtpjax efs: error:")
     assert "Traceback" not in err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# out-of-domain structures are never silent (issue 15): distances below r_min, grades above the threshold
+
+GRADE_GOLDEN = SHARED / "golden" / "mlip-grade"
+
+
+def test_calculator_warns_below_rmin_and_raises_on_request():
+    import warnings
+
+    from ase import Atoms
+
+    from mtpjax.calculator import MTPCalculator, OutOfDomainError, OutOfDomainWarning
+    from mtpjax.errors import MtpjaxError
+
+    pot = GRADE_GOLDEN / "pot08_m2.mtp"
+    need(pot)
+    dimer = Atoms("Mg2", positions=[[0, 0, 0], [0.5, 0, 0]])  # r_min of this potential: 2 Å
+    dimer.calc = MTPCalculator.from_file(pot)
+    with pytest.warns(OutOfDomainWarning, match=r"0\.5 Å apart.*r_min = 2 Å"):
+        dimer.get_potential_energy()
+    dimer.calc = MTPCalculator.from_file(pot, out_of_domain="error")
+    with pytest.raises(OutOfDomainError, match="r_min") as err:
+        dimer.get_potential_energy()
+    assert isinstance(err.value, MtpjaxError)
+    # at 3 Å (inside [r_min, R_cut]) nothing is flagged; "ignore" silences the check
+    ok = Atoms("Mg2", positions=[[0, 0, 0], [3.0, 0, 0]])
+    ok.calc = MTPCalculator.from_file(pot, out_of_domain="error")
+    ok.get_potential_energy()
+    dimer.calc = MTPCalculator.from_file(pot, out_of_domain="ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dimer.get_potential_energy()
+    with pytest.raises(MtpjaxError, match="out_of_domain"):
+        MTPCalculator.from_file(pot, out_of_domain="loud")
+
+
+def test_calculator_flags_grades_above_threshold(tmp_path):
+    """With an active set (stored next to the potential), each structure's grade equals MLIP-2's calc-grade, and
+    grades above the threshold warn or raise."""
+    import warnings
+
+    from mtpjax.active import build_active_set, save_active_set
+    from mtpjax.calculator import MTPCalculator, OutOfDomainError, OutOfDomainWarning
+    from mtpjax.io import configuration_to_atoms
+    from mtpjax.model import load_mtp
+
+    need(GRADE_GOLDEN / "cand_graded.cfg")
+    pot = tmp_path / "pot.mtp"
+    pot.write_bytes((GRADE_GOLDEN / "pot08_m2.mtp").read_bytes())
+    mtp = load_mtp(pot)
+    save_active_set(pot, build_active_set(mtp, read_cfg(GRADE_GOLDEN / "train.cfg")), mtp)
+    graded = read_cfg(GRADE_GOLDEN / "cand_graded.cfg")
+    for c in graded:
+        atoms = configuration_to_atoms(c)
+        atoms.calc = MTPCalculator.from_file(pot)
+        mlip = float(c.feature("MV_grade"))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            atoms.get_potential_energy()
+        assert atoms.calc.results["grade"] == pytest.approx(mlip, rel=1e-5)
+        flagged = [w for w in caught if issubclass(w.category, OutOfDomainWarning)]
+        assert len(flagged) == (1 if mlip > 2.1 else 0)
+    atoms = configuration_to_atoms(graded[0])  # grade 3.4
+    atoms.calc = MTPCalculator.from_file(pot, out_of_domain="error", grade_threshold=5.0)
+    atoms.get_potential_energy()
+    atoms.calc = MTPCalculator.from_file(pot, out_of_domain="error")
+    with pytest.raises(OutOfDomainError, match="grade 3.405"):
+        atoms.get_potential_energy()

@@ -7,6 +7,7 @@ structures, active selection of candidates, and the out-of-domain checks of the 
 - :mod:`mtpjax.active.domain`: :class:`OutOfDomainWarning`, :class:`OutOfDomainError`, :func:`check_domain`;
 - the ``mtpjax grade`` and ``mtpjax select`` commands (:mod:`mtpjax.active.cli_grade`, :mod:`mtpjax.active.cli_select`).
 """
+from .domain import OutOfDomainError, OutOfDomainWarning, check_domain
 from .grade import (
     Grades,
     active_set_path,
@@ -25,4 +26,5 @@ __all__ = [
     "save_active_set", "load_active_set", "active_set_path", "format_grade",
     "configuration_rows", "site_energy_rows", "parameter_vector", "with_parameters", "n_parameters",
     "THRESHOLD_INIT", "THRESHOLD_SELECT", "THRESHOLD_SWAP",
+    "OutOfDomainWarning", "OutOfDomainError", "check_domain",
 ]

@@ -72,11 +72,22 @@ def with_parameters(mtp, theta):
 def site_energy_jacobian(mtp, positions, cells, species, nbrs, structure):
     """dV_i/dθ (N_pad, P) of a packed batch (:class:`mtpjax.batch.Batch` fields); zero rows for padding atoms."""
 
-    def sites(theta):
-        return site_energies(with_parameters(mtp, theta), positions, cells, species, nbrs, structure=structure,
+    n_r = mtp.radial_coeffs.size
+    theta = parameter_vector(mtp)
+
+    S = mtp.species_coeffs.shape[0]
+
+    def sites(radial, linear):  # (no concatenation: the linear tangents must stay symbolic zeros for the radial part)
+        m = eqx.tree_at(lambda q: (q.radial_coeffs, q.species_coeffs, q.moment_coeffs), mtp,
+                        (radial.reshape(mtp.radial_coeffs.shape), linear[:S], linear[S:]))
+        return site_energies(m, positions, cells, species, nbrs, structure=structure,
                              use_custom_vjp=False)  # forward mode: the plain-autodiff contraction
 
-    return jax.jacfwd(sites)(parameter_vector(mtp))
+    # one tangent per radial coefficient through the whole model; the linear coefficients' tangents enter at the last
+    # layer only (JAX propagates no tangent through the moments for them), so their columns cost about one pass
+    J_radial = jax.jacfwd(sites, argnums=0)(theta[:n_r], theta[n_r:])
+    J_linear = jax.jacfwd(sites, argnums=1)(theta[:n_r], theta[n_r:])
+    return jnp.concatenate([J_radial, J_linear], axis=1)
 
 
 def as_structure(item, k: int = 0, source: str = "structures"):

@@ -233,3 +233,53 @@ def test_cli_bad_input_names_the_file(tmp_path, capsys):
     assert "empty.cfg" in capsys.readouterr().err and not (tmp_path / "o.cfg").exists()
     assert main(["grade", pot, train, cand, str(tmp_path / "o.txt")]) == 2
     assert "o.txt" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- MLIP-3's .almtp section
+MLIP3 = GOLDEN.parents[1] / "bench" / "fit" / "mlip3_l16_rc6p5.almtp"
+
+
+def test_mlip3_almtp_active_set_rows_are_ours():
+    """MLIP-3 stored its level-16 active set A with the configurations of its rows: mtpjax's rows of those
+    configurations are A's rows (an independent check of the rows at level 16 with trained coefficients), they all
+    grade 1 against it, and the section written back is byte for byte MLIP-3's up to the stored configurations."""
+    from mtpjax.active.almtp import read_active_set, read_selected, section_bytes
+    from mtpjax.io import read_mtp
+    from mtpjax.model import load_mtp
+
+    mtp = load_mtp(need(MLIP3))
+    a = load_active_set(MLIP3, mtp)  # no sidecar: MLIP-3's own #MVS_v1.1 section
+    assert a.mode == "cfg" and a.n == 125 and int((a.origin < 0).sum()) == 11
+    selected = read_selected(MLIP3)
+    assert len(selected) == 114
+    used = a.origin >= 0
+    rows = configuration_rows(mtp, selected)
+    np.testing.assert_allclose(a.A[used], rows[a.origin[used]], rtol=0, atol=1e-12 * np.abs(a.A).max())
+    np.testing.assert_allclose(a.A @ a.A_inv, np.eye(125), atol=1e-6)  # (A_inv is stored transposed)
+    g = grade(mtp, a, selected).grades
+    np.testing.assert_allclose(g, 1.0, atol=1e-6)
+    tail = read_mtp(MLIP3).tail
+    mine = section_bytes(a, selected)
+    cut = b"#\nBEGIN_CFG"
+    assert mine.split(cut)[0] == tail.split(cut)[0]
+    assert read_active_set(GOLDEN / "pot08_m2.mtp") is None
+
+
+def test_write_almtp_round_trip(mtp, train, active, tmp_path):
+    from mtpjax.active.almtp import read_selected, write_almtp
+    from mtpjax.model import load_mtp
+
+    out = tmp_path / "pot.almtp"
+    write_almtp(out, mtp, active, train)
+    back = load_active_set(out, load_mtp(out))
+    for name in ("A", "A_inv", "equation"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(active, name))
+    stored = read_selected(out)
+    used = sorted(set(active.origin[active.origin >= 0].tolist()))
+    assert len(stored) == len(used)
+    for k, o in enumerate(used):
+        np.testing.assert_array_equal(stored[k].positions, train[o].positions)
+    np.testing.assert_array_equal(back.origin >= 0, active.origin >= 0)
+    # grades with the written file's active set are the MLIP-2 grades again
+    np.testing.assert_allclose(grade(load_mtp(out), back, read_cfg(GOLDEN / "cand.cfg")).grades,
+                               mlip_grades("cand_graded.cfg"), rtol=1e-5, atol=0.5e-6)

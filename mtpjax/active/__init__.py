@@ -4,6 +4,7 @@ structures, active selection of candidates, and the out-of-domain checks of the 
 - :mod:`mtpjax.active.rows`: rows dE/dθ / N (configuration mode) or dV_i/dθ (neighbourhood mode) by jax autodiff;
 - :mod:`mtpjax.active.maxvol`: :class:`ActiveSet` (MaxVol selection with Sherman–Morrison updates, grades);
 - :mod:`mtpjax.active.grade`: :func:`build_active_set`, :func:`grade`, :func:`select_add`, storage with the potential;
+- :mod:`mtpjax.active.almtp`: MLIP-3's ``#MVS_v1.1`` active-set section of ``.almtp`` files, read and written;
 - :mod:`mtpjax.active.domain`: :class:`OutOfDomainWarning`, :class:`OutOfDomainError`, :func:`check_domain`;
 - the ``mtpjax grade`` and ``mtpjax select`` commands (:mod:`mtpjax.active.cli_grade`, :mod:`mtpjax.active.cli_select`).
 """

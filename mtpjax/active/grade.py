@@ -10,7 +10,8 @@ Structures are :class:`mtpjax.io.Configuration` objects, ASE Atoms with an ``arr
 
 Storage: in a ``.mtpjax`` potential the active set goes into the header's metadata (key ``active_set``; a potential
 without one loads as before); next to an MLIP ``.mtp``/``.almtp`` it is a JSON file ``POT.active.json``
-(:func:`active_set_path`).
+(:func:`active_set_path`). :func:`load_active_set` also reads MLIP-3's own section of an ``.almtp`` (``#MVS_v1.1``),
+and :func:`mtpjax.active.almtp.write_almtp` writes one (:mod:`mtpjax.active.almtp`).
 """
 from __future__ import annotations
 
@@ -20,8 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError, MtpjaxError
-from .maxvol import THRESHOLD_INIT, THRESHOLD_SELECT, THRESHOLD_SWAP, ActiveSet, parameter_fingerprint
-from .rows import check_mode, n_parameters, parameter_vector, rows
+from .compat import check_active_set, fingerprint
+from .maxvol import THRESHOLD_INIT, THRESHOLD_SELECT, THRESHOLD_SWAP, ActiveSet
+from .rows import check_mode, rows
+
+__all__ = ["Grades", "build_active_set", "grade", "select_add", "check_active_set", "fingerprint", "active_set_path",
+           "save_active_set", "load_active_set"]
 
 #: Metadata key of the active set in a ``.mtpjax`` potential.
 METADATA_KEY = "active_set"
@@ -38,21 +43,6 @@ class Grades:
     atom_grades: list | None = None
 
 
-def fingerprint(mtp) -> str:
-    """The fingerprint of an MTP's parameters (:func:`mtpjax.active.maxvol.parameter_fingerprint`)."""
-    return parameter_fingerprint(np.asarray(parameter_vector(mtp)))
-
-
-def check_active_set(mtp, active: ActiveSet, what: str = "the active set") -> None:
-    """Raise MtpjaxError when ``active`` does not belong to ``mtp`` (another parameter count or other parameters)."""
-    n = n_parameters(mtp)
-    if active.n != n:
-        raise MtpjaxError(f"{what} has {active.n} rows, but the potential has {n} parameters: it was built for another potential")
-    if active.fingerprint and active.fingerprint != fingerprint(mtp):
-        raise MtpjaxError(f"{what} was built for other parameters of this potential (refitted since?); rebuild it "
-                          f"from the training set")
-
-
 def build_active_set(mtp, training, mode: str = "cfg", threshold_init: float = THRESHOLD_INIT,
                      threshold_select: float = THRESHOLD_SELECT, threshold_swap: float = THRESHOLD_SWAP,
                      source: str = "training set") -> ActiveSet:
@@ -63,7 +53,16 @@ def build_active_set(mtp, training, mode: str = "cfg", threshold_init: float = T
     if B.shape[0] == 0:
         raise MtpjaxError(f"{source}: no configurations to build the active set from")
     start = ActiveSet.initial(B.shape[1], mode, threshold_init, fingerprint(mtp))
-    return start.select(B, owner, threshold_select, threshold_swap)[0]
+    return start.select(B, owner, threshold_select, threshold_swap, equations=_equations(owner))[0]
+
+
+def _equations(owner) -> np.ndarray:
+    """The row of each row within its structure (0 in cfg mode, the atom in nbh mode); rows grouped by structure."""
+    owner = np.asarray(owner)
+    first = np.searchsorted(owner, owner, side="left") if len(owner) and np.all(np.diff(owner) >= 0) else None
+    if first is None:
+        raise ValueError("rows must be grouped by structure")
+    return np.arange(len(owner)) - first
 
 
 def grade(mtp, active: ActiveSet, structures, source: str = "structures") -> Grades:
@@ -89,7 +88,7 @@ def select_add(mtp, active: ActiveSet, candidates, threshold_select: float = THR
     """
     check_active_set(mtp, active)
     B, owner = rows(mtp, list(candidates), active.mode, source)
-    new, _ = active.select(B, -(owner + 2), threshold_select, threshold_swap, swap_limit)
+    new, _ = active.select(B, -(owner + 2), threshold_select, threshold_swap, swap_limit, equations=_equations(owner))
     picked = []
     for o in new.origin.tolist():
         if o <= -2 and -(o + 2) not in picked:
@@ -131,8 +130,9 @@ def save_active_set(potential_path, active: ActiveSet, mtp=None) -> Path:
 
 
 def load_active_set(potential_path, mtp=None) -> ActiveSet | None:
-    """The active set stored with the potential at ``potential_path``, or None if there is none. With ``mtp``, the
-    active set is checked to belong to it (MtpjaxError otherwise). Malformed data raise FormatError naming the file."""
+    """The active set stored with the potential at ``potential_path`` (``.mtpjax`` metadata, ``POT.active.json``, or
+    else MLIP-3's ``#MVS_v1.1`` section of the file itself), or None if there is none. With ``mtp``, the active set is
+    checked to belong to it (MtpjaxError otherwise). Malformed data raise FormatError naming the file."""
     from ..io.files import read_json
     from ..io.native import FORMAT, VERSION
     from ..io import eqxfile
@@ -142,8 +142,13 @@ def load_active_set(potential_path, mtp=None) -> ActiveSet | None:
         header = eqxfile.read_header(target, FORMAT, VERSION, what="an mtpjax potential")
         data = (header.get("metadata") or {}).get(METADATA_KEY)
     else:
-        if not target.exists():
-            return None
+        if not target.exists():  # MLIP-3's own active set in the potential file (#MVS_v1.1), if any
+            from .almtp import read_active_set
+
+            active = read_active_set(potential_path)
+            if active is not None and mtp is not None:
+                check_active_set(mtp, active, f"the active set in {potential_path}")
+            return active
         data = read_json(target, "active set")
     if data is None:
         return None

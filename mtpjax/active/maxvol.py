@@ -34,8 +34,9 @@ GRADE_PRINT_LIMIT = 1e10
 class ActiveSet:
     """A MaxVol active set: ``A`` (n, n) its rows, ``A_inv`` its inverse (kept updated as MLIP does, not recomputed),
     ``mode`` "cfg" or "nbh" (what a row is, :mod:`mtpjax.active.rows`), ``origin`` (n,) the tag of the structure each
-    row came from (-1: an initial ``threshold_init``·I row), ``fingerprint`` of the potential's parameters it was
-    built for (:func:`parameter_fingerprint`), or "" if unknown."""
+    row came from (-1: an initial ``threshold_init``·I row), ``equation`` (n,) which row of that structure it is (0 in
+    cfg mode, the atom in nbh mode; -1 for initial rows), ``fingerprint`` of the potential's parameters it was built
+    for (:func:`parameter_fingerprint`), or "" if unknown."""
 
     A: np.ndarray
     A_inv: np.ndarray
@@ -43,6 +44,14 @@ class ActiveSet:
     origin: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     threshold_init: float = THRESHOLD_INIT
     fingerprint: str = ""
+    equation: np.ndarray | None = None
+
+    def __post_init__(self):
+        n = self.A.shape[0]
+        if len(self.origin) != n:
+            self.origin = np.full(n, -1, dtype=np.int64)
+        if self.equation is None or len(self.equation) != n:
+            self.equation = np.where(np.asarray(self.origin) == -1, -1, 0).astype(np.int64)
 
     @classmethod
     def initial(cls, n: int, mode: str = "cfg", threshold_init: float = THRESHOLD_INIT, fingerprint: str = "") -> "ActiveSet":
@@ -70,8 +79,9 @@ class ActiveSet:
         return np.abs(C).max(axis=1) if C.shape[0] else np.zeros(0)
 
     def select(self, rows, tags, threshold_select: float = THRESHOLD_SELECT, threshold_swap: float = THRESHOLD_SWAP,
-               swap_limit: int | None = None) -> tuple["ActiveSet", list]:
-        """MaxVol selection of candidate ``rows`` (m, n) tagged ``tags`` (m,) ints (which structure each row is).
+               swap_limit: int | None = None, equations=None) -> tuple["ActiveSet", list]:
+        """MaxVol selection of candidate ``rows`` (m, n) tagged ``tags`` (m,) ints (which structure each row is) and
+        ``equations`` (m,) (which row of its structure; default 0).
 
         Returns (the new active set, the swaps [(candidate row k, active row l), ...] in order). Nothing is swapped
         unless a grade exceeds ``threshold_select``; then rows swap until every |C| ≤ ``threshold_swap`` or
@@ -81,17 +91,22 @@ class ActiveSet:
             raise MtpjaxError(f"need 1 <= threshold_swap <= threshold_select, got {threshold_swap} and {threshold_select}")
         B = np.array(rows, dtype=np.float64, ndmin=2)
         tags = np.array(tags, dtype=np.int64).reshape(-1)
-        if len(tags) != B.shape[0]:
-            raise ValueError(f"{len(tags)} tags for {B.shape[0]} rows")
-        A, A_inv, origin = self.A.copy(), self.A_inv.copy(), self.origin.copy()
+        eqs = np.zeros(len(tags), dtype=np.int64) if equations is None else np.array(equations, dtype=np.int64).reshape(-1)
+        if len(tags) != B.shape[0] or len(eqs) != B.shape[0]:
+            raise ValueError(f"{len(tags)} tags and {len(eqs)} equations for {B.shape[0]} rows")
+        A, A_inv, origin, equation = self.A.copy(), self.A_inv.copy(), self.origin.copy(), self.equation.copy()
         swaps = []
+
+        def result():
+            return replace(self, A=A, A_inv=A_inv, origin=origin, equation=equation), swaps
+
         if B.shape[0] == 0:
-            return replace(self, A=A, A_inv=A_inv, origin=origin), swaps
+            return result()
         C = self.coefficients(B)
         n = self.n
         k, l = divmod(int(np.argmax(np.abs(C))), n)
         if not abs(C[k, l]) > threshold_select:
-            return replace(self, A=A, A_inv=A_inv, origin=origin), swaps
+            return result()
         while abs(C[k, l]) > threshold_swap and (swap_limit is None or len(swaps) < swap_limit):
             c_kl = C[k, l]
             # A' = A with row l replaced by B[k]: A'^-1 = A^-1 - A^-1[:, l] (B[k] - A[l]) A^-1 / c_kl
@@ -105,9 +120,10 @@ class ActiveSet:
             C -= np.outer(u, v)
             A[l], B[k] = B[k].copy(), A[l].copy()
             origin[l], tags[k] = tags[k], origin[l]
+            equation[l], eqs[k] = eqs[k], equation[l]
             swaps.append((int(k), int(l)))
             k, l = divmod(int(np.argmax(np.abs(C))), n)
-        return replace(self, A=A, A_inv=A_inv, origin=origin), swaps
+        return result()
 
     # ---------------------------------------------------------------- storage (JSON-serialisable, exact)
     def to_dict(self) -> dict:
@@ -117,6 +133,7 @@ class ActiveSet:
 
         return {"format": "mtpjax-active-set", "version": 1, "mode": self.mode, "n": self.n,
                 "threshold_init": self.threshold_init, "origin": [int(o) for o in self.origin],
+                "equation": [int(e) for e in self.equation],
                 "fingerprint": self.fingerprint, "A": enc(self.A), "A_inv": enc(self.A_inv)}
 
     @classmethod
@@ -133,6 +150,7 @@ class ActiveSet:
 
             return cls(A=dec(d["A"]), A_inv=dec(d["A_inv"]), mode=str(d["mode"]),
                        origin=np.asarray(d["origin"], dtype=np.int64).reshape(n),
+                       equation=np.asarray(d["equation"], dtype=np.int64).reshape(n) if "equation" in d else None,
                        threshold_init=float(d["threshold_init"]), fingerprint=str(d.get("fingerprint", "")))
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise FormatError(f"bad active set: {err}", path) from err

@@ -3,10 +3,15 @@ detected from the energy jump and the order parameter), a(T) and c(T), E(p) at 3
 melting temperature from two-phase (solid-liquid coexistence) runs; the two-phase method checked on the Sun 2006 EAM
 (published melting point 914 K).
 
-    python scripts/fig13_melting.py [--quick] [--mtp POT] [--eam EAM] [--work DIR] [--stages heat pressure twophase]
+    python scripts/fig13_melting.py [--quick] [--mtp POT] [--eam EAM] [--work DIR]
+                                    [--stages twophase heat heat_primitive pressure]
 
-Everything runs through :mod:`mtpjax.md.melting` (full-cell MTK NPT of :func:`mtpjax.md.run_md`, dt 2 fs), the
-oracle and the MTP through the same code. Each stage's result is cached as JSON in ``--work`` (a rerun skips what is
+Everything runs through :mod:`mtpjax.md.melting` (MTK NPT of :func:`mtpjax.md.run_md`, dt 2 fs), the oracle and the
+MTP through the same code. The heating curve (stage ``heat``) runs an orthohexagonal hcp supercell (``--heat-repeat``,
+4-atom cells a × √3a × c) with the barostat on the three cell lengths only (``--heat-couple aniso``, LAMMPS's
+``fix npt aniso``), so that a and c come from the cell lengths up to melting; stage ``heat_primitive`` is the earlier
+heating curve, the primitive cell repeated (``--hcp-repeat``) under the full-cell barostat, where a and c come from
+bond vectors only (and fail once the crystal changes its supercell). Each stage's result is cached as JSON in ``--work`` (a rerun skips what is
 there; ``--fresh`` ignores it), then ``docs/benchmarks/melting.md`` and ``docs/benchmarks/fig13.png`` are written from
 the cache.
 """
@@ -55,15 +60,22 @@ def cached(work: Path, name: str, fresh: bool, fn):
     return out
 
 
-def heat(pot, args):
-    rep = tuple(args.hcp_repeat)
-    atoms = bulk("Mg", "hcp", a=3.21, c=5.21).repeat(rep)
+def heat(pot, args, cell="ortho"):
+    if cell == "ortho":
+        rep = tuple(args.heat_repeat)
+        atoms, cell_repeat, couple = M.orthogonal_hcp("Mg", 3.21, 5.21, rep), rep, args.heat_couple
+    else:
+        rep = tuple(args.hcp_repeat)
+        atoms, cell_repeat, couple = bulk("Mg", "hcp", a=3.21, c=5.21).repeat(rep), None, "full"
     rows = M.heating_curve(pot, atoms, args.temperatures, steps_per_T=args.steps_per_T, progress=args.progress,
+                           cell_repeat=cell_repeat, npt_couple=couple,
                            callback=lambda r: print(f"  T {r.temperature:6.0f} K  E {r.energy:.4f} eV/atom  "
-                                                    f"V {r.volume:.3f}  a {r.a:.4f}  c {r.c:.4f}  q6 {r.q6:.3f}  "
+                                                    f"V {r.volume:.3f}  a {r.a_cell:.4f} ({r.a_cell_y:.4f})  c {r.c_cell:.4f}"
+                                                    f"  bonds: a {r.a:.4f}  c {r.c:.4f}  q6 {r.q6:.3f}  "
                                                     f"solid {r.solid:.2f}  {r.wall_s:.0f} s", flush=True))
     det = M.detect_melting(rows)
-    return {"atoms": len(atoms), "repeat": list(rep), "steps_per_T": args.steps_per_T, "rows": [r.as_dict() for r in rows],
+    return {"atoms": len(atoms), "repeat": list(rep), "cell": cell, "couple": couple,
+            "steps_per_T": args.steps_per_T, "rows": [r.as_dict() for r in rows],
             "melting": None if det is None else {"T_solid": det[1], "T_melted": det[2], "jump_eV": det[3]}}
 
 
@@ -104,10 +116,32 @@ def twophase(pot, args, temps, repeat, steps, guess):
 
 # ----------------------------------------------------------------------------------------------------- report
 
-def lattice(r):
-    """(a, c) of a row, NaN where they do not give its volume (not one hcp crystal: see M.hcp_consistent)."""
-    a, c = (float("nan") if r[k] is None else float(r[k]) for k in ("a", "c"))  # JSON keeps NaN as null
+def _num(r, k):
+    return float("nan") if r.get(k) is None else float(r[k])  # JSON keeps NaN as null
+
+
+def bond_lattice(r):
+    """(a, c) of a row from bond vectors, NaN where they do not give its volume (not one hcp crystal: see
+    M.hcp_consistent)."""
+    a, c = _num(r, "a"), _num(r, "c")
     return (a, c) if M.hcp_consistent(a, c, r["volume"]) else (float("nan"), float("nan"))
+
+
+def cell_lattice(r):
+    """(a_x = Lx / nx, a_y = Ly / (√3 ny), c = Lz / nz) of a row of an orthohexagonal cell, NaN where it has none or
+    where a_x and a_y are more than M.HEXAGONAL_TOLERANCE apart (see M.cell_lattice_parameters)."""
+    a_x, a_y, c = _num(r, "a_cell"), _num(r, "a_cell_y"), _num(r, "c_cell")
+    ok = np.isfinite(a_x * a_y * c) and abs(a_x / a_y - 1) <= M.HEXAGONAL_TOLERANCE
+    return (a_x, a_y, c) if ok else (float("nan"),) * 3
+
+
+def lattice(r):
+    """(a, c) of a row: from the orthohexagonal cell's lengths where the row has them (a from the basal area,
+    a = sqrt(a_x a_y) = sqrt(Lx Ly / (√3 nx ny)); c = Lz / nz), else from bond vectors (:func:`bond_lattice`)."""
+    if "a_cell" in r:
+        a_x, a_y, c = cell_lattice(r)
+        return float(np.sqrt(a_x * a_y)), c
+    return bond_lattice(r)
 
 
 LABEL = {"eam": "Sun 2006 EAM (oracle)", "mtp": "MTP level 16"}
@@ -133,10 +167,19 @@ def figure(data, path):
             ax[0].plot(T, [r["energy"] for r in rows], "o-", **kw)
             ax[1].plot(T, [lattice(r)[0] for r in rows], "o-", **kw)
             ax[2].plot(T, [lattice(r)[1] for r in rows], "o-", **kw)
+            if any("a_cell" in r for r in rows):  # the bond-vector cross-check
+                ax[1].plot(T, [bond_lattice(r)[0] for r in rows], "x", color=COLOR[key], label=f"{key.upper()}, bond vectors")
+                ax[2].plot(T, [bond_lattice(r)[1] for r in rows], "x", color=COLOR[key], label=f"{key.upper()}, bond vectors")
             ax[3].plot(T, [r["q6"] for r in rows], "o-", **kw)
             if melting_of(d["heat"]):
                 for a in (ax[0], ax[3]):
                     a.axvline(melting_of(d["heat"])["T_melted"], color=COLOR[key], ls=":", lw=1)
+        if "heat_primitive" in d:
+            rows = d["heat_primitive"]["rows"]
+            T = [r["temperature"] for r in rows]
+            kw2 = dict(color=COLOR[key], alpha=0.5, label=f"{key.upper()}, primitive cell, full-cell barostat")
+            ax[0].plot(T, [r["energy"] for r in rows], "s--", ms=3, **kw2)
+            ax[3].plot(T, [r["q6"] for r in rows], "s--", ms=3, **kw2)
         if "pressure" in d:
             rows = d["pressure"]["rows"]
             ax[4].plot([r["p_mean"] for r in rows], [r["energy"] for r in rows], "o-", **kw)
@@ -145,8 +188,8 @@ def figure(data, path):
                 ls = "-" if key == "eam" else "--"
                 ax[5].plot(r["time_ps"], r["solid"], ls, color=f"C{k}", label=f"{key.upper()} {r['temperature']:.0f} K")
     ax[0].set(xlabel="T (K)", ylabel="E_pot (eV/atom)", title="E(T), p = 0, heating in steps")
-    ax[1].set(xlabel="T (K)", ylabel="a (Å)", title="a(T)")
-    ax[2].set(xlabel="T (K)", ylabel="c (Å)", title="c(T)")
+    ax[1].set(xlabel="T (K)", ylabel="a (Å)", title="a(T), p = 0 (lines: cell lengths)")
+    ax[2].set(xlabel="T (K)", ylabel="c (Å)", title="c(T), p = 0 (lines: cell lengths)")
     ax[3].set(xlabel="T (K)", ylabel="mean q̄6", title="order parameter (hcp 0.484, liquid ~0.15)")
     ax[4].set(xlabel="p (GPa)", ylabel="E_pot (eV/atom)", title="E(p), 300 K")
     ax[5].set(xlabel="t (ps)", ylabel="solid fraction", title="two-phase runs (p = 0)")
@@ -169,20 +212,25 @@ def report(data, args, out: Path, walls: dict):
          "Versions: " + ", ".join(f"{k} {x}" for k, x in v.items()) + ".", "",
          f"Potentials: oracle `{Path(args.eam).name}` (Sun, Mendelev et al. 2006 EAM/FS, JAX `TabulatedEAM`); MTP "
          f"`{Path(args.mtp).name}` (level 16, cutoff 6.5 Å, fitted by MLIP-3 to this EAM's labels).", "",
-         "MD: full-cell MTK NPT (`npt_mtk`, thermostat 100 fs, barostat 1000 fs), dt = 2 fs, through "
+         "MD: MTK NPT (`npt_mtk`, thermostat 100 fs, barostat 1000 fs; the full cell, except where a section says "
+         "`aniso`: the three lengths of an orthogonal cell only), dt = 2 fs, through "
          "`mtpjax.md.run_md`; order parameter: per-atom averaged Steinhardt q̄6 over the 12 nearest neighbours "
          f"(Lechner–Dellago), an atom solid when q̄6 ≥ {M.SOLID_THRESHOLD} (perfect hcp 0.484, liquid ~0.15).", ""]
     L += ["Wall time of each stage (s): " + ", ".join(f"{k} {x:.0f}" for k, x in walls.items()) + ".", ""]
     # melting temperatures
     L += ["## Melting temperatures", "", "| potential | two-phase bracket (K) | two-phase estimate (K) | heating curve: "
-          "last solid / first melted (K) | E above the solid's extrapolation at melting (eV/atom) |", "|---|---|---:|---|---:|"]
+          "last solid / first melted (K) | E above the solid's extrapolation at melting (eV/atom) | earlier heating curve "
+          "(primitive cell, full-cell barostat): last solid / first melted (K), jump (eV/atom) |", "|---|---|---:|---|---:|---|"]
     for key, d in data.items():
         tp = d.get("twophase", {}).get("melting_point", {})
         br = f"{tp['bracket'][0]:.0f} – {tp['bracket'][1]:.0f}" if "bracket" in tp else (tp.get("error", "not run") if tp else "not run")
         est = f"{tp['estimate']:.0f} (line through all runs: {tp['fit']:.0f})" if "estimate" in tp else ""
         hm = melting_of(d["heat"]) if "heat" in d else None
         hs = f"{hm['T_solid']:.0f} / {hm['T_melted']:.0f}" if hm else ("not melted" if "heat" in d else "not run")
-        L.append(f"| {LABEL[key]} | {br} | {est} | {hs} | {hm['jump_eV']:.3f} |" if hm else f"| {LABEL[key]} | {br} | {est} | {hs} | |")
+        hp = melting_of(d["heat_primitive"]) if "heat_primitive" in d else None
+        hps = f"{hp['T_solid']:.0f} / {hp['T_melted']:.0f}, {hp['jump_eV']:.3f}" if hp else ("not melted" if "heat_primitive" in d else "")
+        L.append(f"| {LABEL[key]} | {br} | {est} | {hs} | {hm['jump_eV']:.3f} | {hps} |" if hm else
+                 f"| {LABEL[key]} | {br} | {est} | {hs} | | {hps} |")
     L += ["", f"Published melting point of the Sun 2006 EAM: {PUBLISHED_TM:.0f} K (coexistence; experiment 923 K). "
           "The heating curve melts the periodic crystal only when superheated (no interface to nucleate from), so "
           "its melting temperature is an upper bound; the two-phase runs give the melting point.", ""]
@@ -203,18 +251,42 @@ def report(data, args, out: Path, walls: dict):
                 L.append(f"| {r['temperature']:.0f} | {r['solid'][0]:.2f} → {r['solid'][-1]:.2f} | {r['solid_rate']:+.4f} | "
                          f"{1000 * r['energy_rate']:+.3f} | {r['outcome']} | {r['wall_s']:.0f} |")
             L.append("")
-    for key, d in data.items():
-        if "heat" in d:
-            h = d["heat"]
-            L += [f"## Heating curve: {LABEL[key]}", "", f"hcp {h['repeat']} ({h['atoms']} atoms), p = 0, "
+    for stage in ("heat", "heat_primitive"):
+        for key, d in data.items():
+            if stage not in d:
+                continue
+            h = d[stage]
+            ortho = h.get("cell") == "ortho"
+            cell = (f"orthogonal hcp {h['repeat']} (4-atom cells a × √3a × c; x along a, z along c), {h['atoms']} atoms, "
+                    f"MTK barostat `{h['couple']}`" + (" (the three cell lengths only, no shear)" if h["couple"] == "aniso" else "")
+                    if ortho else f"hcp {h['repeat']} ({h['atoms']} atoms), full-cell MTK barostat")
+            title = "Heating curve" if stage == "heat" else "Earlier heating curve (primitive cell, full-cell barostat)"
+            L += [f"## {title}: {LABEL[key]}", "", f"{cell}, p = 0, "
                   f"{h['steps_per_T']} steps ({h['steps_per_T'] * 2 / 1000:.0f} ps) per temperature, each continuing from "
-                  "the last; means over the second half of each.", "",
-                  "| T (K) | ⟨T⟩ (K) | ⟨p⟩ (GPa) | E_pot (eV/atom) | V (Å³/atom) | a (Å) | c (Å) | c/a | q̄6 | solid |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "the last; means over the second half of each."
+                  + (" From the cell lengths (logged every 10 steps): a_x = Lx/nx and a_y = Ly/(√3 ny), the two in-plane "
+                     "estimates of a; a = √(a_x a_y) (from the basal area, the less noisy); c = Lz/nz. Blank where less "
+                     "than half of the atoms are solid or where a_x and a_y are more than "
+                     f"{100 * M.HEXAGONAL_TOLERANCE:.0f} % apart (the basal plane no longer hexagonal: the crystal "
+                     "rearranged in the cell). Bond-vector a and c (`hcp_lattice_parameters` of 10 frames, blank where "
+                     "they miss the volume by > 1 %) as a cross-check." if ortho else ""), ""]
+            if ortho:
+                L += ["| T (K) | ⟨T⟩ (K) | ⟨p⟩ (GPa) | E_pot (eV/atom) | V (Å³/atom) | a (Å) | a_x (Å) | a_y (Å) | c (Å) "
+                      "| c/a | a bonds (Å) | c bonds (Å) | q̄6 | solid |",
+                      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            else:
+                L += ["| T (K) | ⟨T⟩ (K) | ⟨p⟩ (GPa) | E_pot (eV/atom) | V (Å³/atom) | a (Å) | c (Å) | c/a | q̄6 | solid |",
+                      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
             for r in h["rows"]:
                 a, c = lattice(r)
-                L.append(f"| {r['temperature']:.0f} | {r['T_mean']:.0f} | {r['p_mean']:+.3f} | {r['energy']:.4f} | "
-                         f"{r['volume']:.3f} | {a:.4f} | {c:.4f} | {c / a:.4f} | {r['q6']:.3f} | {r['solid']:.2f} |")
+                head = f"| {r['temperature']:.0f} | {r['T_mean']:.0f} | {r['p_mean']:+.3f} | {r['energy']:.4f} | {r['volume']:.3f} "
+                if ortho:
+                    ab, cb = bond_lattice(r)
+                    a_x, a_y, _ = (_num(r, k) for k in ("a_cell", "a_cell_y", "c_cell"))  # shown even where rejected
+                    L.append(head + f"| {a:.4f} | {a_x:.4f} | {a_y:.4f} | {c:.4f} | {c / a:.4f} | {ab:.4f} | {cb:.4f} | "
+                             f"{r['q6']:.3f} | {r['solid']:.2f} |")
+                else:
+                    L.append(head + f"| {a:.4f} | {c:.4f} | {c / a:.4f} | {r['q6']:.3f} | {r['solid']:.2f} |")
             L.append("")
     for key, d in data.items():
         if "pressure" in d:
@@ -230,7 +302,8 @@ def report(data, args, out: Path, walls: dict):
             L.append("")
     if "mtp" in data and "eam" in data:
         L += ["## MTP against the oracle", ""]
-        for stage, name in (("heat", "heating curve"), ("pressure", "pressure scan")):
+        for stage, name in (("heat", "heating curve"), ("heat_primitive", "earlier heating curve (primitive cell, full-cell barostat)"),
+                            ("pressure", "pressure scan")):
             if stage in data["mtp"] and stage in data["eam"]:
                 a, b = data["mtp"][stage]["rows"], data["eam"][stage]["rows"]
                 n = min(len(a), len(b))
@@ -256,14 +329,20 @@ def main(argv=None):
     ap.add_argument("--eam", default=str(EAM))
     ap.add_argument("--mtp", default=str(MTP))
     ap.add_argument("--which", nargs="+", default=["eam", "mtp"], choices=["eam", "mtp"])
-    ap.add_argument("--stages", nargs="+", default=["twophase", "heat", "pressure"], choices=["twophase", "heat", "pressure"])
+    ap.add_argument("--stages", nargs="+", default=["twophase", "heat", "pressure"],
+                    choices=["twophase", "heat", "heat_primitive", "pressure"])
     ap.add_argument("--mtp-twophase", action="store_true", help="also the MTP's two-phase runs (about 10x the EAM's cost)")
     ap.add_argument("--work", default="/tmp/fig13_melting", help="cache folder for each stage's JSON")
     ap.add_argument("--fresh", action="store_true", help="ignore the cache")
     ap.add_argument("--quick", action="store_true", help="a small, short run of everything (minutes)")
-    ap.add_argument("--hcp-repeat", type=int, nargs=3, default=[4, 4, 4])
-    ap.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 500.0, 700.0, 800.0, 900.0, 1000.0, 1100.0, 1200.0, 1300.0, 1400.0])
-    ap.add_argument("--steps-per-T", type=int, default=1500)
+    ap.add_argument("--hcp-repeat", type=int, nargs=3, default=[4, 4, 4], help="primitive hcp cells: the pressure scan "
+                    "and the heat_primitive stage")
+    ap.add_argument("--heat-repeat", type=int, nargs=3, default=[5, 3, 5], help="orthohexagonal 4-atom cells of the "
+                    "heating curve (5 x 3 x 5 = 300 atoms, 16 x 16.7 x 26.5 Å)")
+    ap.add_argument("--heat-couple", choices=["aniso", "full"], default="aniso", help="the heating curve's barostat on the "
+                    "orthogonal cell: its three lengths only (aniso) or the full cell")
+    ap.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 500.0, 700.0, 800.0, 900.0, 950.0, 1000.0, 1050.0, 1100.0, 1200.0])
+    ap.add_argument("--steps-per-T", type=int, default=2500)
     ap.add_argument("--pressures", type=float, nargs="+", default=[-3.0, 0.0, 3.0, 6.0, 9.0, 12.0])
     ap.add_argument("--steps-per-p", type=int, default=1500)
     ap.add_argument("--twophase-repeat", type=int, nargs=3, default=[5, 3, 12])
@@ -285,6 +364,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.quick:
         args.hcp_repeat, args.temperatures, args.steps_per_T = [3, 3, 3], [300.0, 900.0, 1500.0], 400
+        args.heat_repeat = [3, 2, 3]
         args.pressures, args.steps_per_p = [-3.0, 12.0], 400
         args.twophase_repeat, args.twophase_temperatures, args.twophase_steps = [4, 3, 8], [800.0, 1050.0], 1500
         args.mtp_twophase_repeat, args.mtp_twophase_temperatures, args.mtp_twophase_steps = [4, 3, 8], [800.0, 1050.0], 500
@@ -307,7 +387,8 @@ def main(argv=None):
                 else:
                     continue
             else:
-                fn = {"heat": lambda: heat(pots[key], args), "pressure": lambda: pressure(pots[key], args)}[stage]  # noqa: E731
+                fn = {"heat": lambda: heat(pots[key], args), "heat_primitive": lambda: heat(pots[key], args, "primitive"),  # noqa: E731
+                      "pressure": lambda: pressure(pots[key], args)}[stage]
             print(f"[{key} {stage}]", flush=True)
             data.setdefault(key, {})[stage] = cached(work, f"{key}_{stage}", args.fresh, fn)
             walls[f"{key} {stage}"] = data[key][stage]["wall_s_total"]

@@ -42,6 +42,9 @@ class MDSettings:
     thermostat_time: float = field(default=100.0, metadata={"check": positive_float, "help": (
         "thermostat time scale in fs: the Nosé-Hoover chains' period; the Langevin friction is 1/thermostat_time")})
     barostat_time: float = field(default=1000.0, metadata={"check": positive_float, "help": "barostat time scale in fs (npt_mtk)"})
+    npt_couple: Literal["full", "aniso"] = field(default="full", metadata={"help": (
+        "npt_mtk's cell: full (the whole cell, shear included) or aniso (only the x, y, z lengths: an orthogonal cell "
+        "stays orthogonal, as LAMMPS's fix npt aniso)")})
     seed: int = field(default=0, metadata={"check": non_negative_int, "help": "random seed (velocities, Langevin noise)"})
     log_every: int = field(default=10, metadata={"check": positive_int, "help": (
         "steps between rows of the thermodynamic log (and between stability checks)")})
@@ -66,7 +69,8 @@ class MDSettings:
         """Keyword arguments of :func:`mtpjax.md.run_md`."""
         return {"ensemble": self.ensemble, "steps": self.steps, "timestep": self.timestep, "temperature": self.temperature,
                 "initial_temperature": self.initial_temperature, "pressure": self.pressure,
-                "thermostat_time": self.thermostat_time, "barostat_time": self.barostat_time, "seed": self.seed,
+                "thermostat_time": self.thermostat_time, "barostat_time": self.barostat_time,
+                "npt_couple": self.npt_couple, "seed": self.seed,
                 "log_every": self.log_every, "trajectory_every": self.trajectory_every, "skin": self.skin,
                 "capacity_multiplier": self.capacity_multiplier, "max_temperature": self.max_temperature,
                 "min_distance_floor": self.min_distance}

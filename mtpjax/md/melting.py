@@ -15,13 +15,16 @@ about 0.12–0.16 (Mg, 1200–1400 K). An atom is *solid* when qbar_6 >= :data:`
 Sun 2006 EAM every atom of the crystal equilibrated at 914 K is solid by it, and every atom of the melt brought back to
 914 K liquid: ``scripts/fig13_melting.py``, ``docs/benchmarks/melting.md``).
 
-Everything else goes through :func:`mtpjax.md.run_md` (full-cell MTK NPT at the target pressure; the hcp a and c relax
-apart). Units: Å, eV, K, GPa, fs, as everywhere in :mod:`mtpjax.md`.
+Everything else goes through :func:`mtpjax.md.run_md` (MTK NPT at the target pressure; the hcp a and c relax apart):
+the full cell by default, or only its three lengths (``npt_couple="aniso"``, LAMMPS's ``fix npt ... aniso``), which
+keeps an orthogonal cell orthogonal so that a crystal in it cannot shear into another supercell: then a and c are the
+cell's lengths per repeat (``cell_repeat``). Units: Å, eV, K, GPa, fs, as everywhere in :mod:`mtpjax.md`.
 
 - :func:`order_parameter`: per-atom qbar_6; :func:`solid_mask`, :func:`solid_fraction`; :func:`hcp_lattice_parameters`
   (a, c from bond vectors, whatever the supercell's shape);
 - :func:`heating_curve`: NPT at each temperature in turn, each continuing from the previous final frame; per
-  temperature the second-half means of E_pot/atom, V/atom, a, c, and the order parameter; :func:`detect_melting`;
+  temperature the second-half means of E_pot/atom, V/atom, a, c (from bond vectors, and from the cell lengths of an
+  orthogonal cell, :func:`cell_lattice_parameters`), and the order parameter; :func:`detect_melting`;
 - :func:`pressure_scan`: NPT at one temperature and several pressures: E(p), V(p), a(p), c(p);
 - :func:`orthogonal_hcp`, :func:`two_phase_cell`, :func:`prepare_two_phase`, :func:`two_phase_run`,
   :func:`coexistence_melting_point`: the two-phase method.
@@ -150,6 +153,28 @@ def hcp_lattice_parameters(atoms) -> tuple[float, float]:
     return a, c
 
 
+#: Largest relative difference of the two in-plane estimates of a (Lx / nx and Ly / (√3 ny)) of an orthohexagonal cell
+#: that still counts as one hexagonal crystal (a 128-atom cell's 5 ps means differ by up to ~0.5 % from fluctuations).
+HEXAGONAL_TOLERANCE = 0.02
+
+
+def cell_lattice_parameters(lengths, repeat, angles=None, tolerance_deg: float = 1e-6,
+                            hexagonal_tolerance: float = HEXAGONAL_TOLERANCE):
+    """hcp ``(a from Lx, a from Ly, c)`` (Å) of an orthohexagonal supercell (:func:`orthogonal_hcp`, ``repeat`` =
+    (nx, ny, nz) 4-atom cells of a × √3a × c): Lx / nx, Ly / (√3 ny), Lz / nz. ``lengths`` (..., 3) Å, means taken over
+    the leading axes. NaN when the lengths are no longer a and c: ``angles`` (..., 3, degrees) not all within
+    ``tolerance_deg`` of 90°, or the two estimates of a more than ``hexagonal_tolerance`` apart (relative; the basal
+    plane no longer hexagonal: the crystal changed its arrangement in the cell, as a superheated one may)."""
+    nan = (float("nan"),) * 3
+    lengths = np.reshape(np.asarray(lengths, float), (-1, 3))
+    if angles is not None and not np.all(np.abs(np.asarray(angles, float) - 90.0) <= tolerance_deg):
+        return nan
+    nx, ny, nz = (float(n) for n in repeat)
+    mean = lengths.mean(axis=0)
+    a_x, a_y, c = float(mean[0] / nx), float(mean[1] / (math.sqrt(3) * ny)), float(mean[2] / nz)
+    return (a_x, a_y, c) if abs(a_x / a_y - 1) <= hexagonal_tolerance else nan
+
+
 def hcp_consistent(a: float, c: float, volume: float, tolerance: float = 0.01) -> bool:
     """Whether hcp with these a and c (Å) has ``volume`` (Å³/atom, sqrt(3)/4 a² c) within ``tolerance`` (relative):
     False when the crystal is no longer one hcp single crystal (reoriented in part, twinned, melted), where
@@ -165,7 +190,10 @@ class StateRow:
     """Means over the second half of one NPT run: ``temperature`` K (target), ``pressure`` GPa (target),
     ``T_mean`` K, ``p_mean`` GPa, ``energy`` eV/atom (E_pot), ``energy_std`` eV/atom (standard error of the mean from
     4 blocks), ``volume`` Å³/atom, ``a``, ``c`` Å (hcp, :func:`hcp_lattice_parameters` of the frames; NaN where less
-    than half of the atoms are solid or where a and c do not give the volume, :func:`hcp_consistent`), ``q6`` (mean qbar_6 of the frames), ``solid`` (solid fraction of the frames), ``steps``, ``wall_s``."""
+    than half of the atoms are solid or where a and c do not give the volume, :func:`hcp_consistent`), ``q6`` (mean qbar_6 of the frames), ``solid`` (solid fraction of the frames), ``steps``, ``wall_s``;
+    for an orthohexagonal supercell (``cell_repeat`` of :func:`heating_curve`) ``a_cell`` (Lx / nx), ``a_cell_y``
+    (Ly / (√3 ny)) and ``c_cell`` (Lz / nz) Å from the logged cell lengths (:func:`cell_lattice_parameters`; NaN where
+    less than half of the atoms are solid, where the cell is not orthogonal, or without ``cell_repeat``)."""
 
     temperature: float
     pressure: float
@@ -180,6 +208,9 @@ class StateRow:
     solid: float
     steps: int
     wall_s: float
+    a_cell: float = float("nan")
+    a_cell_y: float = float("nan")
+    c_cell: float = float("nan")
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -205,7 +236,7 @@ def _npt(potential, atoms, *, temperature, pressure, steps, timestep, frames, se
     return res, half, imgs
 
 
-def _row(res, frames, temperature, pressure) -> StateRow:
+def _row(res, frames, temperature, pressure, cell_repeat=None) -> StateRow:
     n = len(res.atoms)
     steps = res.column("step")
     second = steps > steps[-1] / 2
@@ -218,10 +249,15 @@ def _row(res, frames, temperature, pressure) -> StateRow:
     a, c = np.mean([hcp_lattice_parameters(f) for f in frames], axis=0) if solid >= 0.5 else (np.nan, np.nan)
     if not hcp_consistent(a, c, float(col("volume_A3").mean() / n)):
         a, c = np.nan, np.nan
+    cell = (np.nan, np.nan, np.nan)
+    if cell_repeat is not None and solid >= 0.5:
+        cell = cell_lattice_parameters(np.stack([col(k) for k in ("a_A", "b_A", "c_A")], axis=1), cell_repeat,
+                                       np.stack([col(k) for k in ("alpha_deg", "beta_deg", "gamma_deg")], axis=1))
     return StateRow(temperature=float(temperature), pressure=float(pressure), T_mean=float(col("temperature_K").mean()),
                     p_mean=float(col("pressure_GPa").mean()), energy=float(e.mean()), energy_std=_block_error(e),
                     volume=float(col("volume_A3").mean() / n), a=float(a), c=float(c), q6=float(np.mean([x.mean() for x in q])),
-                    solid=solid, steps=int(res.steps), wall_s=float(res.wall_s))
+                    solid=solid, steps=int(res.steps), wall_s=float(res.wall_s), a_cell=cell[0], a_cell_y=cell[1],
+                    c_cell=cell[2])
 
 
 def _scaled_momenta(atoms, t_old, t_new):
@@ -231,19 +267,24 @@ def _scaled_momenta(atoms, t_old, t_new):
 
 def heating_curve(potential, atoms, temperatures, *, steps_per_T: int = 2000, timestep: float = 2.0,
                   pressure: float = 0.0, frames: int = 10, seed: int = 0, species=None,
-                  progress: bool = False, callback=None, **md) -> list[StateRow]:
-    """NPT (full-cell MTK, ``pressure`` GPa) of ``atoms`` at each of ``temperatures`` (K) in turn, ``steps_per_T``
+                  progress: bool = False, callback=None, cell_repeat=None, **md) -> list[StateRow]:
+    """NPT (MTK, ``pressure`` GPa) of ``atoms`` at each of ``temperatures`` (K) in turn, ``steps_per_T``
     steps of ``timestep`` fs each, every run continuing from the previous final frame (positions, cell, and momenta
     rescaled to the new temperature). Returns one :class:`StateRow` per temperature (second-half means; ``a``, ``c`` and
     the order parameter from ``frames`` frames of the second half). A run that becomes unstable raises
     :class:`mtpjax.md.MDInstability`. ``callback(row)`` after each temperature; ``md``: more
-    :func:`run_md` settings (``thermostat_time``, ``barostat_time``, ``skin``, ...)."""
+    :func:`run_md` settings (``thermostat_time``, ``barostat_time``, ``skin``, ``npt_couple``, ...).
+
+    ``cell_repeat`` (nx, ny, nz): ``atoms`` is an orthohexagonal hcp supercell (:func:`orthogonal_hcp`) of that many
+    4-atom cells; each row then also has a and c from the cell lengths (``a_cell``, ``a_cell_y``, ``c_cell``). With
+    ``npt_couple="aniso"`` the cell stays orthogonal and these are hcp's a and c for as long as the crystal lives
+    (a full-cell barostat may shear it into another supercell)."""
     rows, cur, t_prev = [], atoms.copy(), None
     for k, T in enumerate(temperatures):
         mom = None if t_prev is None else _scaled_momenta(cur, t_prev, T)
         res, half, _ = _npt(potential, cur, temperature=T, pressure=pressure, steps=steps_per_T, timestep=timestep,
                             frames=frames, seed=seed + k, progress=progress, momenta=mom, species=species, **md)
-        rows.append(_row(res, half, T, pressure))
+        rows.append(_row(res, half, T, pressure, cell_repeat))
         if callback:
             callback(rows[-1])
         cur, t_prev = res.atoms, T
@@ -438,5 +479,5 @@ def coexistence_melting_point(runs) -> dict:
 
 
 __all__ = ["SOLID_THRESHOLD", "MeltingError", "StateRow", "CoexistenceRun", "order_parameter", "nearest_neighbours",
-           "solid_mask", "solid_fraction", "hcp_lattice_parameters", "hcp_consistent", "heating_curve", "detect_melting", "pressure_scan", "orthogonal_hcp",
+           "solid_mask", "solid_fraction", "hcp_lattice_parameters", "cell_lattice_parameters", "HEXAGONAL_TOLERANCE", "hcp_consistent", "heating_curve", "detect_melting", "pressure_scan", "orthogonal_hcp",
            "two_phase_cell", "prepare_two_phase", "two_phase_run", "coexistence_melting_point"]

@@ -283,3 +283,26 @@ def test_write_almtp_round_trip(mtp, train, active, tmp_path):
     # grades with the written file's active set are the MLIP-2 grades again
     np.testing.assert_allclose(grade(load_mtp(out), back, read_cfg(GOLDEN / "cand.cfg")).grades,
                                mlip_grades("cand_graded.cfg"), rtol=1e-5, atol=0.5e-6)
+
+
+@pytest.mark.slow
+def test_mlip3_training_selection_reproduced():
+    """MaxVol with MLIP-3's settings (1e-6·I, threshold 1.001) over the training set of ``shared/bench/fit`` selects
+    the configurations MLIP-3 stored in its .almtp (all but one of a duplicated pair), and grades the test set as
+    MLIP-3's own active set does (to 1e-7 relative)."""
+    from mtpjax.io import read_structures
+    from mtpjax.model import load_mtp
+
+    mtp = load_mtp(need(MLIP3))
+    ref = load_active_set(MLIP3, mtp)
+
+    def structures(name):
+        out = read_structures(need(MLIP3.parent / name))
+        for a in out:
+            a.arrays["mlip_type"] = np.zeros(len(a), dtype=np.int64)
+        return out
+
+    train, test = structures("train.extxyz"), structures("test.extxyz")
+    mine = build_active_set(mtp, train, threshold_init=1e-6, threshold_select=1.001, threshold_swap=1.001)
+    assert int((mine.origin >= 0).sum()) == int((ref.origin >= 0).sum()) == 114
+    np.testing.assert_allclose(grade(mtp, mine, test).grades, grade(mtp, ref, test).grades, rtol=1e-7)

@@ -122,11 +122,12 @@ def read_selected(path) -> list:
 
 def section_bytes(active: ActiveSet, training) -> bytes:
     """The ``#MVS_v1.1`` section of ``active``, whose ``origin`` indexes the Configurations ``training``; the
-    configurations of the active set are stored after the links, each once, in training order (as MLIP-3 does)."""
+    configurations of the active set are stored after the links, each once, in training order (the links index
+    this list; MLIP-3 keeps its own order)."""
     from ..io import write_cfg
     from ..io.cfg import Configuration
 
-    used = sorted({o for o in active.origin.tolist() if o >= 0})  # in training order, as MLIP-3 keeps them
+    used = sorted({o for o in active.origin.tolist() if o >= 0})  # in training order (any order is valid)
     if used and max(used) >= len(training):
         raise MtpjaxError(f"the active set refers to training configuration {max(used) + 1}, but {len(training)} were given")
     index = {o: k for k, o in enumerate(used)}

@@ -306,3 +306,21 @@ def test_mlip3_training_selection_reproduced():
     mine = build_active_set(mtp, train, threshold_init=1e-6, threshold_select=1.001, threshold_swap=1.001)
     assert int((mine.origin >= 0).sum()) == int((ref.origin >= 0).sum()) == 114
     np.testing.assert_allclose(grade(mtp, mine, test).grades, grade(mtp, ref, test).grades, rtol=1e-7)
+
+
+def test_cli_stored_active_set(tmp_path, capsys):
+    """--save-active-set stores the active set next to the potential; TRAIN '-' grades with it, the same grades."""
+    from mtpjax.cli import main
+
+    pot = tmp_path / "pot.mtp"
+    pot.write_bytes((GOLDEN / "pot08_m2.mtp").read_bytes())
+    train, cand = str(GOLDEN / "train.cfg"), str(GOLDEN / "cand.cfg")
+    assert main(["grade", str(pot), "-", cand, str(tmp_path / "a.cfg"), "-q"]) == 2
+    assert "pot.mtp: no active set" in capsys.readouterr().err
+    assert main(["grade", str(pot), train, cand, str(tmp_path / "a.cfg"), "-q", "--save-active-set"]) == 0
+    assert (tmp_path / "pot.mtp.active.json").exists()
+    assert main(["grade", str(pot), "-", cand, str(tmp_path / "b.cfg"), "-q"]) == 0
+    a, b = read_cfg(tmp_path / "a.cfg"), read_cfg(tmp_path / "b.cfg")
+    assert [c.feature("MV_grade") for c in a] == [c.feature("MV_grade") for c in b]
+    np.testing.assert_allclose([float(c.feature("MV_grade")) for c in b], mlip_grades("cand_graded.cfg"), rtol=1e-5,
+                               atol=0.5e-6)

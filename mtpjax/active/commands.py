@@ -1,6 +1,7 @@
 """The ``mtpjax grade`` and ``mtpjax select`` commands (like MLIP-2's ``mlp calc-grade`` and ``mlp select-add``).
 
     mtpjax grade POT TRAIN IN OUT [--mode cfg|nbh]     MaxVol active set from TRAIN, grade of every structure of IN
+                                                      (TRAIN '-': the active set stored with POT)
     mtpjax select POT TRAIN CANDIDATES OUT [--threshold 1.1]   candidates that enter the active set, to OUT
 
 Inputs are MLIP ``.cfg`` or anything ASE reads (extended XYZ); OUT's format follows its suffix (``.cfg``, ``.xyz``,
@@ -107,8 +108,16 @@ def _prepare(args):
 
 
 def _build(args, mtp, species, mode, threshold_select):
-    from .grade import build_active_set, save_active_set
+    from .grade import build_active_set, load_active_set, save_active_set
 
+    if args.train == "-":  # the active set stored with the potential
+        active = load_active_set(args.potential, mtp)
+        if active is None:
+            raise MtpjaxError(f"POT {args.potential}: no active set is stored with it (in a .mtpjax file, "
+                              f"{args.potential}.active.json or an .almtp #MVS_v1.1 section); give TRAIN")
+        if active.mode != mode and args.mode != "cfg":
+            raise MtpjaxError(f"--mode {args.mode}: the active set stored with {args.potential} is in {active.mode} mode")
+        return active, int(len(set(active.origin[active.origin >= 0].tolist())))
     _, train = read_input(args.train, species, mtp.n_species, "TRAIN")
     active = build_active_set(mtp, train, mode, threshold_init=args.threshold_init, threshold_select=threshold_select,
                               threshold_swap=args.swap_threshold, source=str(args.train))
@@ -130,6 +139,7 @@ def cmd_grade(args) -> int:
     t0 = time.perf_counter()
     mtp, species, mode = _prepare(args)
     active, n_train = _build(args, mtp, species, mode, args.select_threshold)
+    mode = active.mode
     items, structures = read_input(args.input, species, mtp.n_species, "IN")
     g = grade(mtp, active, structures, source=str(args.input))
     info = [{"MV_grade": format_grade(x) if _is_cfg(args.output) else float(x)} for x in g.grades]
@@ -153,6 +163,7 @@ def cmd_select(args) -> int:
     mtp, species, mode = _prepare(args)
     # as MLIP-2's select-add: the training set is selected down to the swap threshold, the candidates above --threshold
     active, n_train = _build(args, mtp, species, mode, args.swap_threshold)
+    mode = active.mode
     items, structures = read_input(args.candidates, species, mtp.n_species, "CANDIDATES")
     picked, _ = select_add(mtp, active, structures, threshold_select=args.threshold, threshold_swap=args.swap_threshold,
                            swap_limit=args.swap_limit, source=str(args.candidates))
@@ -166,7 +177,9 @@ def cmd_select(args) -> int:
 def add_common(p) -> None:
     """The options shared by ``grade`` and ``select``."""
     p.add_argument("potential", metavar="POT", help="trained potential (.mtp, .almtp or .mtpjax)")
-    p.add_argument("train", metavar="TRAIN", help="training set the active set is built from (.cfg or extended XYZ)")
+    p.add_argument("train", metavar="TRAIN",
+                   help="training set the active set is built from (.cfg or extended XYZ); '-' uses the active set "
+                        "stored with POT (.mtpjax metadata, POT.active.json, or MLIP-3's #MVS_v1.1 section of an .almtp)")
     p.add_argument("--mode", default="cfg", choices=["cfg", "nbh", "neighbourhood", "neighborhood"],
                    help="rows of the active set: cfg = one per configuration, dE/dθ / N (MLIP's default); nbh = one per "
                         "atom, dV_i/dθ (grades per atom; a structure's grade is its largest)")

@@ -488,3 +488,35 @@ def test_calculator_flags_grades_above_threshold(tmp_path):
     atoms.calc = MTPCalculator.from_file(pot, out_of_domain="error")
     with pytest.raises(OutOfDomainError, match="grade 3.405"):
         atoms.get_potential_energy()
+
+
+def test_calculator_neighbourhood_grades():
+    """A neighbourhood-mode active set: per-atom grades in results, the structure's grade is their maximum; bulk hcp
+    Mg near the training cells interpolates (no warning), an isolated trimer extrapolates (a warning)."""
+    import warnings
+
+    from ase import Atoms
+    from ase.build import bulk
+
+    from mtpjax.active import build_active_set, grade
+    from mtpjax.calculator import MTPCalculator, OutOfDomainWarning
+    from mtpjax.model import load_mtp
+
+    pot = GRADE_GOLDEN / "pot08_m2.mtp"
+    need(pot)
+    mtp = load_mtp(pot)
+    active = build_active_set(mtp, read_cfg(GRADE_GOLDEN / "train.cfg"), mode="nbh")
+    hcp = bulk("Mg", "hcp", a=3.21, c=5.21) * (3, 3, 2)
+    hcp.calc = MTPCalculator(mtp, active_set=active)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hcp.get_potential_energy()
+    r = hcp.calc.results
+    assert r["atom_grades"].shape == (36,) and r["grade"] == r["atom_grades"].max() < 1.1
+    trimer = Atoms("Mg3", positions=[[0, 0, 0], [3.1, 0, 0], [1.5, 2.6, 0]])
+    trimer.calc = MTPCalculator(mtp, active_set=active)
+    with pytest.warns(OutOfDomainWarning, match="extrapolation grade"):
+        trimer.get_potential_energy()
+    ref = grade(mtp, active, [(trimer.positions, np.zeros((3, 3)), False, np.zeros(3, dtype=int), "trimer")])
+    np.testing.assert_allclose(trimer.calc.results["atom_grades"], ref.atom_grades[0], rtol=1e-12)
+    assert trimer.calc.results["grade"] > 2.1

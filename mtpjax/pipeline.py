@@ -94,9 +94,14 @@ class VerifySection:
     quick: bool = False  # smaller cells and fewer points
     options: dict = field(default_factory=dict)  # per-test keyword arguments {"phonons": {"mesh": [8, 8, 8]}}
     oracle: dict = field(default_factory=dict)  # default: the [generate.oracle] that labelled the data
+    ground_state: str = ""  # hcp, fcc or bcc; default: the oracle's lowest of hcp, fcc, dhcp, bcc
 
     def check_config(self) -> None:
+        from .verify.prototypes import LATTICES
         from .verify.suite import TESTS
+
+        if self.ground_state and self.ground_state not in LATTICES:
+            raise ConfigError("ground_state", f"must be one of {', '.join(LATTICES)} (or left out), got {self.ground_state!r}")
 
         if not self.tests:
             raise ConfigError("tests", f"is empty; choose from {', '.join(TESTS)}")
@@ -201,6 +206,8 @@ def section_inputs(cfg: RunConfig) -> dict:
     gen.pop("executor", None)  # where the work runs does not change the data
     verify = _jsonable(dataclasses.asdict(cfg.verify))
     verify["oracle"] = verify["oracle"] or _jsonable(cfg.generate.oracle_spec())
+    if not verify.get("ground_state"):  # detected: the hash of a run without the key stays what it was
+        verify.pop("ground_state", None)
     return {"generate": gen, "fit": _jsonable(config.flat_values(cfg.fit)), "verify": verify,
             "report": _jsonable({**dataclasses.asdict(cfg.report), "name": cfg.name})}
 
@@ -332,6 +339,7 @@ def _stage_verify(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bo
     oracle = make_oracle(spec)
     res = run_suite(pot, oracle, d, tests=list(cfg.verify.tests), element=cfg.generate.element,
                     options=dict(cfg.verify.options), progress=progress, quick=cfg.verify.quick,
+                    ground_state=cfg.verify.ground_state or None,
                     potential_label=f"MTP level {cfg.fit.level}, {cfg.fit.cutoff:g} Å", potential_spec=str(out / "fit" / "potential.mtpjax"),
                     resume=resume)
     status = {n: t["status"] for n, t in res["tests"].items()}

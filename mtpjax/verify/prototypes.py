@@ -1,5 +1,5 @@
-"""Structures and checks shared by the physics tests: oriented hcp cells, supercells, scaled and strained copies,
-which element, table rows, evaluation, plotting helpers.
+"""Structures and checks shared by the physics tests: the element's ground state, oriented hcp cells, supercells,
+scaled and strained copies, which element, table rows, evaluation, plotting helpers.
 
 The crystal prototypes (hcp, fcc, dhcp, bcc at a volume per atom) and their equilibrium live in
 :mod:`mtpjax.relax.lattice`; ``PHASES`` and ``prototype`` are re-exported here for code that imports them from
@@ -14,6 +14,43 @@ from ase import Atoms
 
 from ..errors import MtpjaxError
 from ..relax.lattice import PHASES, prototype  # noqa: F401  (re-exported: experiments and tests import them from here)
+
+
+#: Lattices whose elastic constants and defects the tests build. An element whose lowest prototype is dhcp is
+#: verified on hcp (the same close-packed planes and basal faults).
+LATTICES = ("hcp", "fcc", "bcc")
+
+
+def phase_energies(oracle, element: str) -> dict:
+    """{phase: relaxed energy per atom (eV/atom) or None where the relaxation failed} of hcp, fcc, dhcp and bcc with
+    ``oracle`` (full relaxations by :func:`mtpjax.relax.equilibrium`, as the tests themselves do)."""
+    from ..relax import equilibrium
+
+    eq = equilibrium(oracle, PHASES, element)
+    return {k: (float(r.energy_per_atom) if r.ok and np.isfinite(r.energy_per_atom) else None) for k, r in eq.items()}
+
+
+def detect_ground_state(oracle, element: str) -> dict:
+    """The lowest-energy prototype of ``element`` with ``oracle``: {"phase" (hcp, fcc, dhcp or bcc), "lattice" (the one
+    of :data:`LATTICES` the tests build: dhcp -> hcp), "energies" {phase: eV/atom}}. Raises MtpjaxError when no
+    prototype relaxes."""
+    e = phase_energies(oracle, element)
+    ok = {k: v for k, v in e.items() if v is not None}
+    if not ok:
+        raise MtpjaxError(f"ground state of {element}: none of {list(PHASES)} relaxed with the oracle")
+    phase = min(ok, key=ok.get)
+    return {"phase": phase, "lattice": "hcp" if phase == "dhcp" else phase, "energies": e}
+
+
+def ground_state(oracle, element: str, override: str | None = None) -> str:
+    """The lattice (hcp, fcc or bcc) the tests take as ``element``'s ground state: ``override`` when given (e.g. the
+    ``ground_state`` key of the ``[verify]`` config; checked), else :func:`detect_ground_state` with ``oracle``."""
+    if override:
+        g = str(override).strip().lower()
+        if g not in LATTICES:
+            raise MtpjaxError(f"ground_state must be one of {', '.join(LATTICES)}, got {override!r}")
+        return g
+    return detect_ground_state(oracle, element)["lattice"]
 
 
 def hcp_orthorhombic(element: str, a: float, c: float) -> Atoms:

@@ -121,6 +121,9 @@ def summary_markdown(result: dict) -> str:
     meta = [f"element(s): {', '.join(result.get('elements') or []) or '—'}",
             f"mode: {'quick' if result.get('quick') else 'full'}",
             f"total time: {fmt(result.get('total_seconds'), 3)} s"]
+    gs = result.get("ground_state")
+    if isinstance(gs, dict) and gs.get("lattice"):
+        meta.append(f"ground state: {gs['lattice']} ({'given' if gs.get('source') == 'config' else 'detected'})")
     if result.get("created"):
         meta.append(f"created: {result['created']}")
     out += [" · ".join(meta), ""]

@@ -24,7 +24,7 @@ from . import report
 #: The tests in their default order (modules of mtpjax.verify).
 TESTS = ("eos", "strain", "elastic", "phonons", "vacancy", "planar")
 #: Options every test may take (passed only to tests whose run() accepts them).
-COMMON_OPTIONS = ("quick", "element", "progress")
+COMMON_OPTIONS = ("quick", "element", "progress", "ground_state")
 
 
 def load_test(name: str):
@@ -112,7 +112,7 @@ def _resolve(tests, registry):
 
 def run_suite(potential, oracle, outdir, tests=None, element=None, options=None, progress=True, *, quick=False,
               registry=None, potential_label=None, oracle_label=None, potential_spec=None, oracle_spec=None,
-              resume=False) -> dict:
+              resume=False, ground_state=None) -> dict:
     """Run ``tests`` (names from :data:`TESTS`, default all of them; missing modules are "not available") of
     ``potential`` against ``oracle``, write the report into ``outdir`` and return the result dict.
 
@@ -121,6 +121,11 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
     overriding the module lookup (e.g. an extra test). Timings in seconds. Each finished test leaves
     ``outdir/<test>/result.json``; ``resume=True`` reuses those whose options, potential and oracle are unchanged (an interrupted suite
     continues with the first unfinished test; failed tests are run again).
+
+    ``ground_state`` (hcp, fcc or bcc): the element's ground-state lattice, whose elastic constants, phase energies
+    and planar defects the tests measure; default: detected once here, the lowest of the oracle's relaxed hcp, fcc,
+    dhcp and bcc (:func:`mtpjax.verify.prototypes.detect_ground_state`; dhcp is verified on hcp), and passed to the
+    tests that take it.
 
     The result: potential, oracle (descriptions), elements, quick, tests {name: {status ("ok", "failed",
     "not available"), seconds, metrics, figures, rows, failures, error, traceback}}, rows, failures, total_seconds.
@@ -143,6 +148,9 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
     plan = _resolve(tests, registry)
     unknown_opts = sorted(set(per_test) - {n for n, _ in plan})
     notes = []
+    gs = _ground_state(plan, oracle, element, ground_state or common.get("ground_state"), notes)
+    if gs is not None:
+        common["ground_state"] = gs["lattice"]
     if unknown_opts:
         notes.append(f"options given for tests that are not run: {unknown_opts}")
     if getattr(potential, "species", None) is None and getattr(oracle, "species", None):
@@ -151,7 +159,7 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
         "potential": describe(potential, potential_spec), "oracle": describe(oracle, oracle_spec),
         "potential_label": potential_label or short_name(potential, potential_spec),
         "oracle_label": oracle_label or short_name(oracle, oracle_spec),
-        "elements": elements, "quick": bool(common["quick"]), "options": options,
+        "elements": elements, "quick": bool(common["quick"]), "options": options, "ground_state": gs,
         "created": datetime.datetime.now().isoformat(timespec="seconds"), "versions": versions(device=True),
         "notes": notes, "tests": {}, "rows": [], "failures": [],
     }
@@ -191,6 +199,34 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
         warnings.warn(f"verify: {w}", stacklevel=2)
     result["files"] = {k: str(Path(v).name) for k, v in report.write_report(result, outdir).items()}
     return result
+
+
+def _takes(fn, name: str) -> bool:
+    """Whether ``fn`` names the keyword ``name`` (a bare ``**kwargs`` does not count)."""
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _ground_state(plan, oracle, element, override, notes):
+    """{"lattice", "phase", "source", "energies"} of the element's ground state for the tests of ``plan`` that take
+    ``ground_state`` (None when none does, or when it cannot be found: each test then finds its own)."""
+    from .prototypes import detect_ground_state, ground_state
+
+    if element is None or not any(callable(fn) and _takes(fn, "ground_state") for _, fn in plan):
+        return None
+    if override:
+        return {"lattice": ground_state(oracle, element, override), "phase": None, "source": "config",
+                "energies": None}
+    try:
+        found = detect_ground_state(oracle, element)
+    except Exception as err:  # noqa: BLE001 (the tests report their own relaxation failures)
+        notes.append(f"ground state not detected ({type(err).__name__}: {err}); each test looks for its own")
+        return None
+    if found["phase"] != found["lattice"]:
+        notes.append(f"the oracle's lowest prototype is {found['phase']}; the tests build {found['lattice']}")
+    return {**found, "source": "oracle (lowest relaxed energy per atom of hcp, fcc, dhcp, bcc)"}
 
 
 def _options_key(kwargs, fingerprint: str = "") -> str:

@@ -1,14 +1,15 @@
 """Energy–volume curves of hcp, fcc, dhcp and bcc (paper Figs 6, 7).
 
-Ω0 is the volume per atom of the oracle's fully relaxed hcp. Each phase is taken in a fixed shape — the ideal
+Ω0 is the volume per atom of the oracle's fully relaxed ground state (``ground_state``: hcp, fcc or bcc; default
+the oracle's lowest prototype, :func:`mtpjax.verify.prototypes.ground_state`; hcp for Mg). Each phase is taken in a fixed shape — the ideal
 one (``shape='ideal'``: c/a = √(8/3) for hcp and dhcp, cubic fcc and bcc) or the oracle's relaxed one
 (``shape='relaxed'``: its relaxed c/a of hcp and dhcp at Ω0) — and scaled isotropically to volumes
 V/Ω0 in [1 − r, 1 + r] for each range r in ``ranges`` (default ±10 % and ±80 %). The *same* structures are
 evaluated with both potentials (no relaxation: internal coordinates of these phases are fixed by symmetry).
 
-Metrics: per range and phase the energy RMSE (meV/atom) and the RMSE of E(phase) − E(hcp) (meV/atom; the
-curves of Fig 7); per potential the BM-fit minimum (V0 Å³/atom, E0 eV/atom, B GPa) of each phase within ±10 %.
-Figures: E(V) per range, and E − E_hcp vs V per range (axes fit the oracle's curves; the potential's points beyond
+Metrics: per range and phase the energy RMSE (meV/atom) and the RMSE of E(phase) − E(ground state) (meV/atom;
+the curves of Fig 7); per potential the BM-fit minimum (V0 Å³/atom, E0 eV/atom, B GPa) of each phase within ±10 %.
+Figures: E(V) per range, and E − E_ground vs V per range (axes fit the oracle's curves; the potential's points beyond
 them are drawn as ▲/▼ on the edge).
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from ..relax import PHASES, equilibrium, hex_parameters, prototype
 from .elastic import birch_murnaghan
 from .prototypes import element_of, error_row, evaluate_safe, finite_or_none, limits, plot_clipped, rmse, row
+from .prototypes import ground_state as ground_state_of
 
 
 def _structures(element, omega0, ranges, points, c_over_a: dict):
@@ -35,7 +37,7 @@ def _structures(element, omega0, ranges, points, c_over_a: dict):
     return out, meta
 
 
-def _figures(outdir: Path, ranges, table, omega0) -> list:
+def _figures(outdir: Path, ranges, table, omega0, g: str = "hcp") -> list:
     from ..plotting import subplots
 
     figs = []
@@ -59,17 +61,18 @@ def _figures(outdir: Path, ranges, table, omega0) -> list:
         fig.savefig(path, dpi=120)
         figs.append(path)
         fig, ax = subplots(figsize=(5.5, 4))
-        v, hm, ho = table[(r, "hcp")]
-        lim = limits(0.0, *[1000 * (table[(r, p)][2] - ho) for p in PHASES[1:]])
-        for p in PHASES[1:]:
+        others = [p for p in PHASES if p != g]
+        v, hm, ho = table[(r, g)]
+        lim = limits(0.0, *[1000 * (table[(r, p)][2] - ho) for p in others])
+        for p in others:
             _, em, eo = table[(r, p)]
-            ax.plot(v / omega0, 1000 * (eo - ho), "-", color=colours[p], label=f"{p} − hcp oracle")
+            ax.plot(v / omega0, 1000 * (eo - ho), "-", color=colours[p], label=f"{p} − {g} oracle")
             plot_clipped(ax, v / omega0, 1000 * (em - hm), lim, ls="none", marker="o", ms=3, mfc="none", color=colours[p],
-                         label=f"{p} − hcp potential")
+                         label=f"{p} − {g} potential")
         ax.set_ylim(*lim)
         ax.axhline(0.0, color="k", lw=0.5)
         ax.set_xlabel("V / Ω0")
-        ax.set_ylabel("E − E(hcp) (meV/atom)")
+        ax.set_ylabel(f"E − E({g}) (meV/atom)")
         ax.set_title(f"phase energies, ±{tag} %")
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
@@ -80,13 +83,15 @@ def _figures(outdir: Path, ranges, table, omega0) -> list:
 
 
 def run(potential, oracle, outdir: Path, *, element: str | None = None, ranges=(0.1, 0.8), points: int = 21,
-        shape: str = "ideal", quick: bool = False, figures: bool = True) -> dict:
+        shape: str = "ideal", quick: bool = False, figures: bool = True, ground_state: str | None = None) -> dict:
     """E–V curves of ``potential`` against ``oracle``.
 
     Options: ``element``; ``ranges`` (relative volume half-ranges, default (0.1, 0.8)); ``points`` per range and
-    phase (default 21; 11 with ``quick``); ``shape`` (``ideal`` | ``relaxed``, see the module docstring); ``figures``.
-    Metrics: ``omega0`` (Å³/atom), ``c_over_a`` used, ``rmse_meV`` {range: {phase: ...}}, ``rmse_diff_meV`` {range:
-    {phase: RMSE of E(phase) − E(hcp)}}, ``minimum`` {potential|oracle: {phase: {V0, E0, B_GPa}}}, ``time_s``.
+    phase (default 21; 11 with ``quick``); ``shape`` (``ideal`` | ``relaxed``, see the module docstring); ``figures``;
+    ``ground_state`` (hcp, fcc, bcc; default: the oracle's lowest prototype).
+    Metrics: ``omega0`` (Å³/atom, the oracle's ground state), ``ground_state``, ``c_over_a`` used, ``rmse_meV``
+    {range: {phase: ...}}, ``rmse_diff_meV`` {range: {phase: RMSE of E(phase) − E(ground state)}}, ``minimum``
+    {potential|oracle: {phase: {V0, E0, B_GPa}}}, ``time_s``.
     """
     from ..evaluate import Evaluator
 
@@ -97,15 +102,16 @@ def run(potential, oracle, outdir: Path, *, element: str | None = None, ranges=(
     if quick:
         points = min(points, 11)
     failures = []
-    kinds = ["hcp", "dhcp"] if shape == "relaxed" else ["hcp"]
+    g = ground_state_of(oracle, element, ground_state)
+    kinds = list(dict.fromkeys([g, "hcp", "dhcp"] if shape == "relaxed" else [g]))
     eq = equilibrium(oracle, kinds, element)
-    h = eq["hcp"]
+    h = eq[g]
     if not h.ok:
-        failures.append({"structure": "oracle: hcp equilibrium", "reason": f"{h.reason}: {h.message}"})
+        failures.append({"structure": f"oracle: {g} equilibrium", "reason": f"{h.reason}: {h.message}"})
     omega0 = h.atoms.get_volume() / len(h.atoms)
     c_over_a = {}
     if shape == "relaxed":
-        c_over_a = {k: hex_parameters(eq[k].atoms)["c_over_a"] for k in kinds}
+        c_over_a = {k: hex_parameters(eq[k].atoms)["c_over_a"] for k in ("hcp", "dhcp")}
     elif shape != "ideal":
         raise ValueError(f"shape must be 'ideal' or 'relaxed', got {shape!r}")
     ranges = tuple(float(r) for r in ranges)
@@ -129,11 +135,11 @@ def run(potential, oracle, outdir: Path, *, element: str | None = None, ranges=(
             e = rmse(em, eo)
             rm[key][p] = None if e is None else 1000 * e
             rows.append(error_row("eos", f"energy RMSE {p} ±{key}", "meV/atom", rm[key][p]))
-            if p != "hcp":
-                _, hm, ho = table[(r, "hcp")]
+            if p != g:
+                _, hm, ho = table[(r, g)]
                 d = rmse(em - hm, eo - ho)
                 rd[key][p] = None if d is None else 1000 * d
-                rows.append(error_row("eos", f"RMSE of E({p}) − E(hcp) ±{key}", "meV/atom", rd[key][p]))
+                rows.append(error_row("eos", f"RMSE of E({p}) − E({g}) ±{key}", "meV/atom", rd[key][p]))
         e = rmse(np.concatenate([table[(r, p)][1] for p in PHASES]), np.concatenate([table[(r, p)][2] for p in PHASES]))
         rm[key]["all"] = None if e is None else 1000 * e
         rows.append(error_row("eos", f"energy RMSE all phases ±{key}", "meV/atom", rm[key]["all"]))
@@ -154,8 +160,8 @@ def run(potential, oracle, outdir: Path, *, element: str | None = None, ranges=(
                                          "potential": [finite_or_none(x) for x in table[(r, p)][1]],
                                          "oracle": [finite_or_none(x) for x in table[(r, p)][2]]} for p in PHASES}
               for r in ranges}
-    metrics = {"omega0": omega0, "c_over_a": c_over_a or "ideal", "rmse_meV": rm, "rmse_diff_meV": rd,
+    metrics = {"omega0": omega0, "ground_state": g, "c_over_a": c_over_a or "ideal", "rmse_meV": rm, "rmse_diff_meV": rd,
                "minimum": minimum, "curves": curves}
-    figs = _figures(outdir, ranges, table, omega0) if figures else []
+    figs = _figures(outdir, ranges, table, omega0, g) if figures else []
     metrics["time_s"] = time.perf_counter() - t0
     return {"metrics": metrics, "figures": [str(f) for f in figs], "rows": rows, "failures": failures}

@@ -1,6 +1,7 @@
 """Homogeneous strains of hcp, fcc, dhcp and bcc up to ±60 %.
 
-Each phase at Ω0 (the volume per atom of the oracle's relaxed hcp; ideal c/a, conventional orientation of the
+Each phase at Ω0 (the volume per atom of the oracle's relaxed ground state, ``ground_state`` hcp, fcc or bcc,
+default the oracle's lowest prototype (:func:`mtpjax.verify.prototypes.ground_state`); ideal c/a, conventional orientation of the
 primitive cells of :func:`mtpjax.verify.prototypes.prototype`) is deformed by x -> x (I + ε) for the three normal
 strains (ε_ii = s) and the three shears (ε_ij = ε_ji = s/2, i.e. engineering shear s) with s on ``points``
 values in [−``max_strain``, +``max_strain``] (default ±0.6). Internal coordinates are not relaxed. The same
@@ -20,6 +21,7 @@ import numpy as np
 from ..relax import PHASES, equilibrium, prototype
 from ..units import VOIGT_ORDER, VOIGT_PAIRS, voigt_to_strain
 from .prototypes import element_of, error_row, evaluate_safe, finite_or_none, limits, plot_clipped, rmse, strained
+from .prototypes import ground_state as ground_state_of
 
 #: Strain components (Voigt order) and their index pairs.
 COMPONENTS = dict(zip(VOIGT_ORDER, VOIGT_PAIRS))
@@ -57,11 +59,12 @@ def _figure(outdir, table, values):
 
 
 def run(potential, oracle, outdir: Path, *, element: str | None = None, max_strain: float = 0.6, points: int = 25,
-        quick: bool = False, figures: bool = True) -> dict:
+        quick: bool = False, figures: bool = True, ground_state: str | None = None) -> dict:
     """Energies of strained phases, ``potential`` against ``oracle``.
 
     Options: ``element``; ``max_strain`` (default 0.6); ``points`` per component (default 25; 13 with ``quick``);
-    ``figures``. Metrics: ``omega0`` (Å³/atom), ``rmse_meV`` {phase: {component: ..., "all": ...}, "all": ...},
+    ``figures``; ``ground_state`` (hcp, fcc, bcc; default: the oracle's lowest prototype). Metrics: ``omega0``
+    (Å³/atom, of the oracle's ground state), ``ground_state``, ``rmse_meV`` {phase: {component: ..., "all": ...}, "all": ...},
     ``curves``, ``time_s``.
     """
     from ..evaluate import Evaluator
@@ -73,9 +76,10 @@ def run(potential, oracle, outdir: Path, *, element: str | None = None, max_stra
     if quick:
         points = min(points, 13)
     failures = []
-    h = equilibrium(oracle, ["hcp"], element)["hcp"]
+    g = ground_state_of(oracle, element, ground_state)
+    h = equilibrium(oracle, [g], element)[g]
     if not h.ok:
-        failures.append({"structure": "oracle: hcp equilibrium", "reason": f"{h.reason}: {h.message}"})
+        failures.append({"structure": f"oracle: {g} equilibrium", "reason": f"{h.reason}: {h.message}"})
     omega0 = h.atoms.get_volume() / len(h.atoms)
     values = np.linspace(-max_strain, max_strain, points)
     structures, meta = [], []
@@ -111,7 +115,7 @@ def run(potential, oracle, outdir: Path, *, element: str | None = None, max_stra
     rows.append(error_row("strain", "energy RMSE (all phases and components)", "meV/atom", rm["all"]))
     curves = {p: {c: {"potential": [finite_or_none(x) for x in table[(p, c)][0]],
                       "oracle": [finite_or_none(x) for x in table[(p, c)][1]]} for c in COMPONENTS} for p in PHASES}
-    metrics = {"omega0": omega0, "max_strain": max_strain, "rmse_meV": rm, "strains": values.tolist(), "curves": curves}
+    metrics = {"omega0": omega0, "ground_state": g, "max_strain": max_strain, "rmse_meV": rm, "strains": values.tolist(), "curves": curves}
     figs = [_figure(outdir, table, values)] if figures else []
     metrics["time_s"] = time.perf_counter() - t0
     return {"metrics": metrics, "figures": [str(f) for f in figs], "rows": rows, "failures": failures}

@@ -1,7 +1,8 @@
-"""Phonons of hcp and bcc (paper Figs. 8 and 9): force constants, band structures, densities of states.
+"""Phonons of hcp, fcc and bcc (paper Figs. 8 and 9): force constants, band structures, densities of states.
 
-For each structure (default: hcp and bcc at each potential's own equilibrium lattice, and bcc compressed to
-12 Å³/atom) and each of the two potentials:
+For each structure (default for an hcp ground state: hcp and bcc at each potential's own equilibrium lattice, and
+bcc compressed to 12 Å³/atom; for fcc and bcc ground states: :data:`STRUCTURES_OF`) and each of the two
+potentials:
 
 1. the lattice is relaxed (a, and c/a for hcp; at fixed volume only c/a) by :func:`mtpjax.relax.equilibrium`
    (FIRE on cell and positions to 1e-5 GPa, batched for JAX potentials, ASE's FIRE for ASE oracles);
@@ -36,6 +37,10 @@ from ..units import EV_PER_A3_TO_GPA
 
 #: Default structures: hcp and bcc at equilibrium, bcc at 12 Å³/atom ("KIND" or "KIND@V", V in Å³/atom).
 STRUCTURES = ("hcp", "bcc", "bcc@12")
+#: Default structures per ground state (hcp: :data:`STRUCTURES`, the paper's Mg set): the ground state first.
+STRUCTURES_OF = {"hcp": STRUCTURES, "fcc": ("fcc", "bcc"), "bcc": ("bcc", "fcc")}
+#: Lattices with phonons.
+KINDS = ("hcp", "fcc", "bcc")
 #: Frequencies below -IMAGINARY_TOL THz count as imaginary (numerical noise near Γ stays above).
 IMAGINARY_TOL = 0.05
 #: Largest accepted |Φ_FD − Φ_Hessian| (eV/Å²) before a check note is raised (splines of tabulated EAMs reach 1e-4).
@@ -44,11 +49,13 @@ FD_CHECK_TOL = 1e-3
 ASE_DELTA = 1e-2
 #: bcc primitive cell in units of the conventional one (phonopy's "I").
 BCC_PRIMITIVE = np.array([[-0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.5, 0.5, -0.5]])
+#: fcc primitive cell in units of the conventional one (phonopy's "F").
+FCC_PRIMITIVE = np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
 
 
 @dataclass
 class StructureSpec:
-    """A phonon structure: ``kind`` hcp or bcc; ``volume`` in Å³/atom, or None for the relaxed lattice."""
+    """A phonon structure: ``kind`` hcp, fcc or bcc; ``volume`` in Å³/atom, or None for the relaxed lattice."""
 
     kind: str
     volume: float | None = None
@@ -59,12 +66,12 @@ class StructureSpec:
             return s
         kind, _, vol = str(s).partition("@")
         kind = kind.strip().lower()
-        if kind not in ("hcp", "bcc"):
-            raise MtpjaxError(f"phonons: unknown structure {s!r}; use hcp, bcc, or KIND@V with V in Å³/atom (e.g. bcc@12)")
+        if kind not in KINDS:
+            raise MtpjaxError(f"phonons: unknown structure {s!r}; use hcp, fcc, bcc, or KIND@V with V in Å³/atom (e.g. bcc@12)")
         try:
             volume = float(vol) if vol else None
         except ValueError:
-            raise MtpjaxError(f"phonons: bad volume in {s!r} (Å³/atom expected, e.g. bcc@12)") from None
+            raise MtpjaxError(f"phonons: unknown structure {s!r}: bad volume (Å³/atom expected, e.g. bcc@12)") from None
         if volume is not None and not volume > 0:
             raise MtpjaxError(f"phonons: volume must be > 0 in {s!r}")
         return cls(kind, volume)
@@ -135,14 +142,17 @@ def _name(potential) -> str:
 
 
 def unit_cell(kind: str, a: float, c: float | None = None):
-    """(cell (3, 3) Å, positions (n, 3) Å): hcp primitive cell (2 atoms, c along z) or conventional bcc (2 atoms)."""
+    """(cell (3, 3) Å, positions (n, 3) Å): hcp primitive cell (2 atoms, c along z), conventional bcc (2 atoms) or
+    conventional fcc (4 atoms)."""
     if kind == "hcp":
         cell = np.array([[a, 0.0, 0.0], [-a / 2, a * np.sqrt(3) / 2, 0.0], [0.0, 0.0, c]])
         frac = np.array([[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]])
         return cell, frac @ cell
     if kind == "bcc":
         return np.eye(3) * a, np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]) * a
-    raise MtpjaxError(f"unknown lattice {kind!r} (hcp or bcc)")
+    if kind == "fcc":
+        return np.eye(3) * a, np.array([[0.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]]) * a
+    raise MtpjaxError(f"unknown lattice {kind!r} (hcp, fcc or bcc)")
 
 
 def relax_lattice(calc: Calc, kind: str, volume: float | None = None) -> dict:
@@ -158,7 +168,7 @@ def relax_lattice(calc: Calc, kind: str, volume: float | None = None) -> dict:
         hp = hex_parameters(r.atoms)
         a, c = hp["a"], hp["a"] * hp["c_over_a"]
     else:
-        a, c = (2.0 * v) ** (1.0 / 3.0), None
+        a, c = ((4.0 if kind == "fcc" else 2.0) * v) ** (1.0 / 3.0), None
     return {"a": float(a), "c": None if c is None else float(c), "c_over_a": None if c is None else float(c / a),
             "volume": float(v), "energy": float(r.energy_per_atom),
             "pressure": float(-np.mean(r.stress[:3]) * EV_PER_A3_TO_GPA), "steps": int(r.steps)}
@@ -192,7 +202,8 @@ def make_phonopy(kind: str, a: float, c: float | None, element: str, multiples):
     unit = PhonopyAtoms(symbols=[element] * len(pos) if element in atomic_numbers else None,
                         numbers=None if element in atomic_numbers else [1] * len(pos),
                         cell=cell, positions=pos, masses=[mass] * len(pos))
-    return Phonopy(unit, supercell_matrix=np.diag(multiples), primitive_matrix=BCC_PRIMITIVE if kind == "bcc" else None)
+    prim = {"bcc": BCC_PRIMITIVE, "fcc": FCC_PRIMITIVE}.get(kind)
+    return Phonopy(unit, supercell_matrix=np.diag(multiples), primitive_matrix=prim)
 
 
 def finite_difference_fc(calc: Calc, supercell_cell, positions, rows, delta: float = 1e-5) -> np.ndarray:
@@ -449,14 +460,16 @@ def compare(mtp: PhononResult, oracle: PhononResult, imaginary_tol: float = IMAG
     }
 
 
-def run(potential, oracle, outdir: Path, *, element: str | None = None, structures=STRUCTURES, quick: bool = False,
+def run(potential, oracle, outdir: Path, *, element: str | None = None, structures=None, quick: bool = False,
         min_width_factor: float | None = None, delta: float | None = None, npoints: int | None = None, mesh=None,
         check_hessian: bool = True, geometry: str = "own", imaginary_tol: float = IMAGINARY_TOL,
-        batch_atoms: int = 4096) -> dict:
+        batch_atoms: int = 4096, ground_state: str | None = None) -> dict:
     """Phonons of ``potential`` (the MTP) against ``oracle`` on ``structures``; figures into ``outdir``.
 
     ``geometry``: "own" (each potential at its own relaxed lattice; default) or "oracle" (both at the oracle's).
     ``delta`` (Å): default :func:`default_delta` for JAX potentials, :data:`ASE_DELTA` for ASE oracles.
+    ``structures``: default :data:`STRUCTURES_OF` of ``ground_state`` (hcp, fcc, bcc as the suite detects it; None:
+    hcp's :data:`STRUCTURES`).
     ``quick``: supercells ≥ 1.5 × the cutoff (not 2 ×), 15 points per path segment, an 8³ mesh. Returns the suite's
     dict: metrics (per structure), figures, rows (eV/Å², THz), failures.
     """
@@ -473,6 +486,8 @@ def run(potential, oracle, outdir: Path, *, element: str | None = None, structur
     calcs["mtp"] = calcs["oracle"] if potential is oracle else Calc(potential, element, batch_atoms)
     deltas = {k: delta or (default_delta() if c.is_jax else ASE_DELTA) for k, c in calcs.items()}
     metrics, rows, figures, failures, fc_pairs = {}, [], [], [], {}
+    if structures is None:
+        structures = STRUCTURES_OF.get(ground_state or "hcp", STRUCTURES)
     specs = [StructureSpec.parse(s) for s in structures]
     for spec in specs:
         try:

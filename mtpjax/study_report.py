@@ -21,7 +21,10 @@ FIGURE_CAPTIONS = {
     "vacancy": "vacancy formation energies and volumes (Figs. 10, 11)",
     "surfaces": "surface energies (Fig. 12)", "gsf": "basal generalised stacking fault (Fig. 12)",
     "decohesion": "decohesion (Fig. 12)", "gb_sigma7": "Σ7 tilt grain boundary (Fig. 12)",
+    "gb_sigma3": "Σ3 twin boundary (Fig. 12)",
 }
+#: The GSF plane named in captions per ground state.
+GSF_PLANES = {"hcp": "basal", "fcc": "{111}", "bcc": "{110}"}
 
 
 def _read_json(path: Path):
@@ -49,7 +52,12 @@ def _image(out: Path, rel: str, caption: str) -> list[str]:
     return [f"![{caption}]({rel})", "", f"*{caption}* — [{rel}]({rel})", ""]
 
 
-def _caption(stem: str) -> str:
+def _caption(stem: str, ground_state: str = "hcp") -> str:
+    g = ground_state if ground_state in GSF_PLANES else "hcp"
+    if g != "hcp" and stem.startswith("eos_diff_"):
+        return f"E(phase) − E({g}), ±{stem[len('eos_diff_'):]} % (Fig. 7)"
+    if g != "hcp" and stem == "gsf":
+        return f"{GSF_PLANES[g]} generalised stacking fault (Fig. 12)"
     if stem in FIGURE_CAPTIONS:
         return FIGURE_CAPTIONS[stem]
     if stem.startswith("phonons_"):
@@ -134,6 +142,11 @@ def verify_section(cfg, out: Path) -> list[str]:
     body = [[n, t["status"], f"{t.get('seconds', 0):.1f}", (t.get("error") or "").replace("\n", " ")[:120]]
             for n, t in m["tests"].items()]
     lines += [_table(["test", "status", "time (s)", "error"], body, ["l", "l", "r", "l"]), ""]
+    gs = m.get("ground_state") if isinstance(m.get("ground_state"), dict) else {}
+    g = gs.get("lattice") or "hcp"
+    if gs.get("lattice"):
+        lines += [f"Ground state: **{g}** ({'given in [verify]' if gs.get('source') == 'config' else 'detected: the oracle’s lowest relaxed prototype'}); "
+                  "elastic constants, phase energies and planar defects are those of this lattice.", ""]
     rows = m.get("rows", [])
     if cfg.report.max_rows and len(rows) > cfg.report.max_rows:
         lines += [f"The first {cfg.report.max_rows} of {len(rows)} rows (all in [verify/rows.csv](verify/rows.csv)).", ""]
@@ -149,7 +162,7 @@ def verify_section(cfg, out: Path) -> list[str]:
     if figs:
         lines += ["### Figures", ""]
         for _, f in figs:
-            lines += _image(out, f"verify/{f}", _caption(Path(f).stem))
+            lines += _image(out, f"verify/{f}", _caption(Path(f).stem, g))
     return lines
 
 

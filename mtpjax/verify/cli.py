@@ -1,6 +1,7 @@
 """``mtpjax verify``: measure a fitted potential against its oracle and write a report directory.
 
     mtpjax verify --potential fit.almtp --oracle zhou:Mg [--species Mg] [--tests eos phonons] [-o OUT] [--quick]
+                  [--ground-state fcc]
     mtpjax verify --compare OUT_A OUT_B ... [-o OUT]      (one column per potential)
 
 Wire into the main CLI with ``add_parser(subparsers)``; the parser's ``func`` is :func:`main`. Exit status: 0 when every
@@ -32,6 +33,9 @@ def add_parser(subparsers):
                    help=f"tests to run (default: all available): {' '.join(TESTS)}")
     v.add_argument("--options", default=None,
                    help="per-test options as JSON (or a .json file): '{\"phonons\": {\"mesh\": [12, 12, 12]}}'")
+    v.add_argument("--ground-state", default=None, choices=("hcp", "fcc", "bcc"),
+                   help="the lattice whose elastic constants, phase energies and planar defects are verified "
+                        "(default: the oracle's lowest of hcp, fcc, dhcp, bcc)")
     v.add_argument("--quick", action="store_true", help="smaller cells and fewer points: a fast smoke run")
     v.add_argument("--compare", nargs="+", default=None, metavar="REPORT",
                    help="instead of verifying: put several report directories side by side (one column per potential)")
@@ -106,7 +110,8 @@ def _main(args) -> int:
     out = Path(args.output) if args.output else _default_output(args.potential)
     result = run_suite(potential, oracle, out, tests=args.tests, element=args.element, options=options,
                        progress=not args.quiet and sys.stderr.isatty(), quick=args.quick,
-                       potential_spec=args.potential, oracle_spec=args.oracle)
+                       potential_spec=args.potential, oracle_spec=args.oracle,
+                       ground_state=getattr(args, "ground_state", None))
     if not args.quiet:
         print((out / "summary.md").read_text())
         n_ok = sum(t["status"] == "ok" for t in result["tests"].values())

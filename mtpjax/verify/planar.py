@@ -270,7 +270,6 @@ def gsf_period(kind: str, stack: Atoms, direction: str) -> np.ndarray:
     bcc 111: a/2<111>, the shortest in-plane vector; bcc 001: a<001>."""
     c = stack.cell.array
     a1, a2 = c[0, :2], c[1, :2]
-    zero = np.zeros(2)
     if kind == "fcc" and direction == "112":
         order = np.argsort(stack.positions[:, 2], kind="stable")
         d = stack.positions[order[1], :2] - stack.positions[order[0], :2]
@@ -278,8 +277,8 @@ def gsf_period(kind: str, stack: Atoms, direction: str) -> np.ndarray:
     elif (kind, direction) in (("fcc", "110"), ("bcc", "111")):  # the shortest in-plane lattice vector
         v = min((i * a1 + j * a2 for i in range(-2, 3) for j in range(-2, 3) if i or j),
                 key=lambda x: float(np.linalg.norm(x)))
-    elif kind == "bcc" and direction == "001":
-        v = a1 if abs(np.linalg.norm(a1) - stack.cell.cellpar()[0]) < 1e-9 else zero
+    elif kind == "bcc" and direction == "001":  # ase.build.bcc110 puts a<001> first
+        v = a1
     else:
         raise ValueError(f"unknown GSF direction {direction!r} of {kind}; known: {list(GSF_DIRECTIONS_OF[kind])}")
     return np.array([v[0], v[1], 0.0])

@@ -304,9 +304,10 @@ def largest_curvature(value_and_grad, x, nbrs, iterations: int = 30, seed: int =
 
 def _allocate(fns: NeighbourFns, X, cell, extra: int = 0):
     """One list per image in a common capacity, stacked on a leading axis."""
-    counts = [int(fns.allocate(x, cell=cell).max_count) for x in X]
-    k = capacity_for(max(counts), fns.capacity_multiplier) + extra
-    lists = [fns.allocate(x, cell=cell, capacity=k) for x in X]
+    fresh = [fns.allocate(x, cell=cell) for x in X]
+    k = capacity_for(max(int(f.max_count) for f in fresh), fns.capacity_multiplier) + extra
+    kc = capacity_for(max(int(f.max_candidate_count) for f in fresh), fns.capacity_multiplier) + extra
+    lists = [fns.allocate(x, cell=cell, capacity=k, candidate_capacity=kc) for x in X]
     return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *lists)
 
 
@@ -356,7 +357,8 @@ def string_barrier(potential, initial: Atoms, final: Atoms, n_images: int = 7, f
     string's residual force is below ``climb_after`` eV/Å the highest interior image climbs (E & Vanden-Eijnden's
     climbing string; the two sides are reparametrised separately). Converged when every image's residual is below
     ``fmax`` (eV/Å). Neighbour lists: :mod:`mtpjax.md`'s multi-image Verlet list at cutoff + ``skin``, one per
-    image, rebuilt (on the host, from inside jit) when an image may have left it; overflow re-allocates with more
+    image, refiltered from its candidate list (rebuilt on the host when needed)
+    when an image may have left it; overflow re-allocates with more
     room and reruns the chunk. ``log(steps, residual, energies)`` is called after each chunk when given.
     """
     if not isinstance(potential, Potential):

@@ -161,6 +161,40 @@ def test_overflow_is_flagged_and_reallocation_restores_the_energy():
     assert abs(float(fn(Rb, again)) - reference(pot, b)[0]) < 1e-10
 
 
+def test_verlet_list_is_refiltered_on_the_device_and_candidates_rebuilt_on_the_host():
+    """The two levels: moving atoms past the Verlet skin (0.3 Å) but within the candidates' extra skin refilters the
+    candidates on the device (no host build); moving one atom past the candidates' bound rebuilds them on the host. After
+    each update the list holds exactly the host builder's pairs within cutoff + skin (vesin at these positions, an
+    independent build), and the energy is the calculator's."""
+    from mtpjax.md.energy import filter_pairs
+    from mtpjax.neighbors import pairs
+
+    pot = ZhouEAM("Mg")
+    atoms = triclinic_mg(repeat=(2, 2, 2), rattle=0.0)
+    fn, nfn = energy_fn(pot, atoms, skin=0.3, outer_skin=1.0)
+    R, cell = jnp.asarray(atoms.positions), jnp.asarray(atoms.cell.array)
+    nbrs = nfn.allocate(R, cell=cell)
+    assert nbrs.candidate_capacity > nbrs.capacity
+    rng = np.random.default_rng(3)
+    step = rng.normal(size=R.shape)
+    step = 0.2 * step / np.linalg.norm(step, axis=1, keepdims=True)  # every atom 0.2 Å: past skin / 2 = 0.15 Å
+    far = np.zeros(R.shape)
+    far[5] = [0.9, 0.0, 0.0]  # one atom 0.9 Å: past the candidates' outer_skin / 2 = 0.5 Å
+    for move, host in [(step, 0), (step + far, 1)]:
+        b = atoms.copy()
+        b.positions = atoms.positions + move
+        new = nfn.update(jnp.asarray(b.positions), nbrs)
+        assert int(new.n_builds) == 1 and int(new.n_host_builds) == host and not bool(new.did_buffer_overflow)
+        i, j, shift = pairs(b.positions, b.cell.array, True, nfn.list_cutoff)
+        got = {(a, int(new.neighbours.index[a, k]), *np.asarray(new.neighbours.shift[a, k]).astype(int))
+               for a in range(len(b)) for k in range(new.capacity) if bool(new.neighbours.mask[a, k])}
+        assert got == {(int(a), int(c), *s) for a, c, s in zip(i, j, np.asarray(shift).astype(int))}
+        assert abs(float(fn(jnp.asarray(b.positions), new)) - reference(pot, b)[0]) < 1e-9
+    # the filter drops what does not fit and says how many there were
+    _, count = filter_pairs(nbrs.candidates, R, cell, nfn.list_cutoff, 4)
+    assert int(count) == int(nbrs.max_count) > 4
+
+
 def test_run_reallocates_after_overflow_and_continues():
     """NPT at 3 GPa compresses argon (by > 3 % in 0.8 ps) from a list with a tiny capacity (exactly its neighbours): the run detects the
     overflow, re-allocates outside jit, reruns the chunk and goes on; the final frame's energy is the calculator's."""

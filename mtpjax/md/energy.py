@@ -2,23 +2,32 @@
 
 jax-md's own neighbour lists see only the nearest periodic image, and they are not flagged stale when the box changes.
 Here the list is mtpjax's own pair representation (:class:`mtpjax.neighbors.Neighbours`: for each atom i the
-neighbours j and their integer lattice shifts, r_ij = x[j] - x[i] + shift @ cell), built on the host by
-:func:`mtpjax.neighbors.pairs` (vesin) at the cutoff plus a skin. So any triclinic cell works, however narrow
-(many images of the same atom are separate entries), and the positions need never be wrapped into the cell.
+neighbours j and their integer lattice shifts, r_ij = x[j] - x[i] + shift @ cell), so any triclinic cell works,
+however narrow (many images of the same atom are separate entries), and the positions need never be wrapped.
 
-``neighbor_fn.update`` is jit-safe. It keeps the list while it is provably complete: with d the largest displacement
-of an atom since the build, measured in the build's cell (x h⁻¹ h₀ - x₀), and s the smallest singular value of
-h₀⁻¹ h (how much the cell has shrunk any distance since the build), every pair missing from the list is still farther
-apart than the potential's cutoff while ``margin = (cutoff + skin - 2 d) s - cutoff`` is positive. A box change thus
-never leaves the list silently stale. The update rebuilds ahead of time: when the margin would reach zero within
-two more steps at the last step's rate (the larger of the margin's own change and twice the largest displacement of
-an atom in that step), since the integrators evaluate the forces at the next positions with the list
-updated at the present ones. A rebuild runs the host builder from inside jit (``jax.pure_callback``) into the same
-capacity; when an atom has more neighbours than the capacity, the list is flagged (``did_buffer_overflow``): the
-caller re-allocates it outside jit (:meth:`NeighbourFns.allocate`, with ``extra`` neighbours) and reruns the steps
-(:func:`mtpjax.md.run.run_md` does this). And the energy functions check the list themselves: given positions or a
-cell for which it may miss a pair (margin < 0), or an overflowed list, they return NaN (energy, forces and virial),
-never a silently wrong number.
+Two levels, as in LAMMPS-style codes with a candidate list:
+
+- the *candidate* list holds the pairs within cutoff + skin + ``outer_skin``; it is built on the host by
+  :func:`mtpjax.neighbors.pairs` (vesin), at allocation and, from inside jit (``jax.pure_callback``), when the atoms
+  have moved too far for it;
+- the *Verlet* list, the one the energy functions read, holds the pairs within cutoff + skin, filtered from the
+  candidates on the device (a gather and a scatter: no host round trip). Its width is the most neighbours of any
+  atom within cutoff + skin (times the capacity multiplier), not the candidates'.
+
+``neighbor_fn.update`` is jit-safe. It keeps the Verlet list while it is provably complete: with d the largest
+displacement of an atom since the build, measured in the build's cell (x h⁻¹ h₀ - x₀), and s the smallest singular
+value of h₀⁻¹ h (how much the cell has shrunk any distance since the build), every pair missing from the list is
+still farther apart than the potential's cutoff while ``margin = (cutoff + skin - 2 d) s - cutoff`` is positive. A box
+change thus never leaves the list silently stale. The update rebuilds ahead of time: when the margin would reach zero
+within two more steps at the last step's rate (the larger of the margin's own change and twice the largest
+displacement of an atom in that step), since the integrators evaluate the forces at the next positions with the list
+updated at the present ones. A rebuild filters the candidates when they still hold every pair within cutoff + skin
+(the same bound, ``(cutoff + skin + outer_skin - 2 d') s' - (cutoff + skin) >= 0`` since the candidates' build), and
+rebuilds them on the host first otherwise. When an atom has more neighbours than a capacity (Verlet or candidate),
+the list is flagged (``did_buffer_overflow``): the caller re-allocates it outside jit (:meth:`NeighbourFns.reallocate`)
+and reruns the steps (:func:`mtpjax.md.run.run_md` does this). And the energy functions check the list themselves:
+given positions or a cell for which it may miss a pair (margin < 0), or an overflowed list, they return NaN (energy,
+forces and virial), never a silently wrong number.
 
 Cells are ASE's: lattice vectors in the rows (Å). Only cells periodic in all three directions.
 """
@@ -43,18 +52,24 @@ DEFAULT_SKIN = 0.5
 DEFAULT_CAPACITY_MULTIPLIER = 1.25
 #: How many steps ahead ``update`` rebuilds (at the last step's rate of approach).
 LOOKAHEAD_STEPS = 2.0
+#: Default extra skin (Å) of the candidate list beyond the Verlet list's cutoff + skin: the candidates are rebuilt on
+#: the host only once an atom has moved about half of it (rarely, in a solid).
+DEFAULT_OUTER_SKIN = 1.0
 
 
 class NeighbourList(eqx.Module):
-    """A Verlet list at ``cutoff + skin`` (a pytree; jax-md's ``NeighborList`` role).
+    """A Verlet list at ``cutoff + skin`` over a candidate list at ``cutoff + skin + outer_skin`` (a pytree; jax-md's
+    ``NeighborList`` role).
 
-    ``neighbours``: the padded pairs (index (N, K) int32, shift (N, K, 3), mask (N, K)); ``cell`` (3, 3) Å: the cell
-    of the last update (the energy function's default cell); ``reference_position`` / ``reference_cell``: positions
-    and cell at the last build; ``mapped_position``: the positions of the last update in the build's cell;
-    ``margin``: the distance margin (Å) at the last update (see the module docstring);
-    ``overflow``: an atom had more than K neighbours at a rebuild since allocation (the list is then incomplete);
-    ``failed``: the host builder refused the positions at a rebuild (NaN, overlapping atoms); ``max_count``: the most
-    neighbours of any atom seen at a build; ``n_builds``: rebuilds since allocation.
+    ``neighbours``: the Verlet list's padded pairs (index (N, K) int32, shift (N, K, 3), mask (N, K)); ``cell`` (3, 3)
+    Å: the cell of the last update (the energy function's default cell); ``reference_position`` /
+    ``reference_cell``: positions and cell at the Verlet list's last build; ``mapped_position``: the positions of the
+    last update in that build's cell; ``margin``: the distance margin (Å) at the last update (see the module
+    docstring); ``candidates``: the candidate list (N, K_c), built on the host at ``candidate_position`` /
+    ``candidate_cell``; ``overflow``: an atom had more neighbours than a capacity at a build since allocation (the
+    list is then incomplete); ``failed``: the host builder refused the positions at a build (NaN, overlapping atoms);
+    ``max_count`` / ``max_candidate_count``: the most neighbours of any atom seen at a build of each list;
+    ``n_builds``: Verlet-list builds since allocation; ``n_host_builds``: candidate-list (host) builds since allocation.
     """
 
     neighbours: Neighbours
@@ -63,10 +78,15 @@ class NeighbourList(eqx.Module):
     mapped_position: jax.Array
     reference_cell: jax.Array
     margin: jax.Array
+    candidates: Neighbours
+    candidate_position: jax.Array
+    candidate_cell: jax.Array
     overflow: jax.Array
     failed: jax.Array
     max_count: jax.Array
+    max_candidate_count: jax.Array
     n_builds: jax.Array
+    n_host_builds: jax.Array
     update_fn: Callable = eqx.field(static=True)
     cutoff: float = eqx.field(static=True)
     list_cutoff: float = eqx.field(static=True)
@@ -78,8 +98,13 @@ class NeighbourList(eqx.Module):
 
     @property
     def capacity(self) -> int:
-        """Neighbour slots per atom."""
-        return int(self.neighbours.index.shape[1])
+        """Neighbour slots per atom of the Verlet list."""
+        return int(self.neighbours.index.shape[-1])
+
+    @property
+    def candidate_capacity(self) -> int:
+        """Neighbour slots per atom of the candidate list."""
+        return int(self.candidates.index.shape[-1])
 
     def update(self, position, **kwargs) -> "NeighbourList":
         """``neighbor_fn.update(position, self, **kwargs)`` (jax-md's ``nbrs.update(R)``)."""
@@ -123,65 +148,115 @@ def smallest_singular_value3(m):
     return jnp.sqrt(jnp.maximum(smallest, 0.0)) - 1e-6
 
 
-def _margin_terms(position, cell, nbrs: NeighbourList, cutoff: float, list_cutoff: float):
-    """(margin = (cutoff + skin - 2 d) s - cutoff in Å (see the module docstring), the positions mapped into the build's
-    cell, s); 3x3 algebra in closed form (LAPACK calls inside a jitted loop cost milliseconds each on a CPU)."""
-    m = inverse3(nbrs.reference_cell) @ cell  # h0^-1 h: r = r0_frame @ m
+def _margin_terms(position, cell, reference_position, reference_cell, needed: float, listed: float):
+    """(margin = (listed - 2 d) s - needed in Å: a list of the pairs within ``listed`` built at the reference positions
+    and cell still holds every pair within ``needed`` while it is >= 0 (see the module docstring); the positions mapped
+    into the reference cell; s). 3x3 algebra in closed form (LAPACK calls inside a jitted loop cost milliseconds each
+    on a CPU)."""
+    m = inverse3(reference_cell) @ cell  # h0^-1 h: r = r0_frame @ m
     mapped = position @ inverse3(m)  # x m^-1: positions in the build's cell
-    d = jnp.sqrt(jnp.max(jnp.sum((mapped - nbrs.reference_position) ** 2, axis=-1)))
+    d = jnp.sqrt(jnp.max(jnp.sum((mapped - reference_position) ** 2, axis=-1)))
     s = smallest_singular_value3(m)
-    return (list_cutoff - 2.0 * d) * s - cutoff, mapped, s
+    return (listed - 2.0 * d) * s - needed, mapped, s
 
 
-def _distance_margin(position, cell, nbrs: NeighbourList, cutoff: float, list_cutoff: float):
-    return _margin_terms(position, cell, nbrs, cutoff, list_cutoff)[0]
+def _distance_margin(position, cell, nbrs: NeighbourList):
+    """The Verlet list's margin (Å) at positions and cell."""
+    return _margin_terms(position, cell, nbrs.reference_position, nbrs.reference_cell, nbrs.cutoff, nbrs.list_cutoff)[0]
+
+
+def filter_pairs(candidates: Neighbours, position, cell, cutoff: float, capacity: int):
+    """The pairs of ``candidates`` within ``cutoff`` (Å) at positions (N, 3) and cell (3, 3), packed in their order
+    into ``capacity`` slots per atom (the layout of :func:`mtpjax.neighbors.dense_neighbours`: padding index 0, shift
+    0, mask False); jit-able. Returns (Neighbours, the most pairs of any atom: > capacity when some were dropped)."""
+    r = pair_vectors(position, cell, candidates)
+    keep = candidates.mask & (jnp.sum(r * r, axis=-1) < cutoff * cutoff)
+    slot = jnp.cumsum(keep, axis=1) - 1
+    slot = jnp.where(keep & (slot < capacity), slot, capacity)  # out of range: dropped by the scatter
+    n = candidates.index.shape[0]
+    rows = jnp.arange(n)[:, None]
+    index = jnp.zeros((n, capacity), candidates.index.dtype).at[rows, slot].set(candidates.index, mode="drop")
+    shift = jnp.zeros((n, capacity, 3), candidates.shift.dtype).at[rows, slot].set(candidates.shift, mode="drop")
+    mask = jnp.zeros((n, capacity), bool).at[rows, slot].set(keep, mode="drop")
+    return Neighbours(index, shift, mask), jnp.max(jnp.sum(keep, axis=1, dtype=jnp.int32))
 
 
 class NeighbourFns:
-    """``allocate`` and ``update`` of :class:`NeighbourList` for one potential cutoff and skin (jax-md's
-    ``NeighborListFns`` interface: ``neighbor_fn.allocate(R, cell=...)``, ``neighbor_fn.update(R, nbrs, cell=...)``)."""
+    """``allocate`` and ``update`` of :class:`NeighbourList` for one potential cutoff, skin and candidate skin
+    (jax-md's ``NeighborListFns`` interface: ``neighbor_fn.allocate(R, cell=...)``,
+    ``neighbor_fn.update(R, nbrs, cell=...)``)."""
 
-    def __init__(self, cutoff: float, skin: float = DEFAULT_SKIN, capacity_multiplier: float = DEFAULT_CAPACITY_MULTIPLIER):
+    def __init__(self, cutoff: float, skin: float = DEFAULT_SKIN, capacity_multiplier: float = DEFAULT_CAPACITY_MULTIPLIER,
+                 outer_skin: float = DEFAULT_OUTER_SKIN):
         if not skin > 0:
             raise MtpjaxError(f"the neighbour-list skin must be > 0 Å, got {skin}")
+        if not outer_skin > 0:
+            raise MtpjaxError(f"the candidate list's extra skin must be > 0 Å, got {outer_skin}")
         if not capacity_multiplier >= 1:
             raise MtpjaxError(f"the capacity multiplier must be >= 1, got {capacity_multiplier}")
         self.cutoff, self.skin, self.capacity_multiplier = float(cutoff), float(skin), float(capacity_multiplier)
+        self.outer_skin = float(outer_skin)
         self.list_cutoff = self.cutoff + self.skin
+        self.candidate_cutoff = self.list_cutoff + self.outer_skin
         self._update = jax.jit(self._update_impl)
+        self._filter = jax.jit(filter_pairs, static_argnums=(3, 4))
 
-    def allocate(self, position, cell=None, *, extra: int = 0, capacity: int | None = None, **unused) -> NeighbourList:
+    def allocate(self, position, cell=None, *, extra: int = 0, capacity: int | None = None,
+                 candidate_capacity: int | None = None, **unused) -> NeighbourList:
         """A new list for positions (N, 3) Å in ``cell`` (3, 3) Å (rows: lattice vectors), on the host (not jit-able:
-        the capacity depends on the positions). Capacity: ``capacity`` slots per atom, else the most neighbours of
-        any atom times the capacity multiplier, plus ``extra``. Raises StructureError for bad positions or cells."""
+        the capacities depend on the positions). Capacities: ``capacity`` (Verlet) and ``candidate_capacity`` slots
+        per atom, else the most neighbours of any atom within each list's cutoff times the capacity multiplier (plus
+        ``extra`` for the Verlet list). Raises StructureError for bad positions or cells."""
         if cell is None:
             raise MtpjaxError("neighbor_fn.allocate needs the cell (3, 3) in Å (rows: lattice vectors)")
         position, cell_np, _ = check_structure(np.asarray(position), np.asarray(cell), True, "MD frame")
-        i, j, shift, counts = _host_pairs(position, cell_np, self.list_cutoff)
-        count = int(counts.max()) if len(counts) else 0
+        i, j, shift, counts = _host_pairs(position, cell_np, self.candidate_cutoff)
+        n_atoms = len(position)
+        ccount = int(counts.max()) if len(counts) else 0
+        kc = candidate_capacity if candidate_capacity is not None else capacity_for(ccount, self.capacity_multiplier)
+        if ccount > kc:
+            raise MtpjaxError(f"candidate capacity {kc} is below the {ccount} candidates of an atom")
+        dtype = jnp.asarray(position).dtype
+        pos, c = jnp.asarray(position, dtype), jnp.asarray(cell_np, dtype)
+        cand = dense_neighbours(i, j, shift, n_atoms, n_atoms, kc)
+        cand = Neighbours(jnp.asarray(cand.index), jnp.asarray(cand.shift, dtype), jnp.asarray(cand.mask))
+        _, count = self._filter(cand, pos, c, self.list_cutoff, kc)
+        count = int(count)
         k = capacity if capacity is not None else capacity_for(count, self.capacity_multiplier) + int(extra)
         if count > k:
             raise MtpjaxError(f"neighbour capacity {k} is below the {count} neighbours of an atom")
-        n = dense_neighbours(i, j, shift, len(position), len(position), k)
-        dtype = jnp.asarray(position).dtype
-        pos, c = jnp.asarray(position, dtype), jnp.asarray(cell_np, dtype)
-        nbrs = NeighbourList(Neighbours(jnp.asarray(n.index), jnp.asarray(n.shift, dtype), jnp.asarray(n.mask)), c, pos, pos, c,
-                             jnp.asarray(self.skin, dtype), jnp.asarray(False), jnp.asarray(False), jnp.asarray(count, jnp.int32),
-                             jnp.asarray(0, jnp.int32), self.update, self.cutoff, self.list_cutoff)
-        margin = _distance_margin(pos, c, nbrs, self.cutoff, self.list_cutoff)
-        return eqx.tree_at(lambda t: t.margin, nbrs, margin)
+        verlet, _ = self._filter(cand, pos, c, self.list_cutoff, k)
+        zero = jnp.asarray(0, jnp.int32)
+        nbrs = NeighbourList(verlet, c, pos, pos, c, jnp.asarray(self.skin, dtype), cand, pos, c, jnp.asarray(False),
+                             jnp.asarray(False), jnp.asarray(count, jnp.int32), jnp.asarray(ccount, jnp.int32), zero, zero,
+                             self.update, self.cutoff, self.list_cutoff)
+        return eqx.tree_at(lambda t: t.margin, nbrs, _distance_margin(pos, c, nbrs))
+
+    def reallocate(self, position, cell, nbrs: NeighbourList) -> NeighbourList:
+        """After an overflow (outside jit): a new list at the positions and cell with room for the most neighbours
+        ``nbrs`` has seen (and at least 4 more slots than before in a list that overflowed)."""
+        k = capacity_for(int(nbrs.max_count), self.capacity_multiplier)
+        kc = capacity_for(int(nbrs.max_candidate_count), self.capacity_multiplier)
+        if int(nbrs.max_count) > nbrs.capacity:
+            k = max(k, nbrs.capacity + 4)
+        if int(nbrs.max_candidate_count) > nbrs.candidate_capacity:
+            kc = max(kc, nbrs.candidate_capacity + 4)
+        fresh = self.allocate(position, cell=cell, capacity=None, candidate_capacity=None)
+        return self.allocate(position, cell=cell, capacity=max(k, nbrs.capacity, fresh.capacity),
+                             candidate_capacity=max(kc, nbrs.candidate_capacity, fresh.candidate_capacity))
 
     def update(self, position, neighbors: NeighbourList, cell=None, **unused) -> NeighbourList:
         """The list for the new positions (and ``cell``; default: the list's), rebuilt into the same capacity when it
         could miss a pair within the cutoff by the next step; jit-safe. Check ``did_buffer_overflow`` outside jit."""
         return self._update(position, neighbors, neighbors.cell if cell is None else cell)
 
-    def _rebuild_host(self, position, cell, capacity: int):
-        """Host callback: (index, shift, mask, count, failed) in ``capacity`` slots (truncated on overflow)."""
+    def _candidates_host(self, position, cell, capacity: int):
+        """Host callback: (index, shift, mask, count, failed) of the candidates in ``capacity`` slots (truncated on
+        overflow)."""
         position, cell = np.asarray(position), np.asarray(cell)
         n = len(position)
         try:
-            i, j, shift, counts = _host_pairs(position, cell, self.list_cutoff)
+            i, j, shift, counts = _host_pairs(position, cell, self.candidate_cutoff)
         except (StructureError, ValueError, FloatingPointError):
             return (np.zeros((n, capacity), np.int32), np.zeros((n, capacity, 3), position.dtype),
                     np.zeros((n, capacity), bool), np.int32(0), np.bool_(True))
@@ -194,24 +269,39 @@ class NeighbourFns:
         return (nb.index.astype(np.int32), nb.shift.astype(position.dtype), nb.mask, np.int32(count), np.bool_(False))
 
     def _update_impl(self, position, nbrs: NeighbourList, cell):
-        margin, mapped, s = _margin_terms(position, cell, nbrs, self.cutoff, self.list_cutoff)
+        margin, mapped, s = _margin_terms(position, cell, nbrs.reference_position, nbrs.reference_cell, self.cutoff,
+                                          self.list_cutoff)
         # how fast the margin may shrink: by what it shrank over the last step (the cell's part), or by twice the
         # largest displacement of an atom over the last step (any atom may become the farthest from its build position)
         moved = jnp.sqrt(jnp.max(jnp.sum((mapped - nbrs.mapped_position) ** 2, axis=-1)))
         approach = jnp.maximum(jnp.maximum(nbrs.margin - margin, 2.0 * moved * s), 0.0)
         stale = ~jnp.isfinite(margin) | (margin - LOOKAHEAD_STEPS * approach <= 0.0)
 
-        def rebuild(_):
-            n, k = nbrs.neighbours.index.shape
-            shapes = (jax.ShapeDtypeStruct((n, k), jnp.int32), jax.ShapeDtypeStruct((n, k, 3), position.dtype),
-                      jax.ShapeDtypeStruct((n, k), jnp.bool_), jax.ShapeDtypeStruct((), jnp.int32),
+        def host_candidates(_):
+            n, kc = nbrs.candidates.index.shape
+            shapes = (jax.ShapeDtypeStruct((n, kc), jnp.int32), jax.ShapeDtypeStruct((n, kc, 3), position.dtype),
+                      jax.ShapeDtypeStruct((n, kc), jnp.bool_), jax.ShapeDtypeStruct((), jnp.int32),
                       jax.ShapeDtypeStruct((), jnp.bool_))
             index, shift, mask, count, failed = jax.pure_callback(
-                lambda p, c: self._rebuild_host(p, c, k), shapes, position, cell, vmap_method="sequential")
-            new = NeighbourList(Neighbours(index, shift, mask), cell, position, position, cell, nbrs.margin, nbrs.overflow | (count > k),
-                                nbrs.failed | failed, jnp.maximum(nbrs.max_count, count), nbrs.n_builds + 1, nbrs.update_fn, nbrs.cutoff,
-                                nbrs.list_cutoff)
-            return eqx.tree_at(lambda t: t.margin, new, _distance_margin(position, cell, new, self.cutoff, self.list_cutoff))
+                lambda p, c: self._candidates_host(p, c, kc), shapes, position, cell, vmap_method="sequential")
+            return (Neighbours(index, shift, mask), position, cell, jnp.maximum(nbrs.max_candidate_count, count),
+                    nbrs.overflow | (count > kc), nbrs.failed | failed, nbrs.n_host_builds + 1)
+
+        def old_candidates(_):
+            return (nbrs.candidates, nbrs.candidate_position, nbrs.candidate_cell, nbrs.max_candidate_count,
+                    nbrs.overflow, nbrs.failed, nbrs.n_host_builds)
+
+        def rebuild(_):
+            # the candidates still hold every pair within cutoff + skin: filter them; else rebuild them on the host
+            cmargin = _margin_terms(position, cell, nbrs.candidate_position, nbrs.candidate_cell, self.list_cutoff,
+                                    self.candidate_cutoff)[0]
+            cand, cpos, ccell, ccount, overflow, failed, host = jax.lax.cond(
+                jnp.isfinite(cmargin) & (cmargin >= 0.0), old_candidates, host_candidates, None)
+            verlet, count = filter_pairs(cand, position, cell, self.list_cutoff, nbrs.capacity)
+            new = NeighbourList(verlet, cell, position, position, cell, nbrs.margin, cand, cpos, ccell,
+                                overflow | (count > nbrs.capacity), failed, jnp.maximum(nbrs.max_count, count), ccount,
+                                nbrs.n_builds + 1, host, nbrs.update_fn, nbrs.cutoff, nbrs.list_cutoff)
+            return eqx.tree_at(lambda t: t.margin, new, _distance_margin(position, cell, new))
 
         def keep(_):
             return eqx.tree_at(lambda t: (t.cell, t.margin, t.mapped_position), nbrs, (cell, margin, mapped))
@@ -238,7 +328,7 @@ def potential_types(potential, structure, species=None) -> np.ndarray:
 
 
 def energy_fn(potential, structure, *, species=None, skin: float = DEFAULT_SKIN,
-              capacity_multiplier: float = DEFAULT_CAPACITY_MULTIPLIER, **kw):
+              capacity_multiplier: float = DEFAULT_CAPACITY_MULTIPLIER, outer_skin: float = DEFAULT_OUTER_SKIN, **kw):
     """jax-md's ``(energy_fn, neighbor_fn)`` for any JAX potential (an MTP, ZhouEAM, TabulatedEAM, LennardJones).
 
     ``structure``: an ``ase.Atoms`` or the types (N,) (see :func:`potential_types`). ``energy_fn(R, neighbor,
@@ -258,14 +348,13 @@ def energy_fn(potential, structure, *, species=None, skin: float = DEFAULT_SKIN,
         cell = neighbor.cell if cell is None else cell
         return guarded(energy(potential, R, cell, types, neighbor.neighbours, **kw), R, cell, neighbor)
 
-    return fn, NeighbourFns(potential.cutoff, skin, capacity_multiplier)
+    return fn, NeighbourFns(potential.cutoff, skin, capacity_multiplier, outer_skin)
 
 
 def list_is_valid(R, cell, neighbor: NeighbourList):
     """Whether the list holds every pair within the cutoff at positions R and ``cell`` (the margin of the module
     docstring is >= 0) and did not overflow."""
-    margin = _distance_margin(jax.lax.stop_gradient(R), jax.lax.stop_gradient(cell), neighbor, neighbor.cutoff,
-                              neighbor.list_cutoff)
+    margin = _distance_margin(jax.lax.stop_gradient(R), jax.lax.stop_gradient(cell), neighbor)
     return (margin >= 0.0) & ~neighbor.overflow
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import MtpjaxError
 from ..io.files import atomic_path, atomic_write
 from ..units import EV_PER_A3_TO_GPA
-from .energy import capacity_for, min_distance, potential_types, stress, volume
+from .energy import min_distance, potential_types, stress, volume
 from .integrators import make_integrator, masses_of, temperature_of
 
 #: Seconds between rewrites of the CSV log during a run (it is written at the end in any case).
@@ -61,13 +61,15 @@ class MDInstability(MtpjaxError):
 class MDResult:
     """``atoms``: the final frame (positions, cell, momenta, energy/forces/stress); ``log``: the rows of the
     thermodynamic log (:data:`LOG_COLUMNS`); ``steps``: steps done; ``reallocations``: neighbour-list re-allocations
-    after an overflow; ``wall_s``: seconds of the run (compilation included); ``capacity``: final neighbour slots."""
+    after an overflow; ``builds``: Verlet-list builds (on the device), ``host_builds``: candidate-list builds on the
+    host (:mod:`mtpjax.md.energy`); ``wall_s``: seconds of the run (compilation included); ``capacity``: final neighbour slots."""
 
     atoms: object
     log: list = field(default_factory=list)
     steps: int = 0
     reallocations: int = 0
     builds: int = 0
+    host_builds: int = 0
     wall_s: float = 0.0
     capacity: int = 0
 
@@ -272,12 +274,11 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
                         break
                     # re-allocate outside jit from the chunk's first frame, with room for the most neighbours seen
                     result.reallocations += 1
-                    need = capacity_for(int(new_nbrs.max_count), neighbor_fn.capacity_multiplier)
-                    nbrs = neighbor_fn.allocate(state.position, cell=integ.cell(state, nbrs),
-                                                capacity=max(need, nbrs.capacity + 4))
+                    nbrs = neighbor_fn.reallocate(state.position, integ.cell(state, nbrs), new_nbrs)
                 else:
                     raise MtpjaxError(f"the neighbour list overflowed {MAX_REALLOCATIONS} times in steps {step}..{step + n}")
                 result.builds += int(new_nbrs.n_builds)
+                result.host_builds += int(new_nbrs.n_host_builds)
                 new_nbrs = eqx_reset_builds(new_nbrs)
                 m = measure(new_state, new_nbrs)
                 bad = problem(m)
@@ -324,10 +325,11 @@ def _builder_reason(neighbor_fn, state, integ, nbrs) -> str:
 
 
 def eqx_reset_builds(nbrs):
-    """The list with its rebuild counter at zero (counted per chunk into the result)."""
+    """The list with its rebuild counters at zero (counted per chunk into the result)."""
     import equinox as eqx
 
-    return eqx.tree_at(lambda t: t.n_builds, nbrs, jnp.zeros_like(nbrs.n_builds))
+    return eqx.tree_at(lambda t: (t.n_builds, t.n_host_builds), nbrs,
+                       (jnp.zeros_like(nbrs.n_builds), jnp.zeros_like(nbrs.n_host_builds)))
 
 
 def _cellpar(cell) -> np.ndarray:

@@ -148,7 +148,6 @@ def make_sampler(potential, atoms, *, timestep: float = 2.0, every: int = 5, chu
     import jax
     import jax.numpy as jnp
 
-    from .energy import capacity_for
     from .integrators import make_integrator, masses_of
 
     if every < 1 or chunk_frames < 1:
@@ -171,7 +170,7 @@ def make_sampler(potential, atoms, *, timestep: float = 2.0, every: int = 5, chu
 
     run = jax.jit(run, static_argnums=2)
     conserved = jax.jit(integ.conserved)
-    capacity = [0]
+    capacity = [0, 0]  # the widest Verlet and candidate lists so far: one compiled shape for all samples
 
     def sample(atoms, steps: int) -> Sample:
         if steps < every:
@@ -181,8 +180,9 @@ def make_sampler(potential, atoms, *, timestep: float = 2.0, every: int = 5, chu
         R = jnp.asarray(atoms.positions, jnp.float64)
         cell = jnp.asarray(atoms.cell.array, jnp.float64)
         nbrs = neighbor_fn.allocate(R, cell=cell)
-        if capacity[0] > nbrs.capacity:  # the widest list so far: one compiled shape for all samples
-            nbrs = neighbor_fn.allocate(R, cell=cell, capacity=capacity[0])
+        if capacity[0] > nbrs.capacity or capacity[1] > nbrs.candidate_capacity:
+            nbrs = neighbor_fn.allocate(R, cell=cell, capacity=max(capacity[0], nbrs.capacity),
+                                        candidate_capacity=max(capacity[1], nbrs.candidate_capacity))
         state = integ.init(jax.random.PRNGKey(0), R, cell, jnp.asarray(mass), nbrs,
                            momenta=jnp.asarray(atoms.get_momenta()))
         e0 = float(conserved(state, nbrs))
@@ -195,8 +195,7 @@ def make_sampler(potential, atoms, *, timestep: float = 2.0, every: int = 5, chu
                 if not bool(new_nbrs.overflow):
                     break
                 realloc += 1
-                need = capacity_for(int(new_nbrs.max_count), neighbor_fn.capacity_multiplier)
-                nbrs = neighbor_fn.allocate(state.position, cell=cell, capacity=max(need, nbrs.capacity + 4))
+                nbrs = neighbor_fn.reallocate(state.position, cell, new_nbrs)
             else:
                 raise VDOSError("sample_velocities: the neighbour list overflowed 8 times in one chunk")
             p = np.asarray(p)
@@ -206,7 +205,7 @@ def make_sampler(potential, atoms, *, timestep: float = 2.0, every: int = 5, chu
             out.append(p)
             drift = max(drift, abs(float(e) - e0) / len(atoms))
             state, nbrs, done = new_state, new_nbrs, done + n
-        capacity[0] = max(capacity[0], nbrs.capacity)
+        capacity[:] = max(capacity[0], nbrs.capacity), max(capacity[1], nbrs.candidate_capacity)
         p = np.concatenate(out)
         vel = p / mass[None, :, None] * ase.units.fs  # Å per ASE time unit -> Å/fs
         temp = float(np.mean(np.sum(p**2 / mass[None, :, None], axis=(1, 2))) / (3 * len(atoms) * ase.units.kB))

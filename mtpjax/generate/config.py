@@ -14,6 +14,10 @@ from ..errors import ConfigError
 
 #: Subsets in pipeline order; EVERYTHING is the union of the selected ones.
 SUBSETS = ("RANDSPG", "VOLMIN", "CELLMIN", "INTMIN", "TRIAX", "SHEAR", "RATTLE")
+#: Subsets made only when selected (not in the default ``subsets``): ENTROPY (:mod:`.entropy`).
+OPTIONAL_SUBSETS = ("ENTROPY",)
+#: Every subset a config may select, in pipeline order.
+ALL_SUBSETS = SUBSETS + OPTIONAL_SUBSETS
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,25 @@ class DeformConfig:
 
 
 @dataclass(frozen=True)
+class EntropyConfig:
+    """ENTROPY (:mod:`mtpjax.generate.entropy`, off unless ``subsets`` names it): structures that maximise the
+    nearest-neighbour entropy of per-atom MTP descriptors (Subramanyam & Perez 2025), optimised jointly per batch."""
+
+    n_atoms: tuple[int, int] = (1, 10)  # inclusive range of atoms per cell
+    copies: int = 2  # structures per atom count
+    volume_range: tuple[float, float] = (0.8, 1.5)  # volume per atom kept within [lo, hi] × Ω0 (by construction)
+    shape_strain: float = 0.3  # largest |traceless log-strain component| of the cell shape
+    steps: int = 200  # Adam steps per batch
+    learning_rate: float = 0.05  # Adam's step (Å for positions)
+    batch_structures: int = 32  # structures optimised jointly (one checkpoint each; earlier batches enter S fixed)
+    descriptor_level: int = 10  # level of the (untrained) descriptor MTP
+    descriptor_cutoff: float = 1.7  # its cutoff, × the oracle's hcp nearest-neighbour distance
+    repulsion: float = 30.0  # weight of the (1 - r/(1.1 d_min))² penalty, d_min = randspg.min_distance × d_nn
+    energy_weight: float = 0.0  # 1/eV: adds w × (energy per atom) (E - kS with k = 1/w eV); needs a JAX oracle
+    temperature: float = 0.0  # soft-min of the log nearest-neighbour distances (0: the exact min)
+
+
+@dataclass(frozen=True)
 class ExecutorConfig:
     """Where the work runs. kind: auto (JAX oracle: in-process batched; ASE oracle: process pool), jax,
     process or dask."""
@@ -81,6 +104,7 @@ class GenerateConfig:
     relax: RelaxConfig = RelaxConfig()
     deform: DeformConfig = DeformConfig()
     executor: ExecutorConfig = ExecutorConfig()
+    entropy: EntropyConfig = EntropyConfig()
 
     def oracle_spec(self) -> dict:
         """The [oracle] table as a :func:`mtpjax.oracles.make_oracle` spec; a Zhou EAM without ``element(s)``
@@ -137,9 +161,9 @@ def validate(cfg: GenerateConfig) -> None:
         raise ConfigError("seed", f"must be a non-negative integer, got {cfg.seed!r}")
     if not isinstance(cfg.oracle, dict) or "type" not in cfg.oracle:
         raise ConfigError("oracle.type", "the [oracle] table needs a type (e.g. zhou, eam, lj, ase)")
-    bad = [s for s in cfg.subsets if s not in SUBSETS]
+    bad = [s for s in cfg.subsets if s not in ALL_SUBSETS]
     if bad or not cfg.subsets:
-        raise ConfigError("subsets", f"unknown subset {bad[0]!r}; choose from {', '.join(SUBSETS)}" if bad else "is empty")
+        raise ConfigError("subsets", f"unknown subset {bad[0]!r}; choose from {', '.join(ALL_SUBSETS)}" if bad else "is empty")
     r = cfg.randspg
     _range("randspg.space_groups", r.space_groups, 1, 230, int)
     _range("randspg.n_atoms", r.n_atoms, 1, 10_000, int)
@@ -167,8 +191,25 @@ def validate(cfg: GenerateConfig) -> None:
         raise ConfigError("relax.max_volume_factor", f"must be > 1, got {cfg.relax.max_volume_factor!r}")
     for k in ("triax", "shear", "rattle_mean", "rattle_strain", "min_volume_ratio"):
         _positive(f"deform.{k}", getattr(cfg.deform, k), allow_zero=True)
+    validate_entropy(cfg.entropy)
     if cfg.executor.kind not in ("auto", "jax", "process", "dask"):
         raise ConfigError("executor.kind", f"choose auto, jax, process or dask, not {cfg.executor.kind!r}")
+
+
+def validate_entropy(e: EntropyConfig) -> None:
+    """Checks of the [entropy] table (ConfigError naming ``entropy.<field>``)."""
+    _range("entropy.n_atoms", e.n_atoms, 1, 10_000, int)
+    _range("entropy.volume_range", e.volume_range, 1e-3, 1e3)
+    for name in ("copies", "steps", "batch_structures", "descriptor_level"):
+        x = getattr(e, name)
+        if not isinstance(x, int) or isinstance(x, bool) or x < 1:
+            raise ConfigError(f"entropy.{name}", f"must be a positive integer, got {x!r}")
+    if not 2 <= e.descriptor_level <= 28:
+        raise ConfigError("entropy.descriptor_level", f"an MTP level is 2..28, got {e.descriptor_level}")
+    for name in ("shape_strain", "learning_rate", "descriptor_cutoff"):
+        _positive(f"entropy.{name}", getattr(e, name))
+    for name in ("repulsion", "energy_weight", "temperature"):
+        _positive(f"entropy.{name}", getattr(e, name), allow_zero=True)
 
 
 def check_volume_range(cfg: GenerateConfig, omega0: float, nn_distance: float) -> None:

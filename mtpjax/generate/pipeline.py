@@ -43,7 +43,7 @@ from ..io.files import atomic_path, atomic_write, read_json, versions, write_jso
 from ..relax import relax
 from . import oracle as _oracle
 from .checkpoint import Store, content_hash
-from .config import SUBSETS, GenerateConfig, RelaxConfig, check_volume_range
+from .config import ALL_SUBSETS, SUBSETS, GenerateConfig, RelaxConfig, check_volume_range
 from .deform import DEFORMATIONS, deform
 from .executors import DaskExecutor, InProcess, ProcessPool
 from ..oracles import label
@@ -222,6 +222,18 @@ class _Run:
         self.stats[subset]["time_s"] = self.timings[subset]
         return ok
 
+    def entropy(self, ref, dmin):
+        """ENTROPY (:mod:`.entropy`, off by default): batches optimised in order, one checkpoint each."""
+        from .entropy import run_stage
+
+        t0 = time.perf_counter()
+        res, extra = run_stage(self.cfg, self.oracle, self.oracle_id, ref, dmin, self.store, self.chunks, self.hook,
+                               RECIPE_VERSION)
+        ok = self.keep("ENTROPY", res, len(res), extra)
+        self.timed("ENTROPY", t0)
+        self.stats["ENTROPY"]["time_s"] = self.timings["ENTROPY"]
+        return ok
+
     def label(self, subset, structures):
         t0 = time.perf_counter()
         chunks = self.split(structures, self.cfg.executor.chunk_size)
@@ -247,6 +259,8 @@ def _check_resume(out: Path, cfg: GenerateConfig, resume: bool, oracle_id: dict)
     state = out / "run.json"
     config = json.loads(json.dumps(cfg.to_dict(), default=list))
     config.pop("executor")  # where the work runs does not change the results: resume anywhere
+    if "ENTROPY" not in cfg.subsets:
+        config.pop("entropy")  # unused: runs stored before the ENTROPY stage existed resume as before
     want = {"config": config, "oracle": oracle_id}
     if state.exists():
         if not resume:
@@ -282,8 +296,7 @@ def run(cfg: GenerateConfig, out_dir, resume: bool = False, oracle=None, hook=No
         ref = r.reference()
         check_volume_range(cfg, ref["omega0"], ref["nn_distance"])
         dmin = cfg.randspg.min_distance * ref["nn_distance"]
-        order = [s for s in SUBSETS if s in cfg.subsets]
-        depth = max(SUBSETS.index(s) for s in order)
+        order = [s for s in ALL_SUBSETS if s in cfg.subsets]
         labelled = {}
 
         def finish(stage, structures):
@@ -291,21 +304,25 @@ def run(cfg: GenerateConfig, out_dir, resume: bool = False, oracle=None, hook=No
                 labelled[stage] = r.label(stage, structures)
             r.hook("stage_done", stage=stage)
 
-        current = r.randspg(ref["omega0"], dmin)
-        finish("RANDSPG", current)
-        for stage, mode in RELAXATIONS[: min(depth, 3)]:
-            current = r.relax_stage(stage, mode, current, dmin)
-            finish(stage, current)
-        for subset in DEFORMATIONS:
-            if subset in cfg.subsets:
-                finish(subset, r.deformations(subset, current, dmin))
+        if any(s in SUBSETS for s in order):  # the recipe of Poul et al. (skipped when only ENTROPY is selected)
+            depth = max(SUBSETS.index(s) for s in order if s in SUBSETS)
+            current = r.randspg(ref["omega0"], dmin)
+            finish("RANDSPG", current)
+            for stage, mode in RELAXATIONS[: min(depth, 3)]:
+                current = r.relax_stage(stage, mode, current, dmin)
+                finish(stage, current)
+            for subset in DEFORMATIONS:
+                if subset in cfg.subsets:
+                    finish(subset, r.deformations(subset, current, dmin))
+        if "ENTROPY" in cfg.subsets:
+            finish("ENTROPY", r.entropy(ref, dmin))
         t0 = time.perf_counter()
         written = _write(out, order, labelled)
         r.timed("write", t0)
     finally:
         r.close()
     everything = [a for s in order for a in labelled[s]]
-    stats = {s: r.stats[s] for s in SUBSETS if s in r.stats}
+    stats = {s: r.stats[s] for s in ALL_SUBSETS if s in r.stats}
     stats["EVERYTHING"] = {"selected": True, "structures": len(everything), "atoms": sum(len(a) for a in everything),
                            "subsets": order}
     r.timings["total"] = round(time.perf_counter() - t_start, 3)

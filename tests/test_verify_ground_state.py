@@ -326,3 +326,16 @@ def test_suite_detects_and_passes_the_ground_state(al, tmp_path):
     res = run_suite(al, al, tmp_path / "b", tests=["eos"], quick=True, progress=False, ground_state="bcc")
     assert res["ground_state"]["source"] == "config" and res["tests"]["eos"]["metrics"]["ground_state"] == "bcc"
     assert "RMSE of E(fcc) − E(bcc) ±10%" in [r["quantity"] for r in res["rows"]]
+
+
+def test_negative_surface_energy_is_flagged():
+    """A potential whose surface energy is negative where the oracle's is positive (measured: the quickstart MTP of
+    Mendelev's Al, -0.76 against 0.43 J/m² for (111)) gets a loud warning; positive ones do not."""
+    from mtpjax.verify.report import verification_warnings
+
+    rows = [{"test": "planar", "quantity": "surface energy (111)", "unit": "J/m²", "mtp": -0.76, "oracle": 0.43,
+             "error": -1.19},
+            {"test": "planar", "quantity": "surface energy (100)", "unit": "J/m²", "mtp": 0.40, "oracle": 0.50,
+             "error": -0.10}]
+    w = verification_warnings(rows)
+    assert len(w) == 1 and "(111)" in w[0] and "negative surface energy" in w[0]

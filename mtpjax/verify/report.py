@@ -93,9 +93,15 @@ BROKEN_ERRORS = {"eV/atom": 1.0, "meV/atom": 1000.0, "eV/Å": 10.0}
 
 def verification_warnings(rows) -> list[str]:
     """Loud warnings for verification ``rows`` whose |error| is at or above :data:`BROKEN_ERRORS` for its unit
-    (an energy error of eV/atom scale, a force error of tens of eV/Å)."""
+    (an energy error of eV/atom scale, a force error of tens of eV/Å), and for a negative surface energy of the
+    potential where the oracle's is positive (the crystal would cleave by itself)."""
     out = []
     for r in rows:
+        m, o = r.get("mtp"), r.get("oracle")
+        if (r.get("unit") == "J/m²" and str(r.get("quantity", "")).startswith("surface energy")
+                and isinstance(m, (int, float)) and isinstance(o, (int, float)) and m < 0 < o):
+            out.append(f"{r.get('test')}: {r.get('quantity')} of the potential is {m:.4g} J/m² (oracle {o:.4g}): a "
+                       "negative surface energy, the crystal would cleave by itself; the potential is broken there")
         lim, err = BROKEN_ERRORS.get(r.get("unit") or ""), r.get("error")
         if lim is not None and isinstance(err, (int, float)) and abs(err) >= lim:
             out.append(f"{r.get('test')}: {r.get('quantity')} error {err:.4g} {r['unit']} (≥ {lim:g} {r['unit']}): "

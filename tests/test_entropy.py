@@ -185,3 +185,17 @@ def test_stage_runs_and_resumes_to_the_same_files(tmp_path):
     assert m["checkpoints"]["chunks"]["ENTROPY:cached"] == 1 and m["checkpoints"]["chunks"]["ENTROPY:computed"] == 1
     for name in ("ENTROPY.extxyz", "EVERYTHING.extxyz"):
         assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
+
+
+def test_energy_term_uses_the_oracle(descriptor):
+    """E - kS: the oracle's energy per atom inside the objective is the labelled one, and weighting it lowers it."""
+    from mtpjax.oracles import label, make_potential
+
+    mtp, scales = descriptor
+    zhou = make_potential("zhou:Mg")
+    a = E.optimise([(2, 0), (3, 0), (3, 1)], "Mg", OMEGA0, mtp=mtp, scales=scales, d_min=DMIN, steps=15, seed=1,
+                   energy_weight=5.0, oracle=zhou, energy_reference=-1.5)
+    h0, h1 = a.history[0]["energy"], a.history[-1]["energy"]
+    assert h1 < h0 - 0.2
+    lab = label(zhou, a.structures)
+    assert sum(x.get_potential_energy() for x in lab) / 8 == pytest.approx(h1, abs=1e-9)

@@ -37,6 +37,13 @@ def summary_markdown(manifest: dict) -> str:
     if "incompatible_pairs" in sp:
         lines += ["", f"RANDSPG: {sp['compatible_pairs']} compatible (space group, atoms) pairs × {sp['copies']} copies; "
                       f"{sp['incompatible_pairs']} incompatible pairs skipped."]
+    en = manifest["subsets"].get("ENTROPY", {})
+    if "batches" in en:
+        d = en["descriptor"]
+        lines += ["", f"ENTROPY: nearest-neighbour entropy S of the per-atom descriptors ({d['dimension']} basis functions of a "
+                      f"level-{d['level']} MTP, cutoff {d['cutoff']:.3f} Å), per batch before -> after: "
+                      + ", ".join(f"{b['S_initial']:.3f} -> {b['S_final']:.3f}" for b in en["batches"])
+                      + (f"; S of the whole subset {en['S_set']:.3f}." if en.get("S_set") is not None else ".")]
     odd = manifest.get("implausible", [])
     if odd:
         lines += ["", f"Discarded as implausible ({len(odd)}; rule: `mtpjax.oracles.label.implausibility`, docs/generate.md):", "",

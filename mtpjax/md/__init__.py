@@ -24,9 +24,9 @@ from .energy import (
 )
 from .integrators import ENSEMBLES, Integrator, make_integrator, temperature_of
 from .npt import MTKState, npt_mtk
-from .run import LOG_COLUMNS, MDInstability, MDResult, run_md, write_log
+from .run import LOG_COLUMNS, MDExtrapolation, MDInstability, MDResult, run_md, write_log
 from .vdos import finite_temperature_dos, vacf
 
-__all__ = ["finite_temperature_dos", "vacf", "ENSEMBLES", "LOG_COLUMNS", "MDInstability", "MDResult", "MTKState", "Integrator", "NeighbourFns", "NeighbourList",
+__all__ = ["finite_temperature_dos", "vacf", "ENSEMBLES", "LOG_COLUMNS", "MDExtrapolation", "MDInstability", "MDResult", "MTKState", "Integrator", "NeighbourFns", "NeighbourList",
            "efs_fn", "energy_fn", "make_integrator", "min_distance", "npt_mtk", "potential_types", "pressure", "run_md",
            "shift_fn", "stress", "temperature_of", "write_log"]

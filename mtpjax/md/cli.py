@@ -101,8 +101,10 @@ def run_command(cmd, *, progress: bool = False, echo=None) -> dict:
         "log": "thermo.csv", "trajectory": trajectory.name, "final": "final.extxyz"}}
     t0 = time.perf_counter()
     try:
+        grading = {} if cmd.active_set is None else {"active_set": cmd.active_set,
+                                                     "extrapolative": out / "extrapolative.extxyz"}
         result = run_md(potential, atoms, species=cmd.species, trajectory=trajectory, log=out / "thermo.csv",
-                        progress=progress, **cmd.settings.run_kwargs())
+                        progress=progress, **grading, **cmd.settings.run_kwargs())
     except MDInstability as err:
         if err.atoms is not None:
             write_structures([err.atoms], out / "final.extxyz", format="extxyz")
@@ -115,6 +117,7 @@ def run_command(cmd, *, progress: bool = False, echo=None) -> dict:
                                                                "a_A", "b_A", "c_A")} if half else {}
     summary.update(steps=result.steps, wall_s=result.wall_s, neighbour_builds=result.builds,
                    reallocations=result.reallocations, capacity=result.capacity, second_half_means=means,
+                   max_grade=None if cmd.active_set is None else result.max_grade, extrapolative=result.extrapolative,
                    atom_steps_per_s=len(atoms) * result.steps / max(result.wall_s, 1e-9))
     write_json(out / "summary.json", summary)
     if echo:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..active.simulation import GAMMA_BREAK, GAMMA_SELECT
 from ..errors import ConfigError
 from ..fit.validate import non_negative_float, non_negative_int, positive_float, positive_int
 from .integrators import ENSEMBLES
@@ -58,6 +59,12 @@ class MDSettings:
         "stop when the temperature exceeds this, in K (default 10 x max(temperature, 300 K))")})
     min_distance: float = field(default=0.5, metadata={"check": non_negative_float, "help": (
         "stop when two atoms come closer than this, in Å")})
+    grade_every: int = field(default=10, metadata={"check": positive_int, "help": (
+        "with an active set (MTP potentials: active_set): steps between extrapolation grades (a divisor of log_every)")})
+    gamma_select: float = field(default=GAMMA_SELECT, metadata={"check": positive_float, "help": (
+        "with an active set: frames graded above this are written to extrapolative.extxyz (MLIP's select:threshold)")})
+    gamma_break: float = field(default=GAMMA_BREAK, metadata={"check": positive_float, "help": (
+        "with an active set: stop the run at a grade above this (MLIP's select:threshold-break)")})
 
     def check_config(self):
         if self.trajectory_every % self.log_every:
@@ -73,7 +80,8 @@ class MDSettings:
                 "npt_couple": self.npt_couple, "seed": self.seed,
                 "log_every": self.log_every, "trajectory_every": self.trajectory_every, "skin": self.skin,
                 "capacity_multiplier": self.capacity_multiplier, "max_temperature": self.max_temperature,
-                "min_distance_floor": self.min_distance}
+                "min_distance_floor": self.min_distance, "grade_every": self.grade_every,
+                "gamma_select": self.gamma_select, "gamma_break": self.gamma_break}
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,9 @@ class MDCommand:
         "random displacements (standard deviation, Å) added to the start")})
     output: str = field(default="md", metadata={"path": True, "help": (
         "output folder: thermo.csv, trajectory, final.extxyz (the final, or last good, frame), summary.json")})
+    active_set: str | None = field(default=None, metadata={"path": True, "help": (
+        "grade the run (MaxVol, MLIP's extrapolation grade): the potential file the active set is stored with (its "
+        ".mtpjax, POT.active.json, or an .almtp's own), usually the potential itself; see mtpjax grade")})
     trajectory_format: Literal["extxyz", "traj"] = field(default="extxyz", metadata={"help": (
         "trajectory file: extended XYZ (trajectory.extxyz) or ASE's binary trajectory (trajectory.traj)")})
     settings: MDSettings = field(default_factory=MDSettings, metadata={"flatten": True})

@@ -8,6 +8,10 @@ jit-side update, which rebuilds it through the host builder when it could go sta
 - the list overflowed (an atom gained more neighbours than the capacity) -> re-allocate it from the chunk's first
   frame with room for the most neighbours seen, and run the chunk again (the same random numbers: a Langevin run does
   not depend on when this happens);
+- with an active set (``active_set``), the extrapolation grade γ (:mod:`mtpjax.active.simulation`) is computed inside
+  the jitted loop every ``grade_every`` steps; the chunk's largest γ goes into the log (column ``grade``), the frame
+  with it is written to ``extrapolative`` when γ > ``gamma_select``, and γ > ``gamma_break`` stops the run with an
+  :class:`MDExtrapolation` (the last good frame kept, as below);
 - the frame is measured (energy, temperature, pressure and stress with the kinetic term, cell, the closest pair) and
   checked: a NaN, a temperature above ``max_temperature`` or two atoms closer than ``min_distance`` stop the run with an
   :class:`MDInstability` naming the steps and the reason. The last good frame (the previous chunk's) is written to
@@ -45,7 +49,7 @@ TRAJECTORY_FORMATS = {".xyz": "extxyz", ".extxyz": "extxyz", ".traj": "traj"}
 LOG_COLUMNS = ("step", "time_fs", "potential_energy_eV", "kinetic_energy_eV", "total_energy_eV", "conserved_eV",
                "temperature_K", "pressure_GPa", "volume_A3", "stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa",
                "stress_yz_GPa", "stress_xz_GPa", "stress_xy_GPa", "a_A", "b_A", "c_A", "alpha_deg", "beta_deg",
-               "gamma_deg", "min_distance_A", "neighbour_builds")
+               "gamma_deg", "min_distance_A", "neighbour_builds", "grade")
 
 
 class MDInstability(MtpjaxError):
@@ -57,11 +61,21 @@ class MDInstability(MtpjaxError):
         self.atoms, self.step, self.result = atoms, step, result
 
 
+class MDExtrapolation(MDInstability):
+    """An MD run stopped because the extrapolation grade exceeded ``gamma_break``. ``atoms``: the last good frame;
+    ``extrapolated``: the frame with the grade (``info['grade']``)."""
+
+    def __init__(self, message: str, atoms=None, step: int = 0, result=None, extrapolated=None):
+        super().__init__(message, atoms, step, result)
+        self.extrapolated = extrapolated
+
+
 @dataclass
 class MDResult:
     """``atoms``: the final frame (positions, cell, momenta, energy/forces/stress); ``log``: the rows of the
     thermodynamic log (:data:`LOG_COLUMNS`); ``steps``: steps done; ``reallocations``: neighbour-list re-allocations
-    after an overflow; ``builds``: Verlet-list builds (on the device), ``host_builds``: candidate-list builds on the
+    after an overflow; ``max_grade``: the largest extrapolation grade seen (NaN without an active set);
+    ``extrapolative``: how many frames were written out with γ > gamma_select; ``builds``: Verlet-list builds (on the device), ``host_builds``: candidate-list builds on the
     host (:mod:`mtpjax.md.energy`); ``wall_s``: seconds of the run (compilation included); ``capacity``: final neighbour slots."""
 
     atoms: object
@@ -70,6 +84,8 @@ class MDResult:
     reallocations: int = 0
     builds: int = 0
     host_builds: int = 0
+    max_grade: float = float("nan")
+    extrapolative: int = 0
     wall_s: float = 0.0
     capacity: int = 0
 
@@ -155,7 +171,9 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
            initial_temperature: float | None = None, seed: int = 0, log_every: int = 10, trajectory=None,
            trajectory_every: int = 100, log=None, skin: float | None = None, capacity_multiplier: float | None = None,
            capacity: int | None = None, max_temperature: float | None = None, min_distance_floor: float = 0.5,
-           species=None, momenta=None, progress: bool = False, npt_cell_dof: int = 6, callback=None, **kw) -> MDResult:
+           species=None, momenta=None, progress: bool = False, npt_cell_dof: int = 6, callback=None, active_set=None,
+           grade_every: int = 10, gamma_select: float | None = None, gamma_break: float | None = None, extrapolative=None,
+           **kw) -> MDResult:
     """Run MD of ``atoms`` (an ``ase.Atoms``, periodic in all directions) with any JAX ``potential``.
 
     ``ensemble``: nve, nvt_nose_hoover, nvt_langevin or npt_mtk (:mod:`mtpjax.md.integrators`); ``timestep``,
@@ -166,8 +184,14 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
     or a list that the frames are appended to in memory; a frame every ``trajectory_every`` steps (a multiple of
     ``log_every``) and the last one. ``capacity``: initial
     neighbour slots per atom (default: from the structure and ``capacity_multiplier``). ``callback(row)`` is called
-    with each log row. Returns an :class:`MDResult`; raises :class:`MDInstability` (an MtpjaxError) when the run
-    becomes unstable.
+    with each log row. ``active_set``: an :class:`mtpjax.active.ActiveSet` of the (MTP) potential, or the path of the
+    potential file it is stored with (:func:`mtpjax.active.load_active_set`): the grade γ every ``grade_every`` steps
+    (a divisor of ``log_every``) inside the jitted loop; each chunk's largest γ is logged, its frame appended to
+    ``extrapolative`` (an .extxyz/.xyz/.traj path or a list) when γ > ``gamma_select`` (default
+    :data:`mtpjax.active.simulation.GAMMA_SELECT`), and the run stops at γ > ``gamma_break`` (default
+    :data:`~mtpjax.active.simulation.GAMMA_BREAK`).
+    Returns an :class:`MDResult`; raises :class:`MDInstability` (an MtpjaxError) when the run becomes unstable, and
+    :class:`MDExtrapolation` (one) when it extrapolates past ``gamma_break``.
     """
     if not np.asarray(atoms.pbc).all():
         raise MtpjaxError("mtpjax.md runs cells periodic in all three directions (pbc = True, True, True)")
@@ -178,6 +202,11 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
     if trajectory is not None and not isinstance(trajectory, list):
         trajectory_format(trajectory)
     max_temperature = 10.0 * max(temperature, 300.0) if max_temperature is None else float(max_temperature)
+    grader, gamma_select, gamma_break = _grader(potential, active_set, grade_every, gamma_select, gamma_break)
+    if grader is not None and log_every % grade_every:
+        raise MtpjaxError(f"grade_every ({grade_every}) must divide log_every ({log_every})")
+    if extrapolative is not None and not isinstance(extrapolative, list):
+        trajectory_format(extrapolative)
     integ, neighbor_fn = make_integrator(potential, atoms, ensemble, timestep=timestep, temperature=temperature,
                                          pressure=pressure, thermostat_time=thermostat_time, barostat_time=barostat_time,
                                          init_temperature=initial_temperature, species=species, skin=skin,
@@ -190,14 +219,25 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
     state = integ.init(jax.random.PRNGKey(seed), R0, cell0, mass, nbrs,
                        momenta=None if momenta is None else jnp.asarray(momenta))
 
-    def advance(state, nbrs, n: int):
-        def body(_, carry):
-            s, nb = carry
-            s = integ.step(s, nb)
-            nb = neighbor_fn.update(s.position, nb, cell=integ.cell(s, nb))
-            return s, nb
+    types_j = jnp.asarray(types, jnp.int32)
 
-        return jax.lax.fori_loop(0, n, body, (state, nbrs))
+    def advance(state, nbrs, n: int):
+        """n steps; (state, list, (largest grade, its step in the chunk, positions, cell, momenta))."""
+        def body(k, carry):
+            s, nb, worst = carry
+            s = integ.step(s, nb)
+            cell = integ.cell(s, nb)
+            nb = neighbor_fn.update(s.position, nb, cell=cell)
+            if grader is not None:
+                g = jax.lax.cond((k + 1) % grade_every == 0,
+                                 lambda: grader(s.position, cell, types_j, nb.neighbours).astype(s.position.dtype),
+                                 lambda: jnp.asarray(-jnp.inf, s.position.dtype))
+                worst = jax.lax.cond(g > worst[0], lambda: (g, k + 1, s.position, cell, s.momentum), lambda: worst)
+            return s, nb, worst
+
+        worst = (jnp.asarray(-jnp.inf, state.position.dtype), jnp.asarray(0), state.position, integ.cell(state, nbrs),
+                 state.momentum)
+        return jax.lax.fori_loop(0, n, body, (state, nbrs, worst))
 
     advance = jax.jit(advance, static_argnums=2)
 
@@ -228,7 +268,7 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
                 "stress_xx_GPa": s[0, 0], "stress_yy_GPa": s[1, 1], "stress_zz_GPa": s[2, 2], "stress_yz_GPa": s[1, 2],
                 "stress_xz_GPa": s[0, 2], "stress_xy_GPa": s[0, 1], "a_A": cellpar[0], "b_A": cellpar[1], "c_A": cellpar[2],
                 "alpha_deg": cellpar[3], "beta_deg": cellpar[4], "gamma_deg": cellpar[5],
-                "min_distance_A": float(m["min_distance"]), "neighbour_builds": result.builds}
+                "min_distance_A": float(m["min_distance"]), "neighbour_builds": result.builds, "grade": float("nan")}
 
     def frame_of(state, m, step):
         return _frame(atoms, state.position, state.momentum, m["cell"], m["energy"], m["forces"], m["virial"], step,
@@ -254,6 +294,7 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
     pending = None
     with contextlib.ExitStack() as stack:
         traj = _Trajectory(trajectory, stack) if trajectory is not None else None
+        extra = _Trajectory(extrapolative, stack) if extrapolative is not None and grader is not None else None
         bar = stack.enter_context(tqdm(total=steps, desc=f"md {ensemble}", unit="step", disable=not progress, leave=False))
         m = measure(state, nbrs)
         bad = problem(m)
@@ -261,6 +302,8 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
             raise MtpjaxError(f"the initial structure is unusable for MD: {bad}")
         good_state, good_m, step = state, m, 0
         rows.append(row_of(m, 0))
+        if grader is not None:
+            rows[-1]["grade"] = result.max_grade = float(jax.jit(grader)(state.position, m["cell"], types_j, nbrs.neighbours))
         if callback:
             callback(rows[-1])
         if traj is not None:
@@ -269,7 +312,7 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
             while step < steps:
                 n = min(log_every, steps - step)
                 for attempt in range(MAX_REALLOCATIONS + 1):
-                    new_state, new_nbrs = advance(state, nbrs, n)
+                    new_state, new_nbrs, worst = advance(state, nbrs, n)
                     if not bool(new_nbrs.overflow):
                         break
                     # re-allocate outside jit from the chunk's first frame, with room for the most neighbours seen
@@ -284,6 +327,25 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
                 bad = problem(m)
                 if bad is None and bool(new_nbrs.failed):
                     bad = "the host neighbour builder refused a frame on the way" + _builder_reason(neighbor_fn, new_state, integ, new_nbrs)
+                gamma = float(worst[0]) if grader is not None else float("nan")
+                if bad is None and gamma > gamma_select:
+                    at = _frame(atoms, worst[2], worst[4], worst[3], float("nan"), np.zeros((len(atoms), 3)),
+                                np.zeros((3, 3)), step + int(worst[1]), (step + int(worst[1])) * timestep, types)
+                    at.calc = None
+                    at.info["grade"] = gamma
+                    if extra is not None:
+                        extra.write(at, step + int(worst[1]))
+                        result.extrapolative += 1
+                    if gamma > gamma_break:
+                        last = frame_of(good_state, good_m, step)
+                        if traj is not None:
+                            traj.write(last, step)
+                        result.atoms, result.steps = last, step
+                        where = (f"; the structure is in {extrapolative}" if extra is not None and extra.frames is None else "")
+                        raise MDExtrapolation(f"MD ({ensemble}) extrapolates: the grade γ = {gamma:.4g} at step "
+                                              f"{step + int(worst[1])} exceeds gamma_break = {gamma_break:g}{where}; "
+                                              "add such structures to the training set (mtpjax select) and refit",
+                                              atoms=last, step=step, result=result, extrapolated=at)
                 if bad:
                     last = frame_of(good_state, good_m, step)
                     if traj is not None:
@@ -296,12 +358,16 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
                 state, nbrs, step = new_state, new_nbrs, step + n
                 good_state, good_m = state, m
                 rows.append(row_of(m, step))
+                if grader is not None:
+                    rows[-1]["grade"] = gamma
+                    result.max_grade = max(result.max_grade, gamma)
                 if callback:
                     callback(rows[-1])
                 if traj is not None and (step % trajectory_every == 0 or step == steps):
                     traj.write(frame_of(state, m, step), step)
                 bar.update(n)
-                bar.set_postfix(T=f"{float(m['temperature']):.0f} K", P=f"{rows[-1]['pressure_GPa']:.2f} GPa", refresh=False)
+                bar.set_postfix(T=f"{float(m['temperature']):.0f} K", P=f"{rows[-1]['pressure_GPa']:.2f} GPa",
+                                **({"γ": f"{gamma:.3g}"} if grader is not None else {}), refresh=False)
                 flush()
         except BaseException as err:  # noqa: BLE001  (the files are closed and kept; the error goes on below)
             pending = err
@@ -313,6 +379,28 @@ def run_md(potential, atoms, *, ensemble: str = "nvt_langevin", steps: int = 100
     result.wall_s = time.perf_counter() - t0
     result.capacity = nbrs.capacity
     return result
+
+
+def _grader(potential, active_set, grade_every: int, gamma_select, gamma_break):
+    """(the jit-able grade function or None, gamma_select, gamma_break) for run_md's arguments."""
+    from ..active.simulation import GAMMA_BREAK, GAMMA_SELECT, structure_grade_fn
+
+    gamma_select = GAMMA_SELECT if gamma_select is None else float(gamma_select)
+    gamma_break = GAMMA_BREAK if gamma_break is None else float(gamma_break)
+    if active_set is None:
+        return None, gamma_select, gamma_break
+    if grade_every < 1:
+        raise MtpjaxError(f"grade_every must be >= 1, got {grade_every}")
+    if not 0 < gamma_select <= gamma_break:
+        raise MtpjaxError(f"need 0 < gamma_select <= gamma_break, got {gamma_select} and {gamma_break}")
+    if isinstance(active_set, (str, Path)):
+        from ..active import load_active_set
+
+        path, active_set = active_set, load_active_set(active_set, potential)
+        if active_set is None:
+            raise MtpjaxError(f"{path}: no active set is stored with this potential; build one with "
+                              "mtpjax grade POT TRAIN IN OUT --save-active-set")
+    return structure_grade_fn(potential, active_set), gamma_select, gamma_break
 
 
 def _builder_reason(neighbor_fn, state, integ, nbrs) -> str:

@@ -87,6 +87,25 @@ def _check_species(species, mtp) -> None:
         raise MtpjaxError(f"--species: {', '.join(twice)} named more than once ({' '.join(species)})")
 
 
+def _check_domains(mtp, jobs, action: str) -> None:
+    """Every structure of ``jobs`` (positions, cell, pbc, types, name) with atoms closer than the MTP's r_min: one
+    warning (or OutOfDomainError) naming them all (:mod:`mtpjax.active.domain`)."""
+    import numpy as np
+
+    from .active.domain import domain_problems, min_distance, report
+    from .neighbors import pairs
+
+    r_min = getattr(mtp, "min_dist", None)
+    if r_min is None or action == "ignore":
+        return
+    problems = []
+    for positions, cell, pbc, _, name in jobs:
+        close = pairs(positions, cell, pbc, float(r_min), name=name)
+        if len(close[0]):
+            problems += domain_problems(name, float(r_min), min_distance(positions, cell if cell is not None else np.eye(3), close))
+    report(problems, action)
+
+
 def cmd_efs(args) -> int:
     """Energies, forces and stresses of every structure of IN; OUT in the format of its suffix.
 
@@ -122,6 +141,7 @@ def cmd_efs(args) -> int:
             jobs.append((a.positions, a.cell.array, a.pbc, types, name))
     if not jobs:
         raise MtpjaxError(f"{args.input}: the file holds no configurations")
+    _check_domains(mtp, jobs, getattr(args, "out_of_domain", "warn"))
     bar = _progress_bar(len(jobs), "efs", "cfg", args.quiet)
     with bar:
         results = evaluator.many(jobs, progress=bar.update, chunk_atoms=EFS_CHUNK_ATOMS)
@@ -360,6 +380,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         "checked before any work")
     e.add_argument("--species", nargs="+", default=None,
                    help="element of each MTP type, in type order (needed for xyz input with several elements)")
+    e.add_argument("--out-of-domain", choices=("warn", "error", "ignore"), default="warn",
+                   help="structures with atoms closer than the potential's r_min: warn (default), error (exit 2, "
+                        "nothing written) or ignore")
     e.add_argument("-q", "--quiet", action="store_true")
     e.set_defaults(func=cmd_efs)
 

@@ -520,3 +520,30 @@ def test_calculator_neighbourhood_grades():
     ref = grade(mtp, active, [(trimer.positions, np.zeros((3, 3)), False, np.zeros(3, dtype=int), "trimer")])
     np.testing.assert_allclose(trimer.calc.results["atom_grades"], ref.atom_grades[0], rtol=1e-12)
     assert trimer.calc.results["grade"] > 2.1
+
+
+def test_efs_command_flags_structures_below_rmin(tmp_path, capsys):
+    """``mtpjax efs``: a file with a 0.5 Å dimer (r_min 2 Å) and a 3 Å one warns naming the first structure only;
+    ``--out-of-domain error`` exits 2 and writes nothing; ``ignore`` is silent."""
+    import warnings
+
+    from ase import Atoms
+
+    from mtpjax.active import OutOfDomainWarning
+    from mtpjax.cli import main
+    from mtpjax.io import write_structures
+
+    pot = GRADE_GOLDEN / "pot08_m2.mtp"
+    need(pot)
+    inp, out = tmp_path / "in.extxyz", tmp_path / "out.extxyz"
+    write_structures([Atoms("Mg2", positions=[[0, 0, 0], [0.5, 0, 0]]), Atoms("Mg2", positions=[[0, 0, 0], [3.0, 0, 0]])],
+                     inp, format="extxyz")
+    with pytest.warns(OutOfDomainWarning, match=r"structure 1: atoms 0 and 1 are 0\.5 Å apart") as rec:
+        assert main(["efs", str(pot), str(inp), str(out), "--species", "Mg", "-q"]) == 0
+    assert not any("structure 2" in str(w.message) for w in rec)
+    out.unlink()
+    assert main(["efs", str(pot), str(inp), str(out), "--species", "Mg", "-q", "--out-of-domain", "error"]) == 2
+    assert "r_min" in capsys.readouterr().err and not out.exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDomainWarning)
+        assert main(["efs", str(pot), str(inp), str(out), "--species", "Mg", "-q", "--out-of-domain", "ignore"]) == 0

@@ -15,7 +15,7 @@ JAX function:
   :data:`FLOOR` keeps an atom with no distinct neighbour finite);
 - coincident descriptors: symmetry-equivalent atoms have identical descriptors (every 2-atom cell: inversion
   through the midpoint maps one atom onto the other), so their δ would be 0 (S = −∞) with a zero gradient whatever
-  the geometry. Pairs closer than :data:`COINCIDENT` (1e-9, descriptor units) are excluded like j = i: δ_i is the
+  the geometry. Pairs closer than :data:`COINCIDENT` (1e-5, descriptor units) are excluded like j = i: δ_i is the
   distance to the nearest *distinct* descriptor (duplicates say nothing about coverage). Generic points never
   coincide, so this changes nothing else;
 - the min: with ``temperature`` τ = 0 (default) the exact min. It is piecewise smooth: its gradient is the
@@ -65,6 +65,7 @@ Units: Å, eV, eV/atom; volumes are fractions of the oracle's Ω0 (Å³/atom).
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -85,9 +86,10 @@ ENTROPY_STREAM = 6
 REPULSION_MARGIN = 1.1
 #: ε of ln δ = ½ ln(δ² + ε²), descriptor units (q are O(1)): an atom with no distinct neighbour gives ln ε, not −inf.
 FLOOR = 1e-6
-#: Descriptors closer than this (descriptor units) are the same point: symmetry-equivalent atoms, never each other's
-#: nearest neighbour (floating-point noise between equivalent atoms is ~1e-15).
-COINCIDENT = 1e-9
+#: Descriptors closer than this (descriptor units; q are O(1)) are the same point: symmetry-equivalent atoms, never
+#: each other's nearest neighbour (they differ by ~1e-15 in memory, by 1e-9 to 1e-8 when read back from an extxyz
+#: file, whose positions are rounded to 1e-8 Å).
+COINCIDENT = 1e-5
 
 # the five orthonormal traceless symmetric 3x3 matrices (shape part of the log-strain)
 _SHAPE = np.array([
@@ -273,8 +275,17 @@ def objective(params, nbrs: Neighbours, mtp, oracle, oracle_species, problem: Pr
 
 
 @eqx.filter_jit
-def _value_and_grad(params, nbrs, mtp, oracle, oracle_species, problem):
+def value_and_grad(params, nbrs, mtp, oracle, oracle_species, problem):
+    """((L, aux), dL/dparams) of :func:`objective`, compiled (one program per shape and set of options)."""
     return jax.value_and_grad(objective, has_aux=True)(params, nbrs, mtp, oracle, oracle_species, problem)
+
+
+@functools.lru_cache(maxsize=None)
+def _adam(learning_rate: float):
+    """optax's Adam, one object per learning rate (so that its compiled step is reused across batches)."""
+    import optax
+
+    return optax.adam(learning_rate)
 
 
 @eqx.filter_jit
@@ -407,7 +418,6 @@ def optimise(tasks, element: str, omega0: float, *, mtp, scales, d_min: float, v
     start the next batch). Returns the final structures (ase.Atoms of ``element``, positions wrapped) and S before
     and after (S of the batch ∪ reference).
     """
-    import optax
     from ase import Atoms
 
     from ..evaluate import types_for_symbols
@@ -430,7 +440,7 @@ def optimise(tasks, element: str, omega0: float, *, mtp, scales, d_min: float, v
                                                                      oracle.n_species, "ENTROPY")[0])
     radius = max(mtp.cutoff, REPULSION_MARGIN * d_min, oracle.cutoff if oracle is not None else 0.0)
     lists = NeighbourLists(radius, sizes, n_nb)
-    opt = optax.adam(learning_rate)
+    opt = _adam(float(learning_rate))
     opt_state = opt.init(params)
     history = []
 
@@ -438,7 +448,7 @@ def optimise(tasks, element: str, omega0: float, *, mtp, scales, d_min: float, v
         pos, cells = jax.device_get(geometry(params, problem.cells0, problem.structure, problem.shape_strain,
                                              problem.log_volume_range))
         nbrs = Neighbours(*map(jnp.asarray, lists(np.asarray(pos), np.asarray(cells), n_pad)))
-        return _value_and_grad(params, nbrs, mtp, oracle, oracle_species, problem), pos, cells
+        return value_and_grad(params, nbrs, mtp, oracle, oracle_species, problem), pos, cells
 
     for step in range(int(steps) + 1):
         ((loss, aux), grads), pos, cells = evaluate(params)

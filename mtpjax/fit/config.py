@@ -49,6 +49,10 @@ LOSS_FIELDS = {
     "force_power": {"check": non_negative_float,
                     "help": "force term divided by N^force_power (MLIP's weight_scaling_forces)"},
     "penalty_weight": {"check": non_negative_float, "help": "weight of the radial coefficients' penalty"},
+    "force_constant_weight": {**_WEIGHT, "help": (
+        "force-constant weight (per Hessian entry squared, (eV/Å²)², divided by N; default 0: off). Used by fits given "
+        "force-constant labels (mtpjax.fit.loss.ForceConstantLM, loss(..., force_constants=...)); mtpjax fit does not "
+        "read them from its training files yet")},
     "fast_gradient": {"help": "the loss gradient through mtpjax.fit.gradient (same values, about 2x cheaper); "
                               "--no-fast-gradient: plain autodiff"},
 }

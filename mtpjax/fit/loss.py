@@ -2,6 +2,12 @@
 
 The per-batch terms are in :mod:`mtpjax.fit.residuals`; the fast gradient of a batch's loss in
 :mod:`mtpjax.fit.gradient`.
+
+The force-constant term (``LossConfig.force_constant_weight``; :mod:`mtpjax.fit.residuals`) enters through
+``force_constants``, a list of :class:`~mtpjax.fit.residuals.ForceConstantData` kept beside the packed batches:
+:func:`loss` adds it (gradient path: plain autodiff through the exact Hessian), :func:`force_constant_normal_equations`
+gives its J^T J, J^T r, r^T r (least squares), and :class:`ForceConstantLM` is the Levenberg–Marquardt method with
+it, for :func:`mtpjax.fit.fit_models` (``method=ForceConstantLM(cfg, force_constants)``).
 """
 from __future__ import annotations
 
@@ -15,8 +21,9 @@ from ..data import unstack
 from ..evaluate import EV_PER_A3_TO_GPA
 from ..model import MTP
 from .gradient import batch_loss
-from .jacobian import penalty_residuals
-from .residuals import LossConfig, batch_loss_terms, efs
+from .jacobian import flatten, image_group, n_parameters, normal_equations, penalty_residuals, unflatten
+from .lm import LevenbergMarquardt
+from .residuals import LossConfig, batch_loss_terms, efs, force_constant_residuals, force_constant_terms
 
 
 def radial_penalty(mtp: MTP):
@@ -25,13 +32,15 @@ def radial_penalty(mtp: MTP):
     return jnp.sum(penalty_residuals(mtp) ** 2)
 
 
-def loss(mtp: MTP, batches, cfg: LossConfig, n_structures: int):
+def loss(mtp: MTP, batches, cfg: LossConfig, n_structures: int, force_constants=()):
     """MLIP's objective over all batches (a full-batch loss). A batch stacked along a leading (device) axis, as
     from :func:`mtpjax.data.pack_for_devices`, is evaluated with vmap, which XLA splits over the devices that
     axis is sharded on.
 
     With ``cfg.fast_gradient`` (default) its gradient with respect to the radial, species and moment coefficients
-    comes from :mod:`mtpjax.fit.gradient` (first derivatives only); otherwise from plain autodiff."""
+    comes from :mod:`mtpjax.fit.gradient` (first derivatives only); otherwise from plain autodiff.
+    ``force_constants``: :class:`~mtpjax.fit.residuals.ForceConstantData` of the structures with force-constant
+    labels; their term (weight ``cfg.force_constant_weight``) is added, also divided by ``n_structures``."""
 
     def one(b):
         return batch_loss(mtp, b, cfg) if cfg.fast_gradient else sum(batch_loss_terms(mtp, b, cfg))
@@ -39,6 +48,7 @@ def loss(mtp: MTP, batches, cfg: LossConfig, n_structures: int):
     total = 0.0
     for lb in batches:
         total = total + (jnp.sum(jax.vmap(one)(lb)) if lb.weight.ndim == 2 else one(lb))
+    total = total + force_constant_terms(mtp, force_constants, cfg)
     return total / n_structures + cfg.penalty_weight * radial_penalty(mtp)
 
 
@@ -86,3 +96,81 @@ def errors(mtp: MTP, batches, subsets) -> dict:
                 if lb.virial_mask[k] and lb.volume[k] > 0:
                     add(key, "stress", np.sum(((v[k] - lb.virial[k]) / lb.volume[k] * EV_PER_A3_TO_GPA) ** 2), 9)
     return {key: {kind: math.sqrt(s / c) for kind, (s, c) in d.items() if c} for key, d in acc.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# the force-constant term in least squares
+
+
+@jax.jit
+def _fc_jacobian(mtp: MTP, fc, cfg_weight):
+    cfg = LossConfig(force_constant_weight=1.0)
+    res = lambda t: jnp.sqrt(cfg_weight) * force_constant_residuals(unflatten(mtp, t), fc, cfg)  # noqa: E731
+    theta = flatten(mtp)
+    return res(theta), jax.jacfwd(res)(theta)
+
+
+def force_constant_normal_equations(mtp: MTP, force_constants, cfg: LossConfig):
+    """(J^T J (n, n), J^T r (n,), r^T r) of the force-constant residuals
+    (:func:`mtpjax.fit.residuals.force_constant_residuals`) of the structures ``force_constants``, with theta as in
+    :func:`mtpjax.fit.jacobian.flatten`; J by forward mode over the exact Hessian (n tangents). Zeros when the weight
+    is 0 or there are none. Added to :func:`mtpjax.fit.jacobian.normal_equations`' sums, they make the
+    Levenberg–Marquardt system of the loss with the force-constant term."""
+    n = int(sum(n_parameters(mtp)))
+    H, g, L = np.zeros((n, n)), np.zeros(n), 0.0
+    if cfg.force_constant_weight == 0:
+        return H, g, L
+    for fc in force_constants:
+        r, J = (np.asarray(x, np.float64) for x in _fc_jacobian(mtp, fc, jnp.asarray(cfg.force_constant_weight)))
+        H, g, L = H + J.T @ J, g + J.T @ r, L + float(r @ r)
+    return H, g, L
+
+
+def _solve_spd(A, b):
+    """A x = b for a symmetric positive semidefinite A (least squares where it is singular)."""
+    try:
+        return np.linalg.solve(A, b)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(A, b, rcond=1e-14)[0]
+
+
+_normal_equations_jit = jax.jit(normal_equations, static_argnums=(2, 3))
+
+
+@jax.jit
+def _penalty_jacobian(mtp: MTP):
+    return penalty_residuals(mtp), jax.jacfwd(lambda t: penalty_residuals(unflatten(mtp, t)))(flatten(mtp))
+
+
+class ForceConstantLM(LevenbergMarquardt):
+    """Levenberg–Marquardt (:class:`mtpjax.fit.lm.LevenbergMarquardt`, the same steps and stopping rules) on the loss
+    with the force-constant term of the structures ``force_constants`` (weight ``cfg.loss.force_constant_weight``):
+    its normal equations are added to those of the energies, forces and virials at every pass. Use as
+    ``fit_models(models, batches, cfg, method=ForceConstantLM(cfg, force_constants))``."""
+
+    def __init__(self, cfg, force_constants=()):
+        super().__init__(cfg)
+        self.force_constants = list(force_constants)
+
+    def system(self, mtp: MTP, batches, n_structures: int):
+        """As :meth:`LevenbergMarquardt.system`, with the force-constant normal equations added before the linear
+        coefficients are eliminated."""
+        cfg = self.loss_cfg
+        H, g, L = force_constant_normal_equations(mtp, self.force_constants, cfg)
+        for lb in batches:
+            a, b, c = _normal_equations_jit(mtp, lb, cfg, image_group(lb))
+            H, g, L = H + np.asarray(a), g + np.asarray(b), L + float(c)
+        rho, Jr = (np.asarray(x) for x in _penalty_jacobian(mtp))
+        wp = cfg.penalty_weight
+        H = H / n_structures + wp * Jr.T @ Jr
+        g = g / n_structures + wp * Jr.T @ rho
+        L = L / n_structures + wp * float(rho @ rho)
+        theta = np.array(flatten(mtp), np.float64)
+        lin = slice(n_parameters(mtp)[0], None)
+        Hw = H[lin, lin]
+        d = np.sqrt(np.maximum(np.diag(Hw), 1e-300))
+        dw = -_solve_spd(Hw / d[:, None] / d[None, :] + self.ridge * np.eye(len(d)), g[lin] / d) / d
+        L = L + 2.0 * g[lin] @ dw + dw @ Hw @ dw
+        g = g + H[:, lin] @ dw
+        theta[lin] += dw
+        return theta, H, g, L

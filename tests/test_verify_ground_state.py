@@ -87,6 +87,20 @@ def test_ground_state_detected_fcc_al(al):
         ground_state(al, "Al", "dhcp")
 
 
+def test_a_prototype_that_left_its_symmetry_is_not_a_candidate():
+    """The detection keeps a relaxed phase only in its prototype's space group: bcc stretched along the Bain path to
+    c/a = √2 is fcc (225), not bcc (229); the ideal prototypes have 194, 225, 194, 229."""
+    from mtpjax.relax import prototype
+    from mtpjax.verify.prototypes import SPACE_GROUPS, space_group
+
+    for k, n in SPACE_GROUPS.items():
+        assert space_group(prototype(k, "Al", 16.6)) == n
+    bcc = prototype("bcc", "Al", 16.6, cubic=True)
+    bain = bcc.copy()
+    bain.set_cell(bcc.cell.array @ np.diag([2 ** (-1 / 6), 2 ** (-1 / 6), 2 ** (1 / 3)]), scale_atoms=True)
+    assert space_group(bain) == 225 and space_group(bcc) == 229
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("element, expected", [("Al", "fcc"), ("W", "bcc"), ("Mo", "bcc"), ("Mg", "hcp")])
 def test_ground_state_of_the_zhou_oracles(element, expected):

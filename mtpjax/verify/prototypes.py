@@ -21,23 +21,42 @@ from ..relax.lattice import PHASES, prototype  # noqa: F401  (re-exported: exper
 LATTICES = ("hcp", "fcc", "bcc")
 
 
+#: Space groups of the prototypes (a relaxed cell that lost its group has turned into another phase).
+SPACE_GROUPS = {"hcp": 194, "fcc": 225, "dhcp": 194, "bcc": 229}
+
+
+def space_group(atoms, symprec: float = 1e-3) -> int | None:
+    """The space-group number of ``atoms`` (spglib, ``symprec`` Å), None when spglib finds none."""
+    import spglib
+
+    data = spglib.get_symmetry_dataset((atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers),
+                                       symprec=symprec)
+    return None if data is None else int(data.number)
+
+
 def phase_energies(oracle, element: str) -> dict:
-    """{phase: relaxed energy per atom (eV/atom) or None where the relaxation failed} of hcp, fcc, dhcp and bcc with
-    ``oracle`` (full relaxations by :func:`mtpjax.relax.equilibrium`, as the tests themselves do)."""
+    """{phase: relaxed energy per atom (eV/atom), or None where the relaxation failed or the cell left its prototype's
+    space group (e.g. bcc sliding to fcc along the Bain path)} of hcp, fcc, dhcp and bcc with ``oracle`` (full
+    relaxations by :func:`mtpjax.relax.equilibrium`, as the tests themselves do)."""
     from ..relax import equilibrium
 
     eq = equilibrium(oracle, PHASES, element)
-    return {k: (float(r.energy_per_atom) if r.ok and np.isfinite(r.energy_per_atom) else None) for k, r in eq.items()}
+    out = {}
+    for k, r in eq.items():
+        ok = r.ok and r.atoms is not None and np.isfinite(r.energy_per_atom)
+        out[k] = float(r.energy_per_atom) if ok and space_group(r.atoms) == SPACE_GROUPS[k] else None
+    return out
 
 
 def detect_ground_state(oracle, element: str) -> dict:
     """The lowest-energy prototype of ``element`` with ``oracle``: {"phase" (hcp, fcc, dhcp or bcc), "lattice" (the one
-    of :data:`LATTICES` the tests build: dhcp -> hcp), "energies" {phase: eV/atom}}. Raises MtpjaxError when no
-    prototype relaxes."""
+    of :data:`LATTICES` the tests build: dhcp -> hcp), "energies" {phase: eV/atom, None for one that did not relax or
+    did not keep its symmetry}}. Raises MtpjaxError when no prototype relaxes."""
     e = phase_energies(oracle, element)
     ok = {k: v for k, v in e.items() if v is not None}
     if not ok:
-        raise MtpjaxError(f"ground state of {element}: none of {list(PHASES)} relaxed with the oracle")
+        raise MtpjaxError(f"ground state of {element}: none of {list(PHASES)} relaxed (keeping its symmetry) with "
+                          "the oracle")
     phase = min(ok, key=ok.get)
     return {"phase": phase, "lattice": "hcp" if phase == "dhcp" else phase, "energies": e}
 

@@ -119,3 +119,26 @@ def test_md_command_grades_with_the_stored_active_set(tmp_path, setup):
     cfg.write_text(cfg.read_text().replace("gamma_select = 1e-6", "gamma_select = 1e-6\ngamma_break = 2e-6"))
     assert main(["md", str(cfg)]) != 0
     assert "gamma_break" in json.loads((tmp_path / "out" / "summary.json").read_text())["stopped"]
+
+
+def test_relax_grades_initial_and_relaxed_structures(setup):
+    """relax(active_set=...): grades before and after equal mtpjax.active.grade of those structures (the candidate
+    as given: MLIP-2's 3.405185); relaxed structures above gamma_select are written out with their grade; a
+    gamma_break between the two relaxed grades fails the higher one with reason 'extrapolation', not the other."""
+    from mtpjax.relax import relax
+
+    mtp, train, active, _ = setup
+    structures = [_atoms(train[0]), _atoms(read_cfg(GOLDEN / "cand.cfg")[0])]
+    extra = []
+    res = relax(mtp, structures, max_steps=30, active_set=active, extrapolative=extra, gamma_select=1.0)
+    before = grade(mtp, active, structures).grades
+    after = grade(mtp, active, [r.atoms for r in res]).grades
+    np.testing.assert_allclose([r.info["initial_grade"] for r in res], before, rtol=1e-9)
+    np.testing.assert_allclose([r.grade for r in res], after, rtol=1e-9)
+    assert before[1] == pytest.approx(3.405185, rel=1e-6)
+    assert [a.info["grade"] for a in extra] == pytest.approx([g for g in after if g > 1.0], rel=1e-9)
+    cut = 0.5 * (after[0] + after[1])
+    res = relax(mtp, structures, max_steps=30, active_set=active, gamma_select=min(after) / 2, gamma_break=cut)
+    worse = int(np.argmax(after))
+    assert res[worse].reason == "extrapolation" and "gamma_break" in res[worse].message
+    assert res[1 - worse].reason in (None, "not_converged")

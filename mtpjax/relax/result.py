@@ -21,6 +21,7 @@ REASONS = {
     "oracle_error": "the (ASE) oracle raised",
     "unknown_element": "an element the potential does not know",
     "neighbour_list": "no FIRE step fits inside a fresh neighbour list (internal; should not happen)",
+    "extrapolation": "the relaxed structure's extrapolation grade exceeds gamma_break (relax(active_set=...))",
 }
 
 
@@ -32,7 +33,9 @@ class RelaxResult:
     fmax (eV/Å, free components) and smax (GPa, projected on the free cell components) at the end; steps (FIRE
     steps); initial_energy (eV): of the structure as given; max_displacement (Å): largest move of an atom relative to
     the homogeneous cell deformation, |(u_final − u_start)·F_final|; n_builds: neighbour lists built (0 on the ASE
-    path); reason: None or why it failed (:data:`REASONS`), message: details."""
+    path); grade: the extrapolation grade γ of the relaxed structure (``relax(active_set=...)``; NaN otherwise), and
+    ``info['initial_grade']`` that of the structure as given; reason: None or why it failed (:data:`REASONS`), message:
+    details."""
 
     name: str
     atoms: Atoms | None
@@ -46,6 +49,7 @@ class RelaxResult:
     converged: bool = False
     max_displacement: float = float("nan")
     n_builds: int = 0
+    grade: float = float("nan")
     reason: str | None = None
     message: str = ""
     info: dict = field(default_factory=dict)
@@ -63,7 +67,7 @@ class RelaxResult:
         f = lambda x: None if x is None or not np.isfinite(x) else float(x)  # noqa: E731
         return {"name": self.name, "converged": bool(self.converged), "steps": int(self.steps),
                 "fmax_eV_A": f(self.fmax), "smax_GPa": f(self.smax), "max_displacement_A": f(self.max_displacement),
-                "n_builds": int(self.n_builds), "reason": self.reason}
+                "n_builds": int(self.n_builds), "grade": f(self.grade), "reason": self.reason}
 
 
 def cell_dofs(mode: str, cell_mask=None) -> tuple[np.ndarray, float, float]:

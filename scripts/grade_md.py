@@ -95,9 +95,10 @@ def main(argv=None) -> int:
     ax.axhline(1.001, color="k", ls=":", lw=0.8, label="γ = 1.001")
     ax.axhline(2.1, color="k", ls="--", lw=0.8, label="γ_select = 2.1")
     ax.set_xlabel("time (ps)")
-    ax.set_ylabel("extrapolation grade γ (largest per 100 fs)")
+    ax.set_ylabel("grade γ (largest of each log row)")
     ax.set_title("MLIP-3 level-16 Mg MTP in mtpjax.md NVT")
     ax.legend(fontsize=8)
+    fig.tight_layout()
     png = Path(a.out).with_suffix(".png")
     fig.savefig(png, dpi=120)
     lines = ["# Extrapolation grade during MD (`run_md(..., active_set=...)`)", "",

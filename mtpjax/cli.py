@@ -350,7 +350,8 @@ FIT_COMMANDS = {
 #: Sub-commands defined in other modules: name -> module with ``add_parser(subparsers)`` and ``HELP``, its help line.
 #: ``mtpjax --help`` reads each module's HELP from its source (:func:`command_help`) and imports none of them.
 EXTERNAL_COMMANDS = {"generate": "mtpjax.generate.cli", "verify": "mtpjax.verify.cli", "run": "mtpjax.run_cli",
-                     "md": "mtpjax.md.cli", "grade": "mtpjax.active.cli_grade", "select": "mtpjax.active.cli_select"}
+                     "md": "mtpjax.md.cli", "grade": "mtpjax.active.cli_grade", "select": "mtpjax.active.cli_select",
+                     "learn": "mtpjax.active.cli_learn"}
 
 
 def command_help(module: str) -> str:

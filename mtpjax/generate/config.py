@@ -14,8 +14,9 @@ from ..errors import ConfigError
 
 #: Subsets in pipeline order; EVERYTHING is the union of the selected ones.
 SUBSETS = ("RANDSPG", "VOLMIN", "CELLMIN", "INTMIN", "TRIAX", "SHEAR", "RATTLE")
-#: Subsets made only when selected (not in the default ``subsets``): ENTROPY (:mod:`.entropy`).
-OPTIONAL_SUBSETS = ("ENTROPY",)
+#: Subsets made only when selected (not in the default ``subsets``): ENTROPY (:mod:`.entropy`), HESSIAN
+#: (:mod:`.hessian`: bulk cells labelled with their force constants).
+OPTIONAL_SUBSETS = ("ENTROPY", "HESSIAN")
 #: Every subset a config may select, in pipeline order.
 ALL_SUBSETS = SUBSETS + OPTIONAL_SUBSETS
 
@@ -81,6 +82,18 @@ class EntropyConfig:
 
 
 @dataclass(frozen=True)
+class HessianConfig:
+    """HESSIAN (:mod:`mtpjax.generate.hessian`, off unless ``subsets`` names it): rattled bulk supercells labelled
+    with the oracle's force constants (3N x 3N, eV/Å²) as ``arrays["hessian"]``."""
+
+    lattice: str = "hcp"  # hcp (the oracle's relaxed a, c/a), fcc or bcc (at the oracle's hcp Ω0)
+    sizes: tuple[int, ...] = (1, 2)  # n x n x n primitive cells
+    copies: int = 2  # rattled copies per size
+    rattle: float = 0.03  # Å, Gaussian displacement per component
+    delta: float = 1e-3  # Å, central-difference step (ASE oracles only; JAX oracles are exact)
+
+
+@dataclass(frozen=True)
 class ExecutorConfig:
     """Where the work runs. kind: auto (JAX oracle: in-process batched; ASE oracle: process pool), jax,
     process or dask."""
@@ -105,6 +118,7 @@ class GenerateConfig:
     deform: DeformConfig = DeformConfig()
     executor: ExecutorConfig = ExecutorConfig()
     entropy: EntropyConfig = EntropyConfig()
+    hessian: HessianConfig = HessianConfig()
 
     def oracle_spec(self) -> dict:
         """The [oracle] table as a :func:`mtpjax.oracles.make_oracle` spec; a Zhou EAM without ``element(s)``
@@ -192,6 +206,7 @@ def validate(cfg: GenerateConfig) -> None:
     for k in ("triax", "shear", "rattle_mean", "rattle_strain", "min_volume_ratio"):
         _positive(f"deform.{k}", getattr(cfg.deform, k), allow_zero=True)
     validate_entropy(cfg.entropy)
+    validate_hessian(cfg.hessian)
     if cfg.executor.kind not in ("auto", "jax", "process", "dask"):
         raise ConfigError("executor.kind", f"choose auto, jax, process or dask, not {cfg.executor.kind!r}")
 
@@ -210,6 +225,18 @@ def validate_entropy(e: EntropyConfig) -> None:
         _positive(f"entropy.{name}", getattr(e, name))
     for name in ("repulsion", "energy_weight", "temperature"):
         _positive(f"entropy.{name}", getattr(e, name), allow_zero=True)
+
+
+def validate_hessian(h: HessianConfig) -> None:
+    """Checks of the [hessian] table (ConfigError naming ``hessian.<field>``)."""
+    if h.lattice not in ("hcp", "fcc", "bcc"):
+        raise ConfigError("hessian.lattice", f"choose hcp, fcc or bcc, not {h.lattice!r}")
+    if not h.sizes or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 10 for n in h.sizes):
+        raise ConfigError("hessian.sizes", f"expected supercell sizes in 1..10, got {list(h.sizes)!r}")
+    if not isinstance(h.copies, int) or isinstance(h.copies, bool) or h.copies < 1:
+        raise ConfigError("hessian.copies", f"must be a positive integer, got {h.copies!r}")
+    _positive("hessian.rattle", h.rattle, allow_zero=True)
+    _positive("hessian.delta", h.delta)
 
 
 def check_volume_range(cfg: GenerateConfig, omega0: float, nn_distance: float) -> None:

@@ -44,6 +44,11 @@ def summary_markdown(manifest: dict) -> str:
                       f"level-{d['level']} MTP, cutoff {d['cutoff']:.3f} Å), per batch before -> after: "
                       + ", ".join(f"{b['S_initial']:.3f} -> {b['S_final']:.3f}" for b in en["batches"])
                       + (f"; S of the whole subset {en['S_set']:.3f}." if en.get("S_set") is not None else ".")]
+    hs = manifest["subsets"].get("HESSIAN", {})
+    if "force_constants" in hs:
+        asr = hs.get("max_acoustic_sum_violation")
+        lines += ["", f"HESSIAN: force constants (3N x 3N, eV/Å², extxyz array `hessian`) by {hs['force_constants']}"
+                      + (f"; largest acoustic-sum-rule violation {asr:.2e} eV/Å²." if asr is not None else ".")]
     odd = manifest.get("implausible", [])
     if odd:
         lines += ["", f"Discarded as implausible ({len(odd)}; rule: `mtpjax.oracles.label.implausibility`, docs/generate.md):", "",

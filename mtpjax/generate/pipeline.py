@@ -234,6 +234,23 @@ class _Run:
         self.stats["ENTROPY"]["time_s"] = self.timings["ENTROPY"]
         return ok
 
+    def hessian(self, ref, dmin):
+        """HESSIAN (:mod:`.hessian`, off by default): rattled bulk cells with the oracle's force constants."""
+        from .hessian import bulk_cells, hessian_task, stage_summary
+
+        t0 = time.perf_counter()
+        h = self.cfg.hessian
+        cells = bulk_cells(self.cfg.element, ref, h, self.cfg.seed, self.cfg.randspg.symprec)
+        chunks = self.split(cells, self.cfg.executor.chunk_size)
+        payloads = [dict(oracle=self.ref_oracle, structures=ch, dmin=dmin, delta=h.delta) for ch in chunks]
+        keys = [content_hash("HESSIAN", RECIPE_VERSION, repr(h), dmin, self.oracle_id, ch) for ch in chunks]
+        res = self.chunked("HESSIAN", hessian_task, payloads, keys, self.work, "HESSIAN")
+        ok = self.keep("HESSIAN", res, len(cells))
+        self.stats["HESSIAN"].update(stage_summary(ok, self.oracle))
+        self.timed("HESSIAN", t0)
+        self.stats["HESSIAN"]["time_s"] = self.timings["HESSIAN"]
+        return ok
+
     def label(self, subset, structures):
         t0 = time.perf_counter()
         chunks = self.split(structures, self.cfg.executor.chunk_size)
@@ -261,6 +278,8 @@ def _check_resume(out: Path, cfg: GenerateConfig, resume: bool, oracle_id: dict)
     config.pop("executor")  # where the work runs does not change the results: resume anywhere
     if "ENTROPY" not in cfg.subsets:
         config.pop("entropy")  # unused: runs stored before the ENTROPY stage existed resume as before
+    if "HESSIAN" not in cfg.subsets:
+        config.pop("hessian")  # likewise for the HESSIAN stage
     want = {"config": config, "oracle": oracle_id}
     if state.exists():
         if not resume:
@@ -316,6 +335,8 @@ def run(cfg: GenerateConfig, out_dir, resume: bool = False, oracle=None, hook=No
                     finish(subset, r.deformations(subset, current, dmin))
         if "ENTROPY" in cfg.subsets:
             finish("ENTROPY", r.entropy(ref, dmin))
+        if "HESSIAN" in cfg.subsets:
+            finish("HESSIAN", r.hessian(ref, dmin))
         t0 = time.perf_counter()
         written = _write(out, order, labelled)
         r.timed("write", t0)

@@ -286,11 +286,13 @@ def test_fcc_relaxed_faults_against_ase_relaxation(al, al_ase):
 def test_bcc_planar_defects_against_ase(w, w_ase):
     """bcc W, unrelaxed: (110), (100), (111) surfaces against ASE-built slabs; the {110}<111> GSF at 1/2 (its
     maximum, the unstable fault) against a [110] stack oriented by ase.lattice.cubic (x along [-111]) and tilted by
-    a/4[-111]; to 2e-5 J/m²."""
+    a/4[-111]; the {112}<111> GSF at 1/2 against a (112) stack of ase.build.surface; to 2e-5 J/m². The {112} curve
+    is asymmetric (twinning and antitwinning senses)."""
     from ase.build import bcc100, bcc110, bcc111
     from ase.lattice.cubic import BodyCenteredCubic
 
-    opts = unrelaxed_opts(surfaces=("110", "100", "111"), gsf_directions=("111",), gsf_points=2, gb=False)
+    opts = unrelaxed_opts(surfaces=("110", "100", "111"), gsf_directions=("111", "{112}<111>"), gsf_points=6,
+                          gb=False)
     p, fails, _ = planar.properties(w, "W", opts, "bcc")
     assert not fails
     a, e = p["a"], p["e_bulk"]
@@ -309,9 +311,28 @@ def test_bcc_planar_defects_against_ase(w, w_ase):
     cell[2, 0] += b / 2
     tilted.set_cell(cell, scale_atoms=False)
     ref_usf = (energy(tilted, w_ase) - e0) / area(st) * J_M2
-    assert p["gsf"]["111"]["gamma_J_m2"][1] == pytest.approx(ref_usf, abs=2e-5)
-    assert p["gsf"]["111"]["gamma_J_m2"][2] == pytest.approx(0.0, abs=1e-6)  # a full a/2<111>: the perfect crystal
+    assert p["gsf"]["111"]["gamma_J_m2"][3] == pytest.approx(ref_usf, abs=2e-5)
+    assert p["gsf"]["111"]["gamma_J_m2"][6] == pytest.approx(0.0, abs=1e-6)  # a full a/2<111>: the perfect crystal
     assert ref_usf > 1.0  # W's {110} fault is costly
+    # {112}<111>: a (112) stack from ase.build.surface, tilted by half its shortest in-plane vector (a/2<111>)
+    from ase.build import bulk, surface
+
+    st = surface(bulk("W", "bcc", a=a, cubic=True), (1, 1, 2), 6, periodic=True)
+    c = st.cell.array
+    z = st.positions[:, 2]
+    plane = st.positions[np.abs(z - z.min()) < 1e-6]  # the shortest in-plane vector joins atoms of one plane
+    cands = [q - plane[0] + i * c[0] + j * c[1] for q in plane for i in range(-2, 3) for j in range(-2, 3)]
+    v = min((x for x in cands if np.linalg.norm(x) > 1e-6), key=np.linalg.norm)
+    assert np.linalg.norm(v) == pytest.approx(b)
+    half = st.copy()
+    half.set_cell(c + np.outer([0, 0, 1], v / 2), scale_atoms=False)
+    ref_112 = (energy(half, w_ase) - energy(st, w_ase)) / area(st) * J_M2
+    g112 = p["gsf"]["{112}<111>"]["gamma_J_m2"]
+    assert g112[3] == pytest.approx(ref_112, abs=2e-5) and g112[6] == pytest.approx(0.0, abs=1e-6)
+    # the rigid {110}<111> curve is symmetric about 1/2; the {112}<111> one is not (twinning and antitwinning senses;
+    # measured unrelaxed: 2.3e-4 J/m² apart at t = 1/3 and 2/3)
+    g110 = p["gsf"]["111"]["gamma_J_m2"]
+    assert abs(g110[2] - g110[4]) < 1e-7 and abs(g112[2] - g112[4]) > 1e-5
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -31,7 +31,9 @@ two potentials see equivalent (not identical) structures. e_bulk is the relaxed 
 - **GSF** on a periodic stack of ``gsf_layers`` fcc {111} / bcc {110} planes (``fcc111`` / ``bcc110`` with
   ``periodic=True``), the same tilted-cell method: fcc along <112> over 3 a/6<112> (intrinsic stacking fault, a
   Shockley partial, at 1/3) and along <110> over a/2<110>; bcc along <111> over a/2<111> (no stable fault is
-  expected; the unstable fault is reported). Decohesion of the same stack.
+  expected; the unstable fault is reported), and ``{112}<111>`` on a periodic stack of bcc (112) planes
+  (``ase.lattice.cubic``) over a/2[11-1], which covers the twinning and antitwinning senses (t and 1 − t).
+  Decohesion of the {111} / {110} stack.
 - **Σ3 twin**: a grain of whole stacking periods ≥ ``thickness`` (fcc: (111) planes; bcc: (112) planes, x along
   [11-1], built with ``ase.lattice.cubic``) and its mirror image in the boundary plane, joined by
   ``ase.build.stack`` (two boundaries per cell); fcc the coherent twin, bcc the reflection twin and the two
@@ -216,14 +218,16 @@ def _close_pairs(pos, cell, r, pairs_fn):
 CUBIC = {
     "fcc": {"surfaces": ("111", "100", "110"), "plane": "{111}", "gsf_directions": ("112", "110"),
             "sf_direction": "112", "gb": "Σ3 (111) coherent twin boundary"},
-    "bcc": {"surfaces": ("110", "100", "111"), "plane": "{110}", "gsf_directions": ("111",),
+    "bcc": {"surfaces": ("110", "100", "111"), "plane": "{110}", "gsf_directions": ("111", "{112}<111>"),
             "sf_direction": None, "gb": "Σ3 (112) twin boundary"},
 }
 #: The surfaces each ground-state lattice knows.
 SURFACES_OF = {"hcp": SURFACES, "fcc": CUBIC["fcc"]["surfaces"], "bcc": CUBIC["bcc"]["surfaces"]}
 #: GSF directions each ground-state lattice knows (fcc {111}: <112> through the intrinsic fault, <110>; bcc {110}:
-#: <111>, <001>).
-GSF_DIRECTIONS_OF = {"hcp": ("10-10", "11-20"), "fcc": ("112", "110"), "bcc": ("111", "001")}
+#: <111>, <001>; bcc {112}<111> on a (112) stack, twinning and antitwinning senses over one period).
+GSF_DIRECTIONS_OF = {"hcp": ("10-10", "11-20"), "fcc": ("112", "110"), "bcc": ("111", "001", "{112}<111>")}
+#: GSF "directions" that are on a plane of their own: (plane label, direction label) in rows and figures.
+OWN_PLANE = {"{112}<111>": ("{112}", "111")}
 
 
 def cubic_spacing(kind: str, plane: str, a: float) -> float:
@@ -277,11 +281,30 @@ def gsf_period(kind: str, stack: Atoms, direction: str) -> np.ndarray:
     elif (kind, direction) in (("fcc", "110"), ("bcc", "111")):  # the shortest in-plane lattice vector
         v = min((i * a1 + j * a2 for i in range(-2, 3) for j in range(-2, 3) if i or j),
                 key=lambda x: float(np.linalg.norm(x)))
-    elif kind == "bcc" and direction == "001":  # ase.build.bcc110 puts a<001> first
+    elif kind == "bcc" and direction in ("001", "{112}<111>"):  # bcc110: a<001> first; bcc112_stack: a/2[11-1]
         v = a1
     else:
         raise ValueError(f"unknown GSF direction {direction!r} of {kind}; known: {list(GSF_DIRECTIONS_OF[kind])}")
     return np.array([v[0], v[1], 0.0])
+
+
+def bcc112_stack(element: str, a: float, layers: int) -> Atoms:
+    """A periodic stack of bcc (112) planes (``layers`` rounded up to whole periods of six), one atom per plane:
+    ``ase.lattice.cubic.BodyCenteredCubic`` with x along [11-1] (a√3/2), y along [-110], z along [112]."""
+    from ase.lattice.cubic import BodyCenteredCubic
+
+    m = max(1, -(-int(layers) // 6))
+    g = BodyCenteredCubic(directions=[[1, 1, -1], [-1, 1, 0], [1, 1, 2]], size=(1, 1, m), symbol=element,
+                          latticeconstant=a, pbc=True)
+    return Atoms(g.get_chemical_symbols(), positions=g.positions, cell=g.cell.array, pbc=True)
+
+
+def gsf_stack(kind: str, element: str, a: float, layers: int, direction: str) -> Atoms:
+    """The periodic stack whose cell is tilted along ``direction``: :func:`bcc112_stack` for bcc {112}<111>, else
+    :func:`cubic_stack`."""
+    if kind == "bcc" and direction == "{112}<111>":
+        return bcc112_stack(element, a, layers)
+    return cubic_stack(kind, element, a, layers)
 
 
 def twin_grain(kind: str, element: str, a: float, thickness: float) -> Atoms:
@@ -292,13 +315,8 @@ def twin_grain(kind: str, element: str, a: float, thickness: float) -> Atoms:
         d = cubic_spacing("fcc", "111", a)
         n = max(3, -(-int(math.ceil(thickness / d - 1e-9)) // 3) * 3)
         return cubic_stack("fcc", element, a, n)
-    from ase.lattice.cubic import BodyCenteredCubic
-
     d = a / math.sqrt(6.0)
-    m = max(1, int(math.ceil(thickness / (6 * d) - 1e-9)))
-    g = BodyCenteredCubic(directions=[[1, 1, -1], [-1, 1, 0], [1, 1, 2]], size=(1, 1, m), symbol=element,
-                          latticeconstant=a, pbc=True)
-    return Atoms(g.get_chemical_symbols(), positions=g.positions, cell=g.cell.array, pbc=True)
+    return bcc112_stack(element, a, 6 * max(1, int(math.ceil(thickness / (6 * d) - 1e-9))))
 
 
 def twin_candidates(kind: str, element: str, a: float, thickness: float) -> list[Atoms]:
@@ -380,9 +398,13 @@ def _cubic_recipes(element, a, opts, kind):
     if opts["gsf_directions"]:
         out.append(("gsf", "perfect", stack.copy(), "normal", "xy"))
     for d in opts["gsf_directions"]:
-        period = gsf_period(kind, stack, d)
+        st = stack
+        if d in OWN_PLANE:
+            st = gsf_stack(kind, element, a, opts["gsf_layers"], d)
+            out.append(("gsf", ("perfect", d), st.copy(), "normal", "xy"))
+        period = gsf_period(kind, st, d)
         for k in range(1, opts["gsf_points"] + 1):
-            s = tilted(stack, period * k / opts["gsf_points"])
+            s = tilted(st, period * k / opts["gsf_points"])
             s.info["name"] = f"gsf {d} {k}/{opts['gsf_points']}"
             out.append(("gsf", (d, k), s, "normal", "xy"))
     if opts["gb"]:
@@ -448,14 +470,18 @@ def properties(potential, element: str, opts: dict, ground_state: str = "hcp") -
     e0 = gsf.get("perfect")
     props["gsf"] = {}
     for d in opts["gsf_directions"]:
+        st, e0_d, area_d = stack, e0, stack_area
         if lat == "hcp":
             period = math.sqrt(3.0) * a if d == "10-10" else a
         else:
-            period = float(np.linalg.norm(gsf_period(lat, stack, d)))
+            if d in OWN_PLANE:
+                st = gsf_stack(lat, element, a, opts["gsf_layers"], d)
+                e0_d, area_d = gsf.get(("perfect", d)), area(st)
+            period = float(np.linalg.norm(gsf_period(lat, st, d)))
         n = opts["gsf_points"]
         t = [0.0] + [period * k / n for k in range(1, n + 1)]
-        g = [0.0] + [None if e0 is None or gsf.get((d, k)) is None
-                     else (gsf[(d, k)] - e0) / stack_area * EV_PER_A2_TO_J_PER_M2 for k in range(1, n + 1)]
+        g = [0.0] + [None if e0_d is None or gsf.get((d, k)) is None
+                     else (gsf[(d, k)] - e0_d) / area_d * EV_PER_A2_TO_J_PER_M2 for k in range(1, n + 1)]
         props["gsf"][d] = {"t_A": t, "t_over_period": [x / period for x in t], "gamma_J_m2": g, **_gsf_points(g)}
     # decohesion (rigid, single points)
     if opts["decohesion_points"] >= 2:
@@ -532,9 +558,10 @@ def _figures(outdir: Path, pm: dict, po: dict, opts, g: str = "hcp") -> list:
                     c = p["gsf"][d]
                     ys = [np.nan if y is None else y for y in c["gamma_J_m2"]]
                     ax.plot(c["t_over_period"], ys, st, ms=3, label=lab)
-            ax.set_xlabel(f"t / period along [{d}]")
+            ax.set_xlabel(f"t / period along [{OWN_PLANE.get(d, (None, d))[1]}]")
             ax.set_ylabel("γ (J/m²)")
-            ax.set_title(f"{_labels(g)['plane']} GSF along [{d}]")
+            pl, dl = OWN_PLANE.get(d, (_labels(g)["plane"], d))
+            ax.set_title(f"{pl} GSF along [{dl}]")
             ax.legend()
         fig.tight_layout()
         figs.append(outdir / "gsf.png")
@@ -632,7 +659,8 @@ def run(potential, oracle, outdir: Path, *, element: str | None = None, quick: b
         rows += [r, row("planar", f"unrelaxed surface energy ({n})", "J/m²", *both("surface_unrelaxed_J_m2", n))]
         errors["surface_J_m2"][n] = r["error"]
     for d in opts["gsf_directions"]:
-        rows.append(row("planar", f"{lab['plane']} GSF unstable fault along [{d}]", "J/m²",
+        pl, dl = OWN_PLANE.get(d, (lab["plane"], d))
+        rows.append(row("planar", f"{pl} GSF unstable fault along [{dl}]", "J/m²",
                         *both("gsf", d, "usf_J_m2")))
         if d == lab["sf_direction"]:
             r = row("planar", lab["sf"], "J/m²", *both("gsf", d, "sf_J_m2"))
@@ -642,7 +670,7 @@ def run(potential, oracle, outdir: Path, *, element: str | None = None, quick: b
         cm, co = curve("gsf", d, "gamma_J_m2")
         e = rmse(cm, co) if len(cm) == len(co) and len(cm) else None
         errors["gsf_rmse_J_m2"][d] = e
-        rows.append(error_row("planar", f"{lab['plane']} GSF RMSE along [{d}]", "J/m²", e))
+        rows.append(error_row("planar", f"{pl} GSF RMSE along [{dl}]", "J/m²", e))
     if opts["decohesion_points"] >= 2:
         cm, co = curve("decohesion", "energy_J_m2")
         e = rmse(cm, co) if len(cm) == len(co) and len(cm) else None

@@ -243,7 +243,7 @@ def test_fit_help_comes_from_the_dataclass():
 
 def test_command_help_lines_are_the_modules_own():
     from mtpjax import run_cli
-    from mtpjax.active import cli_grade, cli_select
+    from mtpjax.active import cli_grade, cli_learn, cli_select
     from mtpjax.cli import EXTERNAL_COMMANDS, command_help
     from mtpjax.generate import cli as generate_cli
     from mtpjax.md import cli as md_cli
@@ -251,7 +251,7 @@ def test_command_help_lines_are_the_modules_own():
 
     assert {n: command_help(m) for n, m in EXTERNAL_COMMANDS.items()} == {
         "generate": generate_cli.HELP, "verify": verify_cli.HELP, "run": run_cli.HELP, "md": md_cli.HELP,
-        "grade": cli_grade.HELP, "select": cli_select.HELP}
+        "grade": cli_grade.HELP, "select": cli_select.HELP, "learn": cli_learn.HELP}
 
 
 def test_sweep_options_reach_run_sweep(tmp_path, monkeypatch):

@@ -6,7 +6,9 @@ structures, active selection of candidates, and the out-of-domain checks of the 
 - :mod:`mtpjax.active.grade`: :func:`build_active_set`, :func:`grade`, :func:`select_add`, storage with the potential;
 - :mod:`mtpjax.active.almtp`: MLIP-3's ``#MVS_v1.1`` active-set section of ``.almtp`` files, read and written;
 - :mod:`mtpjax.active.domain`: :class:`OutOfDomainWarning`, :class:`OutOfDomainError`, :func:`check_domain`;
-- the ``mtpjax grade`` and ``mtpjax select`` commands (:mod:`mtpjax.active.cli_grade`, :mod:`mtpjax.active.cli_select`).
+- the ``mtpjax grade`` and ``mtpjax select`` commands (:mod:`mtpjax.active.cli_grade`, :mod:`mtpjax.active.cli_select`);
+- :mod:`mtpjax.active.learn`: the active-learning loop of ``mtpjax learn`` (:mod:`mtpjax.active.cli_learn`); import it
+  from there (it imports the MD, fitting and generation packages).
 """
 from .domain import OutOfDomainError, OutOfDomainWarning, check_domain
 from .grade import (

@@ -79,6 +79,22 @@ def test_estimator_gradient_against_finite_differences(tau):
     assert np.abs(g).max() > 0.1  # the test can fail
 
 
+@pytest.mark.parametrize("tau", [0.0, 0.2])
+def test_fixed_points_split_equals_the_union(tau):
+    """S of varying ∪ fixed points computed without the fixed-fixed block (the stage's form) = S of the union."""
+    rng = np.random.default_rng(4)
+    q, ref = rng.normal(size=(6, 3)), rng.normal(size=(9, 3))
+    ref[3] = ref[1]  # a coincident pair among the fixed points
+    q[2] = ref[5]  # a varying point on a fixed one
+    mask, ref_mask = np.array([1, 1, 1, 1, 0, 1], bool), np.array([1] * 8 + [0], bool)
+    split = E.entropy_with_fixed(q, mask, ref, ref_mask, E.fixed_terms(ref, ref_mask, tau, rows=4), tau)
+    union = E.entropy(np.concatenate([q, ref]), np.concatenate([mask, ref_mask]), tau)
+    assert float(split) == pytest.approx(float(union), abs=1e-12)
+    g1 = jax.grad(lambda x: E.entropy_with_fixed(x, mask, ref, ref_mask, E.fixed_terms(ref, ref_mask, tau), tau))(q)
+    g2 = jax.grad(lambda x: E.entropy(jnp.concatenate([x, jnp.asarray(ref)]), np.concatenate([mask, ref_mask]), tau))(q)
+    assert np.asarray(g1) == pytest.approx(np.asarray(g2), abs=1e-12)
+
+
 # ------------------------------------------------------------------------------------------------ descriptors
 def test_descriptors_are_the_models_basis(descriptor):
     """moment_coeffs · B(i) + species_coeffs = the MTP's own site energies, for random coefficients."""

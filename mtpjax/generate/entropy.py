@@ -130,6 +130,59 @@ def entropy(q, mask=None, temperature: float = 0.0, floor: float = FLOOR):
     return jnp.log(n) + jnp.sum(log_nn_distances(q, mask, temperature, floor)) / n
 
 
+def fixed_terms(ref, ref_mask=None, temperature: float = 0.0, floor: float = FLOOR, rows: int = 256) -> np.ndarray:
+    """The fixed points' own part of :func:`entropy_with_fixed` (host, float64, (M,)): per point j of ``ref`` (M, D),
+    over the other real, distinct fixed points k: min_k d²_jk (τ = 0; +inf if none) or ln Σ_k exp(−ln δ_jk / τ)
+    (τ > 0; −inf if none). Computed in blocks of ``rows``."""
+    ref = np.asarray(ref, float)
+    m = len(ref)
+    ref_mask = np.ones(m, bool) if ref_mask is None else np.asarray(ref_mask, bool)
+    out = np.empty(m)
+    for a in range(0, m, rows):
+        d2 = ((ref[a:a + rows, None, :] - ref[None, :, :]) ** 2).sum(-1)
+        idx = np.arange(a, min(a + rows, m))
+        excluded = ~ref_mask[None, :] | (d2 < COINCIDENT * COINCIDENT)
+        excluded[np.arange(len(idx)), idx] = True
+        d2 = np.where(excluded, np.inf, d2)
+        if temperature > 0:
+            with np.errstate(divide="ignore"):
+                x = -0.5 * np.log(d2 + floor * floor) / temperature
+            top = x.max(axis=1)
+            safe = np.where(np.isfinite(top), top, 0.0)
+            out[idx] = np.where(np.isfinite(top), safe + np.log(np.exp(x - safe[:, None]).sum(axis=1)), -np.inf)
+        else:
+            out[idx] = d2.min(axis=1)
+    return out
+
+
+def entropy_with_fixed(q, mask, ref, ref_mask, ref_terms, temperature: float = 0.0, floor: float = FLOOR):
+    """:func:`entropy` of the union of varying points q (N, D) (real: ``mask``) and fixed points ``ref`` (M, D) (real:
+    ``ref_mask``), without the (M, M) block: the fixed points' distances among themselves enter through ``ref_terms``
+    = :func:`fixed_terms` (computed once), so the cost is N·(N + M)·D instead of (N + M)²·D. Equal to
+    ``entropy(concatenate([q, ref]), concatenate([mask, ref_mask]), temperature)``."""
+    q, ref = jnp.asarray(q), jnp.asarray(ref)
+    mask, ref_mask = jnp.asarray(mask, bool), jnp.asarray(ref_mask, bool)
+    n = q.shape[0]
+    X = jnp.concatenate([q, ref], axis=0)
+    diff = q[:, None, :] - X[None, :, :]
+    d2 = jnp.sum(diff * diff, axis=-1)  # (N, N + M)
+    excluded = (jnp.eye(n, X.shape[0], dtype=bool) | ~jnp.concatenate([mask, ref_mask])[None, :] | ~mask[:, None]
+                | (d2 < COINCIDENT * COINCIDENT))
+    d2 = jnp.where(excluded, jnp.inf, d2)
+    dr = d2[:, n:].T  # (M, N): fixed point j to varying point i
+    if temperature > 0:
+        lse_q = jax.nn.logsumexp(-0.5 * jnp.log(d2 + floor * floor) / temperature, axis=1)
+        lse_r = jnp.logaddexp(jnp.asarray(ref_terms), jax.nn.logsumexp(-0.5 * jnp.log(dr + floor * floor) / temperature, axis=1))
+        lq, lr = -temperature * lse_q, -temperature * lse_r
+    else:
+        lq = 0.5 * jnp.log(jnp.min(d2, axis=1) + floor * floor)
+        lr = 0.5 * jnp.log(jnp.minimum(jnp.asarray(ref_terms), jnp.min(dr, axis=1)) + floor * floor)
+    fix = lambda x, m: jnp.where(m, jnp.where(jnp.isfinite(x), x, math.log(floor)), 0.0)
+    total = jnp.sum(fix(lq, mask)) + jnp.sum(fix(lr, ref_mask))
+    count = jnp.sum(mask) + jnp.sum(ref_mask)
+    return jnp.log(count) + total / count
+
+
 # ------------------------------------------------------------------------------------------------ descriptors
 def descriptor_mtp(level: int, cutoff: float, min_dist: float, omega0: float | None = None, seed: int = 0,
                    radial_basis_size: int = 8):
@@ -226,8 +279,9 @@ def geometry(params, cells0, structure, shape_strain: float, log_volume_range):
 # ------------------------------------------------------------------------------------------------ the objective
 class Problem(eqx.Module):
     """Data of one jointly optimised batch: reference cells (B, 3, 3) Å, atom species (N,) (0 real, −1 padding),
-    structure index (N,), descriptor scales (D,), fixed reference descriptors (M, D) and which of them are real (M,)
-    (padded to powers of two: few compiled shapes) (arrays: traced), and the options (static)."""
+    structure index (N,), descriptor scales (D,), fixed reference descriptors (M, D), which of them are real (M,)
+    (padded to powers of two: few compiled shapes) and their :func:`fixed_terms` (arrays: traced), and the options
+    (static)."""
 
     cells0: jax.Array
     species: jax.Array
@@ -235,6 +289,7 @@ class Problem(eqx.Module):
     scales: jax.Array
     reference: jax.Array
     reference_mask: jax.Array
+    reference_terms: jax.Array
     shape_strain: float = eqx.field(static=True)
     log_volume_range: tuple = eqx.field(static=True)
     d_min: float = eqx.field(static=True)
@@ -253,10 +308,7 @@ def objective(params, nbrs: Neighbours, mtp, oracle, oracle_species, problem: Pr
     pos, cells = geometry(params, jnp.asarray(problem.cells0), structure, problem.shape_strain, problem.log_volume_range)
     R = pair_vectors(pos, cells, nbrs, structure)
     q = basis_from_pairs(mtp, R, species, nbrs) / jnp.asarray(problem.scales)
-    ref = jnp.asarray(problem.reference)
-    allq = jnp.concatenate([q, ref], axis=0)
-    mask = jnp.concatenate([real, jnp.asarray(problem.reference_mask, bool)])
-    S = entropy(allq, mask, problem.temperature)
+    S = entropy_with_fixed(q, real, problem.reference, problem.reference_mask, problem.reference_terms, problem.temperature)
     n_real = jnp.sum(real)
     r2 = jnp.sum(R * R, axis=-1)
     d_rep = REPULSION_MARGIN * problem.d_min
@@ -395,6 +447,8 @@ def prepare(tasks, omega0: float, *, scales, d_min: float, volume_range=(0.8, 1.
                       scales=jnp.asarray(np.asarray(scales, float)),
                       reference=jnp.asarray(np.pad(reference, ((0, m_pad - len(reference)), (0, 0)))),
                       reference_mask=jnp.asarray(np.arange(m_pad) < len(reference)),
+                      reference_terms=jnp.asarray(fixed_terms(np.pad(reference, ((0, m_pad - len(reference)), (0, 0))),
+                                                              np.arange(m_pad) < len(reference), temperature)),
                       shape_strain=float(shape_strain),
                       log_volume_range=(float(np.log(volume_range[0])), float(np.log(volume_range[1]))),
                       d_min=float(d_min), repulsion=float(repulsion), energy_weight=float(energy_weight),

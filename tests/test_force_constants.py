@@ -173,6 +173,30 @@ def test_tiny_fit_with_force_constants_lowers_held_out_force_constant_error(zhou
         r = fit_models(stack_models([m0]), batches, cfg, method=ForceConstantLM(cfg, tr), log=lambda *a: None)
         rmse[w] = force_constant_rmse(unstack_models(r.models)[0], te)
     assert rmse[0.05] < 0.7 * rmse[0.0], rmse
+    # weight 0: ForceConstantLM is the default Levenberg–Marquardt, step for step
+    cfg0 = FitConfig(max_steps=3)
+    a = unstack_models(fit_models(stack_models([m0]), batches, cfg0, method=ForceConstantLM(cfg0, tr), log=lambda *a: None).models)[0]
+    b = unstack_models(fit_models(stack_models([m0]), batches, cfg0, log=lambda *a: None).models)[0]
+    np.testing.assert_allclose(np.asarray(a.radial_coeffs), np.asarray(b.radial_coeffs), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(a.moment_coeffs), np.asarray(b.moment_coeffs), rtol=1e-6, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_loss_gradient_path_with_force_constants(fc_case, zhou):
+    """jax.grad of loss(..., force_constants=...) (reverse mode through the fast gradient and the exact Hessian) adds
+    2 J^T r / K of the normal equations to the gradient without the term."""
+    from mtpjax.data import pack_records, records_from_atoms
+    from mtpjax.oracles import label
+
+    mtp, a, fcs = fc_case
+    batches, _ = pack_records(records_from_atoms(label(zhou, [a])), 5.0)
+    batches = [jax.tree.map(jnp.asarray, lb) for lb in batches]
+    cfg = LossConfig(force_constant_weight=0.3)
+    theta = FJ.flatten(mtp)
+    grad = jax.jit(jax.grad(lambda t, fcs: loss(FJ.unflatten(mtp, t), batches, cfg, 2, force_constants=fcs)))
+    diff = np.asarray(grad(theta, fcs)) - np.asarray(grad(theta, []))
+    gn = force_constant_normal_equations(mtp, fcs, cfg)[1]
+    np.testing.assert_allclose(diff, 2.0 * gn / 2, rtol=1e-7, atol=1e-9 * np.abs(gn).max())
 
 
 # ---------------------------------------------------------------------------------------------- the generate stage

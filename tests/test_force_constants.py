@@ -182,6 +182,40 @@ def test_tiny_fit_with_force_constants_lowers_held_out_force_constant_error(zhou
 
 
 @pytest.mark.slow
+def test_lbfgs_fit_with_force_constants_lowers_held_out_force_constant_error(zhou):
+    """The gradient optimisers (ForceConstantGradient through force_constant_method): L-BFGS, 40 steps, as the LM test."""
+    from mtpjax.basis import generate_basis
+    from mtpjax.data import pack_records, records_from_atoms
+    from mtpjax.fit import FitConfig, fit_models, initial_mtp, stack_models, unstack_models
+    from mtpjax.fit.force_constants import ForceConstantGradient, force_constant_method
+    from mtpjax.oracles import label
+
+    def cells(n, seed0):
+        out = []
+        for k in range(n):
+            a = bulk("Mg", "hcp", a=3.21 * (1 + np.random.default_rng(seed0 + k).uniform(-0.02, 0.02)), c=5.21)
+            a = a.repeat((2, 1, 1))
+            a.rattle(0.08, seed=seed0 + k)
+            out.append(a)
+        return out
+
+    batches, _ = pack_records(records_from_atoms(label(zhou, cells(8, 0))), 5.0)
+    fc_train, fc_test = cells(2, 100), cells(2, 200)
+    for a in fc_train + fc_test:
+        attach_force_constants(a, force_constants(zhou, a))
+    tr, te = force_constant_data(fc_train, 5.0), force_constant_data(fc_test, 5.0)
+    m0 = initial_mtp(generate_basis(6), 1, 2.3, 5.0, batches, seed=0)
+    rmse = {}
+    for w in (0.0, 0.05):
+        cfg = FitConfig(method="lbfgs", max_steps=40, loss=LossConfig(force_constant_weight=w))
+        method = force_constant_method(cfg, tr)
+        assert isinstance(method, ForceConstantGradient) and method.active == (w > 0)
+        r = fit_models(stack_models([m0]), batches, cfg, method=method, log=lambda *a: None)
+        rmse[w] = force_constant_rmse(unstack_models(r.models)[0], te)
+    assert rmse[0.05] < 0.7 * rmse[0.0], rmse  # measured: 0.062 -> 0.031 eV/Å²
+
+
+@pytest.mark.slow
 def test_loss_gradient_path_with_force_constants(fc_case, zhou):
     """jax.grad of loss(..., force_constants=...) (reverse mode through the fast gradient and the exact Hessian) adds
     2 J^T r / K of the normal equations to the gradient without the term."""

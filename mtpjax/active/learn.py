@@ -269,6 +269,39 @@ def run_learn(cmd: LearnCommand, *, echo=None, progress: bool = False, stop_afte
     return state
 
 
+def make_executor(ex: ExecutorConfig, oracle):
+    """The executor of an ``[executor]`` table, as ``mtpjax generate`` chooses it (:mod:`mtpjax.generate.executors`):
+    Dask for kind dask, this process for a JAX oracle (auto) or kind jax, else a process pool."""
+    from ..generate import oracle as _oracle
+    from ..generate.executors import DaskExecutor, InProcess, ProcessPool
+
+    jax_here = ex.kind == "jax" or (ex.kind == "auto" and _oracle.is_jax(oracle))
+    return (DaskExecutor(ex.address, ex.workers, ex.processes) if ex.kind == "dask"
+            else InProcess() if jax_here else ProcessPool(ex.workers))
+
+
+def label_structures(oracle, structures, executor, chunk_size: int = 256) -> tuple[list, list]:
+    """(labelled copies, failures as dicts) of ``structures`` (their own labels dropped) by ``oracle``, in chunks of
+    ``chunk_size`` on ``executor`` (:func:`make_executor`), through ``mtpjax generate``'s labelling task
+    (:func:`mtpjax.oracles.label`, with its plausibility screen). In input order."""
+    from ..generate import oracle as _oracle
+    from ..generate.executors import InProcess
+    from ..generate.pipeline import label_task
+    from ..oracles import Failure
+
+    structures = [a.copy() for a in structures]
+    for a in structures:
+        a.calc = None
+    ref = oracle if isinstance(executor, InProcess) else _oracle.portable(oracle)
+    chunks = [structures[i:i + chunk_size] for i in range(0, len(structures), chunk_size)]
+    results: list = [None] * len(chunks)
+    for j, res in executor.imap(label_task, [{"oracle": ref, "structures": c} for c in chunks]):
+        results[j] = res
+    flat = [r for res in results for r in res]
+    return ([r for r in flat if not isinstance(r, Failure)],
+            [dataclasses.asdict(r) for r in flat if isinstance(r, Failure)])
+
+
 class _Loop:
     """The steps of :func:`run_learn`; each reads its inputs from files and updates ``state``."""
 
@@ -373,27 +406,9 @@ class _Loop:
 
     def label_structures(self, structures):
         """(labelled copies, failures as dicts) of ``structures`` by the oracle, on the configured executor."""
-        from ..generate import oracle as _oracle
-        from ..generate.executors import DaskExecutor, InProcess, ProcessPool
-        from ..generate.pipeline import label_task
-        from ..oracles import Failure
-
-        ex = self.cmd.executor
-        structures = [a.copy() for a in structures]
-        for a in structures:
-            a.calc = None
         if self.executor is None:
-            jax_here = ex.kind == "jax" or (ex.kind == "auto" and _oracle.is_jax(self.oracle))
-            self.executor = (DaskExecutor(ex.address, ex.workers, ex.processes) if ex.kind == "dask"
-                             else InProcess() if jax_here else ProcessPool(ex.workers))
-        ref = self.oracle if isinstance(self.executor, InProcess) else _oracle.portable(self.oracle)
-        chunks = [structures[i:i + ex.chunk_size] for i in range(0, len(structures), ex.chunk_size)]
-        results: list = [None] * len(chunks)
-        for j, res in self.executor.imap(label_task, [{"oracle": ref, "structures": c} for c in chunks]):
-            results[j] = res
-        flat = [r for res in results for r in res]
-        return ([r for r in flat if not isinstance(r, Failure)],
-                [dataclasses.asdict(r) for r in flat if isinstance(r, Failure)])
+            self.executor = make_executor(self.cmd.executor, self.oracle)
+        return label_structures(self.oracle, structures, self.executor, self.cmd.executor.chunk_size)
 
     def md(self, k: int) -> None:
         """Every simulation with the round's potential; candidates.extxyz and md.json."""

@@ -111,20 +111,41 @@ def _same(a, b, rtol=1e-8):
         assert a == b
 
 
+@pytest.fixture(scope="module")
+def full(tmp_path_factory, zhou_train):
+    """The uninterrupted run: (its folder, its final state, its progress lines)."""
+    tmp = tmp_path_factory.mktemp("learn")
+    lines = []
+    state = run_learn(load_command(_config(tmp, zhou_train, "full")), echo=lines.append)
+    return tmp / "full", state, lines
+
+
+def _same_result(out, ref):
+    """The run in ``out`` ended as the one in ``ref``: the same rounds and status, training sets, labels (to the
+    extxyz precision of candidates) and parameters."""
+    s_ref, f_ref, t_ref = _files(ref)
+    s_out, f_out, t_out = _files(out)
+    _same(s_ref, s_out)
+    assert f_ref.keys() == f_out.keys()
+    for name in f_ref:
+        for c, d in zip(f_ref[name], f_out[name], strict=True):
+            np.testing.assert_allclose(d.positions, c.positions, atol=1e-7)
+            assert d.energy == pytest.approx(c.energy, abs=1e-9)
+            np.testing.assert_allclose(d.forces, c.forces, atol=1e-8)
+    np.testing.assert_allclose(t_out, t_ref, rtol=1e-6, atol=1e-9)
+
+
 @pytest.mark.slow
-def test_loop_runs_two_rounds_and_resumes_to_the_same_result(tmp_path, zhou_train):
-    """Round 0: the run passes gamma_break (the ideal compressed lattice grades ~13); its candidates' grades equal
+def test_loop_runs_two_rounds(full):
+    """Round 0: the run passes gamma_break (the ideal compressed lattice grades ~18); its candidates' grades equal
     mtpjax.active.grade of the frames against the start's active set; MaxVol selects; the labels equal the Zhou EAM's
-    ASE calculator; the refit is warm-started and stores the new training set's active set. Round 1 runs the check.
-    A run stopped after round 0's label step and resumed ends with the same state, files and parameters."""
+    ASE calculator; the refit is warm-started and stores the new training set's active set. Round 1 runs the check."""
     from mtpjax.active import build_active_set, grade, load_active_set
     from mtpjax.io import read_cfg, read_structures
     from mtpjax.model import load_mtp
     from mtpjax.oracles import get_calculator, make_oracle
 
-    lines = []
-    state = run_learn(load_command(_config(tmp_path, zhou_train, "full")), echo=lines.append)
-    out = tmp_path / "full"
+    out, state, lines = full
     assert len(state["rounds"]) == 2 and state["status"] in ("converged", "max_rounds")
     r0, r1 = state["rounds"]
     assert r0["broke"] == 1 and r0["max_gamma"]["hot"] > 3.0 and r0["candidates"] >= 1
@@ -132,6 +153,8 @@ def test_loop_runs_two_rounds_and_resumes_to_the_same_result(tmp_path, zhou_trai
     assert r0["train_size"] == 40 + r0["labelled"] and np.isfinite(r0["rmse_energy_meV_atom"])
     assert "max_gamma" in r1 and "selected" not in r1 and (state["status"] == "converged") == (r1["broke"] == 0)
     assert {x.split()[2] for x in lines if " md: " in x} == {"0", "1"} and any(" fit: " in x for x in lines)
+    rows = (out / "rounds.csv").read_text().splitlines()
+    assert rows[0].startswith("round,candidates,selected") and len(rows) == 3
     # candidates: graded as mtpjax grade does, against the start potential's active set built from the training set
     mtp0 = load_mtp(out / "round_00" / "potential.mtpjax")
     train0 = read_cfg(out / "round_00" / "train.cfg")
@@ -152,7 +175,12 @@ def test_loop_runs_two_rounds_and_resumes_to_the_same_result(tmp_path, zhou_trai
     stored = load_active_set(out / "round_01" / "potential.mtpjax", mtp1)
     np.testing.assert_allclose(stored.A, build_active_set(mtp1, train1).A, rtol=1e-10, atol=1e-14)
     assert not np.allclose(np.asarray(mtp1.moment_coeffs), np.asarray(mtp0.moment_coeffs))
-    # stopped after a step, then resumed: the same result
+
+
+@pytest.mark.slow
+def test_stopped_after_a_step_resumes_to_the_same_result(tmp_path, zhou_train, full):
+    """Stopped after round 0's label step (state.json says so), then run again: it resumes with the fit and ends as
+    the uninterrupted run; a resume with other settings is refused, naming them."""
     cfg = _config(tmp_path, zhou_train, "resumed")
     with pytest.raises(LearnInterrupted):
         run_learn(load_command(cfg), stop_after=(0, "label"))
@@ -160,19 +188,40 @@ def test_loop_runs_two_rounds_and_resumes_to_the_same_result(tmp_path, zhou_trai
     resumed = []
     run_learn(load_command(cfg), echo=resumed.append)
     assert resumed[0].startswith("mtpjax learn: resuming") and " fit: " in resumed[1]
-    s_full, f_full, t_full = _files(out)
-    s_res, f_res, t_res = _files(tmp_path / "resumed")
-    _same(s_full, s_res)
-    assert f_full.keys() == f_res.keys()
-    for name in f_full:
-        for c, d in zip(f_full[name], f_res[name], strict=True):
-            np.testing.assert_allclose(d.positions, c.positions, atol=1e-7)
-            assert d.energy == pytest.approx(c.energy, abs=1e-9)
-            np.testing.assert_allclose(d.forces, c.forces, atol=1e-8)
-    np.testing.assert_allclose(t_res, t_full, rtol=1e-6, atol=1e-9)
-    # a resume with other settings is refused, naming them
+    _same_result(tmp_path / "resumed", full[0])
     with pytest.raises(MtpjaxError, match="gamma_break differ"):
         run_learn(load_command(cfg, {"gamma_break": 4.0}))
+
+
+@pytest.mark.slow
+def test_killed_inside_a_step_resumes_to_the_same_result(tmp_path, zhou_train, full):
+    """``mtpjax learn`` killed (SIGKILL) as soon as round 0's select step is recorded, i.e. inside the label or fit
+    step; run again, it redoes that step and ends as the uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = _config(tmp_path, zhou_train, "killed")
+    state = tmp_path / "killed" / "state.json"
+    proc = subprocess.Popen([sys.executable, "-m", "mtpjax.cli", "learn", str(cfg), "-q"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 900
+        while time.time() < deadline and proc.poll() is None:
+            if state.exists() and json.loads(state.read_text())["done"] == [0, "select"]:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert json.loads(state.read_text())["done"] in ([0, "select"], [0, "label"])
+    run_learn(load_command(cfg))
+    _same_result(tmp_path / "killed", full[0])
 
 
 def test_labels_on_dask_equal_the_oracles_calculator():

@@ -23,7 +23,8 @@ run once more; the status is then ``converged`` or ``max_rounds``.
 and every step reads its inputs from the files of the steps before it, so a run killed at any point resumes with
 the step after the last one recorded and ends with the same files as one never interrupted (a step cut short is
 redone from its start; MD, selection, labelling and fitting are deterministic). A resume with other settings
-(apart from ``max_rounds``, which may grow, and ``[executor]``) is refused, naming the keys that differ.
+(apart from ``max_rounds``, which may grow, also after a run that stopped at it, and ``[executor]``) is refused,
+naming the keys that differ.
 ``rounds.json`` and ``rounds.csv`` hold one row per round: candidates, selected, labelled, the largest γ of each
 simulation, whether each completed, the training-set size and the refit's training RMSEs.
 
@@ -246,6 +247,8 @@ def run_learn(cmd: LearnCommand, *, echo=None, progress: bool = False, stop_afte
         state = read_json(state_path, "learn state")
         _check_resume(state, cmd, out)
         state["config"] = _jsonable(cmd)
+        if state["status"] == "max_rounds" and cmd.max_rounds > state["done"][0]:  # a larger max_rounds: go on
+            state["status"] = "running"
         echo(f"mtpjax learn: resuming {out} after round {state['done'][0]} step {state['done'][1]}")
     else:
         out.mkdir(parents=True, exist_ok=True)

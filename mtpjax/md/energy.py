@@ -52,6 +52,9 @@ DEFAULT_SKIN = 0.5
 DEFAULT_CAPACITY_MULTIPLIER = 1.25
 #: How many steps ahead ``update`` rebuilds (at the last step's rate of approach).
 LOOKAHEAD_STEPS = 2.0
+#: The integer type of the lists' lattice shifts: a step through the loop copies the lists, and int8 holds a fifth of
+#: float64's bytes (a cell would have to be thinner than (cutoff + skin + outer_skin) / 127 for it to overflow).
+SHIFT_DTYPE = jnp.int8
 #: Default extra skin (Å) of the candidate list beyond the Verlet list's cutoff + skin: the candidates are rebuilt on
 #: the host only once an atom has moved about half of it (rarely, in a solid).
 DEFAULT_OUTER_SKIN = 1.0
@@ -61,7 +64,7 @@ class NeighbourList(eqx.Module):
     """A Verlet list at ``cutoff + skin`` over a candidate list at ``cutoff + skin + outer_skin`` (a pytree; jax-md's
     ``NeighborList`` role).
 
-    ``neighbours``: the Verlet list's padded pairs (index (N, K) int32, shift (N, K, 3), mask (N, K)); ``cell`` (3, 3)
+    ``neighbours``: the Verlet list's padded pairs (index (N, K) int32, shift (N, K, 3) int8, mask (N, K)); ``cell`` (3, 3)
     Å: the cell of the last update (the energy function's default cell); ``reference_position`` /
     ``reference_cell``: positions and cell at the Verlet list's last build; ``mapped_position``: the positions of the
     last update in that build's cell; ``margin``: the distance margin (Å) at the last update (see the module
@@ -218,8 +221,11 @@ class NeighbourFns:
             raise MtpjaxError(f"candidate capacity {kc} is below the {ccount} candidates of an atom")
         dtype = jnp.asarray(position).dtype
         pos, c = jnp.asarray(position, dtype), jnp.asarray(cell_np, dtype)
+        if len(shift) and np.abs(shift).max() > np.iinfo(SHIFT_DTYPE).max:
+            raise StructureError(f"MD frame: the cell is too thin for the neighbour list ({np.abs(shift).max()} images "
+                                 f"of an atom along one lattice vector within {self.candidate_cutoff:g} Å)")
         cand = dense_neighbours(i, j, shift, n_atoms, n_atoms, kc)
-        cand = Neighbours(jnp.asarray(cand.index), jnp.asarray(cand.shift, dtype), jnp.asarray(cand.mask))
+        cand = Neighbours(jnp.asarray(cand.index), jnp.asarray(cand.shift, SHIFT_DTYPE), jnp.asarray(cand.mask))
         _, count = self._filter(cand, pos, c, self.list_cutoff, kc)
         count = int(count)
         k = capacity if capacity is not None else capacity_for(count, self.capacity_multiplier) + int(extra)
@@ -257,8 +263,10 @@ class NeighbourFns:
         n = len(position)
         try:
             i, j, shift, counts = _host_pairs(position, cell, self.candidate_cutoff)
+            if len(shift) and np.abs(shift).max() > np.iinfo(SHIFT_DTYPE).max:
+                raise ValueError("cell too thin")
         except (StructureError, ValueError, FloatingPointError):
-            return (np.zeros((n, capacity), np.int32), np.zeros((n, capacity, 3), position.dtype),
+            return (np.zeros((n, capacity), np.int32), np.zeros((n, capacity, 3), SHIFT_DTYPE),
                     np.zeros((n, capacity), bool), np.int32(0), np.bool_(True))
         count = int(counts.max()) if n else 0
         if count > capacity:  # keep the first `capacity` pairs of each atom: the list is flagged and rerun anyway
@@ -266,7 +274,7 @@ class NeighbourFns:
             keep = (np.arange(len(i)) - starts[i]) < capacity
             i, j, shift = i[keep], j[keep], shift[keep]
         nb = dense_neighbours(i, j, shift, n, n, capacity)
-        return (nb.index.astype(np.int32), nb.shift.astype(position.dtype), nb.mask, np.int32(count), np.bool_(False))
+        return (nb.index.astype(np.int32), nb.shift.astype(SHIFT_DTYPE), nb.mask, np.int32(count), np.bool_(False))
 
     def _update_impl(self, position, nbrs: NeighbourList, cell):
         margin, mapped, s = _margin_terms(position, cell, nbrs.reference_position, nbrs.reference_cell, self.cutoff,
@@ -279,7 +287,7 @@ class NeighbourFns:
 
         def host_candidates(_):
             n, kc = nbrs.candidates.index.shape
-            shapes = (jax.ShapeDtypeStruct((n, kc), jnp.int32), jax.ShapeDtypeStruct((n, kc, 3), position.dtype),
+            shapes = (jax.ShapeDtypeStruct((n, kc), jnp.int32), jax.ShapeDtypeStruct((n, kc, 3), SHIFT_DTYPE),
                       jax.ShapeDtypeStruct((n, kc), jnp.bool_), jax.ShapeDtypeStruct((), jnp.int32),
                       jax.ShapeDtypeStruct((), jnp.bool_))
             index, shift, mask, count, failed = jax.pure_callback(

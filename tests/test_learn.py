@@ -224,6 +224,50 @@ def test_killed_inside_a_step_resumes_to_the_same_result(tmp_path, zhou_train, f
     _same_result(tmp_path / "killed", full[0])
 
 
+@pytest.mark.slow
+def test_start_fits_from_scratch_or_relabels_and_refits(tmp_path):
+    """Without a potential, round 0 fits a level-6 MTP (the basis of MLIP's 06.almtp template) to the training set;
+    with relabel_train, the training set gets the oracle's labels (those of its ASE calculator) and the given
+    potential is refitted to them, warm-started (its r_min and cutoff kept)."""
+    from mtpjax.active import load_active_set, parameter_vector
+    from mtpjax.io import read_cfg, read_mtp
+    from mtpjax.model import load_mtp
+    from mtpjax.oracles import get_calculator, make_oracle
+    from conftest import TEMPLATES
+
+    train = need(GOLDEN / "train.cfg")
+    cfg = _config(tmp_path, train, "scratch", extra='potential = ""\nlevel = 6\ncutoff = 5.0\nrelabel_train = true')
+    cfg.write_text(cfg.read_text().replace('potential = ""\n', ""))
+    with pytest.raises(LearnInterrupted):
+        run_learn(load_command(cfg), stop_after=(0, "start"))
+    out = tmp_path / "scratch"
+    state = json.loads((out / "state.json").read_text())
+    assert state["done"] == [0, "start"] and state["start"]["train_size"] == 40
+    assert state["start"]["rmse_forces_eV_A"] < 0.5
+    mtp = load_mtp(out / "round_00" / "potential.mtpjax")
+    assert mtp.moment_coeffs.shape[0] == len(read_mtp(need(TEMPLATES / "06.almtp")).alpha_moment_mapping)
+    assert load_active_set(out / "round_00" / "potential.mtpjax", mtp) is not None
+    calc = get_calculator(make_oracle("zhou:Mg"))
+    c = read_cfg(out / "round_00" / "train.cfg")[7]
+    a = read_cfg(train)[7]
+    from ase import Atoms
+
+    atoms = Atoms("Mg36", positions=a.positions, cell=a.cell, pbc=True)
+    atoms.calc = calc
+    assert c.energy == pytest.approx(atoms.get_potential_energy(), abs=1e-8) and c.energy != pytest.approx(a.energy)
+    np.testing.assert_array_equal(c.positions, a.positions)
+    # relabel and refit the golden potential, warm-started
+    cfg = _config(tmp_path, train, "relabel", extra="relabel_train = true")
+    with pytest.raises(LearnInterrupted):
+        run_learn(load_command(cfg), stop_after=(0, "start"))
+    start = load_mtp(need(GOLDEN / "pot08_m2.mtp"))
+    refit = load_mtp(tmp_path / "relabel" / "round_00" / "potential.mtpjax")
+    assert float(refit.min_dist) == float(start.min_dist) and refit.cutoff == start.cutoff
+    assert not np.allclose(np.asarray(parameter_vector(refit)), np.asarray(parameter_vector(start)))
+    s = json.loads((tmp_path / "relabel" / "state.json").read_text())["start"]
+    assert s["rmse_energy_meV_atom"] < 5 and s["rmse_forces_eV_A"] < 0.05
+
+
 def test_labels_on_dask_equal_the_oracles_calculator():
     """label_structures on a Dask LocalCluster (threads), in chunks of 2: in input order, equal to the Zhou EAM's ASE
     calculator; a structure of another element is a failure, the rest go on."""

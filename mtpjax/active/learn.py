@@ -16,7 +16,9 @@ Each round k (files in ``OUTPUT/round_KK/``):
    kept) -> ``round_K+1/potential.mtpjax``, with the new training set's active set stored in it.
 
 Round 0 starts from ``potential`` (a trained MTP) or, without one, fits a level-``level`` MTP of cutoff ``cutoff``
-to the initial training set first (:func:`mtpjax.fit.train_potential`). After ``max_rounds`` refits the simulations
+to the initial training set first (:func:`mtpjax.fit.train_potential`, in ``round_00/fit_start``); with
+``relabel_train`` the training set is labelled by the oracle first and a given potential refitted to it, warm-started
+(``state.json``'s ``start``: training-set size and the start's training RMSEs). After ``max_rounds`` refits the simulations
 run once more; the status is then ``converged`` or ``max_rounds``.
 
 **Checkpoints.** After every step, ``state.json`` records the last step done (atomically, :mod:`mtpjax.io.files`),
@@ -374,21 +376,23 @@ class _Loop:
                        f"meV/atom, {rm['forces']:.4g} eV/Å")
             else:
                 save_mtp(mtp, pot)
-                how = f"from {cmd.potential}"
+                how, rm = f"from {cmd.potential}", {}
         else:
             from ..data import load_records
             from ..fit import train_potential
 
             records = load_records(train_path, species=self.species, log=lambda *a: None)
-            shutil.rmtree(rd / "fit", ignore_errors=True)
+            shutil.rmtree(rd / "fit_start", ignore_errors=True)
             res = train_potential(records, None, level=cmd.level, cutoff=cmd.cutoff, rmin=cmd.rmin,
                                   n_species=len(self.species or [None]), species=self.species, cfg=cmd.fit,
-                                  workdir=rd / "fit", output=pot, log=lambda *a: None)
+                                  workdir=rd / "fit_start", output=pot, log=lambda *a: None)
             rm = res["train"]["all"]
             how = (f"fitted (level {cmd.level}, cutoff {cmd.cutoff:g} Å): train RMSE {rm['energy']:.4g} meV/atom, "
                    f"{rm['forces']:.4g} eV/Å")
         self.state["potential"] = str(pot.relative_to(self.out))
         n = self.store_active_set(pot, self.mtp(), self.training())
+        self.state["start"] = {"train_size": len(structures), "rmse_energy_meV_atom": rm.get("energy"),
+                               "rmse_forces_eV_A": rm.get("forces"), "active_rows": n}
         self.say(0, "start", f"{len(structures)} training structures, potential {how}; active set of {n} rows")
 
     def refit(self, mtp, workdir: Path, pot: Path, settings: dict):

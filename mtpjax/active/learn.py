@@ -5,7 +5,9 @@ Each round k (files in ``OUTPUT/round_KK/``):
 1. ``md``: every simulation of the config runs with the round's potential, graded inside the jitted loop against the
    active set stored with it (:func:`mtpjax.md.run_md` through :func:`mtpjax.md.cli.run_command`); frames graded
    above ``gamma_select`` are candidates (``candidates.extxyz``), a run whose grade passes ``gamma_break`` stops
-   early and keeps its frames. When no run passed ``gamma_break`` the loop has converged and stops here.
+   early and keeps its frames. When every run completed without passing ``gamma_break`` the loop has converged
+   and stops here (a run that became unstable has not completed: its frames above ``gamma_select`` are learnt from,
+   and without any the loop stops with an error).
 2. ``select``: MaxVol selection among all candidates at once (:func:`mtpjax.active.select_add`, as ``mlp
    select-add``) against the round's active set -> ``selected.extxyz``.
 3. ``label``: the selected structures labelled by the oracle (:func:`mtpjax.oracles.label`, the labelling path of
@@ -461,9 +463,14 @@ class _Loop:
         text = ", ".join(f"{n} {'broke' if s['broke'] else 'completed' if s['completed'] else 'UNSTABLE'} at step "
                          f"{s['steps']} (max γ {s['max_gamma']:.4g})" for n, s in sims.items())
         self.say(k, "md", f"{text}; {len(candidates)} candidates")
-        if not rec["broke"]:
+        unstable = [n for n, s in sims.items() if not s["completed"] and not s["broke"]]
+        if not unstable and not rec["broke"]:
             self.state["status"] = "converged"
-            self.say(k, "md", "no simulation passed gamma_break: converged")
+            self.say(k, "md", "every simulation completed without passing gamma_break: converged")
+        elif unstable and not candidates:
+            raise MtpjaxError(f"round {k}: {', '.join(unstable)} became unstable without an extrapolative frame to "
+                              f"learn from ({sims[unstable[0]]['unstable']}); lower gamma_select, shorten the time step "
+                              f"or check the settings")
         elif k >= cmd.max_rounds:
             self.state["status"] = "max_rounds"
             self.say(k, "md", f"still extrapolating after max_rounds = {cmd.max_rounds} refits: stopped")

@@ -76,7 +76,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import MtpjaxError
-from ..neighbors import Neighbours, bucket_size, dense_neighbours, pairs, power_of_two
+from ..neighbors import Neighbours, dense_neighbours, pairs, power_of_two
 from ..potential import pair_vectors
 
 #: Stream number of ENTROPY's random draws (after mtpjax.generate.structures.STREAMS 1-5).
@@ -102,6 +102,7 @@ _SHAPE = np.array([
 
 
 # ------------------------------------------------------------------------------------------------ the estimator
+@functools.partial(jax.jit, static_argnames=("temperature", "floor"))
 def log_nn_distances(q, mask=None, temperature: float = 0.0, floor: float = FLOOR):
     """ln δ_i (N,) with δ_i = min_{j≠i, mask_j, q_j ≠ q_i} ‖q_i − q_j‖ for descriptors q (N, D); ``mask`` (N,) bool
     marks real points (padding: False; its rows come out 0). ``temperature`` τ > 0: soft-min over j of ln δ_ij (see
@@ -122,6 +123,7 @@ def log_nn_distances(q, mask=None, temperature: float = 0.0, floor: float = FLOO
     return jnp.where(mask, out, 0.0)
 
 
+@functools.partial(jax.jit, static_argnames=("temperature", "floor"))
 def entropy(q, mask=None, temperature: float = 0.0, floor: float = FLOOR):
     """S = (1/N) Σ_i ln(N δ_i) of descriptors q (N, D) (real points: ``mask``; N counts them). Dimensionless."""
     q = jnp.asarray(q)
@@ -270,6 +272,7 @@ def deformation(y, z, shape_strain: float, log_volume_range):
     return jax.vmap(jax.scipy.linalg.expm)(X)
 
 
+@functools.partial(jax.jit, static_argnames=("shape_strain", "log_volume_range"))
 def geometry(params, cells0, structure, shape_strain: float, log_volume_range):
     """(positions (N, 3) Å, cells (B, 3, 3) Å) of the optimisation parameters {u, y, z}."""
     F = deformation(params["y"], params["z"], shape_strain, log_volume_range)
@@ -351,7 +354,8 @@ def _adam_step(opt, grads, opt_state, params):
 class NeighbourLists:
     """Host neighbour lists of a packed batch (structures of ``sizes`` atoms, consecutive) at its current geometry:
     every pair within ``radius`` (Å, every periodic image; positions need not lie in their cells), padded to
-    ``n_pad`` atoms and to neighbour slots that only grow (``n_nb``), so that few shapes compile."""
+    ``n_pad`` atoms and to neighbour slots ``n_nb`` that only grow, by powers of two, so that few shapes compile
+    (start it at :func:`expected_neighbours`: most batches then never grow)."""
 
     def __init__(self, radius: float, sizes, n_nb: int = 4):
         self.radius, self.sizes = float(radius), list(sizes)
@@ -371,8 +375,14 @@ class NeighbourLists:
         i, j, s = np.concatenate(ii), np.concatenate(jj), np.concatenate(ss).astype(np.int64)
         need = int(np.bincount(i, minlength=n_pad).max()) if len(i) else 0
         if need > self.n_nb:
-            self.n_nb = bucket_size(need, minimum=4)
+            self.n_nb = power_of_two(need, 4)
         return dense_neighbours(i, j, s, int(self.offsets[-1]), n_atoms_pad=n_pad, n_nb=self.n_nb)
+
+
+def expected_neighbours(radius: float, volume_per_atom: float) -> int:
+    """Neighbour slots to start with: 1.5 × the mean number of atoms within ``radius`` (Å) at ``volume_per_atom``
+    (Å³), rounded up to a power of two."""
+    return power_of_two(int(1.5 * 4.0 / 3.0 * math.pi * radius ** 3 / volume_per_atom) + 1, 4)
 
 
 @dataclass
@@ -460,7 +470,7 @@ def prepare(tasks, omega0: float, *, scales, d_min: float, volume_range=(0.8, 1.
 def optimise(tasks, element: str, omega0: float, *, mtp, scales, d_min: float, volume_range=(0.8, 1.5),
              shape_strain: float = 0.3, steps: int = 200, learning_rate: float = 0.05, repulsion: float = 30.0,
              energy_weight: float = 0.0, oracle=None, energy_reference: float = 0.0, temperature: float = 0.0,
-             reference=None, seed: int = 0, n_nb: int = 4) -> Result:
+             reference=None, seed: int = 0, n_nb: int | None = None) -> Result:
     """Maximise the entropy of one batch of structures (tasks: (n atoms, copy) pairs), jointly, by Adam.
 
     ``omega0`` (Å³/atom) with ``volume_range`` (fractions of it) bounds the volume per atom; ``shape_strain`` the
@@ -468,8 +478,8 @@ def optimise(tasks, element: str, omega0: float, *, mtp, scales, d_min: float, v
     :func:`calibration_scales`); ``d_min`` (Å): the minimum distance (the repulsion acts below 1.1 d_min);
     ``reference`` (M, D): fixed descriptors of earlier structures (their atoms count in S); ``energy_weight``
     (1/eV) > 0 needs ``oracle`` (a JAX potential) and adds w·(Ē − ``energy_reference``) (eV/atom); ``temperature``:
-    soft-min (0: exact). ``n_nb``: starting neighbour slots (grown as needed; :attr:`Result.n_nb` is the final, to
-    start the next batch). Returns the final structures (ase.Atoms of ``element``, positions wrapped) and S before
+    soft-min (0: exact). ``n_nb``: starting neighbour slots (default :func:`expected_neighbours` at the smallest
+    volume; grown as needed). Returns the final structures (ase.Atoms of ``element``, positions wrapped) and S before
     and after (S of the batch ∪ reference).
     """
     from ase import Atoms
@@ -493,14 +503,16 @@ def optimise(tasks, element: str, omega0: float, *, mtp, scales, d_min: float, v
     oracle_species = 0 if oracle is None else int(types_for_symbols([element], getattr(oracle, "species", None),
                                                                      oracle.n_species, "ENTROPY")[0])
     radius = max(mtp.cutoff, REPULSION_MARGIN * d_min, oracle.cutoff if oracle is not None else 0.0)
+    if n_nb is None:
+        n_nb = expected_neighbours(radius, volume_range[0] * omega0)
     lists = NeighbourLists(radius, sizes, n_nb)
     opt = _adam(float(learning_rate))
     opt_state = opt.init(params)
     history = []
 
     def evaluate(params):
-        pos, cells = jax.device_get(geometry(params, problem.cells0, problem.structure, problem.shape_strain,
-                                             problem.log_volume_range))
+        pos, cells = jax.device_get(geometry(params, problem.cells0, problem.structure,
+                                             shape_strain=problem.shape_strain, log_volume_range=problem.log_volume_range))
         nbrs = Neighbours(*map(jnp.asarray, lists(np.asarray(pos), np.asarray(cells), n_pad)))
         return value_and_grad(params, nbrs, mtp, oracle, oracle_species, problem), pos, cells
 

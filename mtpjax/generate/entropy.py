@@ -6,8 +6,8 @@ npj Comput. Mater. 11, 218, 2025).
 
     S = (1/N) Σ_i ln(N · δ_i),        δ_i = min_{j≠i} ‖q_i − q_j‖
 
-(:func:`entropy`; dimensionless, the descriptors' unit only shifts S by a constant). Two details make it a safe
-JAX function:
+(:func:`entropy`; dimensionless, the descriptors' unit only shifts S by a constant). Three details make it a
+safe JAX function:
 
 - *j = i* and padding: the squared distances d²_ij are computed from explicit differences and the excluded entries
   (the diagonal, padded atoms) are replaced by +inf with ``jnp.where`` *before* any square root or logarithm, so
@@ -24,6 +24,9 @@ JAX function:
   ``jnp.min`` splits the cotangent among the tied entries (a valid subgradient). With τ > 0 the min over j of
   ln δ_ij is replaced by the soft-min −τ ln Σ_j exp(−ln δ_ij / τ), smooth everywhere, with
   min − τ ln(N − 1) ≤ soft-min ≤ min (τ is dimensionless because it acts on log-distances).
+
+Fixed points (the descriptors of earlier batches) enter through :func:`entropy_with_fixed`: the same S of the union,
+with the fixed points' distances among themselves computed once (:func:`fixed_terms`).
 
 **Descriptors.** q_i = B_α(i) / s_α: the scalar basis functions of an MTP (the MTP's own code path:
 :func:`mtpjax.model.pair_geometry`, :func:`mtpjax.model.radial_values`, :func:`mtpjax.contraction.basic_moments`,
@@ -56,6 +59,9 @@ structures nor a sum of local site terms (every atom's nearest neighbour in desc
 structure of the batch), and it has no force/stress convergence criterion. Neighbour lists are rebuilt on the
 host (:func:`mtpjax.neighbors.pairs`, exact cutoff, every periodic image) at every step, so every value and
 gradient is exact for the current geometry (structures are small; the lists are padded to a few shapes).
+
+**Stage.** :func:`run_stage` (the ``ENTROPY`` subset of ``mtpjax generate``, ``[entropy]`` table of
+:class:`mtpjax.generate.config.EntropyConfig`): batches in order, one checkpoint each.
 
 **Start.** Random cells and positions (:func:`initial_state`), atoms at least 1.1 d_min apart where the draws
 allow. **Seeds.** Structure (n atoms, copy c) starts from ``SeedSequence([seed, 6, n, c])`` (stream 6 =

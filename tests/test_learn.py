@@ -75,6 +75,9 @@ def test_bad_config_names_the_key(tmp_path):
     cmd = load_command(_config(tmp_path, train, "f"), {"max_rounds": 4})
     assert cmd.max_rounds == 4 and cmd.simulation[0].settings.temperature == 900.0 and cmd.fit.max_steps == 5
     assert cmd.output == str(tmp_path / "f") and cmd.names() == ["hot"]
+    eam = need(SHARED / "data" / "potentials" / "Mg_mm.eam.fs")
+    (tmp_path / eam.name).write_bytes(eam.read_bytes())
+    assert load_command(_config(tmp_path, train, "h", extra=f'oracle = "eam:{eam.name}"')).oracle == str(tmp_path / eam.name)
     with pytest.raises(ConfigError, match=r"oracle: cannot make the oracle 'zhou:Xx'"):
         run_learn(load_command(_config(tmp_path, train, "g", extra='oracle = "zhou:Xx"')))
 

@@ -172,6 +172,11 @@ def load_command(path, overrides: dict | None = None) -> LearnCommand:
     if isinstance(sims, list):  # the simulations' structure files, relative to the config file too
         from_file["simulation"] = [config.resolve_paths(LearnSimulation, s, path.parent) if isinstance(s, dict) else s
                                    for s in sims]
+    oracle = from_file.get("oracle")
+    if isinstance(oracle, str):  # an EAM file (or eam:FILE) beside the config
+        name = oracle[4:] if oracle.lower().startswith("eam:") else oracle
+        if (path.parent / name).is_file():
+            from_file["oracle"] = str(path.parent / name)
     cmd = config.layered(LearnCommand, from_file, overrides or {}, prefix=prefix)
     missing = [k for k in REQUIRED if getattr(cmd, k) is None]
     if missing:

@@ -144,6 +144,7 @@ def test_check_fit_options_accepts_good_values():
     (["--level", "8", "--cutoff", "5", "--rmin", "0"], "argument --rmin: must be a positive number"),
     (["--level", "8", "--cutoff", "5", "--force-weight", "-1"], "argument --force-weight: must be a finite number >= 0"),
     (["--level", "8", "--cutoff", "5", "--seed", "-1"], "argument --seed: must be at least 0"),
+    (["--level", "8", "--cutoff", "5", "--force-constant-weight", "0.1"], "do not read force-constant labels"),
 ])
 def test_fit_command_line_rejects_bad_options(tmp_path, capsys, args, needle):
     data = tmp_path / "train.extxyz"

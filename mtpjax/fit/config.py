@@ -52,7 +52,7 @@ LOSS_FIELDS = {
     "force_constant_weight": {**_WEIGHT, "help": (
         "force-constant weight (per Hessian entry squared, (eV/Å²)², divided by N; default 0: off). Used by fits given "
         "force-constant labels (mtpjax.fit.loss.ForceConstantLM, loss(..., force_constants=...)); mtpjax fit does not "
-        "read them from its training files yet")},
+        "read them from its training files yet, and refuses a weight > 0")},
     "fast_gradient": {"help": "the loss gradient through mtpjax.fit.gradient (same values, about 2x cheaper); "
                               "--no-fast-gradient: plain autodiff"},
 }

@@ -195,6 +195,11 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
         return []
     M = len(runs)
     cfg = dataclasses.replace(cfg or FitConfig(), seed=runs[0].seed)
+    if cfg.loss.force_constant_weight > 0:  # never a weight that silently does nothing
+        raise MtpjaxError("force_constant_weight > 0: train_potential(s), mtpjax fit and mtpjax run do not read "
+                          "force-constant labels from training files yet; fit with mtpjax.fit.fit_models(..., method="
+                          "mtpjax.fit.force_constants.force_constant_method(cfg, force_constant_data(atoms, cutoff))) "
+                          "(docs/run.md)")
     for r in runs:  # every option checked before anything is read or written
         check_fit_options(level=level, cutoff=r.cutoff, rmin=rmin, max_steps=cfg.max_steps, checkpoint_every=cfg.checkpoint_every,
                           weights=(cfg.loss.energy_weight, cfg.loss.force_weight, cfg.loss.stress_weight),

@@ -26,7 +26,7 @@ from . import config
 from .errors import ConfigError, MtpjaxError
 from .fit.config import SPLIT_SALT, FitConfig, TrainOptions
 from .fit.validate import mtp_level, non_negative_int, positive_float
-from .generate.config import SUBSETS, GenerateConfig
+from .generate.config import ALL_SUBSETS, GenerateConfig
 from .io.files import write_json
 
 #: Bumped when a stage's outputs change for the same inputs (part of every stage hash).
@@ -155,7 +155,7 @@ class RunConfig:
         f = self.fit
         if f.subset not in valid:
             raise ConfigError("fit.subset", f"{f.subset!r} is not a generated subset; choose from "
-                                            f"{', '.join(s for s in (*SUBSETS, 'EVERYTHING') if s in valid)}")
+                                            f"{', '.join(s for s in (*ALL_SUBSETS, 'EVERYTHING') if s in valid)}")
         if f.test_subset and f.test_subset not in set(subsets):
             raise ConfigError("fit.test_subset", f"{f.test_subset!r} is not a generated subset ({', '.join(subsets)})")
 

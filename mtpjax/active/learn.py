@@ -454,7 +454,7 @@ class _Loop:
                 info = {"completed": False, "broke": False, "steps": err.step,
                         "max_gamma": getattr(err.result, "max_grade", float("nan")), "unstable": str(err)}
             extra = folder / "extrapolative.extxyz"
-            frames = read_structures(extra) if extra.exists() else []
+            frames = read_structures(extra) if extra.exists() and extra.stat().st_size else []  # (an empty file: none)
             for a in frames:
                 a.info["simulation"] = name
             info["candidates"] = len(frames)

@@ -486,7 +486,8 @@ class _Loop:
         from .grade import load_active_set, select_add
 
         rd = self.rd(k)
-        candidates = read_structures(rd / "candidates.extxyz")
+        path = rd / "candidates.extxyz"
+        candidates = read_structures(path) if path.stat().st_size else []
         mtp = self.mtp()
         active = load_active_set(self.out / self.state["potential"], mtp)
         picked, _ = select_add(mtp, active, candidates, threshold_select=self.cmd.threshold_select,

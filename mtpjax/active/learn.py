@@ -48,7 +48,7 @@ import numpy as np
 
 from ..errors import ConfigError, MtpjaxError
 from ..fit.config import FitConfig
-from ..fit.validate import non_negative_float, positive_float, positive_int
+from ..fit.validate import at_least_one, non_negative_float, positive_float, positive_int
 from ..generate.config import ExecutorConfig
 from ..md.config import MDSettings
 from .maxvol import THRESHOLD_SELECT
@@ -62,13 +62,6 @@ STATE = "state.json"
 #: Columns of rounds.csv.
 ROUND_COLUMNS = ("round", "candidates", "selected", "labelled", "label_failures", "max_gamma", "broke", "train_size",
                  "rmse_energy_meV_atom", "rmse_forces_eV_A", "wall_s")
-
-
-def _at_least_one(value):
-    value = float(value)
-    if not value >= 1.0:
-        raise ValueError(f"must be at least 1 (got {value:g})")
-    return value
 
 
 @dataclass(frozen=True)
@@ -121,11 +114,11 @@ class LearnCommand:
         "output folder: state.json, rounds.json, rounds.csv, round_KK/ (resumed when it holds a state.json)")})
     mode: Literal["cfg", "nbh"] = field(default="cfg", metadata={"help": (
         "rows of the active set: cfg (one per configuration, MLIP's default) or nbh (one per atom)")})
-    gamma_select: float = field(default=GAMMA_SELECT, metadata={"check": _at_least_one, "help": (
+    gamma_select: float = field(default=GAMMA_SELECT, metadata={"check": at_least_one, "help": (
         "frames of a simulation graded above this are candidates")})
-    gamma_break: float = field(default=GAMMA_BREAK, metadata={"check": _at_least_one, "help": (
+    gamma_break: float = field(default=GAMMA_BREAK, metadata={"check": at_least_one, "help": (
         "a simulation stops at a grade above this; the loop ends when no simulation does")})
-    threshold_select: float = field(default=THRESHOLD_SELECT, metadata={"check": _at_least_one, "help": (
+    threshold_select: float = field(default=THRESHOLD_SELECT, metadata={"check": at_least_one, "help": (
         "MaxVol selection among the candidates (mlp select-add's threshold)")})
     max_rounds: int = field(default=10, metadata={"check": positive_int, "help": (
         "the most refits; the simulations then run once more to check")})

@@ -211,6 +211,14 @@ def non_negative_float(text) -> float:
     return _type(_non_negative_problem, _as_float)(text)
 
 
+def at_least_one(value) -> float:
+    """Config check: a number >= 1 (capacity multipliers, extrapolation-grade thresholds)."""
+    value = float(value)
+    if not value >= 1.0:
+        raise ValueError(f"must be at least 1 (got {value:g})")
+    return value
+
+
 def mtp_level(text) -> int:
     """argparse type: an MTP level, 2..28."""
     return _type(_level_problem, _as_int)(text)

@@ -15,15 +15,8 @@ from typing import Literal
 
 from ..active.simulation import GAMMA_BREAK, GAMMA_SELECT
 from ..errors import ConfigError
-from ..fit.validate import non_negative_float, non_negative_int, positive_float, positive_int
+from ..fit.validate import at_least_one, non_negative_float, non_negative_int, positive_float, positive_int
 from .integrators import ENSEMBLES
-
-
-def _at_least_one(value):
-    value = float(value)
-    if not value >= 1.0:
-        raise ValueError(f"must be at least 1 (got {value:g})")
-    return value
 
 
 @dataclass(frozen=True)
@@ -53,7 +46,7 @@ class MDSettings:
         "steps between trajectory frames (a multiple of log_every)")})
     skin: float = field(default=0.5, metadata={"check": positive_float, "help": (
         "neighbour-list skin in Å (larger: fewer rebuilds, more pairs per force call; docs/benchmarks/md.md)")})
-    capacity_multiplier: float = field(default=1.25, metadata={"check": _at_least_one, "help": (
+    capacity_multiplier: float = field(default=1.25, metadata={"check": at_least_one, "help": (
         "neighbour slots per atom: the most neighbours of any atom times this (re-allocated when exceeded)")})
     max_temperature: float | None = field(default=None, metadata={"check": positive_float, "help": (
         "stop when the temperature exceeds this, in K (default 10 x max(temperature, 300 K))")})

@@ -8,7 +8,7 @@ process, Langevin NVT with a 1 Å skin, the same cell and settings).
 
 The MD time is the wall time of ``steps`` steps after a first chunk (which compiles);
 the energy+forces+stress call is jitted ``mtpjax.potential.energy_forces_virial`` on the exact list at the cutoff
-(built once on the host), the median of several calls.
+(built once on the host), the median of 21 calls.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def structure(n: int):
     return bulk("Mg", "hcp", a=3.21, c=5.21).repeat(REPEATS[n])
 
 
-def efs_seconds(pot, atoms, repeats: int = 5) -> float:
+def efs_seconds(pot, atoms, repeats: int = 21) -> float:
     """Median wall time of one jitted energy+forces+virial call on the exact list (list built once)."""
     nb = neighbour_list(atoms.positions, atoms.cell.array, True, pot.cutoff, n_atoms_pad=len(atoms))
     nb = jax.tree_util.tree_map(jnp.asarray, nb)

@@ -75,8 +75,9 @@ class MDResult:
     """``atoms``: the final frame (positions, cell, momenta, energy/forces/stress); ``log``: the rows of the
     thermodynamic log (:data:`LOG_COLUMNS`); ``steps``: steps done; ``reallocations``: neighbour-list re-allocations
     after an overflow; ``max_grade``: the largest extrapolation grade seen (NaN without an active set);
-    ``extrapolative``: how many frames were written out with γ > gamma_select; ``builds``: Verlet-list builds (on the device), ``host_builds``: candidate-list builds on the
-    host (:mod:`mtpjax.md.energy`); ``wall_s``: seconds of the run (compilation included); ``capacity``: final neighbour slots."""
+    ``extrapolative``: how many frames were written out with γ > gamma_select; ``builds``: Verlet-list builds (on
+    the device), ``host_builds``: candidate-list builds on the host (:mod:`mtpjax.md.energy`); ``wall_s``: seconds
+    of the run (compilation included); ``capacity``: final neighbour slots."""
 
     atoms: object
     log: list = field(default_factory=list)

@@ -8,7 +8,7 @@ full-batch optimiser:
 - ``lbfgs``/``bfgs``: :class:`ForceConstantGradient`: the optimiser's step on :func:`mtpjax.fit.loss.loss` with
   ``force_constants`` (its gradient: the fast gradient of the energy/force/virial terms plus plain autodiff through
   the MTP's exact Hessian), and MLIP's scheduled exact linear solves done on the loss with the term (the species and
-  moment coefficients enter the Hessian linearly, so the elimination of :meth:`ForceConstantLM.system` is exact;
+  moment coefficients enter the Hessian linearly, so the elimination of :meth:`LevenbergMarquardt.system` is exact;
   relative ridge ``lm_ridge``);
 - ``adam`` (minibatches) is refused: the term is full-batch.
 

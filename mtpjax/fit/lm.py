@@ -102,7 +102,7 @@ class LevenbergMarquardt:
         coefficients of ``mtp``; L* is the true loss of theta*:
         H = J^T J / K + w_pen J_rho^T J_rho and g = J^T r / K + w_pen J_rho^T rho (half the gradient)."""
         ne, penalty = _passes(self.loss_cfg)
-        H, g, L = 0.0, 0.0, 0.0
+        H, g, L = self.extra_normal_equations(mtp)
         parts = [ne(mtp, lb, image_group(lb)) for lb in batches]  # all dispatched before any is read: batches may run concurrently
         for a, b, c in parts:
             H, g, L = H + np.asarray(a), g + np.asarray(b), L + float(c)
@@ -121,6 +121,11 @@ class LevenbergMarquardt:
         g = g + H[:, lin] @ dw
         theta[lin] += dw
         return theta, H, g, L
+
+    def extra_normal_equations(self, mtp: MTP):
+        """(H, g, L) of loss terms beyond the batches', summed like theirs (before the division by the number of
+        structures); none here (0.0, 0.0, 0.0). Subclasses add terms (:class:`mtpjax.fit.loss.ForceConstantLM`)."""
+        return 0.0, 0.0, 0.0
 
     def damped_step(self, mtp: MTP, H, g, lam: float):
         """The step (n,) of the damped Gauss–Newton system (Jacobi-scaled; damping on the radial block only)."""

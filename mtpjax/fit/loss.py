@@ -21,7 +21,7 @@ from ..data import unstack
 from ..evaluate import EV_PER_A3_TO_GPA
 from ..model import MTP
 from .gradient import batch_loss
-from .jacobian import flatten, image_group, n_parameters, normal_equations, penalty_residuals, unflatten
+from .jacobian import flatten, n_parameters, penalty_residuals, unflatten
 from .lm import LevenbergMarquardt
 from .residuals import LossConfig, batch_loss_terms, efs, force_constant_residuals, force_constant_terms
 
@@ -126,22 +126,6 @@ def force_constant_normal_equations(mtp: MTP, force_constants, cfg: LossConfig):
     return H, g, L
 
 
-def _solve_spd(A, b):
-    """A x = b for a symmetric positive semidefinite A (least squares where it is singular)."""
-    try:
-        return np.linalg.solve(A, b)
-    except np.linalg.LinAlgError:
-        return np.linalg.lstsq(A, b, rcond=1e-14)[0]
-
-
-_normal_equations_jit = jax.jit(normal_equations, static_argnums=(2, 3))
-
-
-@jax.jit
-def _penalty_jacobian(mtp: MTP):
-    return penalty_residuals(mtp), jax.jacfwd(lambda t: penalty_residuals(unflatten(mtp, t)))(flatten(mtp))
-
-
 class ForceConstantLM(LevenbergMarquardt):
     """Levenberg–Marquardt (:class:`mtpjax.fit.lm.LevenbergMarquardt`, the same steps and stopping rules) on the loss
     with the force-constant term of the structures ``force_constants`` (weight ``cfg.loss.force_constant_weight``):
@@ -152,25 +136,7 @@ class ForceConstantLM(LevenbergMarquardt):
         super().__init__(cfg)
         self.force_constants = list(force_constants)
 
-    def system(self, mtp: MTP, batches, n_structures: int):
-        """As :meth:`LevenbergMarquardt.system`, with the force-constant normal equations added before the linear
-        coefficients are eliminated."""
-        cfg = self.loss_cfg
-        H, g, L = force_constant_normal_equations(mtp, self.force_constants, cfg)
-        for lb in batches:
-            a, b, c = _normal_equations_jit(mtp, lb, cfg, image_group(lb))
-            H, g, L = H + np.asarray(a), g + np.asarray(b), L + float(c)
-        rho, Jr = (np.asarray(x) for x in _penalty_jacobian(mtp))
-        wp = cfg.penalty_weight
-        H = H / n_structures + wp * Jr.T @ Jr
-        g = g / n_structures + wp * Jr.T @ rho
-        L = L / n_structures + wp * float(rho @ rho)
-        theta = np.array(flatten(mtp), np.float64)
-        lin = slice(n_parameters(mtp)[0], None)
-        Hw = H[lin, lin]
-        d = np.sqrt(np.maximum(np.diag(Hw), 1e-300))
-        dw = -_solve_spd(Hw / d[:, None] / d[None, :] + self.ridge * np.eye(len(d)), g[lin] / d) / d
-        L = L + 2.0 * g[lin] @ dw + dw @ Hw @ dw
-        g = g + H[:, lin] @ dw
-        theta[lin] += dw
-        return theta, H, g, L
+    def extra_normal_equations(self, mtp: MTP):
+        """The force-constant term's normal equations, added to the batches' before the linear coefficients are
+        eliminated (:meth:`LevenbergMarquardt.system`)."""
+        return force_constant_normal_equations(mtp, self.force_constants, self.loss_cfg)

@@ -142,6 +142,17 @@ def test_loss_adds_the_term_only_when_weighted(zhou, fc_case):
     assert L == 0.0 and not H.any() and not g.any()
 
 
+def _rattled_cells(n, seed0):
+    """n 4-atom hcp Mg cells (a within ±2 % of 3.21 Å), rattled by 0.08 Å, seeded from seed0."""
+    out = []
+    for k in range(n):
+        a = bulk("Mg", "hcp", a=3.21 * (1 + np.random.default_rng(seed0 + k).uniform(-0.02, 0.02)), c=5.21)
+        a = a.repeat((2, 1, 1))
+        a.rattle(0.08, seed=seed0 + k)
+        out.append(a)
+    return out
+
+
 @pytest.mark.slow
 def test_tiny_fit_with_force_constants_lowers_held_out_force_constant_error(zhou):
     """Levenberg–Marquardt (ForceConstantLM) on energies, forces and virials of 8 rattled hcp cells, with the force
@@ -152,17 +163,8 @@ def test_tiny_fit_with_force_constants_lowers_held_out_force_constant_error(zhou
     from mtpjax.fit.loss import ForceConstantLM
     from mtpjax.oracles import label
 
-    def cells(n, seed0):
-        out = []
-        for k in range(n):
-            a = bulk("Mg", "hcp", a=3.21 * (1 + np.random.default_rng(seed0 + k).uniform(-0.02, 0.02)), c=5.21)
-            a = a.repeat((2, 1, 1))
-            a.rattle(0.08, seed=seed0 + k)
-            out.append(a)
-        return out
-
-    batches, _ = pack_records(records_from_atoms(label(zhou, cells(8, 0))), 5.0)
-    fc_train, fc_test = cells(2, 100), cells(2, 200)
+    batches, _ = pack_records(records_from_atoms(label(zhou, _rattled_cells(8, 0))), 5.0)
+    fc_train, fc_test = _rattled_cells(2, 100), _rattled_cells(2, 200)
     for a in fc_train + fc_test:
         attach_force_constants(a, force_constants(zhou, a))
     tr, te = force_constant_data(fc_train, 5.0), force_constant_data(fc_test, 5.0)
@@ -190,17 +192,8 @@ def test_lbfgs_fit_with_force_constants_lowers_held_out_force_constant_error(zho
     from mtpjax.fit.force_constants import ForceConstantGradient, force_constant_method
     from mtpjax.oracles import label
 
-    def cells(n, seed0):
-        out = []
-        for k in range(n):
-            a = bulk("Mg", "hcp", a=3.21 * (1 + np.random.default_rng(seed0 + k).uniform(-0.02, 0.02)), c=5.21)
-            a = a.repeat((2, 1, 1))
-            a.rattle(0.08, seed=seed0 + k)
-            out.append(a)
-        return out
-
-    batches, _ = pack_records(records_from_atoms(label(zhou, cells(8, 0))), 5.0)
-    fc_train, fc_test = cells(2, 100), cells(2, 200)
+    batches, _ = pack_records(records_from_atoms(label(zhou, _rattled_cells(8, 0))), 5.0)
+    fc_train, fc_test = _rattled_cells(2, 100), _rattled_cells(2, 200)
     for a in fc_train + fc_test:
         attach_force_constants(a, force_constants(zhou, a))
     tr, te = force_constant_data(fc_train, 5.0), force_constant_data(fc_test, 5.0)

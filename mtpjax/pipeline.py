@@ -16,6 +16,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import math
 import shutil
 import sys
 import time
@@ -55,13 +56,14 @@ class FitSection:
     (``cfg.fit.max_steps``)."""
 
     level: int = field(default=12, metadata={"check": mtp_level})  # MTP level (2-28)
-    cutoff: float = field(default=5.5, metadata={"check": positive_float})  # Å
+    cutoff: float | None = field(default=None, metadata={"check": positive_float})  # Å; left out: follows the oracle's range (fit_cutoff)
     seed: int = field(default=0, metadata={"check": non_negative_int})  # initial radial coefficients and the train/test split
     subset: str = "EVERYTHING"  # training subset: a generated <SUBSET>.extxyz
     test_fraction: float = 0.1  # random fraction of the training subset held out as the test set
     test_subset: str = ""  # or: this subset is the test set (and removed from the training set); overrides test_fraction
     options: TrainOptions = field(default_factory=TrainOptions, metadata={"flatten": True})
     fit: FitConfig = field(default_factory=FitConfig, metadata={"flatten": True, "fields": {"seed": {"config": False}}})
+    cutoff_source: str = field(default="", metadata={"config": False})  # how the cutoff was chosen (set by resolve_fit_cutoff)
 
     def __getattr__(self, name):
         """The keys of the flattened sections as attributes: ``cfg.fit.max_steps``, ``cfg.fit.optimizer``."""
@@ -80,8 +82,9 @@ class FitSection:
     def check_config(self) -> None:
         if not 0 <= self.test_fraction < 1:
             raise ConfigError("test_fraction", f"must be in [0, 1), got {self.test_fraction}")
-        if self.options.rmin is not None and self.options.rmin >= self.cutoff:
-            raise ConfigError("rmin", f"must be below the cutoff ({self.cutoff} Å), got {self.options.rmin}")
+        if self.options.rmin is not None and self.cutoff is not None and self.options.rmin >= self.cutoff:
+            why = f", {self.cutoff_source}" if self.cutoff_source else ""
+            raise ConfigError("rmin", f"must be below the cutoff ({self.cutoff:g} Å{why}), got {self.options.rmin}")
         if self.test_subset and self.test_subset == self.subset:
             raise ConfigError("test_subset", "must differ from fit.subset")
 
@@ -173,7 +176,60 @@ def config_from_dict(data: dict, path=None) -> RunConfig:
         new = RunConfigError(err.field, str(err)[len(err.field) + 2:])
         new.path = getattr(err, "path", None)
         raise new from None
-    return dataclasses.replace(cfg, out=cfg.out or f"runs/{cfg.name}", path=str(path or ""))
+    return resolve_fit_cutoff(dataclasses.replace(cfg, out=cfg.out or f"runs/{cfg.name}", path=str(path or "")))
+
+
+#: The [fit] cutoff (Å) when the oracle's range is unknown (an ASE calculator), and the longest the default picks.
+DEFAULT_FIT_CUTOFF = 5.5
+#: The default cutoff is the oracle's range rounded up to a multiple of this (Å).
+FIT_CUTOFF_STEP = 0.5
+
+
+def fit_cutoff(oracle_range: float | None, longest: float = DEFAULT_FIT_CUTOFF, step: float = FIT_CUTOFF_STEP) -> float:
+    """The default MTP cutoff (Å) for an oracle whose pairs interact up to ``oracle_range`` Å
+    (:func:`mtpjax.oracles.interaction_range`): that range rounded up to a multiple of ``step``, at most ``longest``;
+    ``longest`` when the range is unknown (None).
+
+    Why: a cutoff far beyond the oracle's range spends the MTP's radial basis on distances where the labels carry
+    nothing (Zhou 2004 W, range 4.38 Å: train energy RMSE 31.0 meV/atom at 5.5 Å, 14.8 at 4.5 Å, on the same data;
+    docs/study/stiff_elements.md), while a longer one than 5.5 Å costs time and did not help (W at 6.5 Å: 36.9).
+    Rounding up keeps every pair bound by more than the range's tolerance (1 meV) inside the cutoff."""
+    if oracle_range is None:
+        return float(longest)
+    return float(min(longest, step * math.ceil(oracle_range / step - 1e-9)))
+
+
+def resolve_fit_cutoff(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with ``fit.cutoff`` set (and ``fit.cutoff_source`` saying how): the config's own value, or
+    :func:`fit_cutoff` of the range of the [generate] oracle that labels the data. Idempotent; raises
+    :class:`RunConfigError` naming ``generate.oracle`` if the oracle cannot be built, ``fit.rmin`` if r_min is not
+    below the chosen cutoff."""
+    f = cfg.fit
+    if f.cutoff_source:
+        return cfg
+    if f.cutoff is not None:
+        return dataclasses.replace(cfg, fit=dataclasses.replace(f, cutoff_source="config"))
+    from .oracles import RANGE_TOL, interaction_range, make_oracle
+
+    where = Path(cfg.path) if cfg.path else None
+    try:
+        oracle = make_oracle(cfg.generate.oracle_spec())
+    except MtpjaxError as err:
+        raise RunConfigError("generate.oracle", f"cannot build the oracle, whose range sets the default fit.cutoff "
+                                                f"(set fit.cutoff to skip this): {err}", where) from None
+    rng = interaction_range(oracle)
+    cutoff = fit_cutoff(rng)
+    if rng is None:
+        how = f"default: {DEFAULT_FIT_CUTOFF:g} Å, the oracle's range is unknown"
+    else:
+        how = (f"default: the oracle's range {rng:.3g} Å (pairs bound by > {1000 * RANGE_TOL:g} meV) rounded up to "
+               f"{FIT_CUTOFF_STEP:g} Å, at most {DEFAULT_FIT_CUTOFF:g} Å")
+    f = dataclasses.replace(f, cutoff=cutoff, cutoff_source=how)
+    try:
+        f.check_config()
+    except ConfigError as err:
+        raise RunConfigError("fit." + err.field, str(err)[len(err.field) + 2:], where) from None
+    return dataclasses.replace(cfg, fit=f)
 
 
 def load_config(path) -> RunConfig:
@@ -201,7 +257,9 @@ def _digest(obj) -> str:
 
 
 def section_inputs(cfg: RunConfig) -> dict:
-    """Each stage's own config (defaults filled in): what its hash covers besides its upstream hashes."""
+    """Each stage's own config (defaults filled in, the fit's cutoff resolved): what its hash covers besides its
+    upstream hashes."""
+    cfg = resolve_fit_cutoff(cfg)
     gen = _jsonable(cfg.generate.to_dict())
     gen.pop("executor", None)  # where the work runs does not change the data
     verify = _jsonable(dataclasses.asdict(cfg.verify))
@@ -255,7 +313,7 @@ def _warn(out: Path, stage: str, warnings: list, echo=None) -> None:
 
 
 def read_log(out) -> list[tuple[str, str]]:
-    """[(stage, action)] from ``OUT/stages.log`` (actions: skip, run, resume, done, failed, WARNING)."""
+    """[(stage, action)] from ``OUT/stages.log`` (actions: skip, run, resume, done, failed, WARNING, setting)."""
     p = Path(out) / "stages.log"
     if not p.exists():
         return []
@@ -300,6 +358,8 @@ def _stage_fit(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool,
     from .fit import train_potential
 
     f = cfg.fit
+    if f.cutoff_source != "config":
+        _log(out, "fit", "setting", f"cutoff {f.cutoff:g} Å ({f.cutoff_source})", echo)
     gen = out / "generate"
     species = [cfg.generate.element]
     records = load_records(gen / f"{f.subset}.extxyz", species=species)
@@ -309,6 +369,11 @@ def _stage_fit(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool,
     if not train:
         raise MtpjaxError(f"fit: the training set ({f.subset} without {f.test_subset or 'the test fraction'}) is empty")
     fcfg = f.fit_config()
+    fc = None  # the HESSIAN stage's force constants, less the cells held out as the test set
+    if "HESSIAN" in cfg.generate.subsets and fcfg.loss.force_constant_weight > 0:
+        from .fit.force_constants import read_force_constant_labels
+
+        fc = read_force_constant_labels(gen / "HESSIAN.extxyz", exclude=test)
     with tqdm(total=fcfg.max_steps, desc="fit", unit="step", disable=not progress) as bar:
         def on_step(k, val):
             bar.n = k + 1
@@ -318,10 +383,11 @@ def _stage_fit(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool,
         result = train_potential(train, test, level=f.level, cutoff=f.cutoff, rmin=f.options.rmin, seed=f.seed,
                                  n_species=1, species=species, cfg=fcfg, workdir=d, output=d / "potential.almtp",
                                  resume=resume, max_batch_atoms=f.options.max_batch_atoms, init=f.options.init,
-                                 progress=on_step,
+                                 force_constants=fc, progress=on_step,
                                  log=(lambda m: echo(m)) if echo else (lambda m: None))
     _warn(out, "fit", result.get("warnings", []), echo)
-    return {"potential": "potential.mtpjax", "steps": result["steps"], "wall_s": result["wall_s"],
+    return {"potential": "potential.mtpjax", "cutoff": f.cutoff, "cutoff_source": f.cutoff_source,
+            "steps": result["steps"], "wall_s": result["wall_s"],
             "n_train": len(train), "n_test": len(test), "warnings": result.get("warnings", [])}
 
 
@@ -365,6 +431,7 @@ def run(cfg: RunConfig, out=None, force=None, progress: bool | None = None, echo
     ``progress``: tqdm bars (default: when stderr is a terminal). ``echo(str)``: one line per stage decision.
     Returns ``{"out", "stages": {stage: {"action": skip|run|resume, "seconds", "hash"}}, "report"}``.
     """
+    cfg = resolve_fit_cutoff(cfg)
     out = resolve_out(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     progress = sys.stderr.isatty() if progress is None else progress

@@ -19,7 +19,7 @@ TINY = {
         "deform": {"copies": 1},
         "executor": {"chunk_size": 8},
     },
-    "fit": {"level": 6, "cutoff": 5.0, "max_steps": 4, "test_fraction": 0.2, "linear_solve_at": [0]},
+    "fit": {"level": 6, "max_steps": 4, "test_fraction": 0.2, "linear_solve_at": [0]},  # cutoff: the default (Mg: 5.5 Å)
     "verify": {"tests": ["eos"], "quick": True},
 }
 
@@ -126,6 +126,10 @@ def test_end_to_end_writes_report(tiny_run):
         assert st["status"] == "done" and st["hash"] == summary["stages"][s]["hash"]
     assert (out / "generate" / "EVERYTHING.extxyz").exists() and (out / "fit" / "potential.mtpjax").exists()
     assert (out / "verify" / "metrics.json").exists()
+    fit = read_stage(out, "fit")  # the default cutoff, resolved from the oracle's range: logged, recorded, hashed
+    assert fit["inputs"]["cutoff"] == fit["result"]["cutoff"] == cfg.fit.cutoff == 5.5
+    assert fit["result"]["cutoff_source"].startswith("default: the oracle's range 6.46 Å")
+    assert ("fit", "setting") in read_log(out) and "cutoff 5.5 Å (default" in (out / "stages.log").read_text()
     text = (out / "report.md").read_text()
     for needle in ("## Data set", "Fig. 2", "generate/fig1_space_groups.png", "generate/fig3_distances.png",
                    "fit/loss.png", "RMSE per subset", "| test | RANDSPG |", "| train | VOLMIN |",

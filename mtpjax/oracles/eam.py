@@ -32,3 +32,12 @@ def eam_site_energies(R, types, nbrs, cutoff: float, pair: Callable, density: Ca
     rho = jnp.sum(jnp.where(inside, density(r, ac, b), 0.0), axis=1)
     e = embed(rho, a) + 0.5 * jnp.sum(phi, axis=1)
     return jnp.where(types >= 0, e, 0.0)
+
+
+def eam_dimer_energy(r, a, b, pair: Callable, density: Callable, embed: Callable):
+    """Binding energy (eV) of an isolated pair of atoms of types a and b at distance r (Å), relative to the two
+    atoms far apart: F_a(rho_{b->a}(r)) - F_a(0) + F_b(rho_{a->b}(r)) - F_b(0) + phi_ab(r) (no cutoff applied:
+    r below the oracle's cutoff). Same broadcasting as :func:`eam_site_energies`' functions."""
+    zero = jnp.zeros_like(r)
+    return (embed(density(r, a, b), a) - embed(zero, a) + embed(density(r, b, a), b) - embed(zero, b)
+            + pair(r, a, b))

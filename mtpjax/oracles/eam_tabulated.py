@@ -38,7 +38,7 @@ from scipy.interpolate import InterpolatedUnivariateSpline
 from ..errors import FormatError
 from ..io.files import atomic_write
 from .base import UNITS
-from .eam import eam_site_energies
+from .eam import eam_dimer_energy, eam_site_energies
 
 #: LAMMPS's conversion of funcfl effective charges: r phi(r) = 27.2 * 0.529 * Z_i(r) Z_j(r) (eV Å).
 LAMMPS_ZZ_TO_RPHI = 27.2 * 0.529
@@ -357,6 +357,10 @@ class TabulatedEAM(eqx.Module):
     def site_energies_from_pairs(self, R, types, nbrs, **kw):
         """Site energies (N,) in eV (the :class:`mtpjax.potential.Potential` protocol; extra keywords ignored)."""
         return eam_site_energies(R, types, nbrs, self.cutoff, self.pair, self.density, self.embed)
+
+    def dimer_energy(self, r, a, b):
+        """Binding (eV) of an isolated a-b pair at r (Å) below the cutoff (:func:`mtpjax.oracles.interaction_range`)."""
+        return eam_dimer_energy(r, a, b, self.pair, self.density, self.embed)
 
     @property
     def spec(self) -> dict:

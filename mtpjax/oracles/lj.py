@@ -73,6 +73,10 @@ class LennardJones(eqx.Module):
             u = u * jnp.where(r2 < ro2, 1.0, sw)
         return u
 
+    def dimer_energy(self, r, a=0, b=0):
+        """Binding (eV) of an isolated pair at r (Å) below the cutoff: u(r) (:func:`mtpjax.oracles.interaction_range`)."""
+        return self.pair_energy(r)
+
     def site_energies_from_pairs(self, R, types, nbrs, **kw):
         """Site energies (N,) in eV (the :class:`mtpjax.potential.Potential` protocol; extra keywords ignored)."""
         r, inside = safe_distances(R, nbrs.mask, self.cutoff)

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import MtpjaxError
 from .base import UNITS
-from .eam import eam_site_energies
+from .eam import eam_dimer_energy, eam_site_energies
 
 #: Parameter names in the order of LAMMPS's create.f / EAM_code (paper symbols in brackets): re [r_e], fe [f_e],
 #: rhoe [rho_e], rhos [rho_s], alpha, beta, A, B, cai [kappa], ramda [lambda], Fi0..Fi3 [F_n0..F_n3],
@@ -182,6 +182,10 @@ class ZhouEAM(eqx.Module):
     def site_energies_from_pairs(self, R, types, nbrs, **kw):
         """Site energies (N,) in eV (the :class:`mtpjax.potential.Potential` protocol; extra keywords ignored)."""
         return eam_site_energies(R, types, nbrs, self.cutoff, self.pair, self.density, self.embed)
+
+    def dimer_energy(self, r, a, b):
+        """Binding (eV) of an isolated a-b pair at r (Å) below the cutoff (:func:`mtpjax.oracles.interaction_range`)."""
+        return eam_dimer_energy(r, a, b, self.pair, self.density, self.embed)
 
     @property
     def spec(self) -> dict:

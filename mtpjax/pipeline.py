@@ -222,7 +222,7 @@ def resolve_fit_cutoff(cfg: RunConfig) -> RunConfig:
     if rng is None:
         how = f"default: {DEFAULT_FIT_CUTOFF:g} Å, the oracle's range is unknown"
     else:
-        how = (f"default: the oracle's range {rng:.3g} Å (pairs bound by > {1000 * RANGE_TOL:g} meV) rounded up to "
+        how = (f"default: the oracle's range {rng:.3g} Å (dimers bound by > {1000 * RANGE_TOL:g} meV) rounded up to "
                f"{FIT_CUTOFF_STEP:g} Å, at most {DEFAULT_FIT_CUTOFF:g} Å")
     f = dataclasses.replace(f, cutoff=cutoff, cutoff_source=how)
     try:
@@ -359,7 +359,7 @@ def _stage_fit(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool,
 
     f = cfg.fit
     if f.cutoff_source != "config":
-        _log(out, "fit", "setting", f"cutoff {f.cutoff:g} Å ({f.cutoff_source})", echo)
+        _log(out, "fit", "setting", f"cutoff {f.cutoff:g} Å, {f.cutoff_source}", echo)
     gen = out / "generate"
     species = [cfg.generate.element]
     records = load_records(gen / f"{f.subset}.extxyz", species=species)

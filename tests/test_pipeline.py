@@ -129,7 +129,7 @@ def test_end_to_end_writes_report(tiny_run):
     fit = read_stage(out, "fit")  # the default cutoff, resolved from the oracle's range: logged, recorded, hashed
     assert fit["inputs"]["cutoff"] == fit["result"]["cutoff"] == cfg.fit.cutoff == 5.5
     assert fit["result"]["cutoff_source"].startswith("default: the oracle's range 6.46 Å")
-    assert ("fit", "setting") in read_log(out) and "cutoff 5.5 Å (default" in (out / "stages.log").read_text()
+    assert ("fit", "setting") in read_log(out) and "cutoff 5.5 Å, default: the oracle's range 6.46 Å" in (out / "stages.log").read_text()
     text = (out / "report.md").read_text()
     for needle in ("## Data set", "Fig. 2", "generate/fig1_space_groups.png", "generate/fig3_distances.png",
                    "fit/loss.png", "RMSE per subset", "| test | RANDSPG |", "| train | VOLMIN |",

@@ -189,6 +189,9 @@ def test_verlet_list_is_refiltered_on_the_device_and_candidates_rebuilt_on_the_h
         got = {(a, int(new.neighbours.index[a, k]), *np.asarray(new.neighbours.shift[a, k]).astype(int))
                for a in range(len(b)) for k in range(new.capacity) if bool(new.neighbours.mask[a, k])}
         assert got == {(int(a), int(c), *s) for a, c, s in zip(i, j, np.asarray(shift).astype(int))}
+        pad = ~np.asarray(new.neighbours.mask)  # dense_neighbours' padding: the listed pairs first, then index 0, shift 0
+        assert not np.any(np.diff(pad.astype(int), axis=1) < 0)
+        assert not np.any(np.asarray(new.neighbours.index)[pad]) and not np.any(np.asarray(new.neighbours.shift)[pad])
         assert abs(float(fn(jnp.asarray(b.positions), new)) - reference(pot, b)[0]) < 1e-9
     # the filter drops what does not fit and says how many there were
     _, count = filter_pairs(nbrs.candidates, R, cell, nfn.list_cutoff, 4)

@@ -318,8 +318,12 @@ def cmd_fit(args) -> int:
         result = F.train_potential(train, test, level=o.level, cutoff=o.cutoff, rmin=o.options.rmin, seed=cfg.seed,
                                    n_species=n_species, species=species, cfg=cfg, workdir=workdir, output=out,
                                    resume=o.resume, devices=o.devices, max_batch_atoms=o.options.max_batch_atoms,
-                                   init=o.options.init, progress=progress, log=lambda m: print(m, file=sys.stderr))
+                                   init=o.options.init, force_constants=o.force_constants, progress=progress,
+                                   log=lambda m: print(m, file=sys.stderr))
     _print_errors(result)
+    if "force_constants" in result:
+        fc = result["force_constants"]
+        print(f"train force constants ({fc['structures']} structures) RMSE: {fc['rmse']:.4f} eV/Å²", file=sys.stderr)
     print(f"mtpjax fit: {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU -> {out} (metrics, loss curve, checkpoint in {workdir})",
           file=sys.stderr)
     return 0

@@ -50,9 +50,9 @@ LOSS_FIELDS = {
                     "help": "force term divided by N^force_power (MLIP's weight_scaling_forces)"},
     "penalty_weight": {"check": non_negative_float, "help": "weight of the radial coefficients' penalty"},
     "force_constant_weight": {**_WEIGHT, "help": (
-        "force-constant weight (per Hessian entry squared, (eV/Å²)², divided by N; default 0: off). Used by fits given "
-        "force-constant labels (mtpjax.fit.loss.ForceConstantLM, loss(..., force_constants=...)); mtpjax fit does not "
-        "read them from its training files yet, and refuses a weight > 0")},
+        "force-constant weight (per Hessian entry squared, (eV/Å²)², divided by N; default 0: off). > 0 needs "
+        "structures labelled with force constants: mtpjax fit --force-constants FILE (e.g. mtpjax generate's "
+        "HESSIAN.extxyz); mtpjax run: the HESSIAN subset of [generate]; optimizer lm, lbfgs or bfgs")},
     "fast_gradient": {"help": "the loss gradient through mtpjax.fit.gradient (same values, about 2x cheaper); "
                               "--no-fast-gradient: plain autodiff"},
 }
@@ -165,6 +165,9 @@ class FitCommand:
     devices: int = field(default=1, metadata={"check": positive_int, "help": (
         "data-parallel over this many jax devices (GPUs; on CPU: "
         "XLA_FLAGS=--xla_force_host_platform_device_count=N)")})
+    force_constants: tuple[str, ...] | None = field(default=None, metadata={**_PATHS, "help": (
+        "files of structures labelled with force constants (extxyz per-atom array 'hessian', N x 9N eV/Å²; e.g. "
+        "mtpjax generate's HESSIAN.extxyz) for the force-constant term; needs force_constant_weight > 0")})
     options: TrainOptions = field(default_factory=TrainOptions, metadata={"flatten": True})
     fit: FitConfig = field(default_factory=FitConfig, metadata={"flatten": True})
 

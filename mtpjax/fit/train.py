@@ -4,6 +4,12 @@
 seeds, one compiled program; what ``mtpjax sweep`` groups). Both pack the data, choose r_min, build the starting
 models, run the one training loop (:func:`mtpjax.fit.loop.fit_models`) and write each potential with its metrics
 (:func:`finish_run`). ``mtpjax fit``, ``mtpjax sweep`` and ``mtpjax run`` all go through them.
+
+With ``force_constants`` (structures labelled with force constants, or the files holding them:
+:func:`mtpjax.fit.force_constants.read_force_constant_labels`) and ``LossConfig.force_constant_weight`` > 0, the
+loss gets the force-constant term (:mod:`mtpjax.fit.residuals`) through
+:func:`mtpjax.fit.force_constants.force_constant_method`: the same fit as the library's
+``fit_models(models, batches, cfg, method=force_constant_method(cfg, force_constant_data(atoms, cutoff)))``.
 """
 from __future__ import annotations
 
@@ -27,8 +33,11 @@ from . import checkpoint as ckpt_io
 from .config import FitConfig, TrainOptions
 from .linear import initial_mtp, linear_solve
 from .loop import METHODS, NonFiniteLoss, fit_models, make_method
-from .loss import count_structures, errors
+from .force_constants import force_constant_method, labels_digest, read_force_constant_labels
+from .jacobian import unflatten
+from .loss import ForceConstantLM, count_structures, errors
 from .params import stack_models, unstack_models
+from .residuals import force_constant_data, force_constant_rmse
 from .validate import check_fit_options
 
 
@@ -145,6 +154,42 @@ def label_report(records) -> str:
     return f"the largest |E/N - median| is structure {e[k][0]} (E/N = {x[k]:.6g} eV/atom; median {med:.6g} eV/atom)"
 
 
+def force_constant_structures(force_constants, cfg: FitConfig, devices: int = 1) -> list:
+    """The structures of a fit's force-constant term: ``force_constants`` (``ase.Atoms`` carrying force constants,
+    or paths of files holding them, read by :func:`mtpjax.fit.force_constants.read_force_constant_labels`; a mix is
+    fine), checked. [] when the weight ``cfg.loss.force_constant_weight`` is 0 (labels given then are ignored, with a
+    warning). A weight > 0 without labels, with ``devices`` > 1 or with the minibatch optimiser is an error."""
+    import os
+
+    from .force_constants import check_force_constants
+
+    items = [] if force_constants is None else (
+        [force_constants] if isinstance(force_constants, (str, os.PathLike)) else list(force_constants))
+    w = cfg.loss.force_constant_weight
+    if w == 0:
+        if items:
+            warnings.warn("force-constant labels given but force_constant_weight is 0: they are not fitted", stacklevel=3)
+        return []
+    if not items:
+        raise MtpjaxError(f"force_constant_weight = {w:g} > 0 but no force-constant labels were given (fits do not read "
+                          "force-constant labels from their training files): pass the structures that carry them "
+                          "(train_potential(..., force_constants=[atoms or files]); mtpjax fit --force-constants "
+                          "HESSIAN.extxyz; mtpjax run: add HESSIAN to [generate] subsets), or set the weight to 0")
+    if cfg.method == "adam":
+        raise MtpjaxError("the force-constant term is full-batch: use optimizer lm, lbfgs or bfgs, not adam")
+    if devices > 1:
+        raise MtpjaxError(f"the force-constant term is not split over devices: fit it with devices = 1, not {devices}")
+    paths = [x for x in items if isinstance(x, (str, os.PathLike))]
+    out = read_force_constant_labels(paths) if paths else []
+    for k, a in enumerate(x for x in items if not isinstance(x, (str, os.PathLike))):
+        name = a.info.get("id")
+        if check_force_constants(a, f"force_constants[{k}]" + (f" ({name})" if name is not None else "")) is None:
+            raise MtpjaxError(f"force_constants[{k}]: the structure carries no force constants (atoms.arrays['hessian'], "
+                              "N x 9N eV/Å²; mtpjax.oracles.hessian.attach_force_constants)")
+        out.append(a)
+    return out
+
+
 @dataclass(frozen=True)
 class Run:
     """One potential of :func:`train_potentials`: its cutoff (Å), seed, output file (.almtp or .mtpjax), work folder
@@ -159,7 +204,8 @@ class Run:
 
 def train_potential(train, test, *, level: int, cutoff: float, rmin=None, seed: int = 0, n_species: int = 1, species=None,
                     cfg: FitConfig | None = None, workdir, output, resume: bool = False, devices: int = 1,
-                    max_batch_atoms: int | None = None, init: str | None = None, progress=None, log=print) -> dict:
+                    max_batch_atoms: int | None = None, init: str | None = None, force_constants=None, progress=None,
+                    log=print) -> dict:
     """Fit a level-``level`` MTP with cutoff ``cutoff`` (Å) to records ``train``; score it on ``train`` and ``test``.
 
     Writes ``output`` (.almtp, or .mtpjax) and the exact ``.mtpjax`` beside it (with the result as metadata) and, in
@@ -167,23 +213,28 @@ def train_potential(train, test, *, level: int, cutoff: float, rmin=None, seed: 
     shortest training distance (MLIP-3). ``resume``: continue from the checkpoint in ``workdir``; one written for other
     settings or training data is refused (MtpjaxError naming the differences; nothing is written).
     ``cfg.validation_fraction`` > 0 holds out that fraction of ``train`` (seeded by ``seed``) for early stopping.
+    ``force_constants``: structures (``ase.Atoms``) carrying force-constant labels, or paths of files holding them
+    (:func:`mtpjax.fit.force_constants.read_force_constant_labels`), for the force-constant term of weight
+    ``cfg.loss.force_constant_weight``; a weight > 0 without them is an error.
     ``progress(k, loss)`` after each step. Returns the result dictionary (RMSEs per subset, steps, wall and CPU
-    seconds, settings)."""
+    seconds, settings; with the force-constant term, ``force_constants``: its structures, weight and the RMSE of the
+    fitted force constants on them, eV/Å²)."""
     return train_potentials(train, test, [Run(cutoff, seed, Path(output), Path(workdir))], level=level, rmin=rmin,
                             n_species=n_species, species=species, cfg=cfg, workdir=workdir, resume=resume, devices=devices,
-                            max_batch_atoms=max_batch_atoms, init=init, progress=progress, log=log)[0]
+                            max_batch_atoms=max_batch_atoms, init=init, force_constants=force_constants, progress=progress,
+                            log=log)[0]
 
 
 def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_species: int = 1, species=None,
                      cfg: FitConfig | None = None, workdir, resume: bool = False, devices: int = 1,
-                     max_batch_atoms: int | None = None, init: str | None = None, cache_dir=None, progress=None,
-                     log=print) -> list[dict]:
+                     max_batch_atoms: int | None = None, init: str | None = None, cache_dir=None, force_constants=None,
+                     progress=None, log=print) -> list[dict]:
     """Fit the ``runs`` (one level; any cutoffs and seeds) together in one compiled program on records ``train``
     (packed once at the largest cutoff), then write each run's potential and report as :func:`train_potential` does
     (each run is charged an equal share of the fitting time). The checkpoint lives in ``workdir``; the packed-data
     cache in ``cache_dir`` (default ``workdir/cache``). ``progress(k, loss)`` (one run) or ``progress(k, losses)``.
-    ``max_batch_atoms`` and ``init``: None takes :class:`TrainOptions`' defaults. Returns the result dictionaries in the
-    order of ``runs``."""
+    ``max_batch_atoms`` and ``init``: None takes :class:`TrainOptions`' defaults. ``force_constants``: as
+    :func:`train_potential`. Returns the result dictionaries in the order of ``runs``."""
     from ..basis import generate_basis
     from ..data import pack_for_devices, pack_records, unstack
 
@@ -195,11 +246,6 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
         return []
     M = len(runs)
     cfg = dataclasses.replace(cfg or FitConfig(), seed=runs[0].seed)
-    if cfg.loss.force_constant_weight > 0:  # never a weight that silently does nothing
-        raise MtpjaxError("force_constant_weight > 0: train_potential(s), mtpjax fit and mtpjax run do not read "
-                          "force-constant labels from training files yet; fit with mtpjax.fit.fit_models(..., method="
-                          "mtpjax.fit.force_constants.force_constant_method(cfg, force_constant_data(atoms, cutoff))) "
-                          "(docs/run.md)")
     for r in runs:  # every option checked before anything is read or written
         check_fit_options(level=level, cutoff=r.cutoff, rmin=rmin, max_steps=cfg.max_steps, checkpoint_every=cfg.checkpoint_every,
                           weights=(cfg.loss.energy_weight, cfg.loss.force_weight, cfg.loss.stress_weight),
@@ -207,6 +253,7 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
                           max_batch_atoms=max_batch_atoms, devices=devices, seed=r.seed, linear_solve_at=cfg.linear_solve_at,
                           method=cfg.method, init=init, memory_size=cfg.memory_size, tolerance=cfg.tolerance,
                           validate_every=cfg.validate_every, patience=cfg.patience, methods=tuple(METHODS))  # the seed orders Adam's minibatches and the split
+    fc_atoms = force_constant_structures(force_constants, cfg, devices)  # never a weight that silently does nothing
     seeds = sorted({r.seed for r in runs})
     if len(seeds) > 1 and (cfg.validation_fraction > 0 or not getattr(make_method(cfg), "full_batch", True)):
         raise MtpjaxError(f"runs of seeds {seeds} cannot be fitted together with a validation split or minibatches "
@@ -219,6 +266,8 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
     settings = {"fit": cfg, "level": level, "cutoff": runs[0].cutoff if M == 1 else [r.cutoff for r in runs], "rmin": rmin,
                 "seed": runs[0].seed if M == 1 else [r.seed for r in runs], "species": list(species) if species else None,
                 "n_species": n_species, "init": init}
+    if fc_atoms:  # (only then: the checkpoints of fits without the term keep their settings)
+        settings["force_constants"] = {"structures": len(fc_atoms), "digest": labels_digest(fc_atoms)}
     digest = ckpt_io.records_digest(train)
     ckpt = workdir / ckpt_io.CHECKPOINT
     if resume and ckpt.exists():  # refuse another fit's checkpoint before anything is packed or written
@@ -241,13 +290,17 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
         rmin = default_rmin(batches, cutoff) if rmin is None else rmin
         if rmin >= min(r.cutoff for r in runs):
             raise MtpjaxError(f"r_min {rmin:.3f} Å must be below the cutoff {min(r.cutoff for r in runs)} Å")
+        fcs = force_constant_data(fc_atoms, cutoff, species, n_species) if fc_atoms else []
+        fit_method = (lambda: force_constant_method(cfg, fcs)) if fcs else (lambda: None)  # None: cfg.method's own
         basis = generate_basis(level)
         mtps = [initial_mtp(basis, n_species, rmin, r.cutoff, batches, seed=r.seed, species=species, init=init) for r in runs]
         cutoffs = ", ".join(f"{c:g}" for c in sorted({r.cutoff for r in runs}))
         log(f"mtpjax fit: {len(fit_records)} structures ({count_atoms(batches)} atoms), level {level}, cutoff {cutoffs} Å, "
             f"r_min {rmin:.4f} Å, {mtps[0].moment_coeffs.shape[0]} basis functions"
             + (f"; {len(val_records)} held out for validation" if val_records else "")
-            + (f"; {M} models together (data packed at {cutoff:g} Å)" if M > 1 else ""))
+            + (f"; {M} models together (data packed at {cutoff:g} Å)" if M > 1 else "")
+            + (f"; force constants of {len(fcs)} structures ({sum(len(a) for a in fc_atoms)} atoms), weight "
+               f"{cfg.loss.force_constant_weight:g}" if fcs else ""))
         val = pack_records(val_records, cutoff, max_batch_atoms=max_batch_atoms, cache_dir=cache_dir) if val_records else None
         timings = {}
         start = stack_models(mtps)
@@ -263,13 +316,15 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
                 log(f"Levenberg-Marquardt: first on a random subset of {len(sub)} structures ({count_atoms(sub_batches)} of "
                     f"{n_atoms} atoms), then on all of them")
                 ws = time.perf_counter()
-                r0 = fit_models(start, sub_batches, cfg, names=names, workdir=workdir / "subset", resume=resume, log=log,
+                r0 = fit_models(start, sub_batches, cfg, names=names, method=fit_method(), workdir=workdir / "subset",
+                                resume=resume, log=log,
                                 progress=progress, settings={**settings, "phase": "subset"},
                                 data_digest=ckpt_io.records_digest(sub))
                 start = r0.models
                 warm = {"structures": len(sub), "atoms": count_atoms(sub_batches), "steps": r0.steps,
                         "wall_s": time.perf_counter() - ws, "histories": r0.histories, "cpu_s": [round(t - c0, 3) for t in r0.cpu_s]}
-            result = fit_models(start, fit_batches, cfg, names=names, workdir=workdir, resume=resume, log=log,
+            result = fit_models(start, fit_batches, cfg, names=names, method=fit_method(), workdir=workdir, resume=resume,
+                                log=log,
                                 progress=progress, timings=timings, validation=val[0] if val else None, settings=settings,
                                 data_digest=digest)
         except NonFiniteLoss as err:
@@ -306,7 +361,8 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
         now_w, now_c = time.perf_counter(), time.process_time()
         Path(run.workdir).mkdir(parents=True, exist_ok=True)
         out.append(finish_run(mtp, result.histories[j], batches, subsets, test_batches if test else None, cfg, run.output,
-                              run.workdir, now_w - fit_wall / M, now_c - fit_cpu / M, settings_j, validation=validation))
+                              run.workdir, now_w - fit_wall / M, now_c - fit_cpu / M, settings_j, validation=validation,
+                              force_constants=fcs))
     return out
 
 
@@ -333,18 +389,27 @@ def fit_warnings(result: dict) -> list[str]:
 
 
 def finish_run(mtp: MTP, history, batches, subsets, test_batches, cfg: FitConfig, output, workdir, t0: float, c0: float,
-               settings: dict, validation=None) -> dict:
+               settings: dict, validation=None, force_constants=()) -> dict:
     """The last exact linear solve, the errors on the training (and test) data, and the outputs of one fitted
     potential: ``output`` (.almtp or .mtpjax) and the exact .mtpjax beside it, ``metrics.jsonl``, ``result.json``
     and ``loss.png`` in ``workdir``. ``test_batches``: None, or a function giving the packed test set (batches,
     subsets), called after the timing stops. ``validation``: None, or (batches, subsets, info) of the held-out set
     the model was chosen on; then the model is kept as chosen (no last linear solve) and ``result["validation"]``
-    has ``info`` (best_step, best_loss, history, ...) and the validation RMSEs. Returns the result dictionary."""
+    has ``info`` (best_step, best_loss, history, ...) and the validation RMSEs. ``force_constants``: the
+    :class:`~mtpjax.fit.residuals.ForceConstantData` of the force-constant term (with ``cfg.loss.force_constant_weight``
+    > 0: the last linear solve is on the loss with the term, and ``result["force_constants"]`` gives the RMSE of the
+    fitted force constants on them). Returns the result dictionary."""
     from ..model import save_mtp
 
     workdir = Path(workdir)
+    fc_term = bool(force_constants) and cfg.loss.force_constant_weight > 0
     if validation is None and not getattr(make_method(cfg), "eliminates_linear", False):  # (LM's are exact already)
-        mtp = linear_solve(mtp, [jax.tree.map(jnp.asarray, lb) for lb in batches], cfg.loss, count_structures(batches))
+        dev = [jax.tree.map(jnp.asarray, lb) for lb in batches]
+        if fc_term:  # the exact solve of the loss with the term (the species and moment coefficients enter H linearly)
+            theta = ForceConstantLM(cfg, force_constants).system(mtp, dev, count_structures(batches))[0]
+            mtp = unflatten(mtp, jnp.asarray(theta, mtp.moment_coeffs.dtype))
+        else:
+            mtp = linear_solve(mtp, dev, cfg.loss, count_structures(batches))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     output = Path(output)
     native = output if output.suffix == ".mtpjax" else output.with_suffix(".mtpjax")
@@ -353,6 +418,9 @@ def finish_run(mtp: MTP, history, batches, subsets, test_batches, cfg: FitConfig
     if validation is not None:
         vb, vsub, info = validation
         result["validation"] = {**info, "rmse": errors(mtp, vb, vsub)}
+    if fc_term:
+        result["force_constants"] = {"structures": len(force_constants), "weight": cfg.loss.force_constant_weight,
+                                     "rmse": force_constant_rmse(mtp, force_constants)}  # eV/Å², the fitted labels
     if test_batches is not None:
         result["test"] = errors(mtp, *test_batches())
     result["warnings"] = fit_warnings(result)

@@ -1,18 +1,34 @@
 """Structures as lists of ``ase.Atoms`` from/to MLIP ``.cfg`` or extended XYZ (``.extxyz``/``.xyz``).
 
 Units follow ASE: Å, eV, eV/Å, stress eV/Å³ (positive in tension).
+
+Extended XYZ is written by ``ase.io.write``, except the per-atom arrays named in ``exact_arrays`` of
+:func:`write_structures` (default :data:`EXACT_ARRAYS`: the force-constant labels ``arrays["hessian"]``, (N, 9N)
+eV/Å², of :mod:`mtpjax.oracles.hessian`): those are written at full precision (the shortest decimal that reads back to
+the same float64, 17 significant digits at most) as ordinary ``R`` columns, so that any extended-XYZ reader (ASE's
+included) reads them back bit for bit, where ASE's own writer keeps 8 decimals.
 """
 from __future__ import annotations
 
+import io
 import os
+import re
 from pathlib import Path
+
+import numpy as np
 
 from mtpjax.errors import FormatError
 
 from .cfg import atoms_to_configuration, configuration_to_atoms, read_cfg, write_cfg
-from .files import atomic_path
+from .files import atomic_path, atomic_write
 
-__all__ = ["read_structures", "write_structures", "frame_lines"]
+__all__ = ["read_structures", "write_structures", "frame_lines", "extxyz_frame", "EXACT_ARRAYS"]
+
+#: Per-atom arrays that :func:`write_structures` writes to extended XYZ at full precision (read back bit for bit):
+#: the force constants (N, 9N) eV/Å² of :func:`mtpjax.oracles.hessian.attach_force_constants`.
+EXACT_ARRAYS = ("hessian",)
+
+_PROPERTIES = re.compile(r"(^|\s)Properties=(\S+)")
 
 
 def _is_cfg(path, format) -> bool:
@@ -132,11 +148,45 @@ def frame_lines(path) -> list[int]:
     return out
 
 
+def extxyz_frame(atoms, exact_arrays=EXACT_ARRAYS) -> str:
+    """One extended-XYZ frame of ``atoms`` (text, newline-terminated), as ``ase.io.write(..., format="extxyz")``
+    writes it (calculator results included), except that the float per-atom arrays named in ``exact_arrays`` are
+    written at full precision (``repr`` of each float64: read back bit for bit) as the last columns."""
+    import ase.io
+
+    present = [k for k in exact_arrays if k in atoms.arrays]
+    a = atoms
+    extra = []
+    if present:
+        a = atoms.copy()
+        a.calc = atoms.calc  # (Atoms.copy drops the calculator, whose results the writer saves)
+        for k in present:
+            arr = np.asarray(a.arrays.pop(k))
+            if arr.dtype.kind != "f" or arr.ndim not in (1, 2) or arr.shape[0] != len(atoms):
+                raise FormatError(f"per-atom array {k!r} must be floats of shape ({len(atoms)},) or ({len(atoms)}, m), "
+                                  f"got {arr.dtype} {arr.shape}")
+            extra.append((k, arr.reshape(len(atoms), -1).astype(np.float64)))
+    buf = io.StringIO()
+    ase.io.write(buf, a, format="extxyz")
+    if not extra:
+        return buf.getvalue()
+    lines = buf.getvalue().splitlines()
+    n = len(atoms)
+    props = ":".join(f"{k}:R:{arr.shape[1]}" for k, arr in extra)
+    comment, count = _PROPERTIES.subn(lambda m: f"{m.group(1)}Properties={m.group(2)}:{props}", lines[1], count=1)
+    if count != 1 or len(lines) != n + 2:  # (ASE always writes Properties= and one line per atom)
+        raise FormatError(f"unexpected extended-XYZ frame from ase.io.write ({len(lines)} lines for {n} atoms)")
+    rows = [lines[2 + i] + " " + " ".join(" ".join(repr(float(x)) for x in arr[i]) for _, arr in extra) for i in range(n)]
+    return "\n".join([lines[0], comment, *rows]) + "\n"
+
+
 def write_structures(atoms_list, path, species: list[str] | None = None, format: str | None = None,
-                     precision: str = "mlip") -> None:
+                     precision: str = "mlip", exact_arrays=EXACT_ARRAYS) -> None:
     """Write ``ase.Atoms`` (one or a list) to ``.cfg`` (types from ``species`` or ``arrays['mlip_type']``,
     ``precision`` as in :func:`write_cfg`) or, for any other suffix, with ``ase.io.write`` (format from the
-    suffix unless given). The file is replaced atomically: a failed write leaves the old one."""
+    suffix unless given). Extended XYZ (``.extxyz``/``.xyz``) writes the per-atom arrays ``exact_arrays`` (default:
+    the force constants ``hessian``) at full precision (:func:`extxyz_frame`). The file is replaced atomically: a
+    failed write leaves the old one."""
     from ase import Atoms
 
     if isinstance(atoms_list, Atoms):
@@ -150,5 +200,8 @@ def write_structures(atoms_list, path, species: list[str] | None = None, format:
     from ase.io.formats import filetype
 
     format = format or filetype(os.fspath(path), read=False)  # the temporary's name says nothing about the format
+    if format in ("extxyz", "xyz") and any(k in a.arrays for a in atoms_list for k in exact_arrays):
+        atomic_write(path, "".join(extxyz_frame(a, exact_arrays) for a in atoms_list))
+        return
     with atomic_path(path) as tmp:
         ase.io.write(tmp, atoms_list, format=format)

@@ -56,14 +56,14 @@ class FitSection:
     (``cfg.fit.max_steps``)."""
 
     level: int = field(default=12, metadata={"check": mtp_level})  # MTP level (2-28)
-    cutoff: float | None = field(default=None, metadata={"check": positive_float})  # Å; left out: follows the oracle's range (fit_cutoff)
+    cutoff: float | None = field(default=None, metadata={"check": positive_float})  # Å; left out: fit_cutoff(oracle range)
     seed: int = field(default=0, metadata={"check": non_negative_int})  # initial radial coefficients and the train/test split
     subset: str = "EVERYTHING"  # training subset: a generated <SUBSET>.extxyz
     test_fraction: float = 0.1  # random fraction of the training subset held out as the test set
     test_subset: str = ""  # or: this subset is the test set (and removed from the training set); overrides test_fraction
     options: TrainOptions = field(default_factory=TrainOptions, metadata={"flatten": True})
     fit: FitConfig = field(default_factory=FitConfig, metadata={"flatten": True, "fields": {"seed": {"config": False}}})
-    cutoff_source: str = field(default="", metadata={"config": False})  # how the cutoff was chosen (set by resolve_fit_cutoff)
+    cutoff_source: str = field(default="", metadata={"config": False})  # how cutoff was chosen (resolve_fit_cutoff)
 
     def __getattr__(self, name):
         """The keys of the flattened sections as attributes: ``cfg.fit.max_steps``, ``cfg.fit.optimizer``."""

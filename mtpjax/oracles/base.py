@@ -67,7 +67,6 @@ def check_symbols(symbols, species, what: str = "the oracle") -> None:
         raise MtpjaxError(f"element(s) {missing} unknown to {what}; it knows {list(species)}")
 
 
-
 #: Default tolerance (eV) of :func:`interaction_range`: a pair bound by less than 1 meV counts as not interacting.
 RANGE_TOL = 1e-3
 #: Grid step (Å) of :func:`interaction_range`'s scan.

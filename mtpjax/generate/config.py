@@ -3,6 +3,12 @@ keys listed, then :func:`validate`'s per-field checks).
 
 Every error names the config field at fault (``randspg.volume_range: ...``) and, read from a file, the file. Units: Å,
 eV, eV/Å, GPa; volumes are fractions of the oracle's own hcp equilibrium volume Ω0 (Å³/atom).
+
+Alloys: ``elements = ["Al", "Mg"]`` (two or more) makes RANDSPG draw every composition of the grid
+(:func:`compositions_of`: by default every split of each atom count over the elements, pure elements included;
+``composition_step`` or explicit ``compositions`` narrow it) at the Vegard volume Σ x_i Ω0_i of the elements' own
+hcp references; the chain after RANDSPG is unchanged. The species order is the order of ``elements`` (the MLIP types
+0, 1, ... written as ``mlip_type`` in the output files); ``element`` is then the first of them.
 """
 from __future__ import annotations
 
@@ -19,6 +25,12 @@ SUBSETS = ("RANDSPG", "VOLMIN", "CELLMIN", "INTMIN", "TRIAX", "SHEAR", "RATTLE")
 OPTIONAL_SUBSETS = ("ENTROPY", "HESSIAN")
 #: Every subset a config may select, in pipeline order.
 ALL_SUBSETS = SUBSETS + OPTIONAL_SUBSETS
+#: The top-level element when none is given.
+DEFAULT_ELEMENT = "Mg"
+#: The keys of an alloy recipe (absent from a one-element recipe's :meth:`GenerateConfig.to_dict`).
+ALLOY_KEYS = ("elements", "composition_step", "compositions")
+#: Largest atom count per cell of an alloy recipe (composition codes are base-1000 numbers, :func:`composition_code`).
+MAX_ALLOY_ATOMS = 999
 
 
 @dataclass(frozen=True)
@@ -109,7 +121,7 @@ class ExecutorConfig:
 class GenerateConfig:
     """The whole recipe (see configs/generate_mg.toml)."""
 
-    element: str = "Mg"
+    element: str = DEFAULT_ELEMENT
     seed: int = 0
     oracle: dict = field(default_factory=lambda: {"type": "zhou"})
     subsets: tuple[str, ...] = SUBSETS
@@ -120,16 +132,45 @@ class GenerateConfig:
     entropy: EntropyConfig = EntropyConfig()
     hessian: HessianConfig = HessianConfig()
 
+    # alloys (left out: one element, as before; see the module docstring)
+    elements: tuple[str, ...] = ()  # two or more elements, in MLIP type order; element becomes the first
+    composition_step: float = 0.0  # alloys: keep compositions whose atomic fractions are multiples of this (0: all)
+    compositions: tuple[tuple[int, ...], ...] = ()  # alloys: explicit ratios, one count per element ([[3, 1], [1, 1]])
+
+    def __post_init__(self):
+        if self.elements and isinstance(self.elements, (list, tuple)) and self.element == DEFAULT_ELEMENT \
+                and isinstance(self.elements[0], str):
+            object.__setattr__(self, "element", self.elements[0])  # ``element`` left out: the first of ``elements``
+
+    @property
+    def is_alloy(self) -> bool:
+        """Whether the recipe has several elements (``elements`` given)."""
+        return bool(self.elements)
+
+    @property
+    def species(self) -> tuple[str, ...]:
+        """The elements in MLIP type order: ``elements``, or ``(element,)``."""
+        return tuple(self.elements) if self.elements else (self.element,)
+
     def oracle_spec(self) -> dict:
         """The [oracle] table as a :func:`mtpjax.oracles.make_oracle` spec; a Zhou EAM without ``element(s)``
-        gets the top-level element."""
+        gets the top-level element (an alloy: ``elements``)."""
         spec = dict(self.oracle)
         if spec.get("type") == "zhou" and "element" not in spec and "elements" not in spec:
-            spec["element"] = self.element
+            if self.elements:
+                spec["elements"] = list(self.elements)
+            else:
+                spec["element"] = self.element
         return spec
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The recipe as a dict; a one-element recipe leaves out the alloy keys, so that its hashes (generation
+        checkpoints, ``mtpjax run`` stage hashes) are those of the recipe before alloys existed."""
+        d = dataclasses.asdict(self)
+        if not self.elements:
+            for k in ALLOY_KEYS:
+                d.pop(k, None)
+        return d
 
     def check_config(self) -> None:
         """The per-field checks of :func:`validate` (called by :func:`mtpjax.config.from_dict`)."""
@@ -145,9 +186,15 @@ def config_from_dict(data: dict) -> GenerateConfig:
 
 
 def load_config(path) -> GenerateConfig:
-    """Read and validate a TOML config. Raises ConfigError / MtpjaxError naming the file and field."""
+    """Read and validate a TOML config: a generation recipe, or an ``mtpjax run`` config (its ``[generate]`` table,
+    recognised by that table and a top-level ``name``/``out`` or ``[fit]``). Raises ConfigError / MtpjaxError naming
+    the file and field."""
     from .. import config
+    from ..io.tomlfile import read_toml
 
+    data = read_toml(Path(path))
+    if isinstance(data.get("generate"), dict) and any(k in data for k in ("name", "out", "fit", "verify", "report")):
+        return config.load(GenerateConfig, path, table="generate")
     return config.load(GenerateConfig, path)
 
 
@@ -171,6 +218,7 @@ def validate(cfg: GenerateConfig) -> None:
 
     if not isinstance(cfg.element, str) or cfg.element not in atomic_numbers:
         raise ConfigError("element", f"{cfg.element!r} is not a chemical element")
+    validate_alloy(cfg)
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError("seed", f"must be a non-negative integer, got {cfg.seed!r}")
     if not isinstance(cfg.oracle, dict) or "type" not in cfg.oracle:
@@ -209,6 +257,102 @@ def validate(cfg: GenerateConfig) -> None:
     validate_hessian(cfg.hessian)
     if cfg.executor.kind not in ("auto", "jax", "process", "dask"):
         raise ConfigError("executor.kind", f"choose auto, jax, process or dask, not {cfg.executor.kind!r}")
+
+
+def validate_alloy(cfg: GenerateConfig) -> None:
+    """Checks of the alloy keys (``elements``, ``composition_step``, ``compositions``; ConfigError naming the key)."""
+    from ase.data import atomic_numbers
+
+    els = cfg.elements
+    if not els:
+        if cfg.composition_step or cfg.compositions:
+            key = "composition_step" if cfg.composition_step else "compositions"
+            raise ConfigError(key, "applies to alloys only: give elements = [\"A\", \"B\", ...] as well")
+        return
+    bad = [e for e in els if not isinstance(e, str) or e not in atomic_numbers]
+    if bad:
+        raise ConfigError("elements", f"{bad[0]!r} is not a chemical element (elements = {list(els)})")
+    twice = sorted({e for e in els if els.count(e) > 1})
+    if twice:
+        raise ConfigError("elements", f"{', '.join(twice)} named more than once in {list(els)}")
+    if len(els) < 2:
+        raise ConfigError("elements", f"an alloy needs two or more elements, got {list(els)}; "
+                                      f"for one element write element = {els[0]!r}")
+    if cfg.element != els[0]:
+        raise ConfigError("element", f"{cfg.element!r} conflicts with elements = {list(els)}: with elements, leave "
+                                     "element out (it becomes the first of elements, the MLIP type 0)")
+    bad_sub = [s for s in cfg.subsets if s in OPTIONAL_SUBSETS]
+    if bad_sub:
+        raise ConfigError("subsets", f"{bad_sub[0]} is not available for alloys yet (elements = {list(els)}); "
+                                     f"choose from {', '.join(SUBSETS)}")
+    if cfg.randspg.n_atoms[1] > MAX_ALLOY_ATOMS:
+        raise ConfigError("randspg.n_atoms", f"alloys take at most {MAX_ALLOY_ATOMS} atoms per cell, got {list(cfg.randspg.n_atoms)}")
+    step = cfg.composition_step
+    if not isinstance(step, (int, float)) or isinstance(step, bool) or not 0 <= step <= 1:
+        raise ConfigError("composition_step", f"must be in [0, 1] (0: every composition), got {step!r}")
+    if step > 0 and abs(1 / step - round(1 / step)) > 1e-9:
+        raise ConfigError("composition_step", f"1/step must be an integer (0.5, 0.25, 0.2, ...), got {step!r}")
+    if step > 0 and cfg.compositions:
+        raise ConfigError("compositions", "give either compositions or composition_step, not both")
+    for k, c in enumerate(cfg.compositions):
+        if len(c) != len(els) or any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in c) or not sum(c):
+            raise ConfigError("compositions", f"entry {k + 1} {list(c)}: expected {len(els)} non-negative integers "
+                                              f"(one per element of {list(els)}), not all zero")
+    if not compositions_of(cfg):
+        raise ConfigError("compositions", f"no composition of {list(els)} fits randspg.n_atoms = "
+                                          f"{list(cfg.randspg.n_atoms)}" + (f" with composition_step {step}" if step else ""))
+
+
+def compositions_of(cfg: GenerateConfig) -> list[tuple[int, ...]]:
+    """The atom counts per cell (one per element of ``cfg.elements``) that RANDSPG draws, sorted by total then
+    counts descending (pure first element first): every count vector whose total n lies in ``randspg.n_atoms``, kept
+    when ``compositions`` is empty and ``composition_step`` is 0; with ``composition_step`` s those whose fractions
+    c_i/n are all multiples of s; with ``compositions`` (ratios) the multiples of a listed ratio. [] for one element."""
+    import itertools
+    from math import gcd
+
+    els = cfg.elements
+    if not els:
+        return []
+    lo, hi = cfg.randspg.n_atoms
+    step = float(cfg.composition_step or 0.0)
+
+    def reduced(c):
+        g = 0
+        for x in c:
+            g = gcd(g, int(x))
+        return tuple(int(x) // g for x in c) if g else tuple(c)
+
+    ratios = {reduced(c) for c in cfg.compositions}
+    out = []
+    for n in range(int(lo), int(hi) + 1):
+        for head in itertools.product(range(n + 1), repeat=len(els) - 1):
+            if sum(head) > n:
+                continue
+            c = (*head, n - sum(head))
+            if ratios and reduced(c) not in ratios:
+                continue
+            if step > 0 and any(abs(x / n / step - round(x / n / step)) > 1e-9 for x in c):
+                continue
+            out.append(c)
+    return sorted(out, key=lambda c: (sum(c), tuple(-x for x in c)))
+
+
+def composition_code(counts) -> int:
+    """One integer for a count vector (base 1000, first element lowest): the middle entry of a structure's key
+    (space group, code, copy), which seeds the deformations of its descendants."""
+    return int(sum(int(c) * 1000 ** i for i, c in enumerate(counts)))
+
+
+def composition_label(elements, counts) -> str:
+    """``Al3Mg1`` for counts (3, 1) of (Al, Mg): the elements with a non-zero count, in order, each with its count."""
+    return "".join(f"{e}{int(c)}" for e, c in zip(elements, counts) if c)
+
+
+def vegard_volume(omegas, counts) -> float:
+    """Vegard's law: Σ x_i Ω0_i (Å³/atom) for elemental volumes ``omegas`` (Å³/atom) and atom ``counts``."""
+    n = sum(counts)
+    return float(sum(o * c for o, c in zip(omegas, counts)) / n)
 
 
 def validate_entropy(e: EntropyConfig) -> None:

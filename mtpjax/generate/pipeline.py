@@ -11,6 +11,13 @@
 5. every selected subset is labelled with the oracle (energy, forces, stress) and written as ``OUT/<SUBSET>.extxyz``;
    their union as ``OUT/EVERYTHING.extxyz``; ``manifest.json``, ``summary.md`` and ``rejected.jsonl`` record the run.
 
+Alloys (``elements = ["Al", "Mg"]``, :mod:`.config`): step 1 relaxes each element's own hcp (the same reference,
+cached per element); RANDSPG draws every composition of the grid at the Vegard volume Σ x_i Ω0_i; the minimum
+distance is ``randspg.min_distance`` × the smallest elemental nearest-neighbour distance; the plausibility screen of
+the labels uses the highest elemental ground-state energy and the largest B0·Ω0 (the loosest of the elements'
+bounds); the output files carry ``mlip_type`` (the index in ``elements``) per atom. The rest of the chain is the
+same. A one-element recipe runs exactly as before (same checkpoint keys).
+
 Work is cut into chunks; each chunk's result is a content-addressed checkpoint (:mod:`.checkpoint`) under
 ``OUT/checkpoints``, so a killed run resumes (``resume=True``) without recomputing anything it finished. Results
 do not depend on the executor, the number of workers or interruptions: every random draw is seeded by the
@@ -38,12 +45,13 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from ..errors import MtpjaxError
+from ..errors import ConfigError, MtpjaxError
 from ..io.files import atomic_path, atomic_write, read_json, versions, write_json
 from ..relax import relax
 from . import oracle as _oracle
 from .checkpoint import Store, content_hash
-from .config import ALL_SUBSETS, SUBSETS, GenerateConfig, RelaxConfig, check_volume_range
+from .config import ALL_SUBSETS, SUBSETS, GenerateConfig, RelaxConfig, check_volume_range, compositions_of, \
+    composition_label, vegard_volume
 from .deform import DEFORMATIONS, deform
 from .executors import DaskExecutor, InProcess, ProcessPool
 from ..oracles import label
@@ -116,6 +124,7 @@ class _Run:
         self.rejected: list = []
         self.reference_energy = None  # eV/atom, the oracle's hcp ground state (set by reference())
         self.energy_scale = None  # eV/atom, its B0·Ω0 (set by reference())
+        self.references: dict = {}  # element -> its hcp reference (set by reference())
         self.chunks = Counter()  # computed / cached chunks
         ex = cfg.executor
         if ex.kind == "dask":
@@ -169,23 +178,42 @@ class _Run:
     # ------------------------------------------------------------------------------- stages
     def reference(self):
         t0 = time.perf_counter()
-        key = content_hash("reference", RECIPE_VERSION, self.oracle_id, self.cfg.element)
-        ref = self.store.load("reference", key)
-        if ref is None:
-            ref = hcp_reference(self.oracle, self.cfg.element)
-            self.store.save("reference", key, ref)
-        self.reference_energy = ref.get("energy")
-        self.energy_scale = ref.get("energy_scale")  # B0·Ω0 (eV/atom); absent from references stored before it
+        refs = {}
+        for el in self.cfg.species:  # one element: the recipe's own; an alloy: each element's own hcp
+            key = content_hash("reference", RECIPE_VERSION, self.oracle_id, el)
+            ref = self.store.load("reference", key)
+            if ref is None:
+                ref = hcp_reference(self.oracle, el)
+                self.store.save("reference", key, ref)
+            refs[el] = ref
+        self.references = refs
+        ref = refs[self.cfg.species[0]]
+        if self.cfg.is_alloy:  # the loosest of the elements' plausibility bounds
+            self.reference_energy = max(r.get("energy") for r in refs.values())
+            scales = [r.get("energy_scale") for r in refs.values()]
+            self.energy_scale = None if None in scales else max(scales)
+        else:
+            self.reference_energy = ref.get("energy")
+            self.energy_scale = ref.get("energy_scale")  # B0·Ω0 (eV/atom); absent from references stored before it
         self.timed("reference", t0)
         return ref
 
     def randspg(self, omega0, dmin):
         t0 = time.perf_counter()
         c = self.cfg.randspg
-        todo, n_bad = randspg_tasks(c)
-        chunks = self.split(todo, RANDSPG_CHUNK)
-        payloads = [dict(tasks=ch, element=self.cfg.element, omega0=omega0, dmin=dmin, cfg=c, seed=self.cfg.seed) for ch in chunks]
-        keys = [content_hash("RANDSPG", RECIPE_VERSION, self.cfg.seed, self.cfg.element, omega0, dmin, repr(c), ch) for ch in chunks]
+        if self.cfg.is_alloy:  # (space group, counts, copy) tasks; the elemental volumes, Vegard-averaged per task
+            todo, n_bad = randspg_tasks(c, compositions_of(self.cfg))
+            species = tuple(self.cfg.species)
+            omegas = tuple(float(self.references[el]["omega0"]) for el in species)
+            chunks = self.split(todo, RANDSPG_CHUNK)
+            payloads = [dict(tasks=ch, element=species, omega0=omegas, dmin=dmin, cfg=c, seed=self.cfg.seed) for ch in chunks]
+            keys = [content_hash("RANDSPG", RECIPE_VERSION, self.cfg.seed, list(species), list(omegas), dmin, repr(c), ch)
+                    for ch in chunks]
+        else:
+            todo, n_bad = randspg_tasks(c)
+            chunks = self.split(todo, RANDSPG_CHUNK)
+            payloads = [dict(tasks=ch, element=self.cfg.element, omega0=omega0, dmin=dmin, cfg=c, seed=self.cfg.seed) for ch in chunks]
+            keys = [content_hash("RANDSPG", RECIPE_VERSION, self.cfg.seed, self.cfg.element, omega0, dmin, repr(c), ch) for ch in chunks]
         res = self.chunked("RANDSPG", randspg_task, payloads, keys, self.pyx, "RANDSPG")
         if self.pyx is not self.work:
             self.pyx.close()  # free the pyxtal processes for the relaxations
@@ -306,15 +334,24 @@ def run(cfg: GenerateConfig, out_dir, resume: bool = False, oracle=None, hook=No
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     oracle = _oracle.make(cfg.oracle_spec()) if oracle is None else oracle
-    _oracle.check_element(oracle, cfg.element)
+    if cfg.is_alloy:
+        known = getattr(oracle, "species", None)
+        unknown = [el for el in cfg.elements if known is not None and el not in tuple(known)]
+        if unknown:
+            raise ConfigError("elements", f"{unknown[0]!r} is unknown to the oracle {getattr(oracle, 'name', '')} "
+                                          f"(it knows {list(known)}; elements = {list(cfg.elements)})")
+    else:
+        _oracle.check_element(oracle, cfg.element)
     progress = sys.stderr.isatty() if progress is None else progress
     r = _Run(cfg, out, oracle, hook, progress)
     _check_resume(out, cfg, resume, r.oracle_id)
     written: dict = {}
     try:
         ref = r.reference()
-        check_volume_range(cfg, ref["omega0"], ref["nn_distance"])
-        dmin = cfg.randspg.min_distance * ref["nn_distance"]
+        omega_min = min(x["omega0"] for x in r.references.values())
+        nn_min = min(x["nn_distance"] for x in r.references.values())
+        check_volume_range(cfg, omega_min, nn_min)
+        dmin = cfg.randspg.min_distance * nn_min
         order = [s for s in ALL_SUBSETS if s in cfg.subsets]
         labelled = {}
 
@@ -338,7 +375,7 @@ def run(cfg: GenerateConfig, out_dir, resume: bool = False, oracle=None, hook=No
         if "HESSIAN" in cfg.subsets:
             finish("HESSIAN", r.hessian(ref, dmin))
         t0 = time.perf_counter()
-        written = _write(out, order, labelled)
+        written = _write(out, order, labelled, cfg.species if cfg.is_alloy else None)
         r.timed("write", t0)
     finally:
         r.close()
@@ -355,6 +392,13 @@ def run(cfg: GenerateConfig, out_dir, resume: bool = False, oracle=None, hook=No
         "versions": versions(), "subsets": stats, "timings": r.timings, "files": written,
         "checkpoints": {"chunks": dict(r.chunks), "corrupted_and_recomputed": r.store.corrupt},
     }
+    if cfg.is_alloy:
+        manifest["element"] = "-".join(cfg.elements)
+        manifest["elements"] = list(cfg.elements)
+        manifest["references"] = r.references
+        manifest["compositions"] = [
+            {"counts": list(c), "label": composition_label(cfg.elements, c),
+             "omega0": vegard_volume([r.references[e]["omega0"] for e in cfg.elements], c)} for c in compositions_of(cfg)]
     manifest["implausible"] = [x for x in r.rejected if x["reason"] == "implausible"]
     manifest["warnings"] = generation_warnings(manifest)
     atomic_write(out / "rejected.jsonl", "".join(json.dumps(x) + "\n" for x in r.rejected))
@@ -379,10 +423,17 @@ def generation_warnings(manifest: dict) -> list[str]:
     return out
 
 
-def _write(out: Path, order, labelled) -> dict:
-    """One extxyz per subset plus EVERYTHING.extxyz (written atomically); {file: {sha256, structures}}."""
+def _write(out: Path, order, labelled, species=None) -> dict:
+    """One extxyz per subset plus EVERYTHING.extxyz (written atomically); {file: {sha256, structures}}. With
+    ``species`` (an alloy) every atom gets ``mlip_type``, its element's index in ``species``."""
     import ase.io
+    import numpy as np
 
+    if species is not None:
+        index = {el: k for k, el in enumerate(species)}
+        for s in order:
+            for a in labelled[s]:
+                a.arrays["mlip_type"] = np.array([index[x] for x in a.get_chemical_symbols()], dtype=np.int64)
     files = {}
     for name, structures in [*((s, labelled[s]) for s in order), ("EVERYTHING", [a for s in order for a in labelled[s]])]:
         path = out / f"{name}.extxyz"

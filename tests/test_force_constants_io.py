@@ -6,6 +6,7 @@ labels), and a weight > 0 without labels refused."""
 from __future__ import annotations
 
 import json
+import os
 
 import ase.io
 import numpy as np
@@ -230,3 +231,57 @@ def test_weight_without_labels_is_refused(tmp_path, fit_files, capsys):
         train_potential(records, [], level=2, cutoff=CUTOFF, cfg=FitConfig(loss=LossConfig(force_constant_weight=1.0)),
                         workdir=tmp_path / "w", output=tmp_path / "w.almtp",
                         force_constants=ase.io.read(fit_files / "train.extxyz", ":"))
+
+
+def test_fit_config_file_names_force_constant_files(tmp_path):
+    """``force_constants`` in the [fit] table of ``mtpjax fit --config``: paths relative to the file."""
+    from mtpjax.cli import parse_args
+
+    cfg = tmp_path / "fit.toml"
+    cfg.write_text('[fit]\ntrain = ["train.extxyz"]\nforce_constants = ["data/HESSIAN.extxyz"]\nlevel = 6\ncutoff = 5.0\n'
+                   'output = "p.almtp"\nforce_constant_weight = 0.05\n')
+    opts = parse_args(["fit", "--config", str(cfg)]).opts
+    assert [os.path.normpath(p) for p in opts.force_constants] == [str(tmp_path / "data" / "HESSIAN.extxyz")]
+    assert opts.fit.loss.force_constant_weight == 0.05
+    opts = parse_args(["fit", "--config", str(cfg), "--force-constants", "x.extxyz", "y.extxyz"]).opts
+    assert opts.force_constants == ("x.extxyz", "y.extxyz")  # the command line wins
+
+
+@pytest.mark.slow
+def test_lbfgs_fit_from_files_ends_on_the_linear_solve_of_the_loss_with_the_term(tmp_path, fit_files):
+    """With L-BFGS, train_potential's last exact linear solve is on the loss with the force-constant term: there the
+    gradient of that loss in the species and moment coefficients (autodiff of mtpjax.fit.loss.loss) vanishes, where
+    the plain solve (energies, forces, virials only) leaves it far from zero. A resume with other labels is refused."""
+    import jax
+    import jax.numpy as jnp
+
+    from mtpjax.data import load_records, pack_records
+    from mtpjax.fit import FitConfig, LossConfig, count_structures, linear_solve, loss, train_potential
+    from mtpjax.fit.jacobian import flatten, n_parameters, unflatten
+    from mtpjax.fit.residuals import force_constant_data
+    from mtpjax.model import load_mtp
+
+    records = load_records(fit_files / "train.extxyz", log=None)
+    cfg = FitConfig(method="lbfgs", max_steps=5, linear_solve_at=(0,), loss=LossConfig(force_constant_weight=WEIGHT))
+    kw = dict(level=LEVEL, cutoff=CUTOFF, cfg=cfg, workdir=tmp_path / "w", output=tmp_path / "p.mtpjax", log=lambda m: None)
+    res = train_potential(records, [], force_constants=[fit_files / "fc.extxyz"], **kw)
+    assert res["force_constants"]["structures"] == 2
+    mtp = load_mtp(tmp_path / "p.mtpjax")
+    batches = [jax.tree.map(jnp.asarray, lb) for lb in pack_records(records, CUTOFF, max_batch_atoms=100000)[0]]
+    K = count_structures(batches)
+    fcs = force_constant_data(ase.io.read(fit_files / "fc.extxyz", ":"), CUTOFF)
+    n_r = n_parameters(mtp)[0]
+
+    term = LossConfig(force_constant_weight=WEIGHT, fast_gradient=False)
+    grad = jax.jit(jax.grad(lambda t, m: loss(unflatten(m, t), batches, term, K, force_constants=fcs)))
+
+    def linear_gradient(m):
+        return float(np.abs(np.asarray(grad(flatten(m), m))[n_r:]).max())
+
+    ours, plain = linear_gradient(mtp), linear_gradient(linear_solve(mtp, batches, cfg.loss, K))
+    print(f'largest linear gradient: {ours:.3g} (ours), {plain:.3g} (plain solve)')
+    assert plain > 0 and ours < 1e-3 * plain, (ours, plain)
+    other = [a.copy() for a in ase.io.read(fit_files / "fc.extxyz", ":")]
+    other[0].arrays["hessian"] = other[0].arrays["hessian"] * 1.01
+    with pytest.raises(MtpjaxError, match="force_constants"):
+        train_potential(records, [], force_constants=other, resume=True, **kw)

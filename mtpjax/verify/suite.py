@@ -23,6 +23,9 @@ from . import report
 
 #: The tests in their default order (modules of mtpjax.verify).
 TESTS = ("eos", "strain", "elastic", "phonons", "vacancy", "planar")
+#: Tests outside the default set: ``alloy`` (formation and solution energies, :mod:`mtpjax.verify.alloy`) joins
+#: the plan by itself when the potential and the oracle share two or more elements.
+OPTIONAL_TESTS = ("alloy",)
 #: Options every test may take (passed only to tests whose run() accepts them).
 COMMON_OPTIONS = ("quick", "element", "progress", "ground_state")
 
@@ -102,8 +105,8 @@ def _resolve(tests, registry):
             out.append((t, registry[t]))
             continue
         fn = load_test(t)
-        if isinstance(fn, str) and t not in TESTS:
-            raise MtpjaxError(f"unknown test {t!r} ({fn}); known: {', '.join(TESTS)}")
+        if isinstance(fn, str) and t not in TESTS + OPTIONAL_TESTS:
+            raise MtpjaxError(f"unknown test {t!r} ({fn}); known: {', '.join(TESTS + OPTIONAL_TESTS)}")
         out.append((t, fn))
     if len({n for n, _ in out}) != len(out):
         raise MtpjaxError(f"a test is named twice in {[n for n, _ in out]}")
@@ -121,6 +124,8 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
     overriding the module lookup (e.g. an extra test). Timings in seconds. Each finished test leaves
     ``outdir/<test>/result.json``; ``resume=True`` reuses those whose options, potential and oracle are unchanged (an interrupted suite
     continues with the first unfinished test; failed tests are run again).
+
+    A potential and oracle that share two or more elements also run the ``alloy`` test (:data:`OPTIONAL_TESTS`).
 
     ``ground_state`` (hcp, fcc or bcc): the element's ground-state lattice, whose elastic constants, phase energies
     and planar defects the tests measure; default: detected once here, the lowest of the oracle's relaxed hcp, fcc,
@@ -146,6 +151,8 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
     if element is not None:
         common.setdefault("element", element)
     plan = _resolve(tests, registry)
+    if not isinstance(tests, dict) and "alloy" not in {n for n, _ in plan} and len(_shared(potential, oracle)) >= 2:
+        plan += _resolve(["alloy"], registry)  # an alloy potential: its formation and solution energies too
     unknown_opts = sorted(set(per_test) - {n for n, _ in plan})
     notes = []
     gs = _ground_state(plan, oracle, element, ground_state or common.get("ground_state"), notes)
@@ -199,6 +206,16 @@ def run_suite(potential, oracle, outdir, tests=None, element=None, options=None,
         warnings.warn(f"verify: {w}", stacklevel=2)
     result["files"] = {k: str(Path(v).name) for k, v in report.write_report(result, outdir).items()}
     return result
+
+
+def _shared(potential, oracle) -> list:
+    """The elements both describe ([] when they cannot be matched)."""
+    from ..oracles import check_elements
+
+    try:
+        return check_elements(potential, oracle)
+    except MtpjaxError:
+        return []
 
 
 def _takes(fn, name: str) -> bool:

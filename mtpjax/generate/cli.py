@@ -14,7 +14,8 @@ HELP = "generate a training set (RANDSPG -> VOLMIN -> CELLMIN -> INTMIN -> TRIAX
 def add_parser(subparsers):
     """Add the ``generate`` sub-command to an argparse ``subparsers`` object; returns its parser."""
     g = subparsers.add_parser("generate", help=HELP)
-    g.add_argument("--config", required=True, help="TOML recipe (see configs/generate_mg.toml)")
+    g.add_argument("--config", required=True, help="TOML recipe (see configs/generate_mg.toml; alloys: elements = [...], "
+                                                    "docs/generate.md), or an mtpjax run config (its [generate] table)")
     g.add_argument("--out", default=None, help="output folder (default: ./NAME for a config NAME.toml)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (reuses its checkpoints)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")

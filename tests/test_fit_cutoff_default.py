@@ -96,6 +96,23 @@ def test_lj_range_analytic():
     assert interaction_range(LennardJones(cutoff=5.0)) == 5.0  # bound by > 1 meV at the cutoff: the range is the cutoff
 
 
+def test_alloy_range_covers_every_pair():
+    """Zhou W-Fe: the range is the farthest of the W-W, Fe-Fe and W-Fe dimers; the mixed dimer, evaluated through
+    the calculator, is bound by <= 1 meV beyond it; an alloy run config resolves from it."""
+    o = ZhouEAM(["W", "Fe"])
+    rng = interaction_range(o)
+    assert rng >= max(interaction_range(ZhouEAM("W")), interaction_range(ZhouEAM("Fe")))
+    calc = PotentialCalculator(o, species=["W", "Fe"], out_of_domain="ignore")
+
+    def mixed(x):
+        d = Atoms("WFe", positions=[[0, 0, 0], [x, 0, 0]], cell=[40.0] * 3, pbc=True)
+        d.calc = calc
+        return d.get_potential_energy()
+
+    assert abs(mixed(rng + 0.02) - mixed(20.0)) <= RANGE_TOL
+    assert config_from_dict({"generate": {"elements": ["W", "Fe"]}}).fit.cutoff == fit_cutoff(rng) == 4.5
+
+
 def test_ase_oracle_range_unknown():
     assert interaction_range(make_oracle("ase:ase.calculators.emt.EMT")) is None
 

@@ -163,18 +163,26 @@ def pairs(positions, cell, pbc, cutoff: float, name: str = "structure"):
     nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True)
     i, j, shift, d = nl.compute(points=positions, box=box, periodic=pbc.tolist(), quantities="ijSd")
     keep = d < cutoff  # MLIP's strict inequality
-    i, j, shift, d = i[keep], j[keep], shift[keep], d[keep]
+    if not keep.all():  # (rare: a pair at exactly the cutoff) masking copies all four arrays
+        i, j, shift, d = i[keep], j[keep], shift[keep], d[keep]
     close = d < OVERLAP_DISTANCE
     if close.any():
         k = np.nonzero(close)[0][0]
         raise StructureError(
             f"{name}: atoms {int(i[k])} and {int(j[k])} overlap (distance {d[k]:.2e} Å; shift {shift[k].tolist()})"
         )
-    return i.astype(np.int64), j.astype(np.int64), shift.astype(np.int64)
+    return _as_int64(i), _as_int64(j), shift.astype(np.int64)
 
 
-def dense_neighbours(i, j, shift, n_atoms: int, n_atoms_pad: int | None = None, n_nb: int | None = None) -> Neighbours:
-    """Pack pair lists into the padded per-atom layout. Sizes default to buckets of the actual counts."""
+def _as_int64(a):
+    """vesin's uint64 indices as int64 without a copy (they are far below 2**63)."""
+    return a.view(np.int64) if a.dtype == np.uint64 else a.astype(np.int64, copy=False)
+
+
+def dense_neighbours(i, j, shift, n_atoms: int, n_atoms_pad: int | None = None, n_nb: int | None = None,
+                     shift_dtype=np.float64) -> Neighbours:
+    """Pack pair lists into the padded per-atom layout. Sizes default to buckets of the actual counts; the shifts
+    are stored as ``shift_dtype`` (the MD lists keep them as int8)."""
     counts = np.bincount(i, minlength=n_atoms) if len(i) else np.zeros(n_atoms, dtype=np.int64)
     max_nb = int(counts.max()) if n_atoms else 0
     n_nb = bucket_size(max_nb, minimum=4) if n_nb is None else n_nb
@@ -187,7 +195,7 @@ def dense_neighbours(i, j, shift, n_atoms: int, n_atoms_pad: int | None = None, 
     starts = np.concatenate([[0], np.cumsum(counts)])
     slot = np.arange(len(i)) - starts[i]
     index = np.zeros((n_atoms_pad, n_nb), dtype=np.int32)
-    shifts = np.zeros((n_atoms_pad, n_nb, 3), dtype=np.float64)
+    shifts = np.zeros((n_atoms_pad, n_nb, 3), dtype=shift_dtype)
     mask = np.zeros((n_atoms_pad, n_nb), dtype=bool)
     index[i, slot] = j
     shifts[i, slot] = shift

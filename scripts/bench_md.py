@@ -31,6 +31,7 @@ from ase.build import bulk
 
 from mtpjax.io.files import atomic_write, machine, versions
 from mtpjax.md import run_md
+from mtpjax.md.energy import DEFAULT_CAPACITY_MULTIPLIER
 from mtpjax.neighbors import neighbour_list
 from mtpjax.oracles import make_potential
 from mtpjax.potential import energy_forces_virial
@@ -128,8 +129,8 @@ def main(argv=None) -> int:
              f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (a shared machine: other jobs ran too).", "",
              f"Versions: {', '.join(f'{k} {v}' for k, v in versions(('jax', 'jaxlib', 'jax-md', 'ase', 'vesin')).items())}.", "",
              "MD: wall time per step of a run after its first chunk (which compiles), chunks of "
-             f"{a.chunk} steps under jit, capacity x1.25, one stability check and log row per chunk; the Verlet list "
-             "is refiltered on the device from a candidate list (cutoff + skin + 1 Å) that is rebuilt on the host "
+             f"{a.chunk} steps under jit, capacity x{DEFAULT_CAPACITY_MULTIPLIER:g}, one stability check and log row per chunk; the Verlet list "
+             "is refiltered on the device from a candidate list (cutoff + skin + 1.5 Å) that is rebuilt on the host "
              "(the count in parentheses). "
              "E+F+S: one jitted `energy_forces_virial` call on the exact list at the cutoff (the list built once, on the "
              "host); the issue's target is MD/E+F+S <= 1.3.", "",

@@ -16,6 +16,7 @@ from typing import Literal
 from ..active.simulation import GAMMA_BREAK, GAMMA_SELECT
 from ..errors import ConfigError
 from ..fit.validate import at_least_one, non_negative_float, non_negative_int, positive_float, positive_int
+from .energy import DEFAULT_CAPACITY_MULTIPLIER, DEFAULT_SKIN
 from .integrators import ENSEMBLES
 
 
@@ -44,9 +45,9 @@ class MDSettings:
         "steps between rows of the thermodynamic log (and between stability checks)")})
     trajectory_every: int = field(default=100, metadata={"check": positive_int, "help": (
         "steps between trajectory frames (a multiple of log_every)")})
-    skin: float = field(default=0.5, metadata={"check": positive_float, "help": (
+    skin: float = field(default=DEFAULT_SKIN, metadata={"check": positive_float, "help": (
         "neighbour-list skin in Å (larger: fewer rebuilds, more pairs per force call; docs/benchmarks/md.md)")})
-    capacity_multiplier: float = field(default=1.25, metadata={"check": at_least_one, "help": (
+    capacity_multiplier: float = field(default=DEFAULT_CAPACITY_MULTIPLIER, metadata={"check": at_least_one, "help": (
         "neighbour slots per atom: the most neighbours of any atom times this (re-allocated when exceeded)")})
     max_temperature: float | None = field(default=None, metadata={"check": positive_float, "help": (
         "stop when the temperature exceeds this, in K (default 10 x max(temperature, 300 K))")})

@@ -79,7 +79,9 @@ def make_integrator(potential, structure, ensemble: str, *, timestep: float, tem
     if temperature < 0 or (ensemble != "nve" and not temperature > 0):
         raise MtpjaxError(f"{ensemble} needs a temperature > 0 K, got {temperature}")
     extra = {k: v for k, v in (("skin", skin), ("capacity_multiplier", capacity_multiplier)) if v is not None}
-    energy, neighbor_fn = make_energy_fn(potential, structure, species=species, **extra, **kw)
+    # NVE/NVT need only forces: the EAM oracles take them from a full-list custom VJP (mtpjax.oracles.eam)
+    energy, neighbor_fn = make_energy_fn(potential, structure, species=species, full_list_forces=ensemble != "npt_mtk",
+                                         **extra, **kw)
     efs = make_efs_fn(potential, structure, species=species, **kw)
     dt = fs_to_ase(timestep)
     kT = kT_of(temperature)

@@ -34,35 +34,6 @@ MODES = ("fixed", "full", "volume", "shape", "normal", "mask")
 XY_MASK = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 0]], bool)  # xx, yy, xy free
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """ASE's FrechetCellFilter calls scipy's LAPACK on 3x3 matrices hundreds of times a relaxation; on a loaded machine
-    OpenBLAS's threads then wait for cores (measured 4-20 x slower). One thread for this module, restored after
-    (Linux builds of numpy/scipy with their bundled OpenBLAS; elsewhere nothing changes)."""
-    import ctypes
-
-    restore = []
-    try:
-        paths = sorted({line.split()[-1] for line in open("/proc/self/maps") if "openblas" in line and ".so" in line})
-    except OSError:
-        paths = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for suffix in ("64_", ""):
-            get = getattr(lib, f"scipy_openblas_get_num_threads{suffix}", None)
-            put = getattr(lib, f"scipy_openblas_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                restore.append((put, get()))
-                put(1)
-                break
-    yield
-    for put, n in restore:
-        put(n)
-
-
 def ase_lj(rc=RC, ro=RO):
     return AseLJ(epsilon=EPS, sigma=SIGMA, rc=rc, ro=ro, smooth=True)
 
@@ -121,6 +92,29 @@ def test_cell_modes_agree_with_ase_fire(start, jax_results, mode):
     assert jx.atoms.get_volume() == pytest.approx(ax.atoms.get_volume(), rel=2e-5)  # smax 1e-5 GPa, B ~ 3 GPa
     np.testing.assert_allclose(jx.atoms.cell.cellpar(), ax.atoms.cell.cellpar(), atol=1e-4)
     assert ax.steps > 0 and jx.steps > 0 and jx.n_builds >= 1 and ax.n_builds == 0
+
+
+def test_ase_path_filter_is_ases_step_for_step_with_one_blas_thread(start):
+    """The ASE path's cell filter (mtpjax.relax.ase_fire) is ASE's FrechetCellFilter with its own matrix functions
+    on one BLAS thread: 15 FIRE steps give the same cell and positions as the plain filter, and inside the limit every
+    numpy/scipy BLAS runs one thread."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+    from threadpoolctl import threadpool_info
+
+    from mtpjax.relax.ase_fire import _cell_filter, single_threaded_blas
+
+    with single_threaded_blas():
+        assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} <= {1}
+    runs = []
+    for make in (FrechetCellFilter, _cell_filter):
+        a = start.copy()
+        a.calc = ase_lj()
+        FIRE(make(a), logfile=None, maxstep=0.2).run(fmax=0.0, steps=15)
+        runs.append((a.cell.array.copy(), a.positions.copy()))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], atol=1e-12)
+    np.testing.assert_allclose(runs[1][1], runs[0][1], atol=1e-12)
+    assert np.abs(runs[1][0] - start.cell.array).max() > 1e-3  # the cell did move
 
 
 @pytest.mark.parametrize("mode", MODES)

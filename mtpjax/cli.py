@@ -232,17 +232,45 @@ def cmd_basis(args) -> int:
 
 
 def _load_training(opts):
-    """(train records, test records, number of species) of a FitCommand or SweepCommand."""
+    """(train records, test records, number of species, species names or None) of a FitCommand or SweepCommand.
+    Without ``--species``, files whose atoms carry MLIP types (``mlip_type``, as ``mtpjax generate`` writes for
+    alloys) give the species: type t is the element of the atoms of type t."""
     from .data import load_records, validate
 
     species = list(opts.species) if opts.species else None
     n_species = len(species) if species else 1
     train = [r for path in opts.train for r in load_records(path, species, n_species)]
+    if species is None and any(len(r.types) and r.types.max() > 0 for r in train):
+        species = _species_of_types(opts.train)
+        n_species = len(species)
     validate(train, n_species)
     test = [r for path in (opts.test or ()) for r in load_records(path, species, n_species)]
     if test:
         validate(test, n_species)
-    return train, test, n_species
+    return train, test, n_species, species
+
+
+def _species_of_types(paths) -> list[str]:
+    """The element of each MLIP type 0..S-1 in the ``mlip_type`` arrays of extxyz files; MtpjaxError naming the file
+    and structure when a type has two elements, or when a type is missing (then give --species)."""
+    import ase.io
+
+    from .errors import MtpjaxError
+
+    element = {}
+    for path in paths:
+        for k, atoms in enumerate(ase.io.iread(str(path), index=":")):
+            if "mlip_type" not in atoms.arrays:
+                continue
+            for t, symbol in zip(atoms.arrays["mlip_type"].tolist(), atoms.get_chemical_symbols()):
+                if element.setdefault(int(t), symbol) != symbol:
+                    raise MtpjaxError(f"{path}: structure {k + 1}: type {t} is {symbol} here and {element[int(t)]} before; "
+                                      "give the species with --species")
+    missing = [t for t in range(max(element, default=-1) + 1) if t not in element]
+    if missing or not element:
+        raise MtpjaxError(f"{', '.join(map(str, paths))}: several atom types but no element for type(s) {missing}; "
+                          "give the species with --species")
+    return [element[t] for t in range(len(element))]
 
 
 def _fit_config(opts):
@@ -310,10 +338,9 @@ def cmd_fit(args) -> int:
     o = args.opts
     out = Path(o.output)
     workdir = Path(o.workdir) if o.workdir else out.with_name(out.stem + ".fit")
-    train, test, n_species = _load_training(o)
+    train, test, n_species, species = _load_training(o)
     cfg = _fit_config(o)
     bar, progress = fit_progress(cfg.max_steps, args.quiet)
-    species = list(o.species) if o.species else None
     with bar:
         result = F.train_potential(train, test, level=o.level, cutoff=o.cutoff, rmin=o.options.rmin, seed=cfg.seed,
                                    n_species=n_species, species=species, cfg=cfg, workdir=workdir, output=out,
@@ -335,9 +362,9 @@ def cmd_sweep(args) -> int:
     from .sweep import run_sweep
 
     o = args.opts
-    train, test, n_species = _load_training(o)
+    train, test, n_species, species = _load_training(o)
     run_sweep(train, test, Path(o.output), levels=list(o.levels), cutoffs=list(o.cutoffs), subsets=list(o.subsets),
-              seeds=list(o.seeds), cfg=_fit_config(o), n_species=n_species, species=list(o.species) if o.species else None,
+              seeds=list(o.seeds), cfg=_fit_config(o), n_species=n_species, species=species,
               init=o.options.init, max_batch_atoms=o.options.max_batch_atoms, rmin=o.options.rmin, group=o.group,
               log=lambda m: print(m, file=sys.stderr))
     return 0

@@ -101,16 +101,16 @@ class VerifySection:
 
     def check_config(self) -> None:
         from .verify.prototypes import LATTICES
-        from .verify.suite import TESTS
+        from .verify.suite import OPTIONAL_TESTS, TESTS
 
         if self.ground_state and self.ground_state not in LATTICES:
             raise ConfigError("ground_state", f"must be one of {', '.join(LATTICES)} (or left out), got {self.ground_state!r}")
 
         if not self.tests:
-            raise ConfigError("tests", f"is empty; choose from {', '.join(TESTS)}")
-        bad = [t for t in self.tests if t not in TESTS]
+            raise ConfigError("tests", f"is empty; choose from {', '.join(TESTS + OPTIONAL_TESTS)}")
+        bad = [t for t in self.tests if t not in TESTS + OPTIONAL_TESTS]
         if bad:
-            raise ConfigError("tests", f"unknown test {bad[0]!r}; choose from {', '.join(TESTS)}")
+            raise ConfigError("tests", f"unknown test {bad[0]!r}; choose from {', '.join(TESTS + OPTIONAL_TESTS)}")
         if len(set(self.tests)) != len(self.tests):
             raise ConfigError("tests", f"a test is named twice: {list(self.tests)}")
         bad = [k for k, o in self.options.items() if k not in self.tests or not isinstance(o, dict)]
@@ -361,11 +361,11 @@ def _stage_fit(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool,
     if f.cutoff_source != "config":
         _log(out, "fit", "setting", f"cutoff {f.cutoff:g} Å, {f.cutoff_source}", echo)
     gen = out / "generate"
-    species = [cfg.generate.element]
-    records = load_records(gen / f"{f.subset}.extxyz", species=species)
+    species = list(cfg.generate.species)  # MLIP type order (an alloy's elements)
+    records = load_records(gen / f"{f.subset}.extxyz", species=species, n_species=len(species))
     train, test = split_records(records, f)
     if test is None:
-        test = load_records(gen / f"{f.test_subset}.extxyz", species=species)
+        test = load_records(gen / f"{f.test_subset}.extxyz", species=species, n_species=len(species))
     if not train:
         raise MtpjaxError(f"fit: the training set ({f.subset} without {f.test_subset or 'the test fraction'}) is empty")
     fcfg = f.fit_config()
@@ -381,7 +381,7 @@ def _stage_fit(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool,
             bar.update(0)
 
         result = train_potential(train, test, level=f.level, cutoff=f.cutoff, rmin=f.options.rmin, seed=f.seed,
-                                 n_species=1, species=species, cfg=fcfg, workdir=d, output=d / "potential.almtp",
+                                 n_species=len(species), species=species, cfg=fcfg, workdir=d, output=d / "potential.almtp",
                                  resume=resume, max_batch_atoms=f.options.max_batch_atoms, init=f.options.init,
                                  force_constants=fc, progress=on_step,
                                  log=(lambda m: echo(m)) if echo else (lambda m: None))
@@ -400,7 +400,7 @@ def _stage_verify(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bo
     from .oracles import make_potential
     from .verify.suite import run_suite
 
-    pot = make_potential(out / "fit" / "potential.mtpjax", species=[cfg.generate.element])
+    pot = make_potential(out / "fit" / "potential.mtpjax", species=list(cfg.generate.species))
     spec = verify_oracle_spec(cfg)
     oracle = make_oracle(spec)
     res = run_suite(pot, oracle, d, tests=list(cfg.verify.tests), element=cfg.generate.element,

@@ -235,3 +235,51 @@ def test_alloy_generation_end_to_end(tmp_path):
         assert list(a.arrays["mlip_type"]) == [("Mg", "Al").index(x) for x in sym]
         seen.add((sym.count("Mg"), sym.count("Al")))
     assert (1, 1) in seen and {(1, 0), (0, 1)} <= seen
+
+
+def _labelled_alloy_cells(n=6):
+    """Rattled Al-Mg cells labelled by the Zhou Al-Mg oracle, with mlip_type as mtpjax generate writes them."""
+    from ase.build import bulk
+
+    from mtpjax.oracles import get_calculator, make_oracle
+
+    calc = get_calculator(make_oracle({"type": "zhou", "elements": ["Al", "Mg"]}))
+    out = []
+    for k in range(n):
+        a = bulk("Al", "fcc", a=4.1, cubic=True)
+        a.symbols[k % 4] = "Mg"
+        a.rattle(0.05, seed=k)
+        a.calc = calc
+        a.get_potential_energy(), a.get_forces(), a.get_stress()
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(), forces=a.get_forces(), stress=a.get_stress())
+        a.arrays["mlip_type"] = np.array([0 if s == "Al" else 1 for s in a.get_chemical_symbols()], dtype=np.int64)
+        out.append(a)
+    return out
+
+
+def test_fit_takes_the_species_from_mlip_types(tmp_path, capsys):
+    """mtpjax fit on an alloy file without --species takes Al (type 0) and Mg (type 1) from its mlip_type arrays and
+    fits a two-species MTP that knows them; a file whose type 0 is Al in one cell and Mg in another is refused,
+    naming the file and the structure."""
+    import ase.io
+
+    from mtpjax.cli import main
+    from mtpjax.model import load_mtp
+
+    cells = _labelled_alloy_cells()
+    ase.io.write(tmp_path / "alloy.extxyz", cells)
+    out = tmp_path / "pot.almtp"
+    assert main(["fit", str(tmp_path / "alloy.extxyz"), "--level", "2", "--cutoff", "5.0", "--max-steps", "2",
+                 "-o", str(out)]) == 0
+    assert load_mtp(out).n_species == 2
+    assert list(load_mtp(tmp_path / "pot.mtpjax").species) == ["Al", "Mg"]  # the exact file keeps the names
+    bad = cells[:2]
+    bad[1].arrays["mlip_type"] = 1 - bad[1].arrays["mlip_type"]
+    ase.io.write(tmp_path / "bad.extxyz", bad)
+    capsys.readouterr()
+    assert main(["fit", str(tmp_path / "bad.extxyz"), "--level", "2", "--cutoff", "5.0", "--max-steps", "2",
+                 "-o", str(tmp_path / "bad.almtp")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.extxyz" in err and "structure 2" in err and "--species" in err

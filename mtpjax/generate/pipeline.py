@@ -46,7 +46,8 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import ConfigError, MtpjaxError
-from ..io.files import atomic_path, atomic_write, read_json, versions, write_json
+from ..io.extxyz import write_structures
+from ..io.files import atomic_write, read_json, versions, write_json
 from ..relax import relax
 from . import oracle as _oracle
 from .checkpoint import Store, content_hash
@@ -426,7 +427,6 @@ def generation_warnings(manifest: dict) -> list[str]:
 def _write(out: Path, order, labelled, species=None) -> dict:
     """One extxyz per subset plus EVERYTHING.extxyz (written atomically); {file: {sha256, structures}}. With
     ``species`` (an alloy) every atom gets ``mlip_type``, its element's index in ``species``."""
-    import ase.io
     import numpy as np
 
     if species is not None:
@@ -437,8 +437,9 @@ def _write(out: Path, order, labelled, species=None) -> dict:
     files = {}
     for name, structures in [*((s, labelled[s]) for s in order), ("EVERYTHING", [a for s in order for a in labelled[s]])]:
         path = out / f"{name}.extxyz"
-        with atomic_path(path) as tmp:
-            if structures:
-                ase.io.write(tmp, structures, format="extxyz")
+        if structures:  # ASE's writer, the force constants (HESSIAN's 'hessian' array) at full precision
+            write_structures(structures, path, format="extxyz")
+        else:
+            atomic_write(path, "")
         files[path.name] = {"sha256": file_sha256(path), "structures": len(structures)}
     return files

@@ -260,7 +260,7 @@ def test_sweep_options_reach_run_sweep(tmp_path, monkeypatch):
     from mtpjax import cli
 
     seen = {}
-    monkeypatch.setattr(cli, "_load_training", lambda opts: (["train"], ["test"], 1))
+    monkeypatch.setattr(cli, "_load_training", lambda opts: (["train"], ["test"], 1, None))
     monkeypatch.setattr(mtpjax.sweep, "run_sweep", lambda *a, **k: seen.update(k, args=a))
     cfg = tmp_path / "s.toml"
     cfg.write_text('[sweep]\ntrain = ["a.extxyz"]\nlevels = [8, 10]\ncutoffs = [5]\nseeds = [1, 2]\noutput = "o"\n'

@@ -161,6 +161,12 @@ class RunConfig:
                                             f"{', '.join(s for s in (*ALL_SUBSETS, 'EVERYTHING') if s in valid)}")
         if f.test_subset and f.test_subset not in set(subsets):
             raise ConfigError("fit.test_subset", f"{f.test_subset!r} is not a generated subset ({', '.join(subsets)})")
+        if f.fit.loss.force_constant_weight > 0 and "HESSIAN" not in subsets:  # checked now, not after generating
+            raise ConfigError("fit.force_constant_weight", f"= {f.fit.loss.force_constant_weight:g} > 0 needs force-"
+                                                           "constant labels: add \"HESSIAN\" to [generate] subsets")
+        if f.fit.loss.force_constant_weight > 0 and f.fit.method == "adam":
+            raise ConfigError("fit.force_constant_weight", "the force-constant term is full-batch: use optimizer lm, "
+                                                           "lbfgs or bfgs, not adam")
 
 
 def config_from_dict(data: dict, path=None) -> RunConfig:

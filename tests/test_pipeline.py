@@ -49,6 +49,7 @@ def _copy(d):
     ({"report": 3}, "report"),
     ({"generate": {"randspg": {"n_atom": [1, 2]}}}, "generate.randspg.n_atom"),
     ({"generate": {"element": "Xx"}}, "generate.element"),
+    ({"fit": {"force_constant_weight": 0.05}}, "fit.force_constant_weight"),  # no HESSIAN subset: said before generating
     ({"name": 5}, "name"),
 ])
 def test_bad_config_names_the_key(patch, key):

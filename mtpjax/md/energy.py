@@ -53,7 +53,7 @@ DEFAULT_SKIN = 0.5
 #: Default capacity: the most neighbours of any atom at allocation times this, rounded up to a multiple of 4. Every
 #: slot costs a force call as much as a pair does, and an overflow only costs a re-allocation (and a recompilation)
 #: once: hcp Mg at 300 K (432 atoms, level-16 MTP, 7 Å list) kept within 1.1x (64 slots) with no overflow, and its MD
-#: step took 13 % less CPU time than with jax-md's usual 1.25x (72 slots).
+#: step took 61-63 µs/atom against 69-72 with jax-md's usual 1.25x (72 slots; docs/benchmarks/md.md).
 DEFAULT_CAPACITY_MULTIPLIER = 1.1
 #: How many steps ahead ``update`` rebuilds (at the last step's rate of approach).
 LOOKAHEAD_STEPS = 2.0
@@ -63,7 +63,7 @@ SHIFT_DTYPE = jnp.int8
 #: Default extra skin (Å) of the candidate list beyond the Verlet list's cutoff + skin: the candidates are rebuilt on
 #: the host only once an atom has moved about half of it. Thermal vibration alone carries the farthest atom of a
 #: large crystal past 0.5 Å (hcp Mg at 300 K, 4056 atoms: 10 host builds in 300 steps with 1 Å, none with 1.5 Å, and
-#: the step's CPU time 15 % lower: a host build costs ~20 device refilters).
+#: the step's CPU time 15 % lower on one thread: a host build costs ~20 device refilters).
 DEFAULT_OUTER_SKIN = 1.5
 
 

@@ -1,5 +1,6 @@
 """The run's record: ``manifest.json`` (seeds, config, oracle, versions, Ω0, counts, rejections, timings, file
-hashes) and ``summary.md`` (the counts per subset as a table, like Fig. 2 of Poul et al.)."""
+hashes) and ``summary.md`` (Ω0 and the ground-state phase that set it; the counts per subset as a table, like Fig. 2
+of Poul et al.)."""
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,9 @@ def summary_markdown(manifest: dict) -> str:
     if manifest.get("warnings"):
         lines += ["**WARNINGS**", ""] + [f"- **{w}**" for w in manifest["warnings"]] + [""]
     lines += [
-             f"seed {manifest['seed']}; Ω0 = {ref['omega0']:.4f} Å³/atom (oracle's hcp: a = {ref['a']:.4f} Å, "
-             f"c/a = {ref['c_over_a']:.4f}); minimum distance {manifest['min_distance']:.3f} Å", "",
+             f"seed {manifest['seed']}; Ω0 = {ref['omega0']:.4f} Å³/atom of the oracle's ground state "
+             f"{ref.get('phase', 'hcp')} (oracle's hcp: a = {ref['a']:.4f} Å, c/a = {ref['c_over_a']:.4f}); "
+             f"minimum distance {manifest['min_distance']:.3f} Å", "",
              "| subset | in dataset | structures | atoms | attempted | rejected (by reason) | label failures | time (s) |",
              "|---|---|---:|---:|---:|---|---|---:|"]
     for name, s in manifest["subsets"].items():

@@ -2,7 +2,8 @@
 
     RANDSPG ─► VOLMIN ─► CELLMIN ─► INTMIN ─► TRIAX, SHEAR, RATTLE        (each a subset; EVERYTHING = union)
 
-1. the oracle's hcp ground state gives Ω0 (Å³/atom) and the nearest-neighbour distance (:mod:`.reference`);
+1. the oracle's ground state (the lowest of hcp, fcc, bcc that keeps its symmetry) gives Ω0 (Å³/atom) and the
+   nearest-neighbour distance (:mod:`.reference`);
 2. RANDSPG: random crystals for every compatible (space group, atoms) pair (:mod:`.randspg`);
 3. VOLMIN, CELLMIN, INTMIN: successive low-precision relaxations, each of the previous stage's output, by
    :func:`mtpjax.relax.relax` (:func:`relax_structures`: VOLMIN hydrostatic and CELLMIN the full cell, both with
@@ -11,12 +12,12 @@
 5. every selected subset is labelled with the oracle (energy, forces, stress) and written as ``OUT/<SUBSET>.extxyz``;
    their union as ``OUT/EVERYTHING.extxyz``; ``manifest.json``, ``summary.md`` and ``rejected.jsonl`` record the run.
 
-Alloys (``elements = ["Al", "Mg"]``, :mod:`.config`): step 1 relaxes each element's own hcp (the same reference,
-cached per element); RANDSPG draws every composition of the grid at the Vegard volume Σ x_i Ω0_i; the minimum
-distance is ``randspg.min_distance`` × the smallest elemental nearest-neighbour distance; the plausibility screen of
-the labels uses the highest elemental ground-state energy and the largest B0·Ω0 (the loosest of the elements'
-bounds); the output files carry ``mlip_type`` (the index in ``elements``) per atom. The rest of the chain is the
-same. A one-element recipe runs exactly as before (same checkpoint keys).
+Alloys (``elements = ["Al", "Mg"]``, :mod:`.config`): step 1 finds each element's own ground state (the same
+reference, cached per element); RANDSPG draws every composition of the grid at the Vegard volume Σ x_i Ω0_i of the
+elements' ground-state volumes; the minimum distance is ``randspg.min_distance`` × the smallest elemental
+nearest-neighbour distance; the plausibility screen of the labels uses the highest elemental ground-state energy and
+the largest B0·Ω0 (the loosest of the elements' bounds); the output files carry ``mlip_type`` (the index in
+``elements``) per atom. The rest of the chain is the same. A one-element recipe runs exactly as before (same checkpoint keys).
 
 Work is cut into chunks; each chunk's result is a content-addressed checkpoint (:mod:`.checkpoint`) under
 ``OUT/checkpoints``, so a killed run resumes (``resume=True``) without recomputing anything it finished. Results
@@ -34,6 +35,11 @@ changes and reuses the rest):
   norm over all degrees of freedom, FIRE's first step starting from the forces of the input, and positions returned
   unwrapped. The relaxed structures (and so every later subset) differ in their last digits or, for structures with
   several minima nearby, by which minimum FIRE reaches; the convergence criteria and failure reasons are unchanged.
+
+The reference is the element's ground state (lowest of hcp, fcc, bcc keeping its space group) rather than always hcp
+since version 2 as well: its checkpoint key carries "ground-state" so references stored before are recomputed; an
+hcp element gets the same reference values (Ω0 to the last digit), so all its other stage keys are unchanged; an fcc
+or bcc element gets its own Ω0 and nearest-neighbour distance, hence new keys for every stage.
 """
 from __future__ import annotations
 
@@ -59,7 +65,7 @@ from ..oracles import label
 from ..oracles.label import energy_limit, screen
 from .manifest import file_sha256, summary_markdown
 from .randspg import generate_one, tasks as randspg_tasks
-from .reference import hcp_reference
+from .reference import ground_state_reference
 from .structures import Failure, is_failure, strip_labels, tag
 
 RELAXATIONS = (("VOLMIN", "volume"), ("CELLMIN", "cell"), ("INTMIN", "positions"))
@@ -123,9 +129,9 @@ class _Run:
         self.stats: dict = {}
         self.timings: dict = {}
         self.rejected: list = []
-        self.reference_energy = None  # eV/atom, the oracle's hcp ground state (set by reference())
+        self.reference_energy = None  # eV/atom, the oracle's ground state (set by reference())
         self.energy_scale = None  # eV/atom, its B0·Ω0 (set by reference())
-        self.references: dict = {}  # element -> its hcp reference (set by reference())
+        self.references: dict = {}  # element -> its ground-state reference (set by reference())
         self.chunks = Counter()  # computed / cached chunks
         ex = cfg.executor
         if ex.kind == "dask":
@@ -180,11 +186,13 @@ class _Run:
     def reference(self):
         t0 = time.perf_counter()
         refs = {}
-        for el in self.cfg.species:  # one element: the recipe's own; an alloy: each element's own hcp
-            key = content_hash("reference", RECIPE_VERSION, self.oracle_id, el)
+        for el in self.cfg.species:  # one element: the recipe's own; an alloy: each element's own ground state
+            # "ground-state": references stored when the reference was always hcp are recomputed, not misread (only
+            # this key changes: an hcp element gets the same Ω0, so every later stage keeps its keys)
+            key = content_hash("reference", RECIPE_VERSION, "ground-state", self.oracle_id, el)
             ref = self.store.load("reference", key)
             if ref is None:
-                ref = hcp_reference(self.oracle, el)
+                ref = ground_state_reference(self.oracle, el)
                 self.store.save("reference", key, ref)
             refs[el] = ref
         self.references = refs

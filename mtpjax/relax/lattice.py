@@ -1,7 +1,8 @@
 """Crystal lattices of one element and their equilibrium: the one starting-volume guess (:func:`guess_volume`),
 the prototypes hcp, fcc, dhcp and bcc (:func:`prototype`), and the one lattice-equilibrium routine
 (:func:`equilibrium`), a full (or fixed-volume) relaxation with the batched FIRE of :mod:`mtpjax.relax` for any
-potential or oracle.
+potential or oracle, and the check that a relaxed cell kept its prototype's space group (:func:`space_group`,
+:data:`SPACE_GROUPS`).
 
 Lengths in Å, volumes in Å³/atom. Hexagonal cells follow ASE: a1 = (a, 0, 0), a2 = (-a/2, a√3/2, 0),
 a3 = (0, 0, c). ``c_over_a`` is that of the hcp stacking unit (two layers) for both hcp and dhcp (the dhcp cell is
@@ -22,6 +23,19 @@ IDEAL_C_OVER_A = math.sqrt(8.0 / 3.0)
 
 #: Phases the lattice routines know.
 PHASES = ("hcp", "fcc", "dhcp", "bcc")
+
+#: Space groups of the prototypes (a relaxed cell that lost its group has turned into another phase).
+SPACE_GROUPS = {"hcp": 194, "fcc": 225, "dhcp": 194, "bcc": 229}
+
+
+def space_group(atoms, symprec: float = 1e-3) -> int | None:
+    """The space-group number of ``atoms`` (spglib, ``symprec`` Å), None when spglib finds none."""
+    import spglib
+
+    data = spglib.get_symmetry_dataset((atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers),
+                                       symprec=symprec)
+    return None if data is None else int(data.number)
+
 
 #: Volume factors of the coarse scan before a relaxation (``equilibrium(scan=True)``): 0.5 to 2.2 × the guess.
 SCAN = tuple(np.geomspace(0.5, 2.2, 14))
@@ -145,4 +159,5 @@ def equilibrium(potential, kinds, element: str, volume: float | None = None, c_o
     return {k: res[k] for k in kinds}
 
 
-__all__ = ["IDEAL_C_OVER_A", "PHASES", "equilibrium", "guess_volume", "hex_parameters", "lattice_parameters", "prototype"]
+__all__ = ["IDEAL_C_OVER_A", "PHASES", "SPACE_GROUPS", "equilibrium", "guess_volume", "hex_parameters",
+           "lattice_parameters", "prototype", "space_group"]

@@ -2,8 +2,9 @@
 scaled and strained copies, which element, table rows, evaluation, plotting helpers.
 
 The crystal prototypes (hcp, fcc, dhcp, bcc at a volume per atom) and their equilibrium live in
-:mod:`mtpjax.relax.lattice`; ``PHASES`` and ``prototype`` are re-exported here for code that imports them from
-this module. Lengths in Å, volumes in Å³/atom.
+:mod:`mtpjax.relax.lattice`, as does the space-group check of a relaxed cell; ``PHASES``, ``prototype``,
+``SPACE_GROUPS`` and ``space_group`` are re-exported here for code that imports them from this module. Lengths in
+Å, volumes in Å³/atom.
 """
 from __future__ import annotations
 
@@ -13,25 +14,13 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import MtpjaxError
-from ..relax.lattice import PHASES, prototype  # noqa: F401  (re-exported: experiments and tests import them from here)
+# re-exported: experiments, tests and the verify modules import them from here
+from ..relax.lattice import PHASES, SPACE_GROUPS, prototype, space_group  # noqa: F401
 
 
 #: Lattices whose elastic constants and defects the tests build. An element whose lowest prototype is dhcp is
 #: verified on hcp (the same close-packed planes and basal faults).
 LATTICES = ("hcp", "fcc", "bcc")
-
-
-#: Space groups of the prototypes (a relaxed cell that lost its group has turned into another phase).
-SPACE_GROUPS = {"hcp": 194, "fcc": 225, "dhcp": 194, "bcc": 229}
-
-
-def space_group(atoms, symprec: float = 1e-3) -> int | None:
-    """The space-group number of ``atoms`` (spglib, ``symprec`` Å), None when spglib finds none."""
-    import spglib
-
-    data = spglib.get_symmetry_dataset((atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers),
-                                       symprec=symprec)
-    return None if data is None else int(data.number)
 
 
 def phase_energies(oracle, element: str) -> dict:

@@ -41,7 +41,7 @@ class RandspgConfig:
     n_atoms: tuple[int, int] = (1, 10)  # inclusive range of atoms per (conventional) cell
     copies: int = 1  # structures per compatible (space group, atoms) pair
     volume_range: tuple[float, float] = (0.9, 1.1)  # volume per atom, uniform in [lo, hi] × Ω0
-    min_distance: float = 0.6  # minimum interatomic distance, × the oracle's hcp nearest-neighbour distance
+    min_distance: float = 0.6  # minimum interatomic distance, × the nearest-neighbour distance of the oracle's ground state
     symprec: float = 1e-3  # Å, spglib tolerance of the detected space group
     max_attempts: int = 3  # pyxtal calls per structure before giving up
     time_limit: float = 20.0  # s per structure (all attempts), 0 = none
@@ -87,7 +87,7 @@ class EntropyConfig:
     learning_rate: float = 0.05  # Adam's step (Å for positions)
     batch_structures: int = 32  # structures optimised jointly (one checkpoint each; earlier batches enter S fixed)
     descriptor_level: int = 10  # level of the (untrained) descriptor MTP
-    descriptor_cutoff: float = 1.7  # its cutoff, × the oracle's hcp nearest-neighbour distance
+    descriptor_cutoff: float = 1.7  # its cutoff, × the nearest-neighbour distance of the oracle's ground state
     repulsion: float = 30.0  # weight of the (1 - r/(1.1 d_min))² penalty, d_min = randspg.min_distance × d_nn
     energy_weight: float = 0.0  # 1/eV: adds w × (energy per atom) (E - kS with k = 1/w eV); needs a JAX oracle
     temperature: float = 0.0  # soft-min of the log nearest-neighbour distances (0: the exact min)
@@ -98,7 +98,7 @@ class HessianConfig:
     """HESSIAN (:mod:`mtpjax.generate.hessian`, off unless ``subsets`` names it): rattled bulk supercells labelled
     with the oracle's force constants (3N x 3N, eV/Å²) as ``arrays["hessian"]``."""
 
-    lattice: str = "hcp"  # hcp (the oracle's relaxed a, c/a), fcc or bcc (at the oracle's hcp Ω0)
+    lattice: str = "hcp"  # hcp (the oracle's relaxed a, c/a), fcc or bcc (at the reference Ω0, the oracle's ground state's)
     sizes: tuple[int, ...] = (1, 2)  # n x n x n primitive cells
     copies: int = 2  # rattled copies per size
     rattle: float = 0.03  # Å, Gaussian displacement per component

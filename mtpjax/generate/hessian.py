@@ -2,7 +2,7 @@
 force constants (Ortner & Wang 2022: fitting force constants beside energies and forces).
 
 For every supercell size n in ``hessian.sizes`` (n x n x n primitive cells of ``hessian.lattice``: hcp with the
-oracle's relaxed a and c/a; fcc or bcc at the oracle's hcp volume per atom Ω0) and every copy c < ``hessian.copies``,
+oracle's relaxed a and c/a; fcc or bcc at the reference volume per atom Ω0 (the oracle's ground state's)) and every copy c < ``hessian.copies``,
 each atom is displaced by a Gaussian of σ = ``hessian.rattle`` Å per component, drawn from
 ``SeedSequence([seed, 7, n, c])`` (stream 7 = :data:`HESSIAN_STREAM`). Each cell gets its force constants (3N x 3N,
 eV/Å²; :func:`mtpjax.oracles.hessian.force_constants`: exact autodiff for a JAX oracle, central differences of the

@@ -84,8 +84,10 @@ def dataset_section(cfg, out: Path) -> list[str]:
         return lines + ["*no generation manifest (generate/manifest.json)*", ""]
     ref = man["reference"]
     oracle = man["oracle"].get("name", man["oracle"].get("type", ""))
+    phase = ref.get("phase", "hcp")  # manifests before the ground-state reference: hcp
     lines += [f"{man['element']}, labelled by {oracle}; seed {man['seed']}; Ω0 = {ref['omega0']:.4f} Å³/atom "
-              f"(oracle's hcp a = {ref['a']:.4f} Å, c/a = {ref['c_over_a']:.4f}). Details: "
+              f"of the oracle's ground state {phase} (oracle's hcp a = {ref['a']:.4f} Å, c/a = {ref['c_over_a']:.4f}). "
+              "Details: "
               "[generate/summary.md](generate/summary.md), [generate/manifest.json](generate/manifest.json).", "",
               "### Structures per subset (Fig. 2)", ""]
     body = []

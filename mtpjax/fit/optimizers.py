@@ -126,10 +126,14 @@ def minibatch_order(seed: int, n_batches: int, step: int) -> int:
 
 
 def _full_batch_body(loss_cfg: LossConfig, opt, n_structures: int):
-    """(params, opt_state, static MTP, scale, batches) -> (params, opt_state, loss) of one model, unjitted."""
+    """(params, opt_state, static MTP, scale, (batches, force constants)) -> (params, opt_state, loss) of one model,
+    unjitted; the force constants (:class:`~mtpjax.fit.residuals.ForceConstantData`, usually none) enter
+    :func:`mtpjax.fit.loss.loss` as its ``force_constants``."""
 
-    def step(params, state, static, scale, batches):
-        fn = lambda p: loss(with_trainable(static, unscaled(p, scale)), batches, loss_cfg, n_structures)  # noqa: E731
+    def step(params, state, static, scale, data):
+        batches, fcs = data
+        fn = lambda p: loss(with_trainable(static, unscaled(p, scale)), batches, loss_cfg, n_structures,  # noqa: E731
+                            force_constants=fcs)
         val, grad = optax.value_and_grad_from_state(fn)(params, state=state)
         updates, state = opt.update(grad, state, params, value=val, grad=grad, value_fn=fn)
         return optax.apply_updates(params, updates), state, val
@@ -195,7 +199,13 @@ class GradientState(NamedTuple):
 
 
 class GradientMethod:
-    """L-BFGS, BFGS or Adam over stacked models, with MLIP's schedule of exact linear solves."""
+    """L-BFGS, BFGS or Adam over stacked models, with MLIP's schedule of exact linear solves.
+
+    Two hooks for a subclass that adds a loss term (:class:`mtpjax.fit.force_constants.ForceConstantGradient`):
+    ``force_constants``, passed to the full-batch loss, and :meth:`solve_linear`, the exact linear solve."""
+
+    #: :class:`~mtpjax.fit.residuals.ForceConstantData` of the full-batch loss (none here)
+    force_constants = ()
 
     def __init__(self, cfg: FitConfig, name: str):
         self.cfg, self.name = cfg, name
@@ -220,12 +230,17 @@ class GradientMethod:
             m = with_trainable(m, unscaled(p, s))
             if cfg.orthonormalize:
                 m = orthonormalize_radial(m)
-            m, diag = linear_solve(m, batches, cfg.loss, n_structures, return_diagonal=True)
+            m, diag = self.solve_linear(m, batches, n_structures)
             s = scale_from_diagonal(m, diag) if cfg.precondition else unit_scale(m)
             out_m.append(m)
             out_p.append(scaled(trainable(m), s))
             out_s.append(s)
         return stack(out_m), self._fresh(out_p, out_s)
+
+    def solve_linear(self, m: MTP, batches, n_structures: int):
+        """(the MTP with its species and moment coefficients solved exactly, the diagonal of the linear system's
+        matrix over the nonlinear parameters, for the preconditioner) of one model."""
+        return linear_solve(m, batches, self.cfg.loss, n_structures, return_diagonal=True)
 
     def step(self, k: int, models: MTP, state: GradientState, batches, n_structures: int):
         cfg = self.cfg
@@ -234,7 +249,7 @@ class GradientMethod:
             models, state = self.linear_solves(models, state, batches, n_structures)
         jstep = compiled_step(cfg.loss, self.name, cfg.memory_size, cfg.learning_rate, cfg.max_steps, n_structures, n > 1)
         if self.full_batch:
-            data = batches
+            data = (batches, tuple(self.force_constants))
         else:  # one minibatch, in a seeded order, moved to the device for this step only
             data = jax.tree.map(jnp.asarray, batches[minibatch_order(cfg.seed, len(batches), k)])
         params, opt_state, values = jstep(state.params, state.opt_state, models, state.scale, data)

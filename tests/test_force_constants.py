@@ -153,22 +153,30 @@ def _rattled_cells(n, seed0):
     return out
 
 
-@pytest.mark.slow
-def test_tiny_fit_with_force_constants_lowers_held_out_force_constant_error(zhou):
-    """Levenberg–Marquardt (ForceConstantLM) on energies, forces and virials of 8 rattled hcp cells, with the force
-    constants of 2 further cells at weight 0 and 0.05: the force-constant RMSE on 2 held-out cells falls."""
+def _fit_case(zhou):
+    """The two fit tests' data: energies, forces and virials of 8 rattled hcp cells (packed at 5 Å), the force
+    constants of 2 further cells to fit and of 2 held-out cells, and a level-6 starting MTP."""
     from mtpjax.basis import generate_basis
-    from mtpjax.data import records_from_atoms, pack_records
-    from mtpjax.fit import FitConfig, fit_models, initial_mtp, stack_models, unstack_models
-    from mtpjax.fit.loss import ForceConstantLM
+    from mtpjax.data import pack_records, records_from_atoms
+    from mtpjax.fit import initial_mtp
     from mtpjax.oracles import label
 
     batches, _ = pack_records(records_from_atoms(label(zhou, _rattled_cells(8, 0))), 5.0)
     fc_train, fc_test = _rattled_cells(2, 100), _rattled_cells(2, 200)
     for a in fc_train + fc_test:
         attach_force_constants(a, force_constants(zhou, a))
-    tr, te = force_constant_data(fc_train, 5.0), force_constant_data(fc_test, 5.0)
     m0 = initial_mtp(generate_basis(6), 1, 2.3, 5.0, batches, seed=0)
+    return batches, force_constant_data(fc_train, 5.0), force_constant_data(fc_test, 5.0), m0
+
+
+@pytest.mark.slow
+def test_tiny_fit_with_force_constants_lowers_held_out_force_constant_error(zhou):
+    """Levenberg–Marquardt (ForceConstantLM) on energies, forces and virials of 8 rattled hcp cells, with the force
+    constants of 2 further cells at weight 0 and 0.05: the force-constant RMSE on 2 held-out cells falls."""
+    from mtpjax.fit import FitConfig, fit_models, stack_models, unstack_models
+    from mtpjax.fit.loss import ForceConstantLM
+
+    batches, tr, te, m0 = _fit_case(zhou)
     rmse = {}
     for w in (0.0, 0.05):
         cfg = FitConfig(max_steps=15, loss=LossConfig(force_constant_weight=w))
@@ -186,18 +194,10 @@ def test_tiny_fit_with_force_constants_lowers_held_out_force_constant_error(zhou
 @pytest.mark.slow
 def test_lbfgs_fit_with_force_constants_lowers_held_out_force_constant_error(zhou):
     """The gradient optimisers (ForceConstantGradient through force_constant_method): L-BFGS, 40 steps, as the LM test."""
-    from mtpjax.basis import generate_basis
-    from mtpjax.data import pack_records, records_from_atoms
-    from mtpjax.fit import FitConfig, fit_models, initial_mtp, stack_models, unstack_models
+    from mtpjax.fit import FitConfig, fit_models, stack_models, unstack_models
     from mtpjax.fit.force_constants import ForceConstantGradient, force_constant_method
-    from mtpjax.oracles import label
 
-    batches, _ = pack_records(records_from_atoms(label(zhou, _rattled_cells(8, 0))), 5.0)
-    fc_train, fc_test = _rattled_cells(2, 100), _rattled_cells(2, 200)
-    for a in fc_train + fc_test:
-        attach_force_constants(a, force_constants(zhou, a))
-    tr, te = force_constant_data(fc_train, 5.0), force_constant_data(fc_test, 5.0)
-    m0 = initial_mtp(generate_basis(6), 1, 2.3, 5.0, batches, seed=0)
+    batches, tr, te, m0 = _fit_case(zhou)
     rmse = {}
     for w in (0.0, 0.05):
         cfg = FitConfig(method="lbfgs", max_steps=40, loss=LossConfig(force_constant_weight=w))

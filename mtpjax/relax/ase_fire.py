@@ -10,6 +10,8 @@ then keeps fractional coordinates), ``fix`` becomes ``FixCartesian`` constraints
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..neighbors import pairs
@@ -17,7 +19,12 @@ from ..units import EV_PER_A3_TO_GPA
 from .result import RelaxResult, cell_dofs, free_components, project
 
 
-_CONTROLLER = []
+@functools.lru_cache(maxsize=None)
+def _blas_controller():
+    """threadpoolctl's controller of the BLAS libraries loaded by then (numpy's and scipy's), built once."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def single_threaded_blas():
@@ -25,16 +32,18 @@ def single_threaded_blas():
     ``FrechetCellFilter`` takes 3x3 matrix logarithms and exponentials (scipy) at every step, and OpenBLAS's threads
     make those tiny calls far slower, worst on a busy machine (8 cell relaxations of 2-atom Mg cells with the Zhou
     calculator, 2 cores, load 2.5: 39-125 s with the default threads, 5.8 s with one)."""
-    if not _CONTROLLER:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def _cell_filter(atoms, **kw):
     """ASE's ``FrechetCellFilter`` whose own matrix functions run under :func:`single_threaded_blas`; the
     calculator (which may use threaded BLAS itself, e.g. DFT) runs outside that limit."""
+    return _filter_class()(atoms, **kw)
+
+
+@functools.lru_cache(maxsize=None)
+def _filter_class():
+    """The filter class of :func:`_cell_filter`, defined once (ASE imported on first use)."""
     from ase.filters import FrechetCellFilter
 
     class Filter(FrechetCellFilter):
@@ -52,7 +61,7 @@ def _cell_filter(atoms, **kw):
             with single_threaded_blas():
                 return super().get_forces(**kwargs)
 
-    return Filter(atoms, **kw)
+    return Filter
 
 
 def relax_ase(calc, structures, names, cells, masks, fixes, max_steps, *, positions: bool, fmax: float, smax: float,

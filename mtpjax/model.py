@@ -121,25 +121,42 @@ def _chunk_moment_energies(mtp: MTP, basic, use_custom_vjp: bool):
     return mtp.moment_coeffs @ scalar_basis(mtp.plan, basic, use_custom_vjp)
 
 
-def default_chunks(plan: ContractionPlan, n_atoms: int, n_nb: int) -> tuple[int, int]:
+#: CPU pair-stage chunks (see :func:`default_chunks`): the most atoms per chunk, the working set (bytes) a chunk is
+#: kept within while 4 atoms fit in it, and the cap of the larger chunks taken when they do not.
+PAIR_CHUNK = 24
+PAIR_CHUNK_SMALL_BYTES = 384 << 10
+PAIR_CHUNK_BYTES = 8 << 20
+
+
+def default_chunks(plan: ContractionPlan, n_atoms: int, n_nb: int, pair_chunk: int | None = None) -> tuple[int, int]:
     """Atoms per chunk for the pair stage (basic moments) and for the contraction stage.
 
-    On CPU each stage's working set is kept near 512 KiB (pair stage: monomials and their cotangents,
-    ~4 n_mono n_nb doubles per atom; contraction: n_moments doubles per atom), in multiples of 4 atoms (one
-    AVX2 float64 vector); the contraction chunk is a multiple of the pair chunk. On accelerators, one chunk
-    of all atoms for both.
+    On CPU, as measured by ``scripts/bench_chunks.py`` (docs/benchmarks/chunks.md, levels 8-24, 18-106 neighbour
+    slots, 432 and 4056 atoms): the pair stage's working set (monomials and their cotangents, ~4 n_mono n_nb
+    doubles per atom) is kept within :data:`PAIR_CHUNK_SMALL_BYTES` while a chunk of 4 atoms fits in it (low
+    levels, short lists); when it does not, small chunks are the slowest choice and the chunk is
+    :data:`PAIR_CHUNK` atoms, fewer where its working set would pass :data:`PAIR_CHUNK_BYTES` (level 24 at
+    long cutoffs). Never more than :data:`PAIR_CHUNK` atoms. The contraction stage is kept near 512 KiB
+    (n_moments doubles per atom), a multiple of the pair chunk. Chunks are multiples of 4 atoms (one AVX2 float64
+    vector), split evenly over the atoms. ``pair_chunk`` overrides the pair stage's rule. On accelerators, one
+    chunk of all atoms for both.
     """
     n = max(n_atoms, 1)
     if jax.default_backend() != "cpu":
         return n, n
 
-    def fit(bytes_per_atom):
-        c_max = max(4, int(np.clip((1 << 19) // max(bytes_per_atom, 1), 4, 64)) // 4 * 4)
+    def fit(bytes_per_atom, budget, c_max):
+        c_max = max(4, int(np.clip(budget // max(bytes_per_atom, 1), 4, c_max)) // 4 * 4)
         c = -(-n // -(-n // c_max))  # equal chunks, least padding
         return min(-(-c // 4) * 4, -(-n // 4) * 4)
 
-    c_pairs = fit(8 * 4 * len(plan.monomials) * max(n_nb, 1))
-    c_atoms = max(c_pairs, fit(8 * plan.n_moments) // c_pairs * c_pairs)
+    if pair_chunk is None:
+        pair_bytes = 8 * 4 * len(plan.monomials) * max(n_nb, 1)
+        small = 4 * pair_bytes <= PAIR_CHUNK_SMALL_BYTES
+        c_pairs = fit(pair_bytes, PAIR_CHUNK_SMALL_BYTES if small else PAIR_CHUNK_BYTES, PAIR_CHUNK)
+    else:
+        c_pairs = min(int(pair_chunk), n)
+    c_atoms = max(c_pairs, fit(8 * plan.n_moments, 1 << 19, 64) // c_pairs * c_pairs)
     return c_pairs, c_atoms
 
 

@@ -16,7 +16,7 @@ from conftest import GOLDEN, need, random_mtp
 from mtpjax.contraction import basic_moments, scalar_basis
 from mtpjax.evaluate import Evaluator
 from mtpjax.io import read_cfg
-from mtpjax.model import energy, energy_forces_virial, load_mtp
+from mtpjax.model import PAIR_CHUNK, PAIR_CHUNK_BYTES, PAIR_CHUNK_SMALL_BYTES, default_chunks, energy, energy_forces_virial, load_mtp
 from mtpjax.neighbors import neighbour_list
 
 
@@ -269,6 +269,28 @@ def test_chunkings_agree():
         np.testing.assert_allclose(out[2], ref[2], atol=1e-11)
     with pytest.raises(ValueError, match="multiple"):
         energy_forces_virial(mtp, *args, chunk=(8, 12))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU rule")
+@pytest.mark.parametrize("level", [8, 16, 24])
+def test_default_chunks_rule(level):
+    """The CPU chunk rule (docs/benchmarks/chunks.md): multiples of 4 atoms, the contraction chunk a multiple of the
+    pair chunk, no chunk beyond the (rounded-up) atoms; the pair working set within the small budget whenever 4
+    atoms fit in it, else within the large one unless only 4 atoms are left; the cases measured to matter."""
+    plan = random_mtp(level, rcut=5.0, seed=0).plan
+    bytes_per_pair_atom = 32 * len(plan.monomials)
+    for n in (1, 2, 7, 24, 100, 432, 4056):
+        for n_nb in (1, 18, 21, 56, 64, 106, 224):
+            c_pairs, c_atoms = default_chunks(plan, n, n_nb)
+            assert c_pairs % 4 == 0 and c_atoms % c_pairs == 0, (n, n_nb)
+            assert c_pairs <= min(PAIR_CHUNK, -(-n // 4) * 4) and c_atoms <= max(64, c_pairs)
+            ws = bytes_per_pair_atom * n_nb
+            budget = PAIR_CHUNK_SMALL_BYTES if 4 * ws <= PAIR_CHUNK_SMALL_BYTES else PAIR_CHUNK_BYTES
+            assert c_pairs * ws <= budget or c_pairs == 4, (n, n_nb, c_pairs)
+            assert default_chunks(plan, n, n_nb, pair_chunk=12)[0] == min(12, n)
+    if level == 16:  # level 16 at 6.5 Å: 56 slots on the exact list, 64 in MD; 4-atom chunks were 1.2-1.5x slower
+        assert default_chunks(plan, 432, 56)[0] == default_chunks(plan, 432, 64)[0] == 24
+        assert default_chunks(plan, 432, 18)[0] == 8  # level 16 at 5 Å: small chunks stay fastest
 
 
 @pytest.mark.parametrize("level", [8, 16])

@@ -218,18 +218,21 @@ class NeighbourFns:
         self._filter = jax.jit(filter_pairs, static_argnums=(3, 4))
 
     def allocate(self, position, cell=None, *, extra: int = 0, capacity: int | None = None,
-                 candidate_capacity: int | None = None, **unused) -> NeighbourList:
+                 candidate_capacity: int | None = None, min_capacity: int = 0, min_candidate_capacity: int = 0,
+                 **unused) -> NeighbourList:
         """A new list for positions (N, 3) Å in ``cell`` (3, 3) Å (rows: lattice vectors), on the host (not jit-able:
         the capacities depend on the positions). Capacities: ``capacity`` (Verlet) and ``candidate_capacity`` slots
         per atom, else the most neighbours of any atom within each list's cutoff times the capacity multiplier (plus
-        ``extra`` for the Verlet list). Raises StructureError for bad positions or cells."""
+        ``extra`` for the Verlet list), and at least ``min_capacity`` and ``min_candidate_capacity``. Raises
+        StructureError for bad positions or cells."""
         if cell is None:
             raise MtpjaxError("neighbor_fn.allocate needs the cell (3, 3) in Å (rows: lattice vectors)")
         position, cell_np, _ = check_structure(np.asarray(position), np.asarray(cell), True, "MD frame")
         i, j, shift, counts = _host_pairs(position, cell_np, self.candidate_cutoff)
         n_atoms = len(position)
         ccount = int(counts.max()) if len(counts) else 0
-        kc = candidate_capacity if candidate_capacity is not None else capacity_for(ccount, self.capacity_multiplier)
+        kc = candidate_capacity if candidate_capacity is not None else max(
+            capacity_for(ccount, self.capacity_multiplier), int(min_candidate_capacity))
         if ccount > kc:
             raise MtpjaxError(f"candidate capacity {kc} is below the {ccount} candidates of an atom")
         dtype = jnp.asarray(position).dtype
@@ -241,7 +244,8 @@ class NeighbourFns:
         cand = Neighbours(jnp.asarray(cand.index), jnp.asarray(cand.shift), jnp.asarray(cand.mask))
         _, count = self._filter(cand, pos, c, self.list_cutoff, kc)
         count = int(count)
-        k = capacity if capacity is not None else capacity_for(count, self.capacity_multiplier) + int(extra)
+        k = capacity if capacity is not None else max(capacity_for(count, self.capacity_multiplier) + int(extra),
+                                                      int(min_capacity))
         if count > k:
             raise MtpjaxError(f"neighbour capacity {k} is below the {count} neighbours of an atom")
         verlet, _ = self._filter(cand, pos, c, self.list_cutoff, k)
@@ -260,9 +264,8 @@ class NeighbourFns:
             k = max(k, nbrs.capacity + 4)
         if int(nbrs.max_candidate_count) > nbrs.candidate_capacity:
             kc = max(kc, nbrs.candidate_capacity + 4)
-        fresh = self.allocate(position, cell=cell, capacity=None, candidate_capacity=None)
-        return self.allocate(position, cell=cell, capacity=max(k, nbrs.capacity, fresh.capacity),
-                             candidate_capacity=max(kc, nbrs.candidate_capacity, fresh.candidate_capacity))
+        return self.allocate(position, cell=cell, min_capacity=max(k, nbrs.capacity),
+                             min_candidate_capacity=max(kc, nbrs.candidate_capacity))
 
     def update(self, position, neighbors: NeighbourList, cell=None, **unused) -> NeighbourList:
         """The list for the new positions (and ``cell``; default: the list's), rebuilt into the same capacity when it

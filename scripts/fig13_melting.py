@@ -4,14 +4,16 @@ melting temperature from two-phase (solid-liquid coexistence) runs; the two-phas
 (published melting point 914 K).
 
     python scripts/fig13_melting.py [--quick] [--mtp POT] [--eam EAM] [--work DIR]
-                                    [--stages twophase heat heat_primitive pressure]
+                                    [--stages twophase heat heat_primitive pressure pressure_primitive]
 
 Everything runs through :mod:`mtpjax.md.melting` (MTK NPT of :func:`mtpjax.md.run_md`, dt 2 fs), the oracle and the
 MTP through the same code. The heating curve (stage ``heat``) runs an orthohexagonal hcp supercell (``--heat-repeat``,
 4-atom cells a × √3a × c) with the barostat on the three cell lengths only (``--heat-couple aniso``, LAMMPS's
 ``fix npt aniso``), so that a and c come from the cell lengths up to melting; stage ``heat_primitive`` is the earlier
 heating curve, the primitive cell repeated (``--hcp-repeat``) under the full-cell barostat, where a and c come from
-bond vectors only (and fail once the crystal changes its supercell). Each stage's result is cached as JSON in ``--work`` (a rerun skips what is
+bond vectors only (and fail once the crystal changes its supercell). The pressure scan (stage ``pressure``) runs the
+same orthohexagonal cell under the same barostat; ``pressure_primitive`` is the earlier scan of the primitive cell
+under the full-cell barostat. Each stage's result is cached as JSON in ``--work`` (a rerun skips what is
 there; ``--fresh`` ignores it), then ``docs/benchmarks/melting.md`` and ``docs/benchmarks/fig13.png`` are written from
 the cache.
 """
@@ -60,13 +62,18 @@ def cached(work: Path, name: str, fresh: bool, fn):
     return out
 
 
-def heat(pot, args, cell="ortho"):
+def start_cell(args, cell):
+    """(atoms, repeat, cell_repeat, barostat coupling): the orthohexagonal supercell (``--heat-repeat``) under
+    ``--heat-couple``, or the primitive cell repeated (``--hcp-repeat``) under the full-cell barostat."""
     if cell == "ortho":
         rep = tuple(args.heat_repeat)
-        atoms, cell_repeat, couple = M.orthogonal_hcp("Mg", 3.21, 5.21, rep), rep, args.heat_couple
-    else:
-        rep = tuple(args.hcp_repeat)
-        atoms, cell_repeat, couple = bulk("Mg", "hcp", a=3.21, c=5.21).repeat(rep), None, "full"
+        return M.orthogonal_hcp("Mg", 3.21, 5.21, rep), rep, rep, args.heat_couple
+    rep = tuple(args.hcp_repeat)
+    return bulk("Mg", "hcp", a=3.21, c=5.21).repeat(rep), rep, None, "full"
+
+
+def heat(pot, args, cell="ortho"):
+    atoms, rep, cell_repeat, couple = start_cell(args, cell)
     rows = M.heating_curve(pot, atoms, args.temperatures, steps_per_T=args.steps_per_T, progress=args.progress,
                            cell_repeat=cell_repeat, npt_couple=couple,
                            callback=lambda r: print(f"  T {r.temperature:6.0f} K  E {r.energy:.4f} eV/atom  "
@@ -79,14 +86,14 @@ def heat(pot, args, cell="ortho"):
             "melting": None if det is None else {"T_solid": det[1], "T_melted": det[2], "jump_eV": det[3]}}
 
 
-def pressure(pot, args):
-    rep = tuple(args.hcp_repeat)
-    atoms = bulk("Mg", "hcp", a=3.21, c=5.21).repeat(rep)
+def pressure(pot, args, cell="ortho"):
+    atoms, rep, cell_repeat, couple = start_cell(args, cell)
     rows = M.pressure_scan(pot, atoms, args.pressures, temperature=300.0, steps=args.steps_per_p,
-                           progress=args.progress,
+                           progress=args.progress, cell_repeat=cell_repeat, npt_couple=couple,
                            callback=lambda r: print(f"  p {r.pressure:5.1f} GPa  <p> {r.p_mean:6.2f}  E {r.energy:.4f}  "
                                                     f"V {r.volume:.3f}  a {r.a:.4f}  c {r.c:.4f}  {r.wall_s:.0f} s", flush=True))
-    return {"atoms": len(atoms), "repeat": list(rep), "steps": args.steps_per_p, "rows": [r.as_dict() for r in rows]}
+    return {"atoms": len(atoms), "repeat": list(rep), "cell": cell, "couple": couple, "steps": args.steps_per_p,
+            "rows": [r.as_dict() for r in rows]}
 
 
 def twophase(pot, args, temps, repeat, steps, guess):
@@ -180,8 +187,8 @@ def figure(data, path):
             kw2 = dict(color=COLOR[key], alpha=0.5, label=f"{key.upper()}, primitive cell, full-cell barostat")
             ax[0].plot(T, [r["energy"] for r in rows], "s--", ms=3, **kw2)
             ax[3].plot(T, [r["q6"] for r in rows], "s--", ms=3, **kw2)
-        if "pressure" in d:
-            rows = d["pressure"]["rows"]
+        if "pressure" in d or "pressure_primitive" in d:
+            rows = d["pressure" if "pressure" in d else "pressure_primitive"]["rows"]
             ax[4].plot([r["p_mean"] for r in rows], [r["energy"] for r in rows], "o-", **kw)
         if "twophase" in d:
             for k, r in enumerate(d["twophase"]["runs"]):
@@ -288,10 +295,17 @@ def report(data, args, out: Path, walls: dict):
                 else:
                     L.append(head + f"| {a:.4f} | {c:.4f} | {c / a:.4f} | {r['q6']:.3f} | {r['solid']:.2f} |")
             L.append("")
-    for key, d in data.items():
-        if "pressure" in d:
-            p = d["pressure"]
-            L += [f"## Pressure scan at 300 K: {LABEL[key]}", "", f"hcp {p['repeat']} ({p['atoms']} atoms), "
+    for stage in ("pressure", "pressure_primitive"):
+        for key, d in data.items():
+            if stage not in d:
+                continue
+            p = d[stage]
+            what = (f"orthohexagonal hcp {p['repeat']} ({p['atoms']} atoms), MTK barostat `{p['couple']}`"
+                    + (" (the three cell lengths only, no shear; a and c from the cell lengths)" if p['couple'] == "aniso" else "")
+                    if p.get("cell") == "ortho" else
+                    f"primitive hcp {p['repeat']} ({p['atoms']} atoms), full-cell barostat, a and c from bond vectors")
+            title = "Pressure scan at 300 K" if stage == "pressure" else "Earlier pressure scan at 300 K (primitive cell)"
+            L += [f"## {title}: {LABEL[key]}", "", f"{what}, "
                   f"{p['steps']} steps per pressure, each continuing from the last.", "",
                   "| p target (GPa) | ⟨p⟩ (GPa) | E_pot (eV/atom) | V (Å³/atom) | a (Å) | c (Å) | c/a |",
                   "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -303,7 +317,7 @@ def report(data, args, out: Path, walls: dict):
     if "mtp" in data and "eam" in data:
         L += ["## MTP against the oracle", ""]
         for stage, name in (("heat", "heating curve"), ("heat_primitive", "earlier heating curve (primitive cell, full-cell barostat)"),
-                            ("pressure", "pressure scan")):
+                            ("pressure", "pressure scan"), ("pressure_primitive", "earlier pressure scan (primitive cell, full-cell barostat)")):
             if stage in data["mtp"] and stage in data["eam"]:
                 a, b = data["mtp"][stage]["rows"], data["eam"][stage]["rows"]
                 n = min(len(a), len(b))
@@ -330,13 +344,13 @@ def main(argv=None):
     ap.add_argument("--mtp", default=str(MTP))
     ap.add_argument("--which", nargs="+", default=["eam", "mtp"], choices=["eam", "mtp"])
     ap.add_argument("--stages", nargs="+", default=["twophase", "heat", "pressure"],
-                    choices=["twophase", "heat", "heat_primitive", "pressure"])
+                    choices=["twophase", "heat", "heat_primitive", "pressure", "pressure_primitive"])
     ap.add_argument("--mtp-twophase", action="store_true", help="also the MTP's two-phase runs (about 10x the EAM's cost)")
     ap.add_argument("--work", default="/tmp/fig13_melting", help="cache folder for each stage's JSON")
     ap.add_argument("--fresh", action="store_true", help="ignore the cache")
     ap.add_argument("--quick", action="store_true", help="a small, short run of everything (minutes)")
-    ap.add_argument("--hcp-repeat", type=int, nargs=3, default=[4, 4, 4], help="primitive hcp cells: the pressure scan "
-                    "and the heat_primitive stage")
+    ap.add_argument("--hcp-repeat", type=int, nargs=3, default=[4, 4, 4], help="primitive hcp cells: the "
+                    "pressure_primitive and heat_primitive stages")
     ap.add_argument("--heat-repeat", type=int, nargs=3, default=[5, 3, 5], help="orthohexagonal 4-atom cells of the "
                     "heating curve (5 x 3 x 5 = 300 atoms, 16 x 16.7 x 26.5 Å)")
     ap.add_argument("--heat-couple", choices=["aniso", "full"], default="aniso", help="the heating curve's barostat on the "
@@ -388,7 +402,8 @@ def main(argv=None):
                     continue
             else:
                 fn = {"heat": lambda: heat(pots[key], args), "heat_primitive": lambda: heat(pots[key], args, "primitive"),  # noqa: E731
-                      "pressure": lambda: pressure(pots[key], args)}[stage]
+                      "pressure": lambda: pressure(pots[key], args),
+                      "pressure_primitive": lambda: pressure(pots[key], args, "primitive")}[stage]
             print(f"[{key} {stage}]", flush=True)
             data.setdefault(key, {})[stage] = cached(work, f"{key}_{stage}", args.fresh, fn)
             walls[f"{key} {stage}"] = data[key][stage]["wall_s_total"]

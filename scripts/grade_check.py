@@ -11,6 +11,13 @@ phases, for an MTP fitted to EVERYTHING against one fitted to 10 % of it (MTP ag
    600 K; fcc and dhcp at 300 K. A run that becomes unstable is reported as such, with its grades up to then.
 
     python scripts/grade_check.py [--work /tmp/grade_check] [--steps 2000] [--out docs/benchmarks/grade_check.md]
+
+At full size: ``--data DIR`` takes a generated set (``mtpjax generate --config configs/generate_mg.toml --out DIR``)
+instead of the quickstart's, ``--level``/``--cutoff`` set both fits, and ``--everything-potential POT`` reuses a fit to
+DIR/EVERYTHING.extxyz made elsewhere (its active set is still built here)::
+
+    python scripts/grade_check.py --data /tmp/mtpjax-paper-data --cutoff 6.5 --work /tmp/grade_check_full \
+        --out docs/benchmarks/grade_check_full.md
 """
 from __future__ import annotations
 
@@ -76,12 +83,18 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="/tmp/grade_check")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--fraction", type=float, default=0.1)
+    p.add_argument("--data", default=None, help="a generated set's folder (default: the quickstart's, made in --work)")
+    p.add_argument("--level", type=int, default=16)
+    p.add_argument("--cutoff", type=float, default=5.5, help="Å")
+    p.add_argument("--everything-potential", default=None, help="an MTP already fitted to the set's EVERYTHING")
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "grade_check.md"))
     a = p.parse_args(argv)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     steps_log, t_start = [], time.perf_counter()
-    data = work / "data"
+    data = Path(a.data) if a.data else work / "data"
+    if a.data and not (data / "EVERYTHING.extxyz").exists():
+        raise SystemExit(f"{data}: no EVERYTHING.extxyz (make it with mtpjax generate)")
     if not (data / "EVERYTHING.extxyz").exists():  # the quickstart's [generate] tables as a generate config
         text = (ROOT / "configs" / "quickstart.toml").read_text().split("[generate]", 1)[1].split("\n[fit]", 1)[0]
         (work / "generate.toml").write_text(text.replace("[generate.", "["))
@@ -96,8 +109,13 @@ def main(argv=None) -> int:
     pots = {}
     for name, (path, structures) in sets.items():
         out = work / (path.stem + ".almtp")
+        if name == "EVERYTHING" and a.everything_potential:
+            out = work / Path(a.everything_potential).name
+            if not out.exists():
+                out.write_bytes(Path(a.everything_potential).read_bytes())
         if not out.exists():
-            sh(MTPJAX + ["fit", path, "--level", "16", "--cutoff", "5.5", "--output", out, "-q"], steps_log)
+            sh(MTPJAX + ["fit", path, "--level", str(a.level), "--cutoff", f"{a.cutoff:g}", "--output", out, "-q"],
+               steps_log)
         pot = make_potential(str(out), species=["Mg"])
         t0 = time.perf_counter()
         active = build_active_set(pot, typed(structures), mode="nbh")
@@ -136,14 +154,18 @@ def main(argv=None) -> int:
     png = Path(a.out).with_suffix(".png")
     fig.savefig(png, dpi=110)
     names = list(pots)
-    lines = ["# Extrapolation grade in MD: EVERYTHING against 10 % of it (paper Section III F, quick size)", "",
+    size = "full size" if a.data else "quick size"
+    lines = [f"# Extrapolation grade in MD: EVERYTHING against 10 % of it (paper Section III F, {size})", "",
              f"Command: `python scripts/grade_check.py {' '.join(sys.argv[1:] if argv is None else argv)}` "
              f"({time.perf_counter() - t_start:.0f} s wall)", "",
              f"Machine: {machine()}; JAX device: {jax.devices()[0]}; load average at the end "
              f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (shared).", "",
              f"Versions: {', '.join(f'{k} {v}' for k, v in versions(('jax', 'jaxlib', 'jax-md', 'ase')).items())}.", "",
-             "Data: the quickstart's EVERYTHING (`configs/quickstart.toml`, Zhou EAM Mg, space groups 168–230, 1–4 atoms). "
-             "Fits: level 16, 5.5 Å, `mtpjax fit` defaults. Active sets: neighbourhood mode over each fit's own "
+             (f"Data: `{data}/EVERYTHING.extxyz` (Zhou EAM Mg). " if a.data else
+              "Data: the quickstart's EVERYTHING (`configs/quickstart.toml`, Zhou EAM Mg, space groups 168–230, 1–4 atoms). ")
+             + f"Fits: level {a.level}, {a.cutoff:g} Å, `mtpjax fit` defaults"
+             + (f" (EVERYTHING: `{Path(a.everything_potential).name}`, fitted beforehand)" if a.everything_potential else "")
+             + ". Active sets: neighbourhood mode over each fit's own "
              f"training set. MD: {a.steps} steps of 1 fs, the grade every 10 steps.", "",
              "| training set | structures | atoms |", "|---|---:|---:|"]
     lines += [f"| {n} | {pots[n][2]} | {pots[n][3]} |" for n in names]

@@ -318,15 +318,17 @@ def detect_melting(rows, *, solid_below: float = 0.5, min_jump: float = 0.02):
 
 def pressure_scan(potential, atoms, pressures, *, temperature: float = 300.0, steps: int = 2000, timestep: float = 2.0,
                   frames: int = 4, seed: int = 0, species=None, progress: bool = False,
-                  callback=None, **md) -> list[StateRow]:
+                  callback=None, cell_repeat=None, **md) -> list[StateRow]:
     """NPT at ``temperature`` K and each of ``pressures`` (GPa) in turn (each run continuing from the previous final
-    frame, so order them monotonically): E_pot/atom, V/atom, a, c per pressure (:class:`StateRow`)."""
+    frame, so order them monotonically): E_pot/atom, V/atom, a, c per pressure (:class:`StateRow`).
+    ``cell_repeat`` and ``md`` (``npt_couple``, ...) as in :func:`heating_curve`: with an orthohexagonal cell and
+    ``npt_couple="aniso"`` the rows also have a and c from the cell lengths."""
     rows, cur = [], atoms.copy()
     for k, p in enumerate(pressures):
         res, half, _ = _npt(potential, cur, temperature=temperature, pressure=float(p), steps=steps, timestep=timestep,
                             frames=frames, seed=seed + k, progress=progress, momenta=None if k == 0 else cur.get_momenta(),
                             species=species, **md)
-        rows.append(_row(res, half, temperature, p))
+        rows.append(_row(res, half, temperature, p, cell_repeat))
         if callback:
             callback(rows[-1])
         cur = res.atoms

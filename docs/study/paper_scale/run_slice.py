@@ -1,0 +1,87 @@
+"""experiments/c_error_matrix.py on an existing paper-scale data folder, with mtpjax fit's default optimiser.
+
+    nice -n 10 .venv/bin/python docs/study/paper_scale/run_slice.py --config experiments/configs/c_paper_slice.toml \
+        --data /tmp/mtpjax-paper-data --out /tmp/paper_slice/L16_rc6.5            # [full]: level 16, 6.5 Å
+    ... --quick ... --out /tmp/paper_slice/L08_rc5.2                              # [quick]: level 8, 5.2 Å
+
+Every option is c_error_matrix.py's; the script calls its ``main`` with two changes, both for reasons outside this
+study (docs/study/paper_scale.md, "Work-arounds"):
+
+1. **The data folder is used as it is.** ``mtpjax.experiment.prepare_data`` reuses a folder only when its manifest's
+   ``config`` equals ``GenerateConfig.to_dict()`` of the recipe. ``to_dict()`` has carried the ``entropy`` and
+   ``hessian`` tables since those (optional, off by default) stages were added, so a folder made from the same
+   recipe before then no longer matches and would be generated again. Here the folder is taken when the two
+   configs are equal once the keys absent from the manifest are dropped, and only if every dropped key holds its
+   default value and names a stage that the recipe's ``subsets`` does not select; otherwise the script stops with
+   an :class:`mtpjax.experiment.ExperimentError` (nothing is generated).
+2. **Levenberg-Marquardt.** c_error_matrix's ``optimizer`` key takes lbfgs, bfgs or adam; ``mtpjax fit``'s default
+   is lm. The fits here go through the same ``mtpjax.experiment.fit_plan_runs`` (:func:`mtpjax.sweep.run_sweep`) with
+   ``optimizer="lm"``, so ``fits/fit_settings.json`` and each run's ``result.json`` say lm.
+
+Units: Å, eV; see experiments/c_error_matrix.py.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "experiments"))
+
+import c_error_matrix  # noqa: E402  (experiments/c_error_matrix.py)
+
+from mtpjax import experiment as E  # noqa: E402
+from mtpjax.experiment import ExperimentError  # noqa: E402
+
+#: The optimiser of the fits: mtpjax fit's default (mtpjax.fit.config.FitConfig.method).
+OPTIMIZER = "lm"
+
+
+def existing_data(recipe, data_dir, log=E.log, progress: bool = False) -> tuple[dict, dict]:
+    """(manifest, oracle spec) of ``data_dir``, which must hold the data of generation recipe ``recipe`` (see the
+    module docstring, 1); never generates. Raises :class:`ExperimentError` naming the keys that differ."""
+    from mtpjax.generate import GenerateConfig, load_config
+
+    recipe, data_dir = Path(recipe), Path(data_dir)
+    cfg = load_config(recipe)
+    want = json.loads(json.dumps(cfg.to_dict(), default=list))
+    defaults = json.loads(json.dumps(GenerateConfig().to_dict(), default=list))
+    manifest = E.read_manifest(data_dir)
+    if manifest is None or not (data_dir / "EVERYTHING.extxyz").exists():
+        raise ExperimentError(f"--data {data_dir}: no manifest.json and EVERYTHING.extxyz there")
+    have = dict(manifest.get("config", {}))
+    for d in (want, have):
+        d.pop("executor", None)
+    dropped = sorted(set(want) - set(have))
+    selected = {s.lower() for s in want.get("subsets", [])}
+    bad = [k for k in dropped if want[k] != defaults.get(k) or k in selected]
+    diff = sorted(k for k in set(have) | (set(want) - set(dropped)) if have.get(k) != want.get(k))
+    if bad or diff:
+        raise ExperimentError(f"--data {data_dir}: its manifest does not record recipe {recipe} "
+                              f"(differing keys: {diff + bad})")
+    n = manifest.get("subsets", {}).get("EVERYTHING", {}).get("structures", "?")
+    log(f"data: {data_dir} ({n} structures) holds the data of {recipe.name} (manifest config equal but for "
+        f"{dropped}, absent there and at their defaults, stages not selected); used as it is")
+    return manifest, cfg.oracle_spec()
+
+
+def lm_fits(fit_plan_runs):
+    """``fit_plan_runs`` with its ``optimizer`` set to :data:`OPTIMIZER` whatever the caller passes."""
+
+    @functools.wraps(fit_plan_runs)
+    def wrapped(*args, **kwargs):
+        return fit_plan_runs(*args, **{**kwargs, "optimizer": OPTIMIZER})
+
+    return wrapped
+
+
+def main(argv=None) -> int:
+    E.prepare_data = existing_data
+    E.fit_plan_runs = lm_fits(E.fit_plan_runs)
+    return E.guarded("run_slice", c_error_matrix.main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

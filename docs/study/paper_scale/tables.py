@@ -1,0 +1,241 @@
+"""The tables and figures of docs/study/paper_scale.md, from the output folders of run_slice.py (c_error_matrix).
+
+    .venv/bin/python docs/study/paper_scale/tables.py /tmp/paper_slice/L08_rc5.2 /tmp/paper_slice/L16_rc6.5 ...
+
+Each folder holds ``settings.json`` (level, cutoff), ``fits.csv`` and ``error_matrix_long.csv`` (every verification
+row of every training subset). Written here (docs/study/paper_scale/):
+
+- ``matrix.csv``: c_error_matrix's matrix (test, quantity, unit, kind, then one column per fit "SUBSET Llevel
+  cutoff"); ``kind = relative``: 100 (MTP − oracle)/|oracle| in %, ``absolute``: the error in the row's unit (an RMSE
+  for curves, MTP − oracle otherwise);
+- ``matrix.png``: its heatmap (rows of ``FIGURE_EXCLUDE`` left out of the figure only);
+- ``fits.csv``: the fits (training structures, basis size, steps, fit wall time, training RMSEs);
+- ``targets.csv``: issue 14 item 3's targets per EVERYTHING fit (value, target, met);
+- ``trend_numbers.csv``: the numbers the trends of item 2 are judged on, per fit;
+- ``level_comparison.csv``: per subset and pair of levels, the matrix rows with the smaller |error| at the higher
+  level, and the median ratio of the errors;
+- ``ev_rmse_vs_level.png``: E–V RMSE (all phases) against level over ±10 % and ±80 % (Fig. 6).
+
+Units: meV/atom, eV, eV/Å², GPa, J/m² and meV/Å² (1 J/m² = 62.415 meV/Å²).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+sys.path.insert(0, str(REPO / "experiments"))
+
+import c_error_matrix  # noqa: E402
+
+from mtpjax import experiment as E  # noqa: E402
+
+#: meV/Å² per J/m².
+MEV_A2_PER_J_M2 = 1000.0 / 16.021766
+#: Rows left out of matrix.png (kept in matrix.csv): per-component strains, unrelaxed and displacement rows.
+FIGURE_EXCLUDE = ("max displacement", "unrelaxed", " xx", " yy", " zz", " yz", " xz", " xy", "formation volume",
+                  "min frequency", "max frequency", "points below r_min")
+PROTOTYPES = ("hcp", "fcc", "dhcp", "bcc")
+CIJ = ("C11", "C12", "C13", "C33", "C44", "C66")
+
+
+def read_run(folder: Path):
+    """(level, cutoff, {subset: rows}, fits rows) of one run_slice.py output folder."""
+    s = json.loads((folder / "settings.json").read_text())
+    rows = {}
+    with open(folder / "error_matrix_long.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            rows.setdefault(r.pop("subset"), []).append(r)
+    with open(folder / "fits.csv", newline="") as fh:
+        fits = list(csv.DictReader(fh))
+    return int(s["level"]), float(s["cutoff"]), rows, fits
+
+
+def label(subset: str, level: int, cutoff: float) -> str:
+    return f"{subset} L{level} {cutoff:g}"
+
+
+def num(x):
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return math.nan
+    return v
+
+
+def find(rows, test: str, quantity: str):
+    """The row of ``test`` whose quantity is ``quantity`` (exactly), or None."""
+    return next((r for r in rows if r["test"] == test and r["quantity"] == quantity), None)
+
+
+def pick(rows, test: str, quantity: str, key: str = "error"):
+    r = find(rows, test, quantity)
+    return math.nan if r is None else num(r.get(key))
+
+
+def vacancy_rows(rows):
+    """{prototype: row} of the relaxed vacancy formation energies."""
+    out = {}
+    for p in PROTOTYPES:
+        r = next((r for r in rows if r["test"] == "vacancy" and r["quantity"].startswith("vacancy formation energy (")
+                  and r["quantity"].split("(")[1].split()[0] == p), None)
+        if r is not None:
+            out[p] = r
+    return out
+
+
+def numbers(rows) -> dict:
+    """The quantities the trends and targets are judged on, from one fit's verification rows."""
+    n = {}
+    for rng in ("±10%", "±80%"):
+        n[f"ev_rmse_all {rng}"] = pick(rows, "eos", f"energy RMSE all phases {rng}")
+        n[f"ev_excluded {rng}"] = pick(rows, "eos", f"points below r_min (excluded from the RMSEs) {rng}", "mtp")
+        for p in PROTOTYPES:
+            n[f"ev_rmse_{p} {rng}"] = pick(rows, "eos", f"energy RMSE {p} {rng}")
+        for p in ("fcc", "dhcp", "bcc"):
+            n[f"ev_rmse_diff_{p} {rng}"] = pick(rows, "eos", f"RMSE of E({p}) − E(hcp) {rng}")
+    for p in ("fcc", "dhcp", "bcc"):
+        n[f"dE_{p}_hcp mtp"] = pick(rows, "elastic", f"E({p}) − E(hcp)", "mtp")
+        n[f"dE_{p}_hcp oracle"] = pick(rows, "elastic", f"E({p}) − E(hcp)", "oracle")
+    vac = vacancy_rows(rows)
+    for p, r in vac.items():
+        n[f"vacancy_error_{p}"] = num(r["error"])
+    errs = [abs(num(r["error"])) for r in vac.values()]
+    n["vacancy_mae"] = sum(errs) / len(errs) if len(errs) == len(PROTOTYPES) else math.nan
+    for s in ("hcp", "bcc", "bcc@12"):
+        n[f"fc_rmse {s}"] = pick(rows, "phonons", f"{s}: force constants RMSE")
+    for c in CIJ:
+        n[f"{c} rel"] = pick(rows, "elastic", c, "relative_error")
+    surf = [r for r in rows if r["test"] == "planar" and r["quantity"].startswith("surface energy (")]
+    for r in surf:
+        n[f"surface {r['quantity'].split('(')[1].rstrip(')')} err meV/A2"] = num(r["error"]) * MEV_A2_PER_J_M2
+    gb = [r for r in rows if r["test"] == "planar" and "grain boundary energy" in r["quantity"]]
+    n["gb err meV/A2"] = num(gb[0]["error"]) * MEV_A2_PER_J_M2 if gb else math.nan
+    n["surface mean |err| meV/A2"] = (sum(abs(num(r["error"])) for r in surf) / len(surf) * MEV_A2_PER_J_M2
+                                      if surf else math.nan)
+    n["surface mean |rel| %"] = (100 * sum(abs(num(r["relative_error"])) for r in surf) / len(surf) if surf else math.nan)
+    n["gb |rel| %"] = 100 * abs(num(gb[0]["relative_error"])) if gb else math.nan
+    gsf = [r for r in rows if r["test"] == "planar" and ("GSF" in r["quantity"] or "stacking fault" in r["quantity"])]
+    for r in gsf:
+        n[f"gsf {r['quantity']} err meV/A2"] = num(r["error"]) * MEV_A2_PER_J_M2
+    return n
+
+
+def targets(n: dict) -> list[dict]:
+    """Item 3's targets for one fit: quantity, value, target, met (None where the value is missing)."""
+    def row(q, v, t, ok, note=""):
+        return {"target": q, "value": v, "limit": t, "met": (None if v is None or (isinstance(v, float) and math.isnan(v))
+                                                             else bool(ok)), "note": note}
+
+    out = []
+    for rng, lim in (("±10%", 3.0), ("±80%", 10.0)):
+        v = n[f"ev_rmse_all {rng}"]
+        out.append(row(f"E–V RMSE all phases {rng} (meV/atom)", v, f"≤ {lim:g}", v <= lim,
+                       f"{n[f'ev_excluded {rng}']:g} points below r_min excluded"))
+    v = n["vacancy_mae"]
+    out.append(row("vacancy formation energy MAE, hcp fcc dhcp bcc (eV)", v, "≤ 0.02", v <= 0.02,
+                   ", ".join(f"{p} {n.get(f'vacancy_error_{p}', math.nan):+.4f}" for p in PROTOTYPES)))
+    for s in ("hcp", "bcc", "bcc@12"):
+        v = n[f"fc_rmse {s}"]
+        out.append(row(f"force constants RMSE {s} (eV/Å²)", v, "≤ 0.02", v <= 0.02))
+    rel = [abs(n[f"{c} rel"]) * 100 for c in CIJ]
+    v = max(rel) if all(map(math.isfinite, rel)) else math.nan
+    out.append(row("C_ij: largest |relative error| (%)", v, "≤ 5", v <= 5,
+                   ", ".join(f"{c} {n[f'{c} rel'] * 100:+.1f}%" for c in CIJ)))
+    planar = {k: v for k, v in n.items() if k.startswith("surface ") and k.endswith("err meV/A2")
+              and "mean" not in k}
+    planar["GB"] = n["gb err meV/A2"]
+    v = max(abs(x) for x in planar.values()) if planar and all(map(math.isfinite, planar.values())) else math.nan
+    out.append(row("surface and GB energies: largest |error| (meV/Å²)", v, "≤ 5", v <= 5,
+                   ", ".join(f"{k.replace(' err meV/A2', '')} {x:+.2f}" for k, x in planar.items())))
+    gsf = {k: v for k, v in n.items() if k.startswith("gsf ")}
+    v = max(abs(x) for x in gsf.values()) if gsf and all(map(math.isfinite, gsf.values())) else math.nan
+    out.append(row("GSFE: largest |error| (meV/Å²)", v, "≤ 5", v <= 5,
+                   ", ".join(f"{k[4:].replace(' err meV/A2', '')} {x:+.2f}" for k, x in gsf.items())))
+    return out
+
+
+def ev_figure(points: dict, path: Path) -> Path:
+    """E–V RMSE (all phases, points below r_min excluded) against level, ±10 % and ±80 % (Fig. 6): ``points``
+    {(subset, cutoff): [(level, rmse10, rmse80), ...]}; each series is shifted along x by a little, so that equal
+    values stay visible."""
+    from mtpjax.plotting import subplots
+
+    fig, axes = subplots(1, 2, figsize=(8, 3.3))
+    markers = {"EVERYTHING": "o", "RANDSPG": "s"}
+    for k, ((subset, cutoff), pts) in enumerate(sorted(points.items())):
+        pts = sorted(pts)
+        for ax, j in zip(axes, (1, 2)):
+            ax.plot([p[0] + 0.2 * (k - 1.5) for p in pts], [p[j] for p in pts], marker=markers.get(subset, "^"), ls="-",
+                    color=E.colour("tab10", k), label=f"{subset}, {cutoff:g} Å")
+    for ax, rng, lim in zip(axes, ("±10 %", "±80 %"), (3.0, 10.0)):
+        ax.axhline(lim, color="0.5", ls=":", lw=1, label=f"target {lim:g} meV/atom")
+        ax.set_yscale("log")
+        ax.set_xlabel("MTP level")
+        ax.set_ylabel("E–V energy RMSE (meV/atom)")
+        ax.set_title(f"hcp, fcc, dhcp, bcc over {rng} of Ω0\n(points below r_min excluded)", fontsize=9)
+        ax.set_xticks(sorted({p[0] for pts in points.values() for p in pts}))
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return E.save_figure(fig, path, dpi=100)
+
+
+def level_comparison(matrix, order) -> list[dict]:
+    """For every two fits of one subset at different levels: over the matrix rows where both have a finite error
+    (rows of :data:`FIGURE_EXCLUDE` left out), how many have the smaller |error| at the higher level, and the median
+    of |error(high)| / |error(low)|."""
+    out = []
+    rows = [m for m in matrix if not any(e in f"{m['test']}: {m['quantity']}" for e in FIGURE_EXCLUDE)]
+    for a in order:
+        for b in order:
+            sa, la, ca = a.split()
+            sb, lb, cb = b.split()
+            if sa != sb or int(la[1:]) >= int(lb[1:]):
+                continue
+            pairs = [(abs(m[a]), abs(m[b])) for m in rows if math.isfinite(m[a]) and math.isfinite(m[b])]
+            ratios = sorted(y / x for x, y in pairs if x > 0)
+            out.append({"subset": sa, "low": a, "high": b, "rows": len(pairs),
+                        "smaller_at_high_level": sum(y < x for x, y in pairs),
+                        "median_ratio_high_over_low": ratios[len(ratios) // 2] if ratios else math.nan})
+    return out
+
+
+def main(folders) -> None:
+    cols, fits, nums, ev = {}, [], {}, {}
+    for f in map(Path, folders):
+        level, cutoff, rows, fit_rows = read_run(f)
+        for sub, rs in rows.items():
+            lab = label(sub, level, cutoff)
+            cols[lab] = rs
+            nums[lab] = numbers(rs)
+            ev.setdefault((sub, cutoff), []).append((level, nums[lab]["ev_rmse_all ±10%"], nums[lab]["ev_rmse_all ±80%"]))
+        fits += [{"fit": label(r["subset"], level, cutoff), **r} for r in fit_rows]
+    order = sorted(cols, key=lambda c: (c.split()[0] != "RANDSPG", int(c.split()[1][1:]), float(c.split()[2])))
+    cols = {c: cols[c] for c in order}
+    matrix = c_error_matrix.assemble_matrix(cols)
+    E.write_csv(HERE / "matrix.csv", matrix, ["test", "quantity", "unit", "kind", *order])
+    shown = c_error_matrix.assemble_matrix(cols, FIGURE_EXCLUDE)
+    E.save_figure(c_error_matrix.matrix_figure(shown, order, "Error matrix, paper-scale Mg set (Zhou EAM oracle), "
+                                                              "full verification suite"), HERE / "matrix.png", dpi=75)
+    E.write_csv(HERE / "fits.csv", fits)
+    keys = list(dict.fromkeys(k for c in order for k in nums[c]))
+    E.write_csv(HERE / "trend_numbers.csv", [{"quantity": k, **{c: nums[c].get(k) for c in order}} for k in keys],
+                ["quantity", *order])
+    trows = [{"fit": c, **t} for c in order if c.startswith("EVERYTHING") for t in targets(nums[c])]
+    E.write_csv(HERE / "targets.csv", trows)
+    E.write_csv(HERE / "level_comparison.csv", level_comparison(matrix, order))
+    ev_figure(ev, HERE / "ev_rmse_vs_level.png")
+    for c in order:
+        print(c)
+        for t in targets(nums[c]) if c.startswith("EVERYTHING") else ():
+            print(f"   {t['target']}: {t['value']:.4g} ({t['limit']}) met={t['met']}  {t['note']}")
+    print(f"wrote matrix.csv ({len(matrix)} rows), matrix.png, fits.csv, trend_numbers.csv, targets.csv, "
+          f"ev_rmse_vs_level.png in {HERE}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

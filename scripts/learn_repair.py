@@ -69,6 +69,8 @@ grade_every = 10
 trajectory_every = 1000
 seed = 1
 """
+#: The heading of the hand-written reading in the report (kept when the report is written again).
+READING = "## Reading (by hand)"
 #: grade_check.simulations' names -> the structure files of the config.
 STRUCTURES = {"hcp vacancy 700 K": "hcp_vacancy", "Σ7 [0001] grain boundary 600 K": "sigma7_gb", "fcc 300 K": "fcc",
               "dhcp 300 K": "dhcp", "liquid 2500 K, 5 GPa (NPT)": "liquid_start"}
@@ -219,14 +221,14 @@ def check(work: Path, potential: Path, steps: int, times: Times) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ 5. report
-def grade_check_table(path: Path) -> dict:
-    """{simulation: (max γ EVERYTHING, max γ 10 %)} from docs/benchmarks/grade_check.md's table."""
+def grade_check_table(path: Path, names) -> dict:
+    """{simulation: (max γ EVERYTHING, max γ 10 %)} of ``names`` from docs/benchmarks/grade_check.md's table."""
     out = {}
     if not path.exists():
         return out
     for line in path.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[0] in STRUCTURES:
+        if len(cells) == 4 and cells[0] in names:
             out[cells[0]] = (cells[2], cells[3])
     return out
 
@@ -294,6 +296,7 @@ def report(work: Path, learn_dir: Path, out: Path, full: bool, times: Times, arg
              "graded every 10 steps, round k with seed 1 + k).", "",
              "## The loop with MLIP's thresholds (γ_select 2.1, γ_break 10)", "",
              f"Status: **{state['status']}** after {len(rounds)} rounds.", ""] + table
+    lines += ["", f"Wall time of the rounds (the table's sum): {sum(r.get('wall_s', 0.0) for r in rounds):.0f} s."]
     lines += ["", f"Labels: **{total_labels} structures ({total_atoms} atoms)** added by the loop to the "
               f"{start.get('train_size', '?')} structures ({atoms0} atoms) of the 10 % set, in {refits} refits; "
               f"EVERYTHING adds {extra} to them.", ""]
@@ -309,6 +312,7 @@ def report(work: Path, learn_dir: Path, out: Path, full: bool, times: Times, arg
                   f"{c['gamma_select']:g} --gamma-break {c['gamma_break']:g} --max-rounds {c['max_rounds']}`, output "
                   "learn_strict/; its round 0 is the first loop's final potential, with other seeds).", "",
                   f"Status: **{st['status']}** after {len(st['rounds'])} rounds.", ""] + t2
+        lines += ["", f"Wall time of the rounds (the table's sum): {sum(r.get('wall_s', 0.0) for r in st['rounds']):.0f} s."]
         lines += ["", f"Labels: {l2} more structures ({a2} atoms) in {r2} refits; in all {total_labels + l2} structures "
                   f"({total_atoms + a2} atoms) against EVERYTHING's {extra}.", ""]
     # the verification matrix
@@ -373,9 +377,9 @@ def report(work: Path, learn_dir: Path, out: Path, full: bool, times: Times, arg
     ck = work / "check.json"
     if ck.exists():
         res = read_json(ck, "check")
-        gc = grade_check_table(ROOT / "docs" / "benchmarks" / "grade_check.md")
+        gc = grade_check_table(ROOT / "docs" / "benchmarks" / "grade_check.md", res["runs"])
         lines += ["## Check: grade_check.py's simulations with the repaired potential", "",
-                  f"The repaired potential in grade_check.py's seven runs ({res['steps']} steps of 1 fs, seed 1, graded "
+                  f"The first loop's repaired potential (`{Path(res['potential']).relative_to(work)}`) in grade_check.py's seven runs ({res['steps']} steps of 1 fs, seed 1, graded "
                   "every 10 steps against its own neighbourhood-mode active set), beside grade_check.md's numbers "
                   "(2000 steps):", "",
                   "| simulation | atoms | max γ, repaired | max γ, EVERYTHING (grade_check.md) | max γ, 10 % (grade_check.md) |",
@@ -388,6 +392,9 @@ def report(work: Path, learn_dir: Path, out: Path, full: bool, times: Times, arg
     lines += ["## Wall time of each stage", "", "| stage | s |", "|---|---:|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in times.data.items()]
     text = "\n".join(lines) + "\n"
+    if out.exists() and READING in out.read_text():  # the hand-written reading of an earlier run is kept
+        kept = out.read_text().split(READING, 1)[1].split("\n## ", 1)[0]
+        text = text.replace("## Wall time of each stage", READING + kept.rstrip() + "\n\n## Wall time of each stage", 1)
     atomic_write(out, text)
     log(f"-> {out}")
 

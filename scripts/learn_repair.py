@@ -310,7 +310,8 @@ def report(work: Path, learn_dir: Path, out: Path, full: bool, times: Times, arg
                   "", "The same config from the loop's final potential and training set (`--potential "
                   "learn/round_KK/potential.mtpjax --train learn/round_KK/train.cfg --gamma-select "
                   f"{c['gamma_select']:g} --gamma-break {c['gamma_break']:g} --max-rounds {c['max_rounds']}`, output "
-                  "learn_strict/; its round 0 is the first loop's final potential, with other seeds).", "",
+                  "learn_strict/; its round 0 grades the first loop's final potential again, its round k with seed "
+                  "1 + k as there).", "",
                   f"Status: **{st['status']}** after {len(st['rounds'])} rounds.", ""] + t2
         lines += ["", f"Wall time of the rounds (the table's sum): {sum(r.get('wall_s', 0.0) for r in st['rounds']):.0f} s."]
         lines += ["", f"Labels: {l2} more structures ({a2} atoms) in {r2} refits; in all {total_labels + l2} structures "

@@ -9,9 +9,11 @@ EVERYTHING, and the verification matrix (``mtpjax verify``) before and after, ag
    700 K, the Σ7 [0001] grain boundary at 600 K, fcc and dhcp at 300 K; ``--liquid`` adds the liquid at 2500 K and
    5 GPa) graded in neighbourhood mode, MaxVol selection, labels from the Zhou EAM, warm-started refits, until every
    run completes without passing gamma_break or ``max_rounds``.
+2b. Strict (``--stages ... strict``): the same loop continued from its final potential and training set with
+   γ_select 1.5 and γ_break 2.1 (``--strict-select``, ``--strict-break``, ``--strict-rounds``; output learn_strict/).
 3. Verify: ``mtpjax verify --quick`` (all six tests; ``--full`` for the full sizes) of the 10 % potential (before),
-   the repaired one (after) and the EVERYTHING one against the Zhou EAM; the two fixed ones run in the background
-   while the loop runs.
+   the repaired one (after), the strict loop's (if run) and the EVERYTHING one against the Zhou EAM; the two fixed
+   ones run in the background while the loop runs.
 4. Check (``--stages ... check``, optional): the repaired potential in grade_check.py's seven simulations
    (:func:`grade_check.simulations`, same steps, seed and grading as there), max γ per simulation.
 5. Report: ``docs/benchmarks/learn_repair.md`` (rounds, labels, max γ per round, the matrix) and
@@ -21,7 +23,10 @@ Every stage resumes: ``mtpjax learn`` from its state.json, a verification with a
 potential is skipped, the check's results are kept in WORK/check.json. Wall times in WORK/times.json.
 
     nice -n 10 .venv/bin/python scripts/learn_repair.py [--work /tmp/learn_repair] [--grade-work /tmp/grade_check]
-        [--max-rounds 8] [--liquid] [--full] [--stages learn verify check report] [--check-steps 2000]
+        [--max-rounds 8] [--liquid] [--full] [--stages learn strict verify check report] [--check-steps 2000]
+
+The committed docs/benchmarks/learn_repair.md: ``--stages learn strict verify check report``; its "Reading (by
+hand)" section is kept when the report is written again.
 
 Units: K, GPa, fs (MD), meV/atom, eV/Å, GPa (RMSEs); verification rows in their own units.
 """

@@ -257,3 +257,17 @@ def json_history(workdir):
         rec = json.loads(line)
         if "history" in rec:
             return rec["history"]
+
+
+def test_ftol_stop_waits_while_the_loss_falls_faster():
+    """The lm_ftol stop is held back while each accepted step lowers the loss more than the one before: the losses of a
+    level-16 fit (ENTROPY Mg set, seed 1) that used to stop here, 1 % above its start, at 50 meV/atom; allowed on it
+    reached 2.3 meV/atom. A converging tail (shrinking falls) may stop."""
+    from mtpjax.fit.lm import loss_accelerating
+
+    plateau = [7.672e-3, 7.624e-3, 7.622e-3, 7.620e-3, 7.615e-3, 7.602e-3]
+    assert (plateau[0] - plateau[-1]) <= 1e-2 * plateau[0]  # the old rule's stop
+    assert loss_accelerating(plateau)
+    tail = [2.635e-5, 2.623e-5, 2.577e-5, 2.550e-5, 2.530e-5, 2.523e-5]
+    assert not loss_accelerating(tail)
+    assert not loss_accelerating([float("nan"), 1.0, 0.5]) and not loss_accelerating([1.0, 0.5])

@@ -220,7 +220,7 @@ def main(folders) -> None:
     E.write_csv(HERE / "matrix.csv", matrix, ["test", "quantity", "unit", "kind", *order])
     shown = c_error_matrix.assemble_matrix(cols, FIGURE_EXCLUDE)
     E.save_figure(c_error_matrix.matrix_figure(shown, order, "Error matrix, paper-scale Mg set (Zhou EAM oracle), "
-                                                              "full verification suite"), HERE / "matrix.png", dpi=75)
+                                                              "full verification suite"), HERE / "matrix.png", dpi=60)
     E.write_csv(HERE / "fits.csv", fits)
     keys = list(dict.fromkeys(k for c in order for k in nums[c]))
     E.write_csv(HERE / "trend_numbers.csv", [{"quantity": k, **{c: nums[c].get(k) for c in order}} for k in keys],

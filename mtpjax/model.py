@@ -10,6 +10,8 @@ Chebyshev radial functions f_mu(r) = sum_b c_{mu b} * scaling * T_b(xi(r)) * (R_
 """
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import equinox as eqx
@@ -122,24 +124,44 @@ def _chunk_moment_energies(mtp: MTP, basic, use_custom_vjp: bool):
 
 
 #: CPU pair-stage chunks (see :func:`default_chunks`): the most atoms per chunk, the working set (bytes) a chunk is
-#: kept within while 4 atoms fit in it, and the cap of the larger chunks taken when they do not.
+#: kept within while 4 atoms fit in it, and the cap of the larger chunks taken when they do not (several threads).
 PAIR_CHUNK = 24
 PAIR_CHUNK_SMALL_BYTES = 384 << 10
 PAIR_CHUNK_BYTES = 8 << 20
+#: With one CPU thread: the working set of both stages' chunks (bytes) and the most atoms per chunk.
+SERIAL_CHUNK_BYTES = 512 << 10
+SERIAL_CHUNK = 64
+
+
+def cpu_threads() -> int:
+    """The CPU threads XLA can use in this process: 1 when ``XLA_FLAGS`` turns its multi-threading off, else the cores
+    this process may run on (``taskset`` and cgroup pinning included)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if re.search(r"xla_cpu_multi_thread_eigen=false|intra_op_parallelism_threads=1\b", flags):
+        return 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def default_chunks(plan: ContractionPlan, n_atoms: int, n_nb: int, pair_chunk: int | None = None) -> tuple[int, int]:
     """Atoms per chunk for the pair stage (basic moments) and for the contraction stage.
 
     On CPU, as measured by ``scripts/bench_chunks.py`` (docs/benchmarks/chunks.md, levels 8-24, 18-106 neighbour
-    slots, 432 and 4056 atoms): the pair stage's working set (monomials and their cotangents, ~4 n_mono n_nb
-    doubles per atom) is kept within :data:`PAIR_CHUNK_SMALL_BYTES` while a chunk of 4 atoms fits in it (low
-    levels, short lists); when it does not, small chunks are the slowest choice and the chunk is
-    :data:`PAIR_CHUNK` atoms, fewer where its working set would pass :data:`PAIR_CHUNK_BYTES` (level 24 at
-    long cutoffs). Never more than :data:`PAIR_CHUNK` atoms. The contraction stage is kept near 512 KiB
-    (n_moments doubles per atom), a multiple of the pair chunk. Chunks are multiples of 4 atoms (one AVX2 float64
-    vector), split evenly over the atoms. ``pair_chunk`` overrides the pair stage's rule. On accelerators, one
-    chunk of all atoms for both.
+    slots, 432 and 4056 atoms), the pair stage's working set being ~4 n_mono n_nb doubles per atom (monomials and
+    their cotangents):
+
+    - with one thread (:func:`cpu_threads`: a process pinned to one core, or XLA's threads turned off), chunks of
+      up to :data:`SERIAL_CHUNK` atoms within :data:`SERIAL_CHUNK_BYTES`: small chunks are the fastest there;
+    - with several, the working set is kept within :data:`PAIR_CHUNK_SMALL_BYTES` while a chunk of 4 atoms fits in
+      it (low levels, short lists); when it does not, small chunks are the slowest choice (XLA's threads get too
+      little work each) and the chunk is :data:`PAIR_CHUNK` atoms, fewer where its working set would pass
+      :data:`PAIR_CHUNK_BYTES` (level 24 at long cutoffs). Never more than :data:`PAIR_CHUNK` atoms.
+
+    The contraction stage is kept near 512 KiB (n_moments doubles per atom), a multiple of the pair chunk. Chunks
+    are multiples of 4 atoms (one AVX2 float64 vector), split evenly over the atoms. ``pair_chunk`` overrides the
+    pair stage's rule. On accelerators, one chunk of all atoms for both.
     """
     n = max(n_atoms, 1)
     if jax.default_backend() != "cpu":
@@ -150,12 +172,14 @@ def default_chunks(plan: ContractionPlan, n_atoms: int, n_nb: int, pair_chunk: i
         c = -(-n // -(-n // c_max))  # equal chunks, least padding
         return min(-(-c // 4) * 4, -(-n // 4) * 4)
 
-    if pair_chunk is None:
-        pair_bytes = 8 * 4 * len(plan.monomials) * max(n_nb, 1)
+    pair_bytes = 8 * 4 * len(plan.monomials) * max(n_nb, 1)
+    if pair_chunk is not None:
+        c_pairs = min(int(pair_chunk), n)
+    elif cpu_threads() == 1:
+        c_pairs = fit(pair_bytes, SERIAL_CHUNK_BYTES, SERIAL_CHUNK)
+    else:
         small = 4 * pair_bytes <= PAIR_CHUNK_SMALL_BYTES
         c_pairs = fit(pair_bytes, PAIR_CHUNK_SMALL_BYTES if small else PAIR_CHUNK_BYTES, PAIR_CHUNK)
-    else:
-        c_pairs = min(int(pair_chunk), n)
     c_atoms = max(c_pairs, fit(8 * plan.n_moments, 1 << 19, 64) // c_pairs * c_pairs)
     return c_pairs, c_atoms
 

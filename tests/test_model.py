@@ -2,6 +2,7 @@
 invariances, extensivity, and plain autodiff for the hand-written VJPs."""
 from __future__ import annotations
 
+import os
 import time
 from functools import partial
 
@@ -272,25 +273,44 @@ def test_chunkings_agree():
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU rule")
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("level", [8, 16, 24])
-def test_default_chunks_rule(level):
+def test_default_chunks_rule(level, threads, monkeypatch):
     """The CPU chunk rule (docs/benchmarks/chunks.md): multiples of 4 atoms, the contraction chunk a multiple of the
-    pair chunk, no chunk beyond the (rounded-up) atoms; the pair working set within the small budget whenever 4
-    atoms fit in it, else within the large one unless only 4 atoms are left; the cases measured to matter."""
+    pair chunk, no chunk beyond the (rounded-up) atoms; with several threads the pair working set within the small
+    budget whenever 4 atoms fit in it, else within the large one unless only 4 atoms are left; with one thread
+    within 512 KiB; the cases measured to matter."""
+    import mtpjax.model as model
+
+    monkeypatch.setattr(model, "cpu_threads", lambda: threads)
     plan = random_mtp(level, rcut=5.0, seed=0).plan
     bytes_per_pair_atom = 32 * len(plan.monomials)
+    cap = model.SERIAL_CHUNK if threads == 1 else PAIR_CHUNK
     for n in (1, 2, 7, 24, 100, 432, 4056):
         for n_nb in (1, 18, 21, 56, 64, 106, 224):
             c_pairs, c_atoms = default_chunks(plan, n, n_nb)
             assert c_pairs % 4 == 0 and c_atoms % c_pairs == 0, (n, n_nb)
-            assert c_pairs <= min(PAIR_CHUNK, -(-n // 4) * 4) and c_atoms <= max(64, c_pairs)
+            assert c_pairs <= min(cap, -(-n // 4) * 4) and c_atoms <= max(64, c_pairs)
             ws = bytes_per_pair_atom * n_nb
-            budget = PAIR_CHUNK_SMALL_BYTES if 4 * ws <= PAIR_CHUNK_SMALL_BYTES else PAIR_CHUNK_BYTES
+            if threads == 1:
+                budget = model.SERIAL_CHUNK_BYTES
+            else:
+                budget = PAIR_CHUNK_SMALL_BYTES if 4 * ws <= PAIR_CHUNK_SMALL_BYTES else PAIR_CHUNK_BYTES
             assert c_pairs * ws <= budget or c_pairs == 4, (n, n_nb, c_pairs)
             assert default_chunks(plan, n, n_nb, pair_chunk=12)[0] == min(12, n)
-    if level == 16:  # level 16 at 6.5 Å: 56 slots on the exact list, 64 in MD; 4-atom chunks were 1.2-1.5x slower
-        assert default_chunks(plan, 432, 56)[0] == default_chunks(plan, 432, 64)[0] == 24
+    if level == 16:  # level 16 at 6.5 Å: 56 slots on the exact list, 64 in MD
+        # two threads: 4-atom chunks were 1.2-1.5x slower; one thread: they are the fastest
+        assert default_chunks(plan, 432, 56)[0] == default_chunks(plan, 432, 64)[0] == (24 if threads > 1 else 4)
         assert default_chunks(plan, 432, 18)[0] == 8  # level 16 at 5 Å: small chunks stay fastest
+
+
+def test_cpu_threads_reads_xla_flags(monkeypatch):
+    from mtpjax.model import cpu_threads
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    assert cpu_threads() == 1
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    assert cpu_threads() == len(os.sched_getaffinity(0))
 
 
 @pytest.mark.parametrize("level", [8, 16])

@@ -1,6 +1,6 @@
-"""The tables and figures of docs/study/paper_scale.md, from the output folders of run_slice.py (c_error_matrix).
+"""The tables and figures of docs/study/paper_scale.md, from the output folders of paper_slice.py (c_error_matrix).
 
-    .venv/bin/python docs/study/paper_scale/tables.py /tmp/paper_slice/L08_rc5.2 /tmp/paper_slice/L16_rc6.5 ...
+    .venv/bin/python scripts/paper_slice_tables.py /tmp/paper_slice/L08_rc5.2 /tmp/paper_slice/L16_rc6.5 ...
 
 Each folder holds ``settings.json`` (level, cutoff), ``fits.csv`` and ``error_matrix_long.csv`` (every verification
 row of every training subset). Written here (docs/study/paper_scale/):
@@ -26,8 +26,8 @@ import math
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
+REPO = Path(__file__).resolve().parents[1]
+HERE = REPO / "docs" / "study" / "paper_scale"  # where the tables and figures go
 sys.path.insert(0, str(REPO / "experiments"))
 
 import c_error_matrix  # noqa: E402
@@ -44,7 +44,7 @@ CIJ = ("C11", "C12", "C13", "C33", "C44", "C66")
 
 
 def read_run(folder: Path):
-    """(level, cutoff, {subset: rows}, fits rows) of one run_slice.py output folder."""
+    """(level, cutoff, {subset: rows}, fits rows) of one paper_slice.py output folder."""
     s = json.loads((folder / "settings.json").read_text())
     rows = {}
     with open(folder / "error_matrix_long.csv", newline="") as fh:
@@ -238,4 +238,6 @@ def main(folders) -> None:
 
 
 if __name__ == "__main__":
+    if not sys.argv[1:] or sys.argv[1] in ("-h", "--help"):
+        sys.exit(__doc__)
     main(sys.argv[1:])

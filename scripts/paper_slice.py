@@ -1,6 +1,6 @@
 """experiments/c_error_matrix.py on an existing paper-scale data folder, with mtpjax fit's default optimiser.
 
-    nice -n 10 .venv/bin/python docs/study/paper_scale/run_slice.py --config experiments/configs/c_paper_slice.toml \
+    nice -n 10 .venv/bin/python scripts/paper_slice.py --config experiments/configs/c_paper_slice.toml \
         --data /tmp/mtpjax-paper-data --out /tmp/paper_slice/L16_rc6.5            # [full]: level 16, 6.5 Å
     ... --quick ... --out /tmp/paper_slice/L08_rc5.2                              # [quick]: level 8, 5.2 Å
 
@@ -27,7 +27,7 @@ import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "experiments"))
 
 import c_error_matrix  # noqa: E402  (experiments/c_error_matrix.py)
@@ -80,7 +80,7 @@ def lm_fits(fit_plan_runs):
 def main(argv=None) -> int:
     E.prepare_data = existing_data
     E.fit_plan_runs = lm_fits(E.fit_plan_runs)
-    return E.guarded("run_slice", c_error_matrix.main, argv)
+    return E.guarded("paper_slice", c_error_matrix.main, argv)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ class Settings:
     seed: int = field(default=0, metadata={"check": non_negative_int})
     max_steps: int = field(default=1000, metadata={"check": positive_int})
     linear_solve_at: tuple[int, ...] = field(default=E.MLIP_LINEAR_SOLVES, metadata={"check": non_negative_int})
-    optimizer: Literal["lbfgs", "bfgs", "adam"] = "lbfgs"
+    optimizer: Literal["lm", "lbfgs", "bfgs", "adam"] = "lbfgs"
     max_batch_atoms: int = field(default=100000, metadata={"check": positive_int})
 
     def check_config(self) -> None:

@@ -293,7 +293,7 @@ def prepare_data(recipe, data_dir, log=log, progress: bool = False) -> tuple[dic
     if manifest is not None and (data_dir / "EVERYTHING.extxyz").exists():
         have = dict(manifest.get("config", {}))
         have.pop("executor", None)
-        if have == want:
+        if _same_recipe(cfg, have, want):
             n = manifest.get("subsets", {}).get("EVERYTHING", {}).get("structures", "?")
             log(f"data: {data_dir} ({n} structures) already holds this recipe's data, skipped")
             return manifest, cfg.oracle_spec()
@@ -303,6 +303,26 @@ def prepare_data(recipe, data_dir, log=log, progress: bool = False) -> tuple[dic
     counts = ", ".join(f"{s} {v['structures']}" for s, v in m["subsets"].items())
     log(f"data: done in {time.perf_counter() - t0:.1f} s ({counts} structures)")
     return m, cfg.oracle_spec()
+
+
+def _same_recipe(cfg, have: dict, want: dict) -> bool:
+    """Whether a manifest's recipe ``have`` is ``want`` (:meth:`GenerateConfig.to_dict` of ``cfg``, as JSON): a table
+    the manifest lacks counts as equal when ``cfg`` has it at its default (a set written before that option existed)."""
+    import dataclasses
+
+    want = dict(want)
+    for f in dataclasses.fields(cfg):
+        if f.name in want and f.name not in have:
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                continue
+            at_default = json.loads(json.dumps(dataclasses.replace(cfg, **{f.name: default}).to_dict(), default=list))
+            if at_default.get(f.name) == want[f.name]:
+                want.pop(f.name)
+    return have == want
 
 
 def read_manifest(data_dir) -> dict | None:

@@ -157,3 +157,31 @@ def test_d_transferability_quick(tmp_path, quick_data):
     assert all(math.isfinite(float(r["fcc_hcp_at_omega0_meV"])) for r in sep)
     for name in ("ev_curves.png", "phase_separation.png"):
         assert (out / name).stat().st_size > 10000
+
+
+def test_prepare_data_takes_a_set_made_before_new_stage_tables(tmp_path, monkeypatch):
+    """A data folder whose manifest predates the ENTROPY and HESSIAN tables (absent there, at their defaults in the
+    recipe) holds the recipe's data: no regeneration. A table that differs from its default still regenerates."""
+    import json
+
+    import mtpjax.generate as G
+    from mtpjax.generate import load_config
+
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "generate_mg.toml"
+    cfg = json.loads(json.dumps(load_config(recipe).to_dict(), default=list))
+    old = {k: v for k, v in cfg.items() if k not in ("entropy", "hessian")}
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "EVERYTHING.extxyz").write_text("")
+    (d / "manifest.json").write_text(json.dumps({"config": old, "subsets": {"EVERYTHING": {"structures": 7}}}))
+
+    def no_generation(*a, **k):
+        raise AssertionError("regenerated")
+
+    monkeypatch.setattr(G, "run", no_generation)
+    manifest, _ = prepare_data(recipe, d, log=lambda *a: None)
+    assert manifest["subsets"]["EVERYTHING"]["structures"] == 7
+    changed = dict(old, seed=old["seed"] + 1)
+    (d / "manifest.json").write_text(json.dumps({"config": changed}))
+    with pytest.raises(AssertionError, match="regenerated"):
+        prepare_data(recipe, d, log=lambda *a: None)

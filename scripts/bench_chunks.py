@@ -12,7 +12,9 @@ instead let the machine's drift make one program up to 20 % slower than itself).
                                    [--out docs/benchmarks/chunks.md]
 
 Each row marks the fastest chunk and gives the default's time over it. Run it on a quiet machine: other jobs
-change the times more than the chunks do.
+change the times more than the chunks do. The rule depends on the threads XLA may use
+(:func:`mtpjax.model.cpu_threads`); for the one-thread case run it pinned, e.g.
+``XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" taskset -c 0 python ...``.
 """
 from __future__ import annotations
 

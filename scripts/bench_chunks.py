@@ -28,6 +28,7 @@ from pathlib import Path
 
 import mtpjax  # noqa: F401  (float64 before jax)
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,8 +49,7 @@ REPEATS = {128: (4, 4, 4), 432: (6, 6, 6), 1024: (8, 8, 8), 4056: (13, 13, 12)}
 def seeded_mtp(level: int, cutoff: float):
     mtp = initial_mtp(generate_basis(level), 1, 1.6, cutoff, [], seed=0)
     rng = np.random.default_rng(level)
-    return mtp.__class__(**{**{f: getattr(mtp, f) for f in mtp.__dataclass_fields__},
-                            "moment_coeffs": jnp.asarray(1e-3 * rng.normal(size=mtp.moment_coeffs.shape))})
+    return eqx.tree_at(lambda m: m.moment_coeffs, mtp, jnp.asarray(1e-3 * rng.normal(size=mtp.moment_coeffs.shape)))
 
 
 def interleaved_times(fns: dict, args, rounds: int) -> dict:

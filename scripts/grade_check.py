@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         if name == "EVERYTHING" and a.everything_potential:
             out = work / Path(a.everything_potential).name
             if not out.exists():
-                out.write_bytes(Path(a.everything_potential).read_bytes())
+                atomic_write(out, Path(a.everything_potential).read_bytes())
         if not out.exists():
             sh(MTPJAX + ["fit", path, "--level", str(a.level), "--cutoff", f"{a.cutoff:g}", "--output", out, "-q"],
                steps_log)

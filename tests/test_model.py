@@ -3,6 +3,9 @@ invariances, extensivity, and plain autodiff for the hand-written VJPs."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import time
 from functools import partial
 
@@ -311,6 +314,11 @@ def test_cpu_threads_reads_xla_flags(monkeypatch):
     assert cpu_threads() == 1
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
     assert cpu_threads() == len(os.sched_getaffinity(0))
+    if shutil.which("taskset"):  # a process pinned to one core sees one thread, whatever the machine has
+        out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c",
+                              "from mtpjax.model import cpu_threads; print(cpu_threads())"],
+                             capture_output=True, text=True, check=True, env={**os.environ, "XLA_FLAGS": ""})
+        assert out.stdout.split()[-1] == "1"
 
 
 @pytest.mark.parametrize("level", [8, 16])

@@ -1,15 +1,24 @@
-"""Continue a finished Levenberg-Marquardt fit on all its training data with a tighter stop: is the fit converged?
+"""Levenberg-Marquardt on all of a training set, started from a given potential: is a fit converged, and is its
+minimum the best one?
 
+    # the same fit, continued with a 10x tighter stop
     nice -n 10 .venv/bin/python scripts/paper_slice_continue.py \
         --potential /tmp/paper_slice/L16_rc6.5/fits/runs/all_L16_rc6.5_s0/potential.mtpjax \
         --data /tmp/mtpjax-paper-data/EVERYTHING.extxyz --lm-ftol 1e-3 --max-steps 25 \
         --out /tmp/paper_slice2/continue_L16_rc6.5/potential.mtpjax
+    # EVERYTHING fitted from another start: the RANDSPG fit of the same level and cutoff
+    nice -n 10 .venv/bin/python scripts/paper_slice_continue.py \
+        --potential /tmp/paper_slice/L16_rc6.5/fits/runs/RANDSPG_L16_rc6.5_s0/potential.mtpjax \
+        --data /tmp/mtpjax-paper-data/EVERYTHING.extxyz --lm-ftol 1e-2 --max-steps 20 \
+        --out /tmp/paper_slice2/from_randspg_L16_rc6.5/potential.mtpjax
 
 ``mtpjax fit`` stops LM when the loss fell by less than ``lm_ftol`` = 1 % over the last 5 iterations. A paper-scale
-fit stopped so after 7 iterations on all the data (docs/study/paper_scale.md). This starts LM again from the fitted
-potential on the same data with the same weights (``mtpjax fit``'s defaults) and a 10x tighter ``lm_ftol``, for at
-most ``--max-steps`` iterations, and writes the new potential and its training RMSEs per subset. If the loss and the
-errors barely move, the fit was converged and what the potential misses is the loss minimum's, not the optimiser's.
+fit stopped so after 7 iterations on all the data (docs/study/paper_scale.md). This runs LM (``mtpjax fit``'s
+defaults: the same loss and weights, no subset phase) from ``--potential`` on ``--data`` for at most
+``--max-steps`` iterations with the given ``--lm-ftol``, and writes the new potential, its loss history and its
+training RMSEs per subset before and after (result.json beside it). From the fit itself with a tighter stop: if
+the loss and errors barely move, the fit had converged. From another potential: a lower final loss means the
+first fit's minimum was not the best one within reach.
 
 Units: meV/atom, eV/Å, GPa (RMSEs); the loss as ``mtpjax fit`` prints it.
 """

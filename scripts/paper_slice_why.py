@@ -8,10 +8,14 @@
 For each potential and each subset of the data (RANDSPG ... EVERYTHING's parts), every structure is evaluated once
 (mtpjax.fit.residuals, the fit's own packed batches and loss weights) and the script reports:
 
+- ``loss``: the subset's part of the fit's loss (its weighted squared residuals over the number of structures of the
+  whole data, without the radial penalty; the "all" row is the loss ``mtpjax fit`` prints, to within that penalty);
 - ``loss_E``, ``loss_F``, ``loss_S``: the subset's share (%) of the whole data's loss with the fit's default weights
   (1, 0.01, 0.001; mtpjax.fit.residuals.weighted_residuals), by term; what the fit spends its capacity on;
 - ``E_rmse``, ``E_mean`` (meV/atom): the energy error's RMSE and mean (MTP − oracle);
 - ``P_rmse``, ``P_mean`` (GPa): the pressure error's RMSE and mean, p = tr(virial)/(3V) (virial −V·σ in eV);
+- a second table (``<out>_by_volume.csv``): the energy and force RMSEs in bins of volume per atom over Ω0, the volume
+  per atom of the data's lowest-energy structure: where the data is thin and the errors grow;
 - ``E_slope`` (meV/atom per 1 % of volume): the least-squares slope of the energy error against the structure's
   volume per atom relative to the subset's median; a pressure bias shows as a slope (dE/dV = −p:
   1 GPa at Ω0 = 23 Å³/atom is 1.44 meV/atom per 1 %).
@@ -42,7 +46,7 @@ from mtpjax.fit.residuals import LossConfig, weighted_residuals
 from mtpjax.model import load_mtp
 from mtpjax.units import EV_PER_A3_TO_GPA
 
-COLUMNS = ["potential", "subset", "structures", "atoms", "loss_E", "loss_F", "loss_S", "loss_all", "E_rmse", "E_mean",
+COLUMNS = ["potential", "subset", "structures", "atoms", "loss", "loss_E", "loss_F", "loss_S", "loss_all", "E_rmse", "E_mean",
            "E_slope", "P_rmse", "P_mean", "F_rmse"]
 
 
@@ -57,7 +61,7 @@ def _per_structure(mtp, lb, cfg):
 
 def per_structure(mtp, batches, cfg: LossConfig) -> dict:
     """Per real structure: subset index, atoms, volume (Å³), loss terms (E, F, S), dE (eV), tr(dV) (eV), sum |dF|²."""
-    cols = {k: [] for k in ("subset", "n", "volume", "lE", "lF", "lS", "dE", "trdV", "f2")}
+    cols = {k: [] for k in ("subset", "n", "volume", "energy", "lE", "lF", "lS", "dE", "trdV", "f2")}
     for lb in flat_batches(batches):
         out = [np.asarray(x) for x in _per_structure(mtp, jax.tree.map(jnp.asarray, lb), cfg)]
         real = np.asarray(lb.weight) > 0
@@ -66,6 +70,7 @@ def per_structure(mtp, batches, cfg: LossConfig) -> dict:
         cols["subset"].append(np.asarray(lb.subset)[real])
         cols["n"].append(np.asarray(lb.n_atoms)[real])
         cols["volume"].append(np.asarray(lb.volume)[real])
+        cols["energy"].append(np.asarray(lb.energy)[real])
     return {k: np.concatenate(v) for k, v in cols.items()}
 
 
@@ -82,11 +87,35 @@ def summarise(name, s, subsets) -> list[dict]:
         x = 100.0 * (v / n / np.median(v / n) - 1.0)  # % of volume
         slope = float(np.polyfit(x, de, 1)[0]) if len(x) > 2 and np.ptp(x) > 0 else float("nan")
         rows.append({"potential": name, "subset": sub, "structures": int(m.sum()), "atoms": int(n.sum()),
+                     "loss": float(s["lE"][m].sum() + s["lF"][m].sum() + s["lS"][m].sum()) / len(s["n"]),
                      "loss_E": 100 * s["lE"][m].sum() / total, "loss_F": 100 * s["lF"][m].sum() / total,
                      "loss_S": 100 * s["lS"][m].sum() / total,
                      "loss_all": 100 * (s["lE"][m].sum() + s["lF"][m].sum() + s["lS"][m].sum()) / total,
                      "E_rmse": float(np.sqrt(np.mean(de**2))), "E_mean": float(de.mean()), "E_slope": slope,
                      "P_rmse": float(np.sqrt(np.mean(dp**2))), "P_mean": float(dp.mean()),
+                     "F_rmse": float(np.sqrt(s["f2"][m].sum() / (3 * n.sum())))})
+    return rows
+
+
+#: Volume bins of the --by-volume table, in units of Ω0 (the volume per atom of the data's lowest-energy structure).
+VOLUME_EDGES = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.3, 1.6, 2.0, np.inf)
+
+
+def by_volume(name, s) -> list[dict]:
+    """Per volume bin (V/atom over Ω0): structures, atoms, energy RMSE (meV/atom), force RMSE (eV/Å)."""
+    e = s["energy"] / s["n"]
+    v = s["volume"] / s["n"]
+    omega0 = float(v[np.argmin(e)])
+    x = v / omega0
+    rows = []
+    for lo, hi in zip(VOLUME_EDGES[:-1], VOLUME_EDGES[1:]):
+        m = (x >= lo) & (x < hi)
+        if not m.any():
+            continue
+        n = s["n"][m]
+        rows.append({"potential": name, "V/Ω0": f"{lo:g}-{hi:g}", "V (Å³/atom)": f"{lo * omega0:.1f}-{hi * omega0:.1f}",
+                     "structures": int(m.sum()), "atoms": int(n.sum()),
+                     "E_rmse": float(np.sqrt(np.mean((s["dE"][m] / n * 1000.0) ** 2))),
                      "F_rmse": float(np.sqrt(s["f2"][m].sum() / (3 * n.sum())))})
     return rows
 
@@ -101,7 +130,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     records = load_records(args.data)
     cfg = LossConfig()
-    rows = []
+    rows, vrows = [], []
     packed = {}
     for spec in args.potential:
         name, _, path = spec.partition("=")
@@ -113,7 +142,9 @@ def main(argv=None) -> int:
             packed[cutoff] = pack_records(records, cutoff)
         batches, subsets = packed[cutoff]
         t0 = time.perf_counter()
-        rows += summarise(name, per_structure(mtp, batches, cfg), subsets)
+        per = per_structure(mtp, batches, cfg)
+        rows += summarise(name, per, subsets)
+        vrows += by_volume(name, per)
         print(f"{name}: {len(records)} structures evaluated in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +156,15 @@ def main(argv=None) -> int:
     print("| " + " | ".join(COLUMNS) + " |\n|" + " --- |" * len(COLUMNS))
     for r in rows:
         print("| " + " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in COLUMNS) + " |")
+    vcols = list(vrows[0])
+    print("\n| " + " | ".join(vcols) + " |\n|" + " --- |" * len(vcols))
+    for r in vrows:
+        print("| " + " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in vcols) + " |")
+    with out.with_name(out.stem + "_by_volume.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, vcols)
+        w.writeheader()
+        for r in vrows:
+            w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
     if args.hcp_below is not None:
         hcp_cells(args.data, dict(p.partition("=")[::2] for p in args.potential), args.hcp_below)
     return 0

@@ -8,6 +8,7 @@ row of every training subset). Written here (docs/study/paper_scale/):
 - ``matrix.csv``: c_error_matrix's matrix (test, quantity, unit, kind, then one column per fit "SUBSET Llevel
   cutoff"); ``kind = relative``: 100 (MTP − oracle)/|oracle| in %, ``absolute``: the error in the row's unit (an RMSE
   for curves, MTP − oracle otherwise);
+- ``matrix.md``: the same as a Markdown table, without the rows of ``FIGURE_EXCLUDE``;
 - ``matrix.png``: its heatmap (rows of ``FIGURE_EXCLUDE`` left out of the figure only);
 - ``fits.csv``: the fits (training structures, basis size, steps, fit wall time, training RMSEs);
 - ``targets.csv``: issue 14 item 3's targets per EVERYTHING fit (value, target, met);
@@ -33,6 +34,7 @@ sys.path.insert(0, str(REPO / "experiments"))
 import c_error_matrix  # noqa: E402
 
 from mtpjax import experiment as E  # noqa: E402
+from mtpjax.io.files import atomic_write  # noqa: E402
 
 #: meV/Å² per J/m².
 MEV_A2_PER_J_M2 = 1000.0 / 16.021766
@@ -204,6 +206,22 @@ def level_comparison(matrix, order) -> list[dict]:
     return out
 
 
+def markdown_matrix(matrix, order) -> str:
+    """The matrix as a Markdown table (the rows of :data:`FIGURE_EXCLUDE` left out): ``%`` rows signed, 3 digits."""
+    def cell(x, signed):
+        v = num(x)
+        return "–" if not math.isfinite(v) else (f"{v:+.3g}" if signed else f"{v:.3g}")
+
+    lines = ["| test: quantity | unit | " + " | ".join(order) + " |", "|---|---|" + "---:|" * len(order)]
+    for r in matrix:
+        q = f"{r['test']}: {r['quantity']}"
+        if any(x in q for x in FIGURE_EXCLUDE):
+            continue
+        rel = r["kind"] == "relative"
+        lines.append(f"| {q} | {'%' if rel else r['unit']} | " + " | ".join(cell(r.get(c), rel) for c in order) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(folders) -> None:
     cols, fits, nums, ev = {}, [], {}, {}
     for f in map(Path, folders):
@@ -218,6 +236,7 @@ def main(folders) -> None:
     cols = {c: cols[c] for c in order}
     matrix = c_error_matrix.assemble_matrix(cols)
     E.write_csv(HERE / "matrix.csv", matrix, ["test", "quantity", "unit", "kind", *order])
+    atomic_write(HERE / "matrix.md", markdown_matrix(matrix, order))
     shown = c_error_matrix.assemble_matrix(cols, FIGURE_EXCLUDE)
     E.save_figure(c_error_matrix.matrix_figure(shown, order, "Error matrix, paper-scale Mg set (Zhou EAM oracle), "
                                                               "full verification suite"), HERE / "matrix.png", dpi=60)
@@ -233,7 +252,7 @@ def main(folders) -> None:
         print(c)
         for t in targets(nums[c]) if c.startswith("EVERYTHING") else ():
             print(f"   {t['target']}: {t['value']:.4g} ({t['limit']}) met={t['met']}  {t['note']}")
-    print(f"wrote matrix.csv ({len(matrix)} rows), matrix.png, fits.csv, trend_numbers.csv, targets.csv, "
+    print(f"wrote matrix.csv ({len(matrix)} rows), matrix.md, matrix.png, fits.csv, trend_numbers.csv, targets.csv, "
           f"ev_rmse_vs_level.png in {HERE}")
 
 

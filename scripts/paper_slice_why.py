@@ -14,7 +14,7 @@ For each potential and each subset of the data (RANDSPG ... EVERYTHING's parts),
   (1, 0.01, 0.001; mtpjax.fit.residuals.weighted_residuals), by term; what the fit spends its capacity on;
 - ``E_rmse``, ``E_mean`` (meV/atom): the energy error's RMSE and mean (MTP − oracle);
 - ``P_rmse``, ``P_mean`` (GPa): the pressure error's RMSE and mean, p = tr(virial)/(3V) (virial −V·σ in eV);
-- a second table (``<out>_by_volume.csv``): the energy and force RMSEs in bins of volume per atom over Ω0, the volume
+- a second table (``<out>_by_volume.csv``): the share of the loss and the energy and force RMSEs in bins of volume per atom over Ω0, the volume
   per atom of the data's lowest-energy structure: where the data is thin and the errors grow;
 - ``E_slope`` (meV/atom per 1 % of volume): the least-squares slope of the energy error against the structure's
   volume per atom relative to the subset's median; a pressure bias shows as a slope (dE/dV = −p:
@@ -102,11 +102,13 @@ VOLUME_EDGES = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.3, 1.6, 2.0, np.inf)
 
 
 def by_volume(name, s) -> list[dict]:
-    """Per volume bin (V/atom over Ω0): structures, atoms, energy RMSE (meV/atom), force RMSE (eV/Å)."""
+    """Per volume bin (V/atom over Ω0): structures, atoms, share of the loss (%), energy RMSE (meV/atom), force RMSE
+    (eV/Å)."""
     e = s["energy"] / s["n"]
     v = s["volume"] / s["n"]
     omega0 = float(v[np.argmin(e)])
     x = v / omega0
+    loss = s["lE"] + s["lF"] + s["lS"]
     rows = []
     for lo, hi in zip(VOLUME_EDGES[:-1], VOLUME_EDGES[1:]):
         m = (x >= lo) & (x < hi)
@@ -114,7 +116,7 @@ def by_volume(name, s) -> list[dict]:
             continue
         n = s["n"][m]
         rows.append({"potential": name, "V/Ω0": f"{lo:g}-{hi:g}", "V (Å³/atom)": f"{lo * omega0:.1f}-{hi * omega0:.1f}",
-                     "structures": int(m.sum()), "atoms": int(n.sum()),
+                     "structures": int(m.sum()), "atoms": int(n.sum()), "loss_%": float(100 * loss[m].sum() / loss.sum()),
                      "E_rmse": float(np.sqrt(np.mean((s["dE"][m] / n * 1000.0) ** 2))),
                      "F_rmse": float(np.sqrt(s["f2"][m].sum() / (3 * n.sum())))})
     return rows

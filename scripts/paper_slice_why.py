@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
 import csv
 import sys
 import time
@@ -43,6 +44,7 @@ import numpy as np
 from mtpjax.data import load_records, pack_records
 from mtpjax.fit.loss import flat_batches
 from mtpjax.fit.residuals import LossConfig, weighted_residuals
+from mtpjax.io.files import atomic_write
 from mtpjax.model import load_mtp
 from mtpjax.units import EV_PER_A3_TO_GPA
 
@@ -122,6 +124,16 @@ def by_volume(name, s) -> list[dict]:
     return rows
 
 
+def csv_text(rows, columns) -> str:
+    """The rows as CSV text, floats to 4 significant digits."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, columns)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="labelled structures with info['subset'] (EVERYTHING.extxyz)")
@@ -150,11 +162,7 @@ def main(argv=None) -> int:
         print(f"{name}: {len(records)} structures evaluated in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+    atomic_write(out, csv_text(rows, COLUMNS))
     print("| " + " | ".join(COLUMNS) + " |\n|" + " --- |" * len(COLUMNS))
     for r in rows:
         print("| " + " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in COLUMNS) + " |")
@@ -162,11 +170,7 @@ def main(argv=None) -> int:
     print("\n| " + " | ".join(vcols) + " |\n|" + " --- |" * len(vcols))
     for r in vrows:
         print("| " + " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in vcols) + " |")
-    with out.with_name(out.stem + "_by_volume.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, vcols)
-        w.writeheader()
-        for r in vrows:
-            w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+    atomic_write(out.with_name(out.stem + "_by_volume.csv"), csv_text(vrows, vcols))
     if args.hcp_below is not None:
         hcp_cells(args.data, dict(p.partition("=")[::2] for p in args.potential), args.hcp_below)
     return 0

@@ -15,8 +15,9 @@ minimum the best one?
 ``mtpjax fit`` stops LM when the loss fell by less than ``lm_ftol`` = 1 % over the last 5 iterations. A paper-scale
 fit stopped so after 7 iterations on all the data (docs/study/paper_scale.md). This runs LM (``mtpjax fit``'s
 defaults: the same loss and weights, no subset phase) from ``--potential`` on ``--data`` for at most
-``--max-steps`` iterations with the given ``--lm-ftol``, and writes the new potential, its loss history and its
-training RMSEs per subset before and after (result.json beside it). From the fit itself with a tighter stop: if
+``--max-steps`` iterations with the given ``--lm-ftol``, and writes the new potential and, beside it,
+what ``mtpjax fit`` writes (result.json: training RMSEs per subset after, and before as ``train_before``;
+metrics.jsonl: the loss history; loss.png). From the fit itself with a tighter stop: if
 the loss and errors barely move, the fit had converged. From another potential: a lower final loss means the
 first fit's minimum was not the best one within reach.
 
@@ -25,17 +26,14 @@ Units: meV/atom, eV/Å, GPa (RMSEs); the loss as ``mtpjax fit`` prints it.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from mtpjax.data import load_records, pack_records
+from mtpjax.fit import finish_run, fit
 from mtpjax.fit.config import FitConfig
-from mtpjax.fit.loop import fit_models
 from mtpjax.fit.loss import errors
-from mtpjax.fit.params import stack_models, unstack_models
-from mtpjax.io.files import atomic_write
-from mtpjax.model import load_mtp, save_mtp
+from mtpjax.model import load_mtp
 
 
 def main(argv=None) -> int:
@@ -53,21 +51,15 @@ def main(argv=None) -> int:
     batches, subsets = pack_records(records, float(mtp.cutoff), max_batch_atoms=100_000)
     before = errors(mtp, batches, subsets)
     cfg = FitConfig(lm_ftol=args.lm_ftol, max_steps=args.max_steps)
-    t0 = time.perf_counter()
-    res = fit_models(stack_models([mtp]), batches, cfg, workdir=out.parent, log=print,
-                     progress=lambda k, v: print(f"step {k}: loss {float(v):.9g}", flush=True))
-    wall = time.perf_counter() - t0
-    new = unstack_models(res.models)[0]
-    after = errors(new, batches, subsets)
-    result = {"start": str(args.potential), "data": str(args.data), "lm_ftol": args.lm_ftol, "max_steps": args.max_steps,
-              "steps": res.steps, "stopped": res.stopped[0], "history": res.histories[0], "wall_s": wall,
-              "train_before": before, "train_after": after}
-    save_mtp(new, out, metadata=result)
-    atomic_write(out.parent / "result.json", json.dumps(result, indent=1))
-    print(f"{res.steps} steps in {wall:.0f} s, stopped: {res.stopped[0]}; loss {res.histories[0][0][1]:.9g} -> "
-          f"{res.histories[0][-1][1]:.9g}")
+    t0, c0 = time.perf_counter(), time.process_time()
+    # the learning loop's warm-started refit (mtpjax.active.learn): mtpjax.fit.fit, then finish_run's outputs
+    new, history = fit(mtp, batches, cfg, workdir=out.parent, log=print,
+                       progress=lambda k, v: print(f"step {k}: loss {float(v):.9g}", flush=True))
+    settings = {"start": str(args.potential), "data": str(args.data), "n_train": len(records), "train_before": before}
+    result = finish_run(new, history, batches, subsets, None, cfg, out, out.parent, t0, c0, settings)
+    print(f"{len(history)} steps in {result['wall_s']:.0f} s; loss {history[0][1]:.9g} -> {history[-1][1]:.9g}")
     for k in before:
-        b, a = before[k], after[k]
+        b, a = before[k], result["train"][k]
         print(f"{k:10s} energy {b['energy']:.3f} -> {a['energy']:.3f} meV/atom, forces {b['forces']:.4f} -> "
               f"{a['forces']:.4f} eV/Å, stress {b['stress']:.3f} -> {a['stress']:.3f} GPa")
     return 0

@@ -30,9 +30,9 @@ The data's structures must carry ``info['subset']`` (mtpjax generate's EVERYTHIN
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
 import io
-import csv
 import sys
 import time
 from pathlib import Path
@@ -99,7 +99,7 @@ def summarise(name, s, subsets) -> list[dict]:
     return rows
 
 
-#: Volume bins of the --by-volume table, in units of Ω0 (the volume per atom of the data's lowest-energy structure).
+#: Volume bins of the by-volume table, in units of Ω0 (the volume per atom of the data's lowest-energy structure).
 VOLUME_EDGES = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.3, 1.6, 2.0, np.inf)
 
 

@@ -1,9 +1,13 @@
 """The tables and figures of docs/study/paper_scale.md, from the output folders of paper_slice.py (c_error_matrix).
 
-    .venv/bin/python scripts/paper_slice_tables.py /tmp/paper_slice/L08_rc5.2 /tmp/paper_slice/L16_rc6.5 ...
+    .venv/bin/python scripts/paper_slice_tables.py /tmp/paper_slice/L16_rc5.2 ...   # add (or replace) runs
+    .venv/bin/python scripts/paper_slice_tables.py                                  # rebuild from the archive
 
 Each folder holds ``settings.json`` (level, cutoff), ``fits.csv`` and ``error_matrix_long.csv`` (every verification
-row of every training subset). Written here (docs/study/paper_scale/):
+row of every training subset). Those three files of every folder named are copied into the archive,
+``docs/study/paper_scale/runs/<folder name>/`` (a few kB each; the potentials and reports stay where they are), and
+the tables are always made from every run in the archive, so that a new run is added to the earlier ones without
+their output folders. Written here (docs/study/paper_scale/):
 
 - ``matrix.csv``: c_error_matrix's matrix (test, quantity, unit, kind, then one column per fit "SUBSET Llevel
   cutoff"); ``kind = relative``: 100 (MTP − oracle)/|oracle| in %, ``absolute``: the error in the row's unit (an RMSE
@@ -29,6 +33,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "docs" / "study" / "paper_scale"  # where the tables and figures go
+ARCHIVE = HERE / "runs"  # the inputs of every run: runs/<name>/{settings.json, fits.csv, error_matrix_long.csv}
+#: The files of a run folder that the tables are made from (and that the archive keeps).
+RUN_FILES = ("settings.json", "fits.csv", "error_matrix_long.csv")
 sys.path.insert(0, str(REPO / "experiments"))
 
 import c_error_matrix  # noqa: E402
@@ -222,12 +229,33 @@ def markdown_matrix(matrix, order) -> str:
     return "\n".join(lines) + "\n"
 
 
+def archive(folder: Path) -> Path:
+    """Copy :data:`RUN_FILES` of one paper_slice.py output folder into ``ARCHIVE/<folder name>/`` (atomically, each
+    file replaced); returns that folder. Raises FileNotFoundError naming a missing file before copying any."""
+    missing = [n for n in RUN_FILES if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: not a paper_slice.py output folder (no {', '.join(missing)})")
+    dest = ARCHIVE / folder.name
+    if dest.resolve() != folder.resolve():
+        dest.mkdir(parents=True, exist_ok=True)
+        for n in RUN_FILES:
+            atomic_write(dest / n, (folder / n).read_bytes())
+    return dest
+
+
 def main(folders) -> None:
-    cols, fits, nums, ev = {}, [], {}, {}
     for f in map(Path, folders):
+        archive(f)
+    runs = sorted(p for p in ARCHIVE.iterdir() if p.is_dir()) if ARCHIVE.is_dir() else []
+    if not runs:
+        sys.exit(f"no runs: name paper_slice.py output folders (the archive {ARCHIVE} is empty)")
+    cols, fits, nums, ev = {}, [], {}, {}
+    for f in runs:
         level, cutoff, rows, fit_rows = read_run(f)
         for sub, rs in rows.items():
             lab = label(sub, level, cutoff)
+            if lab in cols:
+                sys.exit(f"{f}: fit {lab} is also in another archived run; remove one from {ARCHIVE}")
             cols[lab] = rs
             nums[lab] = numbers(rs)
             ev.setdefault((sub, cutoff), []).append((level, nums[lab]["ev_rmse_all ±10%"], nums[lab]["ev_rmse_all ±80%"]))
@@ -257,6 +285,6 @@ def main(folders) -> None:
 
 
 if __name__ == "__main__":
-    if not sys.argv[1:] or sys.argv[1] in ("-h", "--help"):
+    if sys.argv[1:2] in (["-h"], ["--help"]):
         sys.exit(__doc__)
     main(sys.argv[1:])

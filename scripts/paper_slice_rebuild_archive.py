@@ -1,6 +1,7 @@
 """Rebuild docs/study/paper_scale/runs/ (paper_slice_tables.py's archive) for the six runs made before it existed.
 
     .venv/bin/python scripts/paper_slice_rebuild_archive.py REFERENCE_ROWS.csv
+    .venv/bin/python scripts/paper_slice_rebuild_archive.py docs/study/study_mg/rows.csv   # what was run
 
 The first six paper-scale runs (L08_rc5.2, L08_rc6.5, L08_rc8.2, L16_rc6.5, L16_rc8.2, L20_rc6.5) were tabulated
 from their output folders in /tmp, which are gone; what is committed are the tables made from them

@@ -18,7 +18,8 @@ their output folders. Written here (docs/study/paper_scale/):
 - ``targets.csv``: issue 14 item 3's targets per EVERYTHING fit (value, target, met);
 - ``trend_numbers.csv``: the numbers the trends of item 2 are judged on, per fit;
 - ``level_comparison.csv``: per subset and pair of levels, the matrix rows with the smaller |error| at the higher
-  level, and the median ratio of the errors;
+  level, and the median ratio of the errors; ``cutoff_comparison.csv``: the same per subset, level and pair of
+  cutoffs;
 - ``ev_rmse_vs_level.png``: E–V RMSE (all phases) against level over ±10 % and ±80 % (Fig. 6).
 
 Units: meV/atom, eV, eV/Å², GPa, J/m² and meV/Å² (1 J/m² = 62.415 meV/Å²).
@@ -193,9 +194,10 @@ def ev_figure(points: dict, path: Path) -> Path:
     return E.save_figure(fig, path, dpi=100)
 
 
-def level_comparison(matrix, order) -> list[dict]:
-    """For every two fits of one subset at different levels: over the matrix rows where both have a finite error
-    (rows of :data:`FIGURE_EXCLUDE` left out), how many have the smaller |error| at the higher level, and the median
+def level_comparison(matrix, order, by: str = "level") -> list[dict]:
+    """For every two fits of one subset at different levels (``by="level"``; any cutoffs), or at different cutoffs
+    and the same level (``by="cutoff"``): over the matrix rows where both have a finite error (rows of
+    :data:`FIGURE_EXCLUDE` left out), how many have the smaller |error| at the higher level (cutoff), and the median
     of |error(high)| / |error(low)|."""
     out = []
     rows = [m for m in matrix if not any(e in f"{m['test']}: {m['quantity']}" for e in FIGURE_EXCLUDE)]
@@ -203,12 +205,12 @@ def level_comparison(matrix, order) -> list[dict]:
         for b in order:
             sa, la, ca = a.split()
             sb, lb, cb = b.split()
-            if sa != sb or int(la[1:]) >= int(lb[1:]):
+            if sa != sb or (int(la[1:]) >= int(lb[1:]) if by == "level" else (la != lb or float(ca) >= float(cb))):
                 continue
             pairs = [(abs(m[a]), abs(m[b])) for m in rows if math.isfinite(m[a]) and math.isfinite(m[b])]
             ratios = sorted(y / x for x, y in pairs if x > 0)
             out.append({"subset": sa, "low": a, "high": b, "rows": len(pairs),
-                        "smaller_at_high_level": sum(y < x for x, y in pairs),
+                        f"smaller_at_high_{by}": sum(y < x for x, y in pairs),
                         "median_ratio_high_over_low": ratios[len(ratios) // 2] if ratios else math.nan})
     return out
 
@@ -275,13 +277,14 @@ def main(folders) -> None:
     trows = [{"fit": c, **t} for c in order if c.startswith("EVERYTHING") for t in targets(nums[c])]
     E.write_csv(HERE / "targets.csv", trows)
     E.write_csv(HERE / "level_comparison.csv", level_comparison(matrix, order))
+    E.write_csv(HERE / "cutoff_comparison.csv", level_comparison(matrix, order, by="cutoff"))
     ev_figure(ev, HERE / "ev_rmse_vs_level.png")
     for c in order:
         print(c)
         for t in targets(nums[c]) if c.startswith("EVERYTHING") else ():
             print(f"   {t['target']}: {t['value']:.4g} ({t['limit']}) met={t['met']}  {t['note']}")
     print(f"wrote matrix.csv ({len(matrix)} rows), matrix.md, matrix.png, fits.csv, trend_numbers.csv, targets.csv, "
-          f"ev_rmse_vs_level.png in {HERE}")
+          f"level_comparison.csv, cutoff_comparison.csv, ev_rmse_vs_level.png in {HERE}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from .progress import FIT_LOG_EVERY_S, FIT_LOG_EVERY_STEPS, fit_progress, progress_bar  # noqa: F401 (re-exported)
+
 
 #: What ``efs`` writes, by OUT's suffix: MLIP's .cfg, extended XYZ, or an ASE trajectory.
 EFS_OUTPUT_FORMATS = {".cfg": "cfg", ".xyz": "extxyz", ".extxyz": "extxyz", ".traj": "traj"}
@@ -142,7 +144,7 @@ def cmd_efs(args) -> int:
     if not jobs:
         raise MtpjaxError(f"{args.input}: the file holds no configurations")
     _check_domains(mtp, jobs, getattr(args, "out_of_domain", "warn"))
-    bar = _progress_bar(len(jobs), "efs", "cfg", args.quiet)
+    bar = progress_bar(len(jobs), "efs", "cfg", args.quiet)
     with bar:
         results = evaluator.many(jobs, progress=bar.update, chunk_atoms=EFS_CHUNK_ATOMS)
     if _is_cfg(args.input):
@@ -179,31 +181,6 @@ def cmd_efs(args) -> int:
     if not args.quiet:
         print(f"mtpjax efs: {len(results)} structures in {time.perf_counter() - t0:.2f} s -> {args.output}", file=sys.stderr)
     return 0
-
-
-def _progress_bar(total: int, desc: str, unit: str, quiet: bool):
-    """A tqdm bar on a terminal; otherwise a do-nothing stand-in (tqdm is imported only for a terminal)."""
-    if quiet or not sys.stderr.isatty():
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit)
-
-
-class _NoBar:
-    n = 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n=1):
-        self.n += n
-
-    def set_postfix(self, *a, **k):
-        pass
 
 
 def cmd_basis(args) -> int:
@@ -286,48 +263,6 @@ def _print_errors(result):
         for subset, e in result.get(split, {}).items():
             print(f"{split:5s} {subset:10s} RMSE: energy {e.get('energy', float('nan')):.3f} meV/atom, forces "
                   f"{e.get('forces', float('nan')):.4f} eV/Å, stress {e.get('stress', float('nan')):.3f} GPa", file=sys.stderr)
-
-
-#: Without a terminal (a batch job's log file), ``fit`` prints a progress line every this many steps ...
-FIT_LOG_EVERY_STEPS = 10
-#: ... or when this many seconds have passed since the last one.
-FIT_LOG_EVERY_S = 30.0
-
-
-def fit_progress(max_steps: int, quiet: bool, stream=None, every_steps: int = FIT_LOG_EVERY_STEPS,
-                 every_s: float = FIT_LOG_EVERY_S):
-    """(context manager, ``progress(k, loss)`` callback) for a fit: a tqdm bar on a terminal; with output that is
-    not a terminal, one line "fit: step K/MAX, loss L, T s" at step 1, then every ``every_steps`` steps or
-    ``every_s`` seconds, and at the last step; nothing when ``quiet``."""
-    stream = sys.stderr if stream is None else stream
-    if quiet:
-        return _NoBar(), (lambda k, val: None)
-    if stream.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(total=max_steps, desc="fit", unit="step", file=stream)
-
-        def progress(k, val):
-            bar.n = k + 1
-            bar.set_postfix(loss=f"{val:.4g}", refresh=False)
-            bar.update(0)
-
-        return bar, progress
-    t0 = time.perf_counter()
-    last = [t0]
-
-    def log(k, val):
-        now = time.perf_counter()
-        step = k + 1
-        if step == 1 or step % every_steps == 0 or step >= max_steps or now - last[0] >= every_s:
-            last[0] = now
-            try:
-                loss = f"{float(val):.6g}"
-            except TypeError:  # several models fitted together: one loss each
-                loss = " ".join(f"{float(v):.6g}" for v in val)
-            print(f"fit: step {step}/{max_steps}, loss {loss}, {now - t0:.1f} s", file=stream, flush=True)
-
-    return _NoBar(), log
 
 
 def cmd_fit(args) -> int:

@@ -357,16 +357,10 @@ def split_records(records, f: FitSection):
     return [r for i, r in enumerate(records) if i not in test_ids], [r for i, r in enumerate(records) if i in test_ids]
 
 
-#: Seconds between the fit stage's progress lines (through ``echo``) when there is no progress bar, e.g. when stderr
-#: is a log file: a paper-scale fit runs for tens of minutes on a CPU.
-FIT_HEARTBEAT_S = 60.0
-
-
 def _stage_fit(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool, echo) -> dict:
-    from tqdm import tqdm
-
     from .data import load_records
     from .fit import train_potential
+    from .progress import fit_progress
 
     f = cfg.fit
     if f.cutoff_source != "config":
@@ -385,17 +379,10 @@ def _stage_fit(cfg: RunConfig, out: Path, d: Path, resume: bool, progress: bool,
         from .fit.force_constants import read_force_constant_labels
 
         fc = read_force_constant_labels(gen / "HESSIAN.extxyz", exclude=test)
-    t0, last = time.perf_counter(), [time.perf_counter()]
-    with tqdm(total=fcfg.max_steps, desc="fit", unit="step", disable=not progress) as bar:
-        def on_step(k, val):
-            bar.n = k + 1
-            bar.set_postfix(loss=f"{val:.4g}", refresh=False)
-            bar.update(0)
-            now = time.perf_counter()
-            if echo and not progress and now - last[0] >= FIT_HEARTBEAT_S:  # no bar (a log file): a line now and then
-                last[0] = now
-                echo(f"mtpjax run: fit: step {k + 1}, loss {val:.4g}, {(now - t0) / 60:.1f} min")
-
+    # a bar on a terminal; otherwise (a log file) a line now and then through echo: a paper-scale fit takes minutes
+    bar, on_step = fit_progress(fcfg.max_steps, quiet=not (progress or echo), bar=progress,
+                                emit=(lambda line: echo(f"mtpjax run: {line}")) if echo else None)
+    with bar:
         result = train_potential(train, test, level=f.level, cutoff=f.cutoff, rmin=f.options.rmin, seed=f.seed,
                                  n_species=len(species), species=species, cfg=fcfg, workdir=d, output=d / "potential.almtp",
                                  resume=resume, max_batch_atoms=f.options.max_batch_atoms, init=f.options.init,

@@ -77,7 +77,15 @@ def _train_group(members, train, test, out: Path, cfg, n_species, species, init,
         runs.append(Run(cutoff, seed, out / "runs" / name / "potential.almtp", out / "runs" / name, name))
     train_potentials(select_subset(train, subset), test, runs, level=level, n_species=n_species, species=species, cfg=cfg,
                      workdir=_group_dir(out, members), resume=True, max_batch_atoms=max_batch_atoms, init=init, rmin=rmin,
-                     cache_dir=out / "cache", log=log)
+                     cache_dir=out / "cache", progress=_step_lines(cfg, log), log=log)
+
+
+def _step_lines(cfg, log):
+    """``progress(k, loss)`` for one fit of the sweep: "fit: step K/MAX, loss L, T s" through ``log`` at the first
+    step, every few steps or seconds and the last (:func:`mtpjax.progress.fit_progress`): long fits are not silent."""
+    from .progress import fit_progress
+
+    return fit_progress(cfg.max_steps, quiet=False, bar=False, emit=log)[1]
 
 
 def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seeds=(0,), cfg=None, n_species=1, species=None,
@@ -130,7 +138,8 @@ def run_sweep(train, test, out: Path, *, levels, cutoffs, subsets=("all",), seed
                 log(f"[{k}/{n_runs}] {name}")
                 train_potential(select_subset(train, subset), test, level=level, cutoff=cutoff, seed=seed, n_species=n_species,
                                 species=species, cfg=cfg, workdir=work, output=work / "potential.almtp", resume=True,
-                                max_batch_atoms=max_batch_atoms, init=init, rmin=rmin, log=log)
+                                max_batch_atoms=max_batch_atoms, init=init, rmin=rmin, progress=_step_lines(cfg, log),
+                                log=log)
             result = json.loads(done.read_text())
             tr, te = result["train"].get("all", {}), result.get("test", {}).get("all", {})
             rows.append({"subset": subset, "level": level, "cutoff": cutoff, "seed": seed, "n_basis": result.get("n_basis"),

@@ -250,6 +250,7 @@ def test_sweep_table_plots_and_resume(tmp_path):
     assert all(r["test_energy_meV"] > 0 for r in rows)
     assert (tmp_path / "results.csv").read_text().count("\n") == 5
     assert (tmp_path / "rmse_vs_level.png").exists() and (tmp_path / "rmse_vs_cutoff.png").exists()
+    assert sum(m.startswith("fit: step 1/3, loss ") for m in logs) == 4  # each fit's progress lines reach the log
     logs.clear()
     again = run_sweep(records, records[:4], tmp_path, levels=[6, 8], cutoffs=[5.0], subsets=["A", "A+B"], cfg=cfg, log=logs.append)
     assert sum("skipped" in m for m in logs) == 4 and again == rows

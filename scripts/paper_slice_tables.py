@@ -5,7 +5,9 @@
 
 Each folder holds ``settings.json`` (level, cutoff), ``fits.csv`` and ``error_matrix_long.csv`` (every verification
 row of every training subset). Those three files of every folder named are copied into the archive,
-``docs/study/paper_scale/runs/<folder name>/`` (a few kB each; the potentials and reports stay where they are), and
+``docs/study/paper_scale/runs/<folder name>/`` (a few kB each), with the fitted potentials
+(``fits/runs/<fit>/potential.{almtp,mtpjax}`` as ``potentials/<fit>.{almtp,mtpjax}``: 25 kB at level 16, 130 kB at
+level 20; the reports stay where they are), and
 the tables are always made from every run in the archive, so that a new run is added to the earlier ones without
 their output folders. Written here (docs/study/paper_scale/):
 
@@ -233,7 +235,8 @@ def markdown_matrix(matrix, order) -> str:
 
 def archive(folder: Path) -> Path:
     """Copy :data:`RUN_FILES` of one paper_slice.py output folder into ``ARCHIVE/<folder name>/`` (atomically, each
-    file replaced); returns that folder. Raises FileNotFoundError naming a missing file before copying any."""
+    file replaced), and its fitted potentials into ``potentials/`` there; returns that folder. Raises
+    FileNotFoundError naming a missing file before copying any."""
     missing = [n for n in RUN_FILES if not (folder / n).is_file()]
     if missing:
         raise FileNotFoundError(f"{folder}: not a paper_slice.py output folder (no {', '.join(missing)})")
@@ -242,6 +245,10 @@ def archive(folder: Path) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
         for n in RUN_FILES:
             atomic_write(dest / n, (folder / n).read_bytes())
+        for pot in sorted((folder / "fits" / "runs").glob("*/potential.*")):
+            if pot.suffix in (".almtp", ".mtpjax"):
+                (dest / "potentials").mkdir(exist_ok=True)
+                atomic_write(dest / "potentials" / f"{pot.parent.name}{pot.suffix}", pot.read_bytes())
     return dest
 
 

@@ -18,12 +18,19 @@ study (docs/study/paper_scale.md, "Work-arounds"):
    is lm. The fits here go through the same ``mtpjax.experiment.fit_plan_runs`` (:func:`mtpjax.sweep.run_sweep`) with
    ``optimizer="lm"``, so ``fits/fit_settings.json`` and each run's ``result.json`` say lm.
 
+When the data's EVERYTHING.extxyz carries per-structure loss weights (``weight=`` on its comment lines, as
+scripts/paper_slice_weights.py writes them), ``OUT/settings.json`` records them after the run (``"variant":
+"weighted"``, ``"weights"``: structures per weight, ``"data_dir"``), and scripts/paper_slice_tables.py names the fits
+``EVERYTHING-weighted``.
+
 Units: Å, eV; see experiments/c_error_matrix.py.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +41,14 @@ import c_error_matrix  # noqa: E402  (experiments/c_error_matrix.py)
 
 from mtpjax import experiment as E  # noqa: E402
 from mtpjax.experiment import ExperimentError  # noqa: E402
+from mtpjax.io.files import atomic_write  # noqa: E402
+
+#: ``weight=`` on an extxyz comment line.
+WEIGHT = re.compile(r"(?:^|\s)weight=(\S+)")
+#: The two options of c_error_matrix.py that record_weights needs.
+PATHS = argparse.ArgumentParser(add_help=False)
+PATHS.add_argument("--data")
+PATHS.add_argument("--out")
 
 #: The optimiser of the fits: mtpjax fit's default (mtpjax.fit.config.FitConfig.method).
 OPTIMIZER = "lm"
@@ -77,10 +92,40 @@ def lm_fits(fit_plan_runs):
     return wrapped
 
 
+def data_weights(data_dir) -> dict:
+    """{weight: structures} over ``data_dir/EVERYTHING.extxyz``'s comment lines (``weight=`` absent: 1)."""
+    counts: dict = {}
+    with open(Path(data_dir) / "EVERYTHING.extxyz") as fh:
+        while line := fh.readline():
+            n, comment = int(line), fh.readline()
+            m = WEIGHT.search(comment)
+            w = float(m.group(1)) if m else 1.0
+            counts[w] = counts.get(w, 0) + 1
+            for _ in range(n):
+                fh.readline()
+    return counts
+
+
+def record_weights(data_dir, out) -> None:
+    """Add the variant and the weights of ``data_dir``'s EVERYTHING.extxyz to ``out/settings.json`` when any
+    structure's weight is not 1 (module docstring)."""
+    counts = data_weights(data_dir)
+    if set(counts) == {1.0}:
+        return
+    path = Path(out) / "settings.json"
+    s = json.loads(path.read_text())
+    s.update(variant="weighted", weights={f"{w:g}": n for w, n in sorted(counts.items())}, data_dir=str(data_dir))
+    atomic_write(path, json.dumps(s, indent=1) + "\n")
+
+
 def main(argv=None) -> int:
     E.prepare_data = existing_data
     E.fit_plan_runs = lm_fits(E.fit_plan_runs)
-    return E.guarded("paper_slice", c_error_matrix.main, argv)
+    rc = E.guarded("paper_slice", c_error_matrix.main, argv)
+    known, _ = PATHS.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if rc == 0 and known.data and known.out and (Path(known.out) / "settings.json").is_file():
+        record_weights(known.data, known.out)
+    return rc
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ their output folders. Written here (docs/study/paper_scale/):
 - ``trend_numbers.csv``: the numbers the trends of item 2 are judged on, per fit;
 - ``level_comparison.csv``: per subset and pair of levels, the matrix rows with the smaller |error| at the higher
   level, and the median ratio of the errors; ``cutoff_comparison.csv``: the same per subset, level and pair of
-  cutoffs;
+  cutoffs; ``variant_comparison.csv``: the same for a run on weighted data (scripts/paper_slice.py names its fits
+  ``SUBSET-weighted``) against the subset's fit at the same level and cutoff;
 - ``ev_rmse_vs_level.png``: E–V RMSE (all phases) against level over ±10 % and ±80 % (Fig. 6).
 
 Units: meV/atom, eV, eV/Å², GPa, J/m² and meV/Å² (1 J/m² = 62.415 meV/Å²).
@@ -56,14 +57,16 @@ CIJ = ("C11", "C12", "C13", "C33", "C44", "C66")
 
 
 def read_run(folder: Path):
-    """(level, cutoff, {subset: rows}, fits rows) of one paper_slice.py output folder."""
+    """(level, cutoff, {subset: rows}, fits rows) of one paper_slice.py output folder; a run with a ``variant`` in
+    its settings.json (scripts/paper_slice.py: weighted data) names its subsets ``SUBSET-variant``."""
     s = json.loads((folder / "settings.json").read_text())
     rows = {}
+    tag = f"-{s['variant']}" if s.get("variant") else ""
     with open(folder / "error_matrix_long.csv", newline="") as fh:
         for r in csv.DictReader(fh):
-            rows.setdefault(r.pop("subset"), []).append(r)
+            rows.setdefault(r.pop("subset") + tag, []).append(r)
     with open(folder / "fits.csv", newline="") as fh:
-        fits = list(csv.DictReader(fh))
+        fits = [{**r, "subset": r["subset"] + tag} for r in csv.DictReader(fh)]
     return int(s["level"]), float(s["cutoff"]), rows, fits
 
 
@@ -197,9 +200,10 @@ def ev_figure(points: dict, path: Path) -> Path:
 
 
 def level_comparison(matrix, order, by: str = "level") -> list[dict]:
-    """For every two fits of one subset at different levels (``by="level"``; any cutoffs), or at different cutoffs
-    and the same level (``by="cutoff"``): over the matrix rows where both have a finite error (rows of
-    :data:`FIGURE_EXCLUDE` left out), how many have the smaller |error| at the higher level (cutoff), and the median
+    """For every two fits of one subset at different levels (``by="level"``; any cutoffs), at different cutoffs
+    and the same level (``by="cutoff"``), or of a subset and its variant (``SUBSET-variant``, ``by="variant"``) at
+    the same level and cutoff: over the matrix rows where both have a finite error (rows of
+    :data:`FIGURE_EXCLUDE` left out), how many have the smaller |error| at the higher level (cutoff; with the variant), and the median
     of |error(high)| / |error(low)|."""
     out = []
     rows = [m for m in matrix if not any(e in f"{m['test']}: {m['quantity']}" for e in FIGURE_EXCLUDE)]
@@ -207,7 +211,10 @@ def level_comparison(matrix, order, by: str = "level") -> list[dict]:
         for b in order:
             sa, la, ca = a.split()
             sb, lb, cb = b.split()
-            if sa != sb or (int(la[1:]) >= int(lb[1:]) if by == "level" else (la != lb or float(ca) >= float(cb))):
+            if by == "variant":
+                if not sb.startswith(sa + "-") or (la, ca) != (lb, cb):
+                    continue
+            elif sa != sb or (int(la[1:]) >= int(lb[1:]) if by == "level" else (la != lb or float(ca) >= float(cb))):
                 continue
             pairs = [(abs(m[a]), abs(m[b])) for m in rows if math.isfinite(m[a]) and math.isfinite(m[b])]
             ratios = sorted(y / x for x, y in pairs if x > 0)
@@ -285,6 +292,9 @@ def main(folders) -> None:
     E.write_csv(HERE / "targets.csv", trows)
     E.write_csv(HERE / "level_comparison.csv", level_comparison(matrix, order))
     E.write_csv(HERE / "cutoff_comparison.csv", level_comparison(matrix, order, by="cutoff"))
+    variants = level_comparison(matrix, order, by="variant")
+    if variants:
+        E.write_csv(HERE / "variant_comparison.csv", variants)
     ev_figure(ev, HERE / "ev_rmse_vs_level.png")
     for c in order:
         print(c)

@@ -1,0 +1,78 @@
+"""scripts/paper_slice_weights.py and the weights record of scripts/paper_slice.py: on a hand-made data folder, the
+weight of each structure by its volume per atom against hand-computed classes, read back by mtpjax's own loader
+(mtpjax.data.load_records, what mtpjax fit trains on), and the counts that paper_slice.py records."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+
+from mtpjax.data import load_records
+
+ROOT = Path(__file__).resolve().parents[1]
+OMEGA0 = 20.0  # Å³ per atom
+
+
+def _script(name):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _folder(tmp_path):
+    """Four labelled cells at 0.5, 1.0, 1.7 and 0.79 Ω0 per atom (1, 2, 1 and 3 atoms)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"omega0": OMEGA0}))
+    (data / "RANDSPG.extxyz").write_text("linked, not read\n")
+    cells = []
+    for n, x in ((1, 0.5), (2, 1.0), (1, 1.7), (3, 0.79)):
+        a = (n * x * OMEGA0) ** (1 / 3)
+        at = Atoms("Mg" * n, cell=np.diag([a, a, a]) @ np.array([[1, 0, 0], [0.1, 1, 0], [0, 0, 1]]), pbc=True)
+        at.positions = np.linspace(0, 0.5, n)[:, None] * at.cell.sum(0)
+        at.info["subset"] = "TRIAX"
+        at.calc = SinglePointCalculator(at, energy=-1.0 * n, forces=np.zeros((n, 3)), stress=np.zeros(6))
+        cells.append(at)
+    write(data / "EVERYTHING.extxyz", cells, format="extxyz")
+    return data
+
+
+def test_weights_by_volume_are_what_the_fit_reads(tmp_path, capsys):
+    data = _folder(tmp_path)
+    out = tmp_path / "weighted"
+    W = _script("paper_slice_weights")
+    assert W.main(["--data", str(data), "--out", str(out), "--below", "0.8", "--weight-below", "2",
+                   "--above", "1.6", "--weight-above", "0.5"]) == 0
+    recs = load_records(out / "EVERYTHING.extxyz")
+    assert [r.weight for r in recs] == [2.0, 1.0, 0.5, 2.0]
+    # the structures and labels are unchanged
+    before = load_records(data / "EVERYTHING.extxyz")
+    for a, b in zip(before, recs):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        assert a.energy == b.energy and a.subset == b.subset
+    assert (out / "RANDSPG.extxyz").is_symlink() and (out / "manifest.json").is_symlink()
+    assert "weight 2: 2 structures" in capsys.readouterr().out
+    # a second pass would double-book the weights: refused
+    with pytest.raises(SystemExit, match="already has a weight"):
+        W.main(["--data", str(out), "--out", str(tmp_path / "again")])
+
+    P = _script("paper_slice")
+    assert P.data_weights(data) == {1.0: 4}
+    assert P.data_weights(out) == {2.0: 2, 1.0: 1, 0.5: 1}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "settings.json").write_text(json.dumps({"level": 16, "cutoff": 5.2}))
+    P.record_weights(data, run)  # unweighted data: nothing recorded
+    assert "variant" not in json.loads((run / "settings.json").read_text())
+    P.record_weights(out, run)
+    s = json.loads((run / "settings.json").read_text())
+    assert s["variant"] == "weighted" and s["weights"] == {"0.5": 1, "1": 1, "2": 2} and s["level"] == 16

@@ -57,7 +57,10 @@ def main(argv=None) -> int:
             comment = fin.readline()
             if " weight=" in comment:
                 raise SystemExit(f"{src / 'EVERYTHING.extxyz'}: structure {k} already has a weight")
-            cell = np.array(LATTICE.search(comment).group(1).split(), float).reshape(3, 3)
+            m = LATTICE.search(comment)
+            if m is None:
+                raise SystemExit(f"{src / 'EVERYTHING.extxyz'}: structure {k} has no Lattice (a volume is needed)")
+            cell = np.array(m.group(1).split(), float).reshape(3, 3)
             w = weight_of(abs(np.linalg.det(cell)) / n, omega0, args)
             c = counts.setdefault(w, [0, 0])
             c[0] += 1

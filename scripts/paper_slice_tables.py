@@ -180,7 +180,7 @@ def ev_figure(points: dict, path: Path) -> Path:
     values stay visible."""
     from mtpjax.plotting import subplots
 
-    fig, axes = subplots(1, 2, figsize=(8, 3.3))
+    fig, axes = subplots(1, 2, figsize=(10, 3.3))
     markers = {"EVERYTHING": "o", "RANDSPG": "s"}
     for k, ((subset, cutoff), pts) in enumerate(sorted(points.items())):
         pts = sorted(pts)
@@ -194,7 +194,7 @@ def ev_figure(points: dict, path: Path) -> Path:
         ax.set_ylabel("E–V energy RMSE (meV/atom)")
         ax.set_title(f"hcp, fcc, dhcp, bcc over {rng} of Ω0\n(points below r_min excluded)", fontsize=9)
         ax.set_xticks(sorted({p[0] for pts in points.values() for p in pts}))
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: the curves span the panel
     fig.tight_layout()
     return E.save_figure(fig, path, dpi=100)
 

@@ -8,7 +8,7 @@
 for cells under ``--below`` × Ω0 per atom, ``--weight-above`` for cells over ``--above`` × Ω0, 1 otherwise (Ω0
 from the folder's manifest). Every other file of the folder is linked, so ``scripts/paper_slice.py --data OUT``
 takes it as the same recipe's data. The structures, labels and order are unchanged (the lines are copied; only the
-comment lines get the key). Prints the count and total weight per class.
+comment lines get the key). Prints the number of structures per weight.
 
 Units: Å³ per atom (volumes), Ω0 from manifest.json ``omega0``.
 """
@@ -62,15 +62,13 @@ def main(argv=None) -> int:
                 raise SystemExit(f"{src / 'EVERYTHING.extxyz'}: structure {k} has no Lattice (a volume is needed)")
             cell = np.array(m.group(1).split(), float).reshape(3, 3)
             w = weight_of(abs(np.linalg.det(cell)) / n, omega0, args)
-            c = counts.setdefault(w, [0, 0])
-            c[0] += 1
-            c[1] += w
+            counts[w] = counts.get(w, 0) + 1
             fout.write(line)
             fout.write(comment.rstrip("\n") + f" weight={w!r}\n")
             for _ in range(n):
                 fout.write(fin.readline())
             k += 1
-    for w, (n, tot) in sorted(counts.items()):
+    for w, n in sorted(counts.items()):
         print(f"weight {w:g}: {n} structures ({100 * n / k:.1f} %)")
     print(f"{k} structures -> {out / 'EVERYTHING.extxyz'}")
     return 0

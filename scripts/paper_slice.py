@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -43,8 +42,6 @@ from mtpjax import experiment as E  # noqa: E402
 from mtpjax.experiment import ExperimentError  # noqa: E402
 from mtpjax.io.files import atomic_write  # noqa: E402
 
-#: ``weight=`` on an extxyz comment line.
-WEIGHT = re.compile(r"(?:^|\s)weight=(\S+)")
 #: The two options of c_error_matrix.py that record_weights needs.
 PATHS = argparse.ArgumentParser(add_help=False)
 PATHS.add_argument("--data")
@@ -93,16 +90,13 @@ def lm_fits(fit_plan_runs):
 
 
 def data_weights(data_dir) -> dict:
-    """{weight: structures} over ``data_dir/EVERYTHING.extxyz``'s comment lines (``weight=`` absent: 1)."""
+    """{weight: structures} over ``data_dir/EVERYTHING.extxyz``, as the fits read them (mtpjax.data.load_records:
+    ``info['weight']``, 1 when absent)."""
+    from mtpjax.data import load_records
+
     counts: dict = {}
-    with open(Path(data_dir) / "EVERYTHING.extxyz") as fh:
-        while line := fh.readline():
-            n, comment = int(line), fh.readline()
-            m = WEIGHT.search(comment)
-            w = float(m.group(1)) if m else 1.0
-            counts[w] = counts.get(w, 0) + 1
-            for _ in range(n):
-                fh.readline()
+    for r in load_records(Path(data_dir) / "EVERYTHING.extxyz", log=lambda *a, **k: None):
+        counts[r.weight] = counts.get(r.weight, 0) + 1
     return counts
 
 

@@ -23,7 +23,10 @@ their output folders. Written here (docs/study/paper_scale/):
   level, and the median ratio of the errors; ``cutoff_comparison.csv``: the same per subset, level and pair of
   cutoffs; ``variant_comparison.csv``: the same for a run on weighted data (scripts/paper_slice.py names its fits
   ``SUBSET-weighted``) against the subset's fit at the same level and cutoff;
-- ``ev_rmse_vs_level.png``: E–V RMSE (all phases) against level over ±10 % and ±80 % (Fig. 6).
+- ``ev_rmse_vs_level.png``: E–V RMSE (all phases) against level over ±10 % and ±80 % (Fig. 6), RANDSPG and
+  EVERYTHING;
+- ``fig14_L<level>_rc<cutoff>.{csv,md,png}``: the matrix of one (level, cutoff) that has three or more training
+  subsets (the paper's Fig. 14), one column per subset in the paper's order.
 
 Units: meV/atom, eV, eV/Å², GPa, J/m² and meV/Å² (1 J/m² = 62.415 meV/Å²).
 """
@@ -53,6 +56,8 @@ MEV_A2_PER_J_M2 = 1000.0 / 16.021766
 FIGURE_EXCLUDE = ("max displacement", "unrelaxed", " xx", " yy", " zz", " yz", " xz", " xy", "formation volume",
                   "min frequency", "max frequency", "points below r_min")
 PROTOTYPES = ("hcp", "fcc", "dhcp", "bcc")
+#: The subsets of Fig. 6 (E–V RMSE against level; their variants too): the others are fitted at one level only.
+FIG6_SUBSETS = ("RANDSPG", "EVERYTHING")
 CIJ = ("C11", "C12", "C13", "C33", "C44", "C66")
 
 
@@ -240,6 +245,42 @@ def markdown_matrix(matrix, order) -> str:
     return "\n".join(lines) + "\n"
 
 
+def column_key(col: str):
+    """Sort key of a matrix column "SUBSET[-variant] Llevel cutoff": the paper's subset order (RANDSPG first,
+    EVERYTHING last; :data:`mtpjax.experiment.SUBSETS`), then level, cutoff and variant."""
+    sub, level, cutoff = col.split()
+    base, _, variant = sub.partition("-")
+    rank = E.SUBSETS.index(base) if base in E.SUBSETS else len(E.SUBSETS)
+    return rank, int(level[1:]), float(cutoff), variant
+
+
+def subset_matrices(cols: dict) -> list[str]:
+    """The paper's Fig. 14 at each (level, cutoff) with at least three training subsets (variants left out):
+    ``fig14_L<level>_rc<cutoff>.{csv,md,png}`` in :data:`HERE`, columns named by subset alone in the paper's order;
+    returns the names written."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for c in cols:
+        sub, level, cutoff = c.split()
+        if "-" not in sub:
+            groups.setdefault((level, cutoff), []).append(c)
+    written = []
+    for (level, cutoff), cs in groups.items():
+        if len(cs) < 3:
+            continue
+        sub_cols = {c.split()[0]: cols[c] for c in sorted(cs, key=column_key)}
+        names = list(sub_cols)
+        stem = f"fig14_{level}_rc{cutoff}"
+        matrix = c_error_matrix.assemble_matrix(sub_cols)
+        E.write_csv(HERE / f"{stem}.csv", matrix, ["test", "quantity", "unit", "kind", *names])
+        atomic_write(HERE / f"{stem}.md", markdown_matrix(matrix, names))
+        shown = c_error_matrix.assemble_matrix(sub_cols, FIGURE_EXCLUDE)
+        E.save_figure(c_error_matrix.matrix_figure(
+            shown, names, f"Fig. 14 at paper scale: training subset × verification, level {level[1:]}, cutoff "
+                          f"{cutoff} Å (Mg, Zhou EAM oracle)"), HERE / f"{stem}.png", dpi=80)
+        written += [f"{stem}.csv", f"{stem}.md", f"{stem}.png"]
+    return written
+
+
 def archive(folder: Path) -> Path:
     """Copy :data:`RUN_FILES` of one paper_slice.py output folder into ``ARCHIVE/<folder name>/`` (atomically, each
     file replaced), and its fitted potentials into ``potentials/`` there; returns that folder. Raises
@@ -274,9 +315,11 @@ def main(folders) -> None:
                 sys.exit(f"{f}: fit {lab} is also in another archived run; remove one from {ARCHIVE}")
             cols[lab] = rs
             nums[lab] = numbers(rs)
-            ev.setdefault((sub, cutoff), []).append((level, nums[lab]["ev_rmse_all ±10%"], nums[lab]["ev_rmse_all ±80%"]))
+            if sub.split("-")[0] in FIG6_SUBSETS:
+                ev.setdefault((sub, cutoff), []).append((level, nums[lab]["ev_rmse_all ±10%"],
+                                                         nums[lab]["ev_rmse_all ±80%"]))
         fits += [{"fit": label(r["subset"], level, cutoff), **r} for r in fit_rows]
-    order = sorted(cols, key=lambda c: (c.split()[0] != "RANDSPG", int(c.split()[1][1:]), float(c.split()[2])))
+    order = sorted(cols, key=column_key)
     cols = {c: cols[c] for c in order}
     matrix = c_error_matrix.assemble_matrix(cols)
     E.write_csv(HERE / "matrix.csv", matrix, ["test", "quantity", "unit", "kind", *order])
@@ -284,6 +327,7 @@ def main(folders) -> None:
     shown = c_error_matrix.assemble_matrix(cols, FIGURE_EXCLUDE)
     E.save_figure(c_error_matrix.matrix_figure(shown, order, "Error matrix, paper-scale Mg set (Zhou EAM oracle), "
                                                               "full verification suite"), HERE / "matrix.png", dpi=60)
+    written = subset_matrices(cols)
     E.write_csv(HERE / "fits.csv", fits)
     keys = list(dict.fromkeys(k for c in order for k in nums[c]))
     E.write_csv(HERE / "trend_numbers.csv", [{"quantity": k, **{c: nums[c].get(k) for c in order}} for k in keys],
@@ -301,7 +345,8 @@ def main(folders) -> None:
         for t in targets(nums[c]) if c.startswith("EVERYTHING") else ():
             print(f"   {t['target']}: {t['value']:.4g} ({t['limit']}) met={t['met']}  {t['note']}")
     print(f"wrote matrix.csv ({len(matrix)} rows), matrix.md, matrix.png, fits.csv, trend_numbers.csv, targets.csv, "
-          f"level_comparison.csv, cutoff_comparison.csv, ev_rmse_vs_level.png in {HERE}")
+          f"level_comparison.csv, cutoff_comparison.csv, ev_rmse_vs_level.png{''.join(', ' + w for w in written)} "
+          f"in {HERE}")
 
 
 if __name__ == "__main__":

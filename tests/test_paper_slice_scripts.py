@@ -1,8 +1,10 @@
 """scripts/paper_slice_weights.py and the weights record of scripts/paper_slice.py: on a hand-made data folder, the
 weight of each structure by its volume per atom against hand-computed classes, read back by mtpjax's own loader
-(mtpjax.data.load_records, what mtpjax fit trains on), and the counts that paper_slice.py records."""
+(mtpjax.data.load_records, what mtpjax fit trains on), and the counts that paper_slice.py records; the column order
+and the per-(level, cutoff) Fig. 14 matrices of scripts/paper_slice_tables.py."""
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import sys
@@ -76,3 +78,30 @@ def test_weights_by_volume_are_what_the_fit_reads(tmp_path, capsys):
     P.record_weights(out, run)
     s = json.loads((run / "settings.json").read_text())
     assert s["variant"] == "weighted" and s["weights"] == {"0.5": 1, "1": 1, "2": 2} and s["level"] == 16
+
+
+def test_tables_order_columns_as_the_paper_and_write_fig14_per_level_and_cutoff(tmp_path, monkeypatch):
+    """Columns go in the paper's subset order (RANDSPG first, EVERYTHING last, a variant after its subset), and a
+    (level, cutoff) with three or more subsets, variants not counted, gets its own Fig. 14 matrix whose values are
+    the fits' own rows."""
+    T = _script("paper_slice_tables")
+    cols = ["EVERYTHING-weighted L16 6.5", "VOLMIN L16 6.5", "EVERYTHING L16 6.5", "RANDSPG L20 6.5",
+            "RATTLE L16 6.5", "RANDSPG L16 6.5", "EVERYTHING L8 5.2", "RANDSPG L8 5.2"]
+    assert sorted(cols, key=T.column_key) == [
+        "RANDSPG L8 5.2", "RANDSPG L16 6.5", "RANDSPG L20 6.5", "VOLMIN L16 6.5", "RATTLE L16 6.5",
+        "EVERYTHING L8 5.2", "EVERYTHING L16 6.5", "EVERYTHING-weighted L16 6.5"]
+
+    def rows(err):
+        return [{"test": "vacancy", "quantity": "vacancy formation energy (hcp)", "unit": "eV", "mtp": "1",
+                 "oracle": "1", "error": str(err), "relative_error": ""}]
+
+    monkeypatch.setattr(T, "HERE", tmp_path)
+    by_col = {c: rows(0.01 * k) for k, c in enumerate(cols)}
+    written = T.subset_matrices({c: by_col[c] for c in sorted(cols, key=T.column_key)})
+    # only L16 / 6.5 Å has three subsets besides the variant (RANDSPG, VOLMIN, RATTLE, EVERYTHING)
+    assert written == ["fig14_L16_rc6.5.csv", "fig14_L16_rc6.5.md", "fig14_L16_rc6.5.png"]
+    with open(tmp_path / "fig14_L16_rc6.5.csv", newline="") as fh:
+        (line,) = list(csv.DictReader(fh))
+    assert list(line)[4:] == ["RANDSPG", "VOLMIN", "RATTLE", "EVERYTHING"]
+    for sub in ("RANDSPG", "VOLMIN", "RATTLE", "EVERYTHING"):
+        assert float(line[sub]) == pytest.approx(0.01 * cols.index(f"{sub} L16 6.5"))

@@ -123,6 +123,38 @@ def test_resume_reaches_the_same_result(tmp_path, method):
         assert hist_full[-1][1] < hist_full[0][1]
 
 
+def test_a_slow_fit_checkpoints_by_wall_time_and_resumes_from_there(tmp_path, monkeypatch):
+    """Levenberg-Marquardt with checkpoint_every far beyond the run: with the wall-time trigger at 0 s a checkpoint
+    follows every step, so a fit killed during step 4 resumes at step 4 (not from the start) and ends bit-identical
+    to the uninterrupted fit; the trigger is not a setting, so the resume is not refused."""
+    from mtpjax.basis import generate_basis
+    from mtpjax.fit import loop
+
+    records = _bench_records(16)
+    batches, _ = pack_records(records, 5.0, max_batch_atoms=4096)
+    mtp0 = F.initial_mtp(generate_basis(8), 1, 2.0, 5.0, batches, seed=3)
+    cfg = F.FitConfig(max_steps=6, checkpoint_every=1000, method="lm", lm_ftol=0.0)
+    full, hist_full = F.fit(mtp0, batches, cfg, workdir=tmp_path / "a", log=lambda m: None)
+
+    class Killed(Exception):
+        pass
+
+    def kill(k, val):
+        if k == 4:
+            raise Killed
+
+    monkeypatch.setattr(loop, "CHECKPOINT_SECONDS", 0.0)
+    with pytest.raises(Killed):
+        F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", log=lambda m: None, progress=kill)
+    monkeypatch.setattr(loop, "CHECKPOINT_SECONDS", 600.0)
+    logs = []
+    resumed, hist = F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", resume=True, log=logs.append)
+    assert any("at step 4" in m for m in logs), logs
+    assert hist == hist_full and len(hist) == 6
+    for x, y in zip(F.trainable(full), F.trainable(resumed)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 def test_adam_minibatches_reduce_the_full_loss():
     """Adam on minibatches lowers the full-data loss beyond what the exact linear solve alone reaches."""
     from mtpjax.basis import generate_basis

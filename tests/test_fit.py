@@ -87,6 +87,19 @@ def test_linear_solve_is_the_exact_minimiser():
     assert float(jnp.abs(g.species_coeffs).max()) < 1e-6 * scale
 
 
+class _Killed(Exception):
+    """A kill of the fitting process, simulated from the progress callback."""
+
+
+def _kill_at(step: int):
+    """A progress callback that kills the fit during ``step`` (after its computation, before its checkpoint)."""
+    def kill(k, val):
+        if k == step:
+            raise _Killed
+
+    return kill
+
+
 def _bench_records(n=24):
     path = need(SHARED / "bench" / "fit" / "train.extxyz")
     return load_records(path)[:n]
@@ -105,15 +118,8 @@ def test_resume_reaches_the_same_result(tmp_path, method):
     cfg = F.FitConfig(max_steps=8, checkpoint_every=3, method=method, linear_solve_at=(0, 5), learning_rate=1e-2)
     full, hist_full = F.fit(mtp0, batches, cfg, workdir=tmp_path / "a", log=lambda m: None)
     # killed during step 4 (its last checkpoint is after step 3), then resumed to 8
-    class Killed(Exception):
-        pass
-
-    def kill(k, val):
-        if k == 4:
-            raise Killed
-
-    with pytest.raises(Killed):
-        F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", log=lambda m: None, progress=kill)
+    with pytest.raises(_Killed):
+        F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", log=lambda m: None, progress=_kill_at(4))
     resumed, hist = F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", resume=True, log=lambda m: None)
     assert [k for k, _ in hist] == list(range(8))
     assert hist == hist_full  # bit-identical: the checkpoint holds the optimiser's exact variables and state
@@ -136,16 +142,9 @@ def test_a_slow_fit_checkpoints_by_wall_time_and_resumes_from_there(tmp_path, mo
     cfg = F.FitConfig(max_steps=6, checkpoint_every=1000, method="lm", lm_ftol=0.0)
     full, hist_full = F.fit(mtp0, batches, cfg, workdir=tmp_path / "a", log=lambda m: None)
 
-    class Killed(Exception):
-        pass
-
-    def kill(k, val):
-        if k == 4:
-            raise Killed
-
     monkeypatch.setattr(loop, "CHECKPOINT_SECONDS", 0.0)
-    with pytest.raises(Killed):
-        F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", log=lambda m: None, progress=kill)
+    with pytest.raises(_Killed):
+        F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", log=lambda m: None, progress=_kill_at(4))
     monkeypatch.setattr(loop, "CHECKPOINT_SECONDS", 600.0)
     logs = []
     resumed, hist = F.fit(mtp0, batches, cfg, workdir=tmp_path / "b", resume=True, log=logs.append)

@@ -43,9 +43,9 @@ class Settings(E.SweepSettings):
     def check_config(self) -> None:
         """What the types do not say (a :class:`ConfigError` names the key)."""
         super().check_config()
-        bad = [x for x in self.subsets if x not in E.SUBSETS]
+        bad = [x for x in self.subsets if x not in E.KNOWN_SUBSETS]
         if bad:
-            raise ConfigError("subsets", f"unknown subset(s) {bad}; known: {list(E.SUBSETS)}")
+            raise ConfigError("subsets", f"unknown subset(s) {bad}; known: {list(E.KNOWN_SUBSETS)}")
         if not self.subsets:
             raise ConfigError("subsets", "must be a non-empty list of subset names")
 
@@ -66,7 +66,7 @@ def level_cutoff_figure(rows, title: str = ""):
 
     from mtpjax.plotting import subplots
 
-    subsets = [s for s in E.SUBSETS if any(r["subset"] == s for r in rows)]
+    subsets = [s for s in E.KNOWN_SUBSETS if any(r["subset"] == s for r in rows)]
     levels = sorted({int(r["level"]) for r in rows})
     cutoffs = sorted({float(r["cutoff"]) for r in rows})
     colours = {s: E.colour("tab10", k) for k, s in enumerate(subsets)}

@@ -60,8 +60,8 @@ class Settings(E.SweepSettings):
     def check_config(self) -> None:
         """What the types do not say (a :class:`ConfigError` names the key)."""
         super().check_config()
-        if self.subset not in E.SUBSETS:
-            raise ConfigError("subset", f"must be one of {list(E.SUBSETS)}, got {self.subset!r}")
+        if self.subset not in E.KNOWN_SUBSETS:
+            raise ConfigError("subset", f"must be one of {list(E.KNOWN_SUBSETS)}, got {self.subset!r}")
         if self.rmse not in ("train", "test"):
             raise ConfigError("rmse", f"must be 'train' or 'test', got {self.rmse!r}")
         if not isinstance(self.oracle, (dict, str)) or not self.oracle:

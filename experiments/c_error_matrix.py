@@ -58,7 +58,8 @@ class Settings:
 
     data: str = field(default=str(REPO / "configs" / "generate_mg.toml"), metadata={"path": True, "help": (
         "generation recipe, relative to the config file")})
-    subsets: tuple[str, ...] = E.SUBSETS  # training subsets, one MTP and one matrix column each (or unions A+B)
+    # training subsets, one MTP and one matrix column each (or unions A+B); ENTROPY and HESSIAN where generated
+    subsets: tuple[str, ...] = E.SUBSETS
     level: int = field(default=16, metadata={"check": mtp_level})  # MTP level
     cutoff: float = field(default=6.5, metadata={"check": positive_float})  # Å
     seed: int = field(default=0, metadata={"check": non_negative_int})

@@ -35,10 +35,11 @@ from typing import Literal
 from .errors import ConfigError, FormatError, MtpjaxError
 from .fit.config import MLIP_LINEAR_SOLVES
 from .fit.validate import non_negative_int, positive_float, positive_int
+from .generate.config import OPTIONAL_SUBSETS
 from .generate.config import SUBSETS as GENERATED_SUBSETS
 
 __all__ = [
-    "ExperimentError", "MLIP_LINEAR_SOLVES", "MODES", "SUBSETS", "SweepSettings",
+    "ExperimentError", "KNOWN_SUBSETS", "MLIP_LINEAR_SOLVES", "MODES", "SUBSETS", "SweepSettings",
     "check_fit_settings", "check_generated", "check_plan_settings", "check_subsets", "colour", "data_id", "default_out",
     "file_digest", "fit_config", "fit_plan_runs", "fit_row", "given_data", "guarded", "load_data", "load_potential",
     "load_settings", "log", "mean", "parser", "plain_log_ticks", "prepare_data", "read_manifest", "save_figure",
@@ -47,6 +48,9 @@ __all__ = [
 
 #: The training subsets of the paper; EVERYTHING is the union of the generated ones.
 SUBSETS = (*GENERATED_SUBSETS, "EVERYTHING")
+#: Every subset an experiment can train on: the paper's, and the optional stages of ``mtpjax generate`` (ENTROPY,
+#: HESSIAN) where the recipe selects them (:func:`check_generated`); EVERYTHING last, as in :data:`SUBSETS`.
+KNOWN_SUBSETS = (*GENERATED_SUBSETS, *OPTIONAL_SUBSETS, "EVERYTHING")
 #: The tables of an experiment's TOML file: ``--quick`` reads [quick], otherwise [full].
 MODES = ("quick", "full")
 
@@ -103,13 +107,14 @@ def check_plan_settings(s) -> None:
 
 
 def check_subsets(subsets, key: str) -> None:
-    """Each name must be a generated subset, EVERYTHING, or a union ``A+B`` of generated subsets, named once."""
+    """Each name must be a subset of :data:`KNOWN_SUBSETS`, EVERYTHING, or a union ``A+B`` of generated subsets,
+    named once (whether the recipe generates it is :func:`check_generated`'s question)."""
     if not subsets:
         raise ConfigError(key, "is empty")
     for s in subsets:
         parts = s.split("+")
-        if any(p not in SUBSETS or (p == "EVERYTHING" and len(parts) > 1) for p in parts):
-            raise ConfigError(key, f"unknown training subset {s!r} (known: {', '.join(SUBSETS)}, or a union A+B)")
+        if any(p not in KNOWN_SUBSETS or (p == "EVERYTHING" and len(parts) > 1) for p in parts):
+            raise ConfigError(key, f"unknown training subset {s!r} (known: {', '.join(KNOWN_SUBSETS)}, or a union A+B)")
     if len(set(subsets)) != len(subsets):
         raise ConfigError(key, f"a subset is named twice in {list(subsets)}")
 

@@ -247,10 +247,10 @@ def markdown_matrix(matrix, order) -> str:
 
 def column_key(col: str):
     """Sort key of a matrix column "SUBSET[-variant] Llevel cutoff": the paper's subset order (RANDSPG first,
-    EVERYTHING last; :data:`mtpjax.experiment.SUBSETS`), then level, cutoff and variant."""
+    EVERYTHING last; :data:`mtpjax.experiment.KNOWN_SUBSETS`), then level, cutoff and variant."""
     sub, level, cutoff = col.split()
     base, _, variant = sub.partition("-")
-    rank = E.SUBSETS.index(base) if base in E.SUBSETS else len(E.SUBSETS)
+    rank = E.KNOWN_SUBSETS.index(base) if base in E.KNOWN_SUBSETS else len(E.KNOWN_SUBSETS)
     return rank, int(level[1:]), float(cutoff), variant
 
 

@@ -154,6 +154,41 @@ def test_a_slow_fit_checkpoints_by_wall_time_and_resumes_from_there(tmp_path, mo
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def test_a_stop_file_ends_the_fit_after_its_step_with_what_it_has(tmp_path, monkeypatch):
+    """``touch WORKDIR/STOP`` during step 2 of six: the fit ends after that step with its parameters, the same as a
+    fit of three steps, the reason is recorded, and a slow fit's log says how (once, at its first timed checkpoint)."""
+    from mtpjax.basis import generate_basis
+    from mtpjax.fit import loop
+    from mtpjax.fit.params import stack_models, unstack_models
+
+    records = _bench_records(16)
+    batches, _ = pack_records(records, 5.0, max_batch_atoms=4096)
+    mtp0 = F.initial_mtp(generate_basis(8), 1, 2.0, 5.0, batches, seed=3)
+    cfg = F.FitConfig(max_steps=6, checkpoint_every=1000, method="lm", lm_ftol=0.0)
+    three, hist3 = F.fit(mtp0, batches, F.FitConfig(max_steps=3, checkpoint_every=1000, method="lm", lm_ftol=0.0),
+                         log=lambda m: None)
+
+    def touch_at(step):
+        def progress(k, v):
+            if k == step:
+                (tmp_path / "w" / loop.STOP_FILE).touch()
+        return progress
+
+    monkeypatch.setattr(loop, "CHECKPOINT_SECONDS", 0.0)
+    logs = []
+    r = loop.fit_models(stack_models([mtp0]), batches, cfg, workdir=tmp_path / "w", log=logs.append,
+                        progress=touch_at(2))
+    assert r.histories[0] == hist3 and r.steps == 3 and r.stopped == ["stop file"]
+    for x, y in zip(F.trainable(three), F.trainable(unstack_models(r.models)[0])):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    hints = [m for m in logs if "touch " in m]
+    assert len(hints) == 1 and str(tmp_path / "w" / loop.STOP_FILE) in hints[0], logs
+    assert any("exists; stopping" in m for m in logs), logs
+    # without a work folder there is no stop file to look for
+    fitted, hist = F.fit(mtp0, batches, cfg, log=lambda m: None)
+    assert len(hist) == 6
+
+
 def test_adam_minibatches_reduce_the_full_loss():
     """Adam on minibatches lowers the full-data loss beyond what the exact linear solve alone reaches."""
     from mtpjax.basis import generate_basis

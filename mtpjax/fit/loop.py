@@ -18,7 +18,9 @@ Per model, the loop:
   improvement.
 
 A stopped model is frozen (the method still computes it; its results are dropped). The loop ends at
-``FitConfig.max_steps`` or when all models are stopped. Checkpoints (:mod:`mtpjax.fit.checkpoint`) are written every
+``FitConfig.max_steps``, when all models are stopped, or when the file :data:`STOP_FILE` appears in the work folder
+(``touch WORKDIR/STOP``): after the step under way, every model stops with what it has (reason ``"stop file"``) and
+the fit finishes as at ``max_steps``; the file is left there and named in the log. Checkpoints (:mod:`mtpjax.fit.checkpoint`) are written every
 ``FitConfig.checkpoint_every`` steps, whenever :data:`CHECKPOINT_SECONDS` of wall time have passed since the last
 one (so that a fit whose steps take minutes, Levenberg-Marquardt at paper scale, loses at most that much to a kill),
 and at the end; a resumed fit continues bit-identically.
@@ -58,6 +60,9 @@ METHODS["lm"] = LevenbergMarquardt  # Levenberg-Marquardt with variable projecti
 #: setting of the fit (it changes neither the result nor what a resume must match). Measured: a level-20
 #: Levenberg-Marquardt step on the 134,729-atom Mg set takes 155–205 s on a 2-core CPU, so 50 steps were 2–3 hours.
 CHECKPOINT_SECONDS = 600.0
+#: A file of this name in a fit's work folder ends the fit after its current step, with what it has: for a long fit
+#: whose loss still falls slowly (a Levenberg-Marquardt step at paper scale takes minutes on a CPU).
+STOP_FILE = "STOP"
 
 
 def make_method(cfg: FitConfig) -> Method:
@@ -75,7 +80,7 @@ class NonFiniteLoss(MtpjaxError):
 class FitResult:
     """What :func:`fit_models` returns. ``models``: stacked (the best-validation parameters where validation was
     used); ``histories``: per model [(step, loss), ...]; ``stopped``: per model why it stopped early ("not finite",
-    "converged" (the method's test), "tolerance", "validation") or None; ``validation``: per model
+    "converged" (the method's test), "tolerance", "validation", "stop file") or None; ``validation``: per model
     {"history": [(step, loss)], "best_step", "best_loss"}, or None; ``steps``: the step counter at the end;
     ``cpu_s``: ``time.process_time()`` after each step of this run (not of a resumed past)."""
 
@@ -102,7 +107,7 @@ def _validation_loss(loss_cfg: LossConfig, n_structures: int, stacked: bool):
 
 def fit_models(models: MTP, batches, cfg: FitConfig, *, names=None, method: Method | None = None, workdir=None,
                resume: bool = False, log=print, progress=None, timings: dict | None = None, validation=None,
-               settings: dict | None = None, data_digest: str | None = None) -> FitResult:
+               settings: dict | None = None, data_digest: str | None = None, stop_file=None) -> FitResult:
     """Minimise the loss of the stacked ``models`` (leading model axis M) on ``batches`` (packed at a cutoff no
     smaller than any model's) with ``cfg.method``; see the module docstring for the rules.
 
@@ -112,7 +117,8 @@ def fit_models(models: MTP, batches, cfg: FitConfig, *, names=None, method: Meth
     MtpjaxError naming the differences (nothing is written). ``progress(k, values)`` after each step: the loss as a
     float for M = 1, an array (M,) otherwise. ``timings``: a dict that receives ``first_step_s`` (wall seconds of the
     first step: compilation and the first linear solve included), ``per_step_s`` (the mean of the others) and
-    ``compile_s`` (their difference). ``validation``: packed held-out batches for early stopping.
+    ``compile_s`` (their difference). ``validation``: packed held-out batches for early stopping. ``stop_file``:
+    the file whose existence ends the fit after the current step (default ``workdir/STOP``; none without a workdir).
 
     Raises :class:`NonFiniteLoss` when a model's loss is not finite from its first step.
     """
@@ -130,6 +136,8 @@ def fit_models(models: MTP, batches, cfg: FitConfig, *, names=None, method: Meth
     n_val = count_structures(validation) if validation else 0
     val_batches = _on_device(validation) if n_val else None
     ckpt = Path(workdir) / ckpt_io.CHECKPOINT if workdir else None
+    stop_file = Path(stop_file) if stop_file is not None else Path(workdir) / STOP_FILE if workdir else None
+    hinted = False
     settings = ckpt_io.jsonable({**(settings if settings is not None else {"fit": cfg}), "models": names})
     if ckpt is not None and data_digest is None:
         data_digest = ckpt_io.batches_digest(batches)
@@ -234,9 +242,18 @@ def fit_models(models: MTP, batches, cfg: FitConfig, *, names=None, method: Meth
                             log(f"step {k}: {'' if M == 1 else names[j] + ': '}no better validation loss in {cfg.patience} "
                                 f"evaluations (best {best_value[j]:.6g} at step {best_step[j]}); stopping")
                 best_models = select(improved, models, best_models)
+        if stop_file is not None and stop_file.exists():
+            for j in np.nonzero(~stopped & ~stopping)[0]:
+                stopping[j], reasons[j] = True, "stop file"
+            log(f"step {k}: {stop_file} exists; stopping with the parameters of this step")
         stopped |= stopping
         if ckpt is not None and any(histories) and (steps_done % cfg.checkpoint_every == 0 or steps_done == cfg.max_steps
                                                     or time.perf_counter() - t_saved >= CHECKPOINT_SECONDS):
+            if not hinted and not stopped.all() and stop_file is not None:
+                if time.perf_counter() - t_saved >= CHECKPOINT_SECONDS:  # a slow fit: say how to end it early
+                    log(f"step {k}: a checkpoint after {CHECKPOINT_SECONDS / 60:g} minutes; to end this fit after its "
+                        f"current step, with what it has: touch {stop_file}")
+                    hinted = True
             save(steps_done)
             t_saved = time.perf_counter()
     if ckpt is not None and n_run and any(histories):

@@ -32,7 +32,7 @@ from ..model import MTP
 from . import checkpoint as ckpt_io
 from .config import FitConfig, TrainOptions
 from .linear import initial_mtp, linear_solve
-from .loop import METHODS, NonFiniteLoss, fit_models, make_method
+from .loop import METHODS, STOP_FILE, NonFiniteLoss, fit_models, make_method
 from .force_constants import force_constant_method, labels_digest, read_force_constant_labels
 from .jacobian import unflatten
 from .loss import ForceConstantLM, count_structures, errors
@@ -317,7 +317,7 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
                     f"{n_atoms} atoms), then on all of them")
                 ws = time.perf_counter()
                 r0 = fit_models(start, sub_batches, cfg, names=names, method=fit_method(), workdir=workdir / "subset",
-                                resume=resume, log=log,
+                                resume=resume, log=log, stop_file=workdir / STOP_FILE,
                                 progress=progress, settings={**settings, "phase": "subset"},
                                 data_digest=ckpt_io.records_digest(sub))
                 start = r0.models

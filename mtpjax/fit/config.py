@@ -71,8 +71,9 @@ class FitConfig:
         "lbfgs, bfgs, adam: steps at which species and moment coefficients are re-solved exactly and the optimiser "
         "restarts (default: MLIP-3's 0 25 70 100 150 250 400; lm eliminates them exactly at every step)")})
     checkpoint_every: int = field(default=50, metadata={
-        "check": positive_int, "help": "steps between checkpoints (one is also written after 10 minutes without one; a file STOP in the work "
-        "folder ends the fit after its current step, with what it has)"})
+        "check": positive_int, "help": (
+            "steps between checkpoints (one is also written after 10 minutes without one; a file STOP in the work "
+            "folder ends the fit after its current step, with what it has)")})
     method: Literal[METHODS] = field(default="lm", metadata={"key": "optimizer", "help": (
         "lm (Levenberg-Marquardt with variable projection on the exact residual Jacobian, default), lbfgs (optax "
         "L-BFGS, full batch), bfgs (dense inverse Hessian, as MLIP) or adam (minibatches of max_batch_atoms atoms, "

@@ -189,6 +189,27 @@ def test_a_stop_file_ends_the_fit_after_its_step_with_what_it_has(tmp_path, monk
     assert len(hist) == 6
 
 
+def test_a_new_fit_removes_a_stop_file_left_by_an_earlier_one(tmp_path):
+    """train_potential in a work folder that still holds STOP from a fit stopped there: a fresh fit (no --resume)
+    removes it and runs all its steps; a resumed one keeps it (the user asked that run to stop)."""
+    from mtpjax.fit import loop
+
+    records = _bench_records(8)
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / loop.STOP_FILE).touch()
+    cfg = F.FitConfig(max_steps=4, method="lm", lm_ftol=0.0)
+    logs = []
+    r = F.train_potential(records, None, level=8, cutoff=5.0, cfg=cfg, workdir=work, output=tmp_path / "p.almtp",
+                          log=logs.append)
+    assert r["steps"] == 4 and not (work / loop.STOP_FILE).exists()
+    assert any("removed" in m and loop.STOP_FILE in m for m in logs), logs
+    (work / loop.STOP_FILE).touch()
+    F.train_potential(records, None, level=8, cutoff=5.0, cfg=cfg, workdir=work, output=tmp_path / "p.almtp",
+                      resume=True, log=lambda m: None)
+    assert (work / loop.STOP_FILE).exists()
+
+
 def test_adam_minibatches_reduce_the_full_loss():
     """Adam on minibatches lowers the full-data loss beyond what the exact linear solve alone reaches."""
     from mtpjax.basis import generate_basis

@@ -276,6 +276,10 @@ def train_potentials(train, test, runs: list[Run], *, level: int, rmin=None, n_s
         raise MtpjaxError(f"all {len(train)} training structures have weight 0: nothing to fit")
     created = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
+    stop = workdir / STOP_FILE
+    if stop.exists() and not (resume and ckpt.exists()):  # left by an earlier fit: it must not end this new one
+        stop.unlink()
+        log(f"removed {stop}, left by an earlier fit in {workdir}")
     try:
         cache_dir = Path(cache_dir) if cache_dir is not None else workdir / "cache"
         t0, c0 = time.perf_counter(), time.process_time()

@@ -19,9 +19,11 @@ study (docs/study/paper_scale.md, "Work-arounds"):
    ``optimizer="lm"``, so ``fits/fit_settings.json`` and each run's ``result.json`` say lm.
 
 When the data's EVERYTHING.extxyz carries per-structure loss weights (``weight=`` on its comment lines, as
-scripts/paper_slice_weights.py writes them), ``OUT/settings.json`` records them after the run (``"variant":
-"weighted"``, ``"weights"``: structures per weight, ``"data_dir"``), and scripts/paper_slice_tables.py names the fits
-``EVERYTHING-weighted``.
+scripts/paper_slice_weights.py writes them), ``OUT/settings.json`` records them after the run (``"variant"``: the
+name given by ``--variant``, ``weighted`` by default; ``"weights"``: structures per weight; ``"data_dir"``), and
+scripts/paper_slice_tables.py names the fits ``EVERYTHING-<variant>``. ``--variant`` is this script's one option of
+its own; running the same command again after a finished run only rewrites ``settings.json`` (the fits and the
+verification are read back).
 
 Units: Å, eV; see experiments/c_error_matrix.py.
 """
@@ -46,6 +48,9 @@ from mtpjax.io.files import atomic_write  # noqa: E402
 PATHS = argparse.ArgumentParser(add_help=False)
 PATHS.add_argument("--data")
 PATHS.add_argument("--out")
+#: This script's own option (taken out of the arguments before c_error_matrix.py sees them).
+VARIANT = argparse.ArgumentParser(add_help=False)
+VARIANT.add_argument("--variant", default="weighted", help="name of the fits on weighted data: SUBSET-<variant>")
 
 #: The optimiser of the fits: mtpjax fit's default (mtpjax.fit.config.FitConfig.method).
 OPTIMIZER = "lm"
@@ -100,25 +105,30 @@ def data_weights(data_dir) -> dict:
     return counts
 
 
-def record_weights(data_dir, out) -> None:
-    """Add the variant and the weights of ``data_dir``'s EVERYTHING.extxyz to ``out/settings.json`` when any
+def record_weights(data_dir, out, variant: str = "weighted") -> None:
+    """Add ``variant`` and the weights of ``data_dir``'s EVERYTHING.extxyz to ``out/settings.json`` when any
     structure's weight is not 1 (module docstring)."""
     counts = data_weights(data_dir)
     if set(counts) == {1.0}:
         return
     path = Path(out) / "settings.json"
     s = json.loads(path.read_text())
-    s.update(variant="weighted", weights={f"{w:g}": n for w, n in sorted(counts.items())}, data_dir=str(data_dir))
+    s.update(variant=variant, weights={f"{w:g}": n for w, n in sorted(counts.items())}, data_dir=str(data_dir))
     atomic_write(path, json.dumps(s, indent=1) + "\n")
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    own, argv = VARIANT.parse_known_args(argv)
+    if not own.variant.replace("_", "").isalnum():
+        print(f"paper_slice: --variant {own.variant!r}: use letters, digits and underscores", file=sys.stderr)
+        return 2
     E.prepare_data = existing_data
     E.fit_plan_runs = lm_fits(E.fit_plan_runs)
     rc = E.guarded("paper_slice", c_error_matrix.main, argv)
-    known, _ = PATHS.parse_known_args(sys.argv[1:] if argv is None else argv)
+    known, _ = PATHS.parse_known_args(argv)
     if rc == 0 and known.data and known.out and (Path(known.out) / "settings.json").is_file():
-        record_weights(known.data, known.out)
+        record_weights(known.data, known.out, own.variant)
     return rc
 
 

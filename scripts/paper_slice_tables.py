@@ -22,7 +22,7 @@ their output folders. Written here (docs/study/paper_scale/):
 - ``level_comparison.csv``: per subset and pair of levels, the matrix rows with the smaller |error| at the higher
   level, and the median ratio of the errors; ``cutoff_comparison.csv``: the same per subset, level and pair of
   cutoffs; ``variant_comparison.csv``: the same for a run on weighted data (scripts/paper_slice.py names its fits
-  ``SUBSET-weighted``) against the subset's fit at the same level and cutoff;
+  ``SUBSET-<variant>``, ``SUBSET-weighted`` by default) against the subset's fit at the same level and cutoff;
 - ``ev_rmse_vs_level.png``: E–V RMSE (all phases) against level over ±10 % and ±80 % (Fig. 6), RANDSPG and
   EVERYTHING;
 - ``fig14_L<level>_rc<cutoff>.{csv,md,png}``: the matrix of one (level, cutoff) that has three or more training

@@ -51,8 +51,12 @@ def random_mtp(level: int = 8, n_species: int = 1, rcut: float = 5.0, rmin: floa
 
 
 def pytest_configure(config):
-    """Share compiled programs between the many Evaluators of a test session (and subprocesses) through
-    JAX's persistent compilation cache, in a fresh temporary folder, unless the user configured one."""
+    """Share compiled programs between the many Evaluators of a test process and the subprocesses its tests start
+    (``mtpjax`` commands, notebooks) through JAX's persistent compilation cache, in a fresh temporary folder per
+    process, unless the user configured one. The subprocesses get it as ``MTPJAX_CACHE_DIR``: they neither read
+    nor fill the user's own cache (``~/.cache/mtpjax/jax``), so a run here compiles what a clean CI machine
+    compiles, and the two xdist workers never write one folder at once. (A worker inherits the controller's
+    variable, marked by ``MTPJAX_TEST_SESSION_CACHE``, and replaces it with its own folder.)"""
     import jax
 
     if not jax.config.jax_compilation_cache_dir:
@@ -60,6 +64,8 @@ def pytest_configure(config):
         jax.config.update("jax_compilation_cache_dir", config._mtpjax_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        if os.environ.get("MTPJAX_CACHE_DIR") in (None, os.environ.get("MTPJAX_TEST_SESSION_CACHE")):
+            os.environ["MTPJAX_CACHE_DIR"] = os.environ["MTPJAX_TEST_SESSION_CACHE"] = config._mtpjax_cache
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -513,6 +513,21 @@ def test_compilation_cache_settings(tmp_path):
     assert got == str(tmp_path / "mine") and not (tmp_path / "ours").exists()
 
 
+def test_commands_started_by_the_tests_use_the_test_process_cache():
+    """tests/conftest.py: a command a test starts (with the environment as it is) compiles into this test process's
+    temporary cache, never into the user's ~/.cache/mtpjax (and the two xdist workers each have their own)."""
+    import jax
+
+    mine = jax.config.jax_compilation_cache_dir
+    if os.environ.get("MTPJAX_TEST_SESSION_CACHE") != mine:
+        pytest.skip("the compilation cache was configured by the user, not by tests/conftest.py")
+    res = subprocess.run([sys.executable, "-c", "import jax, mtpjax; print(jax.config.jax_compilation_cache_dir)"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == mine and Path(mine).is_dir()
+    assert Path(mine).resolve() != Path("~/.cache/mtpjax/jax").expanduser().resolve()
+
+
 def test_pack_records_caps_padded_pair_slots_and_keeps_the_loss():
     """Dense structures get batches of their own (padded atoms x padded neighbours within the budget unless one
     structure alone exceeds it); the loss does not depend on the packing."""

@@ -20,7 +20,8 @@ Per model, the loop:
 A stopped model is frozen (the method still computes it; its results are dropped). The loop ends at
 ``FitConfig.max_steps``, when all models are stopped, or when the file :data:`STOP_FILE` appears in the work folder
 (``touch WORKDIR/STOP``): after the step under way, every model stops with what it has (reason ``"stop file"``) and
-the fit finishes as at ``max_steps``; the file is left there and named in the log. Checkpoints
+the fit finishes as at ``max_steps``; the file is left there and named in the log (a new fit in that folder removes
+it, a resumed one keeps it: :func:`mtpjax.fit.train.train_potentials`). Checkpoints
 (:mod:`mtpjax.fit.checkpoint`) are written every ``FitConfig.checkpoint_every`` steps, whenever
 :data:`CHECKPOINT_SECONDS` of wall time have passed since the last one (so that a fit whose steps take minutes,
 Levenberg-Marquardt at paper scale, loses at most that much to a kill), and at the end; a resumed fit continues

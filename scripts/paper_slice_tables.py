@@ -22,7 +22,8 @@ their output folders. Written here (docs/study/paper_scale/):
 - ``level_comparison.csv``: per subset and pair of levels, the matrix rows with the smaller |error| at the higher
   level, and the median ratio of the errors; ``cutoff_comparison.csv``: the same per subset, level and pair of
   cutoffs; ``variant_comparison.csv``: the same for a run on weighted data (scripts/paper_slice.py names its fits
-  ``SUBSET-<variant>``, ``SUBSET-weighted`` by default) against the subset's fit at the same level and cutoff;
+  ``SUBSET-<variant>``, ``SUBSET-weighted`` by default) or with another fit seed (``SUBSET-s<seed>``) against the
+  subset's fit at the same level and cutoff;
 - ``ev_rmse_vs_level.png``: E–V RMSE (all phases) against level over ±10 % and ±80 % (Fig. 6), RANDSPG and
   EVERYTHING;
 - ``fig14_L<level>_rc<cutoff>.{csv,md,png}``: the matrix of one (level, cutoff) that has three or more training
@@ -63,10 +64,11 @@ CIJ = ("C11", "C12", "C13", "C33", "C44", "C66")
 
 def read_run(folder: Path):
     """(level, cutoff, {subset: rows}, fits rows) of one paper_slice.py output folder; a run with a ``variant`` in
-    its settings.json (scripts/paper_slice.py: weighted data) names its subsets ``SUBSET-variant``."""
+    its settings.json (scripts/paper_slice.py: weighted data) names its subsets ``SUBSET-variant``, one with a fit
+    seed other than 0 ``SUBSET-s<seed>`` (both: ``SUBSET-variant-s<seed>``)."""
     s = json.loads((folder / "settings.json").read_text())
     rows = {}
-    tag = f"-{s['variant']}" if s.get("variant") else ""
+    tag = (f"-{s['variant']}" if s.get("variant") else "") + (f"-s{s['seed']}" if s.get("seed") else "")
     with open(folder / "error_matrix_long.csv", newline="") as fh:
         for r in csv.DictReader(fh):
             rows.setdefault(r.pop("subset") + tag, []).append(r)

@@ -109,3 +109,22 @@ def test_tables_order_columns_as_the_paper_and_write_fig14_per_level_and_cutoff(
     assert list(line)[4:] == ["RANDSPG", "VOLMIN", "RATTLE", "EVERYTHING"]
     for sub in ("RANDSPG", "VOLMIN", "RATTLE", "EVERYTHING"):
         assert float(line[sub]) == pytest.approx(0.01 * cols.index(f"{sub} L16 6.5"))
+
+
+@pytest.mark.parametrize("settings, name", [({"seed": 0}, "EVERYTHING"), ({"seed": 2}, "EVERYTHING-s2"),
+                                            ({"seed": 1, "variant": "compressed"}, "EVERYTHING-compressed-s1")])
+def test_tables_name_a_run_by_its_variant_and_fit_seed(tmp_path, settings, name):
+    """A run with another fit seed gets its own column (SUBSET-s<seed>), so it is compared with the seed-0 fit of the
+    same level and cutoff (variant_comparison.csv) instead of replacing it."""
+    T = _script("paper_slice_tables")
+    (tmp_path / "settings.json").write_text(json.dumps({"level": 16, "cutoff": 5.2, **settings}))
+    (tmp_path / "error_matrix_long.csv").write_text(
+        "subset,test,quantity,unit,mtp,oracle,error,relative_error\n"
+        "EVERYTHING,vacancy,vacancy formation energy (hcp),eV,0.6,0.59,0.01,1.7\n")
+    (tmp_path / "fits.csv").write_text("subset,level,cutoff\nEVERYTHING,16,5.2\n")
+    level, cutoff, rows, fits = T.read_run(tmp_path)
+    assert (level, cutoff, list(rows), [f["subset"] for f in fits]) == (16, 5.2, [name], [name])
+    matrix = [{"test": "vacancy", "quantity": "q", "EVERYTHING L16 5.2": 0.02, f"{name} L16 5.2": 0.01}]
+    if name != "EVERYTHING":
+        (c,) = T.level_comparison(matrix, ["EVERYTHING L16 5.2", f"{name} L16 5.2"], by="variant")
+        assert (c["low"], c["high"], c["smaller_at_high_variant"]) == ("EVERYTHING L16 5.2", f"{name} L16 5.2", 1)

@@ -10,6 +10,9 @@ For each element three training sets of the same number of atoms N (the ENTROPY 
   (``runs/entropy_coverage/randspg``, unrelaxed, labelled by the oracle); Al: ``EVERYTHING`` of the Al quickstart
   (``runs/quickstart_al/generate``: RANDSPG over groups 168-230 with its relaxations and deformations).
 - ``UNION``: N/2 atoms of each of the two (seeded subsamples), N atoms in all.
+- with ``--energy-weights W ...``, one more set per W, ``ENTROPY-E<W>``: the same ENTROPY generation with
+  ``energy_weight = W`` (1/eV; Subramanyam & Perez's E - kS with k = 1/W eV, the oracle's energy per atom), generated
+  into OUT/<El>/entropy_e<W> and subsampled (seeded) to N atoms.
 
 Each set is fitted with the quickstart's [fit] table (``configs/quickstart.toml`` / ``quickstart_al.toml``: level 16,
 cutoff 5.5 Å from the oracle's range, Levenberg-Marquardt, 200 steps, seed 0, 10% of the structures held out) by
@@ -20,10 +23,11 @@ basis, cutoff 1.7 d_nn, :func:`mtpjax.generate.entropy.calibration_scales`) of e
 distances within each set, a PCA projection of the union, and the distance from the atoms of ideal hcp/fcc/bcc
 crystals at 0.6-1.4 V0 to the nearest training atom.
 
-    nice -n 10 .venv/bin/python scripts/entropy_head_to_head.py --fit-seeds 0 1 [--out /tmp/entropy_h2h] [--elements Mg Al]
+    nice -n 10 .venv/bin/python scripts/entropy_head_to_head.py --fit-seeds 0 1 [--out /tmp/entropy_h2h] [--elements Mg Al] \
+        [--energy-weights 1]
 
 Writes OUT/<El>/{entropy,sets,fits,verify}, OUT/results.json and, in docs/experiments/,
-entropy_head_to_head_{matrix.csv,sets.csv,summary.csv,matrix_Mg.png,matrix_Al.png,coverage.png}. Resumable: generation from its
+entropy_head_to_head[_TAG]_{matrix.csv,sets.csv,summary.csv,matrix_Mg.png,matrix_Al.png,coverage.png} (``--tag``). Resumable: generation from its
 checkpoints, finished fits (result.json) and verifications (done.json) are reused.
 Units: eV, Å, GPa, meV/atom, J/m².
 """
@@ -44,6 +48,18 @@ DOCS = ROOT / "docs" / "experiments"
 PREFIX = "entropy_head_to_head"
 TESTS = ("eos", "strain", "elastic", "vacancy", "planar")
 SETS = ("ENTROPY", "RANDSPG-family", "UNION")
+
+
+def energy_set_name(w: float) -> str:
+    """The set generated with ``energy_weight = w`` (1/eV)."""
+    return f"ENTROPY-E{w:g}"
+
+
+def set_names(energy_weights=()) -> tuple:
+    """The sets compared: :data:`SETS`, then one E - kS set per energy weight."""
+    return SETS + tuple(energy_set_name(w) for w in energy_weights)
+
+
 CASES = {
     "Mg": {"config": ROOT / "configs" / "quickstart.toml",
            "entropy": ROOT / "runs" / "entropy_coverage" / "entropy",
@@ -61,7 +77,7 @@ def column_name(name: str, fit_seed: int) -> str:
     return name if fit_seed == 0 else f"{name} s{fit_seed}"
 
 
-def summarise(matrix, fit_seeds) -> list:
+def summarise(matrix, fit_seeds, sets=SETS) -> list:
     """Per fit seed and per test (and ``all`` tests): the rows with a finite error in every set, the rows where each
     set has the smallest |error|, and the median over rows of |error(set)| / |error(ENTROPY)| (> 1: ENTROPY better)."""
     out = []
@@ -69,13 +85,13 @@ def summarise(matrix, fit_seeds) -> list:
     for fs in fit_seeds:
         for t in tests:
             rows = [m for m in matrix if t in ("all", m["test"])]
-            mags = {n: np.abs(np.array([m[column_name(n, fs)] for m in rows], dtype=float)) for n in SETS}
+            mags = {n: np.abs(np.array([m[column_name(n, fs)] for m in rows], dtype=float)) for n in sets}
             ok = np.all([np.isfinite(v) for v in mags.values()], axis=0)
             line = {"fit_seed": fs, "test": t, "rows": int(ok.sum())}
-            best = np.argmin(np.stack([mags[n][ok] for n in SETS]), axis=0) if ok.any() else np.array([], int)
-            for i, n in enumerate(SETS):
+            best = np.argmin(np.stack([mags[n][ok] for n in sets]), axis=0) if ok.any() else np.array([], int)
+            for i, n in enumerate(sets):
                 line[f"best_{n}"] = int((best == i).sum())
-            for n in SETS[1:]:
+            for n in sets[1:]:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     r = mags[n][ok] / mags["ENTROPY"][ok]
                 r = r[np.isfinite(r)]
@@ -103,19 +119,21 @@ def subsample_to_atoms(structures, n_atoms: int, seed: int) -> list:
     return [structures[i] for i in sorted(keep)]
 
 
-def entropy_generate_config(element: str):
-    """The ENTROPY-only generate config of scripts/entropy_coverage.py (generate_tiny.toml, 1-4 atoms, 91 copies)."""
+def entropy_generate_config(element: str, energy_weight: float = 0.0):
+    """The ENTROPY-only generate config of scripts/entropy_coverage.py (generate_tiny.toml, 1-4 atoms, 91 copies);
+    ``energy_weight`` (1/eV) > 0: E - kS with k = 1/energy_weight eV."""
     from mtpjax.generate.config import config_from_dict
     from mtpjax.io.tomlfile import read_toml
 
     base = read_toml(ROOT / "configs" / "generate_tiny.toml")
     ex = {**base.get("executor", {}), "kind": "jax"}
     return config_from_dict({**base, "element": element, "subsets": ["ENTROPY"],
-                             "entropy": {"n_atoms": [1, 4], "copies": 91, "steps": 200}, "executor": ex})
+                             "entropy": {"n_atoms": [1, 4], "copies": 91, "steps": 200,
+                                         "energy_weight": float(energy_weight)}, "executor": ex})
 
 
-def build_sets(el: str, case: dict, out: Path, seed: int) -> dict:
-    """The three training sets of ``el`` written to OUT/<el>/sets/<SET>.extxyz; returns their info."""
+def build_sets(el: str, case: dict, out: Path, seed: int, energy_weights=()) -> dict:
+    """The training sets of ``el`` (:func:`set_names`) written to OUT/<el>/sets/<SET>.extxyz; returns their info."""
     import ase.io
 
     from mtpjax.generate import pipeline
@@ -137,6 +155,23 @@ def build_sets(el: str, case: dict, out: Path, seed: int) -> dict:
     fam = subsample_to_atoms(fam_all, n, seed)
     union = subsample_to_atoms(ent, n // 2, seed + 1) + subsample_to_atoms(fam_all, n - n // 2, seed + 2)
     sets = {"ENTROPY": ent, "RANDSPG-family": fam, "UNION": union}
+    info["energy_weighted"] = {}
+    for w in energy_weights:
+        src_w = d / f"entropy_e{w:g}"
+        t0 = time.perf_counter()
+        m_w = pipeline.run(entropy_generate_config(el, w), src_w, resume=True, progress=False)
+        all_w = ase.io.read(src_w / "ENTROPY.extxyz", ":")
+        sets[energy_set_name(w)] = subsample_to_atoms(all_w, n, seed + 3)
+        e_ref = m_w["reference"]["energy"]
+        e_above = np.array([a.get_potential_energy() / len(a) for a in all_w]) - e_ref
+        info["energy_weighted"][energy_set_name(w)] = {
+            "energy_weight_per_eV": w, "source": str(src_w), "generate_wall_s": round(time.perf_counter() - t0, 1),
+            "generated": {"structures": len(all_w), "atoms": int(sum(len(a) for a in all_w))},
+            "energy_above_ground_eV_per_atom": {"median": float(np.median(e_above)), "max": float(e_above.max()),
+                                                "min": float(e_above.min())}}
+    e_ent = np.array([a.get_potential_energy() / len(a) for a in ent]) - manifest["reference"]["energy"]
+    info["entropy_energy_above_ground_eV_per_atom"] = {"median": float(np.median(e_ent)), "max": float(e_ent.max()),
+                                                       "min": float(e_ent.min())}
     (d / "sets").mkdir(parents=True, exist_ok=True)
     for name, structs in sets.items():
         ase.io.write(d / "sets" / f"{name}.extxyz", structs, format="extxyz")
@@ -179,7 +214,7 @@ def coverage(el: str, info: dict, sets: dict, seed: int) -> dict:
 
     from mtpjax.generate import entropy as E
 
-    cfg = entropy_generate_config(el).entropy
+    cfg = entropy_generate_config(el).entropy  # the descriptor does not depend on energy_weight
     ref, dmin = info["manifest"]["reference"], info["manifest"]["min_distance"]
     mtp = E.descriptor_mtp(cfg.descriptor_level, cfg.descriptor_cutoff * ref["nn_distance"], dmin, ref["omega0"],
                            seed=info["manifest"]["seed"])
@@ -229,16 +264,26 @@ def main(argv=None) -> int:
     ap.add_argument("--fit-seeds", type=int, nargs="+", default=[0],
                     help="fit seeds (initial coefficients and the 10%% test split); one matrix column per set and seed "
                          "(default 0, the quickstart's)")
+    ap.add_argument("--energy-weights", type=float, nargs="+", default=[], metavar="W",
+                    help="also an ENTROPY set generated with energy_weight W (1/eV: E - kS, k = 1/W eV) per W")
+    ap.add_argument("--tag", default="", help="write docs/experiments/entropy_head_to_head_<TAG>_*.{csv,png} instead "
+                    "of the untagged files (another run beside the committed one)")
     ap.add_argument("--stage", choices=("all", "fit", "sets"), default="all",
                     help="stop after the sets, or after the fits (default: all)")
     a = ap.parse_args(argv)
+    if any(w <= 0 for w in a.energy_weights):
+        ap.error(f"--energy-weights must be > 0 (got {a.energy_weights}); the pure-entropy set is always in")
+    names = set_names(a.energy_weights)
+    if a.tag and not a.tag.replace("_", "").isalnum():
+        ap.error(f"--tag {a.tag!r}: use letters, digits and underscores")
+    prefix = f"{PREFIX}_{a.tag}" if a.tag else PREFIX
     out = Path(a.out)
     results, matrices, cov = {}, {}, {}
     for el in a.elements:
         case = CASES[el]
         cfg = load_config(case["config"])
         t0 = time.perf_counter()
-        info, sets = build_sets(el, case, out, a.seed)
+        info, sets = build_sets(el, case, out, a.seed, a.energy_weights)
         info["sets_wall_s"] = round(time.perf_counter() - t0, 1)
         log(f"{el}: sets {info['sets']} ({info['sets_wall_s']} s)")
         results[el] = info
@@ -248,7 +293,7 @@ def main(argv=None) -> int:
                                 "max_steps": cfg.fit.max_steps, "seed": cfg.fit.seed,
                                 "test_fraction": cfg.fit.test_fraction}
         info["fits"] = {}
-        columns = [(name, fs) for fs in a.fit_seeds for name in SETS]
+        columns = [(name, fs) for fs in a.fit_seeds for name in names]
         for name, fs in columns:
             col = column_name(name, fs)
             t0 = time.perf_counter()
@@ -274,11 +319,11 @@ def main(argv=None) -> int:
             info["verify_wall_s"][col] = round(time.perf_counter() - t0, 1)
         cols = [column_name(n, fs) for n, fs in columns]
         matrices[el] = assemble_matrix(rows)
-        info["summary"] = summarise(matrices[el], a.fit_seeds)
+        info["summary"] = summarise(matrices[el], a.fit_seeds, names)
         fig = matrix_figure(matrices[el], cols,
                             f"{el} (Zhou EAM): level-{cfg.fit.level} MTP, {cfg.fit.cutoff:g} Å, trained on "
                             f"{info['sets']['ENTROPY']['atoms']} atoms each; quick verification")
-        X.save_figure(fig, DOCS / f"{PREFIX}_matrix_{el}.png", dpi=75)
+        X.save_figure(fig, DOCS / f"{prefix}_matrix_{el}.png", dpi=75)
         t0 = time.perf_counter()
         cov[el] = coverage(el, info, sets, a.seed)
         info["coverage"] = {"S": cov[el]["S"],
@@ -290,13 +335,13 @@ def main(argv=None) -> int:
         long = []
         for el, m in matrices.items():
             long += [{"element": el, **row} for row in m]
-        cols = [column_name(n, fs) for fs in a.fit_seeds for n in SETS]
-        X.write_csv(DOCS / f"{PREFIX}_matrix.csv", long, ["element", "test", "quantity", "unit", "kind", *cols])
-        X.write_csv(DOCS / f"{PREFIX}_summary.csv",
+        cols = [column_name(n, fs) for fs in a.fit_seeds for n in names]
+        X.write_csv(DOCS / f"{prefix}_matrix.csv", long, ["element", "test", "quantity", "unit", "kind", *cols])
+        X.write_csv(DOCS / f"{prefix}_summary.csv",
                     [{"element": el, **r} for el, info in results.items() for r in info.get("summary", [])])
         srows = []
         for el, info in results.items():
-            for name, fs in [(n, fs) for fs in a.fit_seeds for n in SETS]:
+            for name, fs in [(n, fs) for fs in a.fit_seeds for n in names]:
                 col = column_name(name, fs)
                 fit = info.get("fits", {}).get(col, {})
                 c = info.get("coverage", {})
@@ -311,7 +356,7 @@ def main(argv=None) -> int:
                               "test_forces_eV_A": (fit.get("test_rmse") or {}).get("forces"),
                               "fit_steps": fit.get("steps"), "fit_wall_s": fit.get("fit_wall_s"),
                               "verify_wall_s": info.get("verify_wall_s", {}).get(col)})
-        X.write_csv(DOCS / f"{PREFIX}_sets.csv", srows)
+        X.write_csv(DOCS / f"{prefix}_sets.csv", srows)
     if cov:
         els = list(cov)
         fig, axes = subplots(len(els), 3, figsize=(15, 4.2 * len(els)), squeeze=False)
@@ -319,9 +364,9 @@ def main(argv=None) -> int:
             c = cov[el]
             allnn = np.concatenate([np.log10(v[np.isfinite(v) & (v > 0)]) for v in c["nn_within"].values()])
             bins = np.linspace(allnn.min(), allnn.max(), 40)
-            for name in SETS:
+            for name in names:
                 v = c["nn_within"][name]
-                kw = {"color": X.colour("tab10", SETS.index(name))}
+                kw = {"color": X.colour("tab10", names.index(name))}
                 axes[i, 0].hist(np.log10(v[np.isfinite(v) & (v > 0)]), bins=bins, histtype="step", lw=1.8, **kw,
                                 label=f"{name}: S = {c['S'][name]:.2f}, median {np.median(v):.3f}")
             axes[i, 0].set_xlabel(r"log$_{10}$ nearest-neighbour distance $\delta_i$ within the set (descriptor units)")
@@ -331,17 +376,17 @@ def main(argv=None) -> int:
             union = np.concatenate([c["q"][k] for k in ("ENTROPY", "RANDSPG-family")])
             mean = union.mean(0)
             _, _, vt = np.linalg.svd(union - mean, full_matrices=False)
-            for name in ("RANDSPG-family", "ENTROPY"):
+            for name in ("RANDSPG-family", "ENTROPY", *names[len(SETS):]):  # the E - kS sets in the same projection
                 p = (c["q"][name] - mean) @ vt[:2].T
-                axes[i, 1].scatter(p[:, 0], p[:, 1], s=5, alpha=0.5, label=name, color=X.colour("tab10", SETS.index(name)))
+                axes[i, 1].scatter(p[:, 0], p[:, 1], s=5, alpha=0.5, label=name, color=X.colour("tab10", names.index(name)))
             axes[i, 1].set_xlabel("principal component 1")
             axes[i, 1].set_ylabel("principal component 2")
             axes[i, 1].legend(fontsize=7)
             axes[i, 1].set_title(f"{el}: PCA of ENTROPY ∪ RANDSPG-family descriptors", fontsize=9)
-            for name in SETS:
+            for name in names:
                 for lat, ls in (("hcp", "-"), ("fcc", "--"), ("bcc", ":")):
                     y = [c["probe_distance"][name][f"{lat} {fv:g}"] for fv in c["factors"]]
-                    axes[i, 2].plot(c["factors"], y, ls, color=X.colour("tab10", SETS.index(name)),
+                    axes[i, 2].plot(c["factors"], y, ls, color=X.colour("tab10", names.index(name)),
                                     label=f"{name} {lat}")
             axes[i, 2].set_yscale("log")
             axes[i, 2].set_xlabel("volume per atom / Ω0 of an ideal crystal")
@@ -349,7 +394,7 @@ def main(argv=None) -> int:
             axes[i, 2].legend(fontsize=6, ncol=3)
             axes[i, 2].set_title(f"{el}: ideal hcp / fcc / bcc against each training set", fontsize=9)
         fig.tight_layout()
-        X.save_figure(fig, DOCS / f"{PREFIX}_coverage.png", dpi=100)
+        X.save_figure(fig, DOCS / f"{prefix}_coverage.png", dpi=100)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     log(f"wrote {out / 'results.json'}")
     return 0

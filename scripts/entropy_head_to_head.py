@@ -132,6 +132,12 @@ def entropy_generate_config(element: str, energy_weight: float = 0.0):
                                          "energy_weight": float(energy_weight)}, "executor": ex})
 
 
+def energy_above_ground(structures, e_ref: float) -> dict:
+    """Median, max and min of the labelled energy per atom minus ``e_ref`` (eV/atom) over ``structures``."""
+    e = np.array([a.get_potential_energy() / len(a) for a in structures]) - e_ref
+    return {"median": float(np.median(e)), "max": float(e.max()), "min": float(e.min())}
+
+
 def build_sets(el: str, case: dict, out: Path, seed: int, energy_weights=()) -> dict:
     """The training sets of ``el`` (:func:`set_names`) written to OUT/<el>/sets/<SET>.extxyz; returns their info."""
     import ase.io
@@ -162,16 +168,12 @@ def build_sets(el: str, case: dict, out: Path, seed: int, energy_weights=()) -> 
         m_w = pipeline.run(entropy_generate_config(el, w), src_w, resume=True, progress=False)
         all_w = ase.io.read(src_w / "ENTROPY.extxyz", ":")
         sets[energy_set_name(w)] = subsample_to_atoms(all_w, n, seed + 3)
-        e_ref = m_w["reference"]["energy"]
-        e_above = np.array([a.get_potential_energy() / len(a) for a in all_w]) - e_ref
         info["energy_weighted"][energy_set_name(w)] = {
-            "energy_weight_per_eV": w, "source": str(src_w), "generate_wall_s": round(time.perf_counter() - t0, 1),
+            "energy_weight_per_eV": w, "source": str(src_w),
+            "generate_wall_s": round(time.perf_counter() - t0, 1),  # a resumed run: only the time to read it back
             "generated": {"structures": len(all_w), "atoms": int(sum(len(a) for a in all_w))},
-            "energy_above_ground_eV_per_atom": {"median": float(np.median(e_above)), "max": float(e_above.max()),
-                                                "min": float(e_above.min())}}
-    e_ent = np.array([a.get_potential_energy() / len(a) for a in ent]) - manifest["reference"]["energy"]
-    info["entropy_energy_above_ground_eV_per_atom"] = {"median": float(np.median(e_ent)), "max": float(e_ent.max()),
-                                                       "min": float(e_ent.min())}
+            "energy_above_ground_eV_per_atom": energy_above_ground(all_w, m_w["reference"]["energy"])}
+    info["entropy_energy_above_ground_eV_per_atom"] = energy_above_ground(ent, manifest["reference"]["energy"])
     (d / "sets").mkdir(parents=True, exist_ok=True)
     for name, structs in sets.items():
         ase.io.write(d / "sets" / f"{name}.extxyz", structs, format="extxyz")

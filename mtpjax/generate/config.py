@@ -112,7 +112,7 @@ class ExecutorConfig:
 
     kind: str = "auto"
     workers: int = 2  # processes (process pool) or Dask workers of a LocalCluster
-    address: str = ""  # Dask scheduler address ("" = start a LocalCluster)
+    address: str = ""  # Dask scheduler: its address (tcp://host:port) or scheduler file (*.json); "" = a LocalCluster
     processes: bool = True  # LocalCluster: worker processes (True) or threads (False)
     chunk_size: int = 256  # structures per task and per checkpoint
 

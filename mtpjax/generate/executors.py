@@ -7,8 +7,9 @@ arguments, so the three are interchangeable and give identical results.
 - :class:`InProcess`: sequential, in this process (JAX oracles: the batching happens inside each task);
 - :class:`ProcessPool`: ``concurrent.futures`` with the ``spawn`` start method (forking a process that runs
   JAX's threads can deadlock);
-- :class:`DaskExecutor`: ``dask.distributed``; a scheduler ``address`` (e.g. a dask-jobqueue SLURM/PBS cluster's
-  ``cluster.scheduler_address``) or, by default, a ``LocalCluster`` with ``workers`` workers.
+- :class:`DaskExecutor`: ``dask.distributed``; a running scheduler, named by its ``address`` (e.g. a dask-jobqueue
+  SLURM/PBS cluster's ``cluster.scheduler_address``) or by the file that ``dask scheduler --scheduler-file F.json``
+  writes (an ``address`` ending in ``.json``), or, by default, a new ``LocalCluster`` with ``workers`` workers.
 """
 from __future__ import annotations
 
@@ -60,7 +61,13 @@ class ProcessPool:
 
 
 class DaskExecutor:
-    """Tasks on a Dask cluster: ``address`` of a running scheduler, or a new ``LocalCluster``."""
+    """Tasks on a Dask cluster: a running scheduler (``address``: ``tcp://host:port`` or a scheduler file ``*.json``),
+    or a new ``LocalCluster`` (``address`` empty).
+
+    A scheduler that cannot be reached within Dask's connect timeout (``distributed.comm.timeouts.connect``, 30 s by
+    default), or a scheduler file that does not exist, raises :class:`~mtpjax.errors.ConfigError` naming
+    ``executor.address``. Tasks wait for workers: a scheduler with none (batch jobs still queued) is not an error.
+    """
 
     def __init__(self, address: str = "", workers: int = 2, processes: bool = True):
         self.address, self.workers, self.processes = address, workers, processes
@@ -72,12 +79,28 @@ class DaskExecutor:
 
         if self.client is None:
             if self.address:
-                self.client = Client(self.address)
+                self.client = self._remote(Client)
             else:
                 self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=self.processes,
                                             dashboard_address=None)
                 self.client = Client(self.cluster)
         return self.client
+
+    def _remote(self, client_cls):
+        from pathlib import Path
+
+        from ..errors import ConfigError
+
+        is_file = self.address.endswith(".json")
+        if is_file and not Path(self.address).is_file():
+            raise ConfigError("executor.address", f"scheduler file {self.address} does not exist (it is written by "
+                              "`dask scheduler --scheduler-file FILE`; start the scheduler first)")
+        try:
+            return client_cls(scheduler_file=self.address) if is_file else client_cls(self.address)
+        except (OSError, TimeoutError) as err:
+            raise ConfigError("executor.address", f"no Dask scheduler answered at {self.address} ({err}); start one "
+                              "(`dask scheduler`, or a dask-jobqueue cluster) or leave address empty for a "
+                              "LocalCluster") from err
 
     def imap(self, fn, items, progress=None):
         from dask.distributed import as_completed as dask_completed

@@ -85,7 +85,7 @@ def test_generate_on_a_running_scheduler_writes_the_in_process_files(cluster, tm
     from mtpjax.generate.config import config_from_dict
 
     _, address = cluster
-    ref = pipeline.run(config_from_dict(MICRO), tmp_path / "here", progress=False)
+    pipeline.run(config_from_dict(MICRO), tmp_path / "here", progress=False)
     m = pipeline.run(config_from_dict({**MICRO, "executor": {"kind": "dask", "address": address, "chunk_size": 4}}),
                      tmp_path / "there", progress=False)
     assert m["executor"] == {"relax_label": f"dask ({address})", "randspg": f"dask ({address})"}

@@ -1,7 +1,8 @@
 """scripts/paper_slice_weights.py and the weights record of scripts/paper_slice.py: on a hand-made data folder, the
 weight of each structure by its volume per atom against hand-computed classes, read back by mtpjax's own loader
 (mtpjax.data.load_records, what mtpjax fit trains on), and the counts that paper_slice.py records; the column order
-and the per-(level, cutoff) Fig. 14 matrices of scripts/paper_slice_tables.py."""
+and the per-(level, cutoff) Fig. 14 matrices of scripts/paper_slice_tables.py; the error by coordination of
+scripts/paper_slice_coordination_bias.py."""
 from __future__ import annotations
 
 import csv
@@ -128,3 +129,40 @@ def test_tables_name_a_run_by_its_variant_and_fit_seed(tmp_path, settings, name)
     if name != "EVERYTHING":
         (c,) = T.level_comparison(matrix, ["EVERYTHING L16 5.2", f"{name} L16 5.2"], by="variant")
         assert (c["low"], c["high"], c["smaller_at_high_variant"]) == ("EVERYTHING L16 5.2", f"{name} L16 5.2", 1)
+
+
+def test_coordination_bias_recovers_the_error_per_neighbour_count(tmp_path, capsys):
+    """scripts/paper_slice_coordination_bias.py on hcp cells whose 'predicted' energies are the labels plus
+    a·n12 + b·n11 (a = 0.4, b = −1.1 meV per atom; n11 the twelve neighbours of a vacancy, counted by hand): the table
+    gives a, b, b − a and 12 (b − a); a bcc cell (14 neighbours) and a compressed one (0.73 Ω0) are left out; NAME=FILE is
+    checked."""
+    from ase.build import bulk
+
+    a0, c0 = 3.2, 3.2 * 1.63
+    perfect = bulk("Mg", "hcp", a=a0, c=c0).repeat((3, 3, 3))
+    vacancy = perfect.copy()
+    del vacancy[0]
+    small = bulk("Mg", "hcp", a=a0, c=c0).repeat((2, 2, 2))
+    bcc = bulk("Mg", "bcc", a=(2 * perfect.get_volume() / len(perfect)) ** (1 / 3), cubic=True).repeat(2)
+    squeezed = small.copy()
+    squeezed.set_cell(small.cell * 0.9, scale_atoms=True)
+    cells = [perfect, vacancy, small, bcc, squeezed]
+    n11 = [0, 12, 0, 0, 0]  # hcp: 12 neighbours within 3.85 Å, 11 next to the vacancy
+    labels, predicted = [], []
+    for k, (atoms, m) in enumerate(zip(cells, n11)):
+        e = -1.5 * len(atoms) + 0.01 * k
+        for out, de in ((labels, 0.0), (predicted, 1e-3 * (0.4 * (len(atoms) - m) - 1.1 * m) + 7.0 * (k >= 3))):
+            b = atoms.copy()
+            b.calc = SinglePointCalculator(b, energy=e + de)
+            out.append(b)
+    write(tmp_path / "train.extxyz", labels)
+    write(tmp_path / "pred.extxyz", predicted)
+    mod = _script("paper_slice_coordination_bias")
+    omega0 = perfect.get_volume() / len(perfect)
+    assert mod.main([str(tmp_path / "train.extxyz"), f"X={tmp_path / 'pred.extxyz'}", "--omega0", str(omega0)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("3 of 5 cells") and "2 of them" not in out and "1 of them have 12 11-coordinated" in out
+    row = [r for r in out.splitlines() if r.startswith("| X |")][0].split("|")[2:6]
+    np.testing.assert_allclose([float(x) for x in row], [0.4, -1.1, -1.5, -0.018], atol=1e-6)
+    with pytest.raises(SystemExit):
+        mod.main([str(tmp_path / "train.extxyz"), "X", "--omega0", "1"])

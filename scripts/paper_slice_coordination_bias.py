@@ -19,11 +19,12 @@ import sys
 import numpy as np
 
 
-def coordination(atoms, shell: float) -> np.ndarray:
-    """Neighbours of each atom within ``shell`` Å (periodic images included)."""
-    from ase.neighborlist import neighbor_list
+def coordination(atoms, shell: float, name: str = "structure") -> np.ndarray:
+    """Neighbours of each atom within ``shell`` Å (periodic images included; mtpjax's own host-side pair list)."""
+    from mtpjax.neighbors import pairs
 
-    return np.bincount(neighbor_list("i", atoms, shell), minlength=len(atoms))
+    i, _, _ = pairs(atoms.positions, atoms.cell[:], atoms.pbc, shell, name=name)
+    return np.bincount(i, minlength=len(atoms))
 
 
 def main(argv=None) -> int:
@@ -43,9 +44,9 @@ def main(argv=None) -> int:
             ap.error(f"{item!r}: give NAME=FILE")
         runs.append((name, path))
     e_ref, n11, n12, keep = [], [], [], []
-    for a in iread(args.train):
+    for k, a in enumerate(iread(args.train)):
         n = len(a)
-        cn = coordination(a, args.shell)
+        cn = coordination(a, args.shell, name=f"{args.train}: structure {k + 1}")
         v = a.get_volume() / n / args.omega0
         e_ref.append(a.get_potential_energy())
         n11.append(int((cn == 11).sum()))

@@ -79,15 +79,18 @@ class DaskExecutor:
 
         if self.client is None:
             if self.address:
-                self.client = self._remote(Client)
+                self.client = self._remote()
             else:
                 self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=self.processes,
                                             dashboard_address=None)
                 self.client = Client(self.cluster)
         return self.client
 
-    def _remote(self, client_cls):
+    def _remote(self):
+        """A client of the running scheduler at ``address``; ConfigError if there is none."""
         from pathlib import Path
+
+        from dask.distributed import Client
 
         from ..errors import ConfigError
 
@@ -96,7 +99,7 @@ class DaskExecutor:
             raise ConfigError("executor.address", f"scheduler file {self.address} does not exist (it is written by "
                               "`dask scheduler --scheduler-file FILE`; start the scheduler first)")
         try:
-            return client_cls(scheduler_file=self.address) if is_file else client_cls(self.address)
+            return Client(scheduler_file=self.address) if is_file else Client(self.address)
         except (OSError, TimeoutError) as err:
             raise ConfigError("executor.address", f"no Dask scheduler answered at {self.address} ({err}); start one "
                               "(`dask scheduler`, or a dask-jobqueue cluster) or leave address empty for a "

@@ -239,6 +239,14 @@ def file_digest(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def name_token(value: str) -> str:
+    """An argparse ``type`` for a name that becomes part of file and column names (a run's tag or variant): letters,
+    digits and underscores, or empty for none."""
+    if value and not value.replace("_", "").isalnum():
+        raise argparse.ArgumentTypeError(f"{value!r}: use letters, digits and underscores")
+    return value
+
+
 def parser(name: str, description: str, default_config: Path, default_out_hint: str,
            data_help: str = "an existing folder written by mtpjax generate (skips generation)") -> argparse.ArgumentParser:
     """The options every experiment takes: --quick, --config, --out, --data, --no-jax-cache."""

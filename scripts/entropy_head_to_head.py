@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mtpjax.experiment import name_token
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "experiments"
 PREFIX = "entropy_head_to_head"
@@ -268,7 +270,7 @@ def main(argv=None) -> int:
                          "(default 0, the quickstart's)")
     ap.add_argument("--energy-weights", type=float, nargs="+", default=[], metavar="W",
                     help="also an ENTROPY set generated with energy_weight W (1/eV: E - kS, k = 1/W eV) per W")
-    ap.add_argument("--tag", default="", help="write docs/experiments/entropy_head_to_head_<TAG>_*.{csv,png} instead "
+    ap.add_argument("--tag", default="", type=name_token, help="write docs/experiments/entropy_head_to_head_<TAG>_*.{csv,png} instead "
                     "of the untagged files (another run beside the committed one)")
     ap.add_argument("--stage", choices=("all", "fit", "sets"), default="all",
                     help="stop after the sets, or after the fits (default: all)")
@@ -276,8 +278,6 @@ def main(argv=None) -> int:
     if any(w <= 0 for w in a.energy_weights):
         ap.error(f"--energy-weights must be > 0 (got {a.energy_weights}); the pure-entropy set is always in")
     names = set_names(a.energy_weights)
-    if a.tag and not a.tag.replace("_", "").isalnum():
-        ap.error(f"--tag {a.tag!r}: use letters, digits and underscores")
     prefix = f"{PREFIX}_{a.tag}" if a.tag else PREFIX
     out = Path(a.out)
     results, matrices, cov = {}, {}, {}

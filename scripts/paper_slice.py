@@ -50,7 +50,7 @@ PATHS.add_argument("--data")
 PATHS.add_argument("--out")
 #: This script's own option (taken out of the arguments before c_error_matrix.py sees them).
 VARIANT = argparse.ArgumentParser(add_help=False)
-VARIANT.add_argument("--variant", default="weighted", help="name of the fits on weighted data: SUBSET-<variant>")
+VARIANT.add_argument("--variant", default="weighted", type=E.name_token, help="name of the fits on weighted data: SUBSET-<variant>")
 
 #: The optimiser of the fits: mtpjax fit's default (mtpjax.fit.config.FitConfig.method).
 OPTIMIZER = "lm"
@@ -119,10 +119,10 @@ def record_weights(data_dir, out, variant: str = "weighted") -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    own, argv = VARIANT.parse_known_args(argv)
-    if not own.variant.replace("_", "").isalnum():
-        print(f"paper_slice: --variant {own.variant!r}: use letters, digits and underscores", file=sys.stderr)
-        return 2
+    try:
+        own, argv = VARIANT.parse_known_args(argv)
+    except SystemExit as err:  # a bad --variant: argparse said why
+        return int(err.code or 2)
     E.prepare_data = existing_data
     E.fit_plan_runs = lm_fits(E.fit_plan_runs)
     rc = E.guarded("paper_slice", c_error_matrix.main, argv)

@@ -53,4 +53,4 @@ def test_a_tag_that_is_not_a_file_name_part_is_refused(capsys):
     with pytest.raises(SystemExit) as e:
         H.main(["--tag", "../x", "--out", "/nonexistent/never-written"])
     assert e.value.code == 2
-    assert "--tag '../x'" in capsys.readouterr().err
+    assert "--tag: '../x': use letters, digits and underscores" in capsys.readouterr().err

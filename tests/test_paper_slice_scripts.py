@@ -2,12 +2,14 @@
 weight of each structure by its volume per atom against hand-computed classes, read back by mtpjax's own loader
 (mtpjax.data.load_records, what mtpjax fit trains on), and the counts that paper_slice.py records; the column order
 and the per-(level, cutoff) Fig. 14 matrices of scripts/paper_slice_tables.py; the error by coordination of
-scripts/paper_slice_coordination_bias.py."""
+scripts/paper_slice_coordination_bias.py; the influence functions and the vacancy fix of
+scripts/paper_slice_vacancy_influence.py against autodiff, exact refits and the fit's own loss."""
 from __future__ import annotations
 
 import csv
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
+from conftest import GOLDEN, need
 from mtpjax.data import load_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,3 +169,142 @@ def test_coordination_bias_recovers_the_error_per_neighbour_count(tmp_path, caps
     np.testing.assert_allclose([float(x) for x in row], [0.4, -1.1, -1.5, -0.018], atol=1e-6)
     with pytest.raises(SystemExit):
         mod.main([str(tmp_path / "train.extxyz"), "X", "--omega0", "1"])
+
+
+def _labelled_mg(seed=0):
+    """Eight small Mg cells (1-4 atoms, 0.8-1.3 Ω0, rattled) labelled by the Zhou EAM, in two subsets."""
+    from mtpjax.oracles import make_oracle
+    from mtpjax.oracles.factory import get_calculator
+    from mtpjax.relax import prototype
+
+    calc = get_calculator(make_oracle({"type": "zhou", "element": "Mg"}))
+    rng = np.random.default_rng(seed)
+    cells = []
+    for k, (kind, x) in enumerate([("hcp", 1.0), ("fcc", 0.9), ("bcc", 1.1), ("hcp", 0.8), ("dhcp", 1.05), ("fcc", 1.3),
+                                   ("bcc", 0.95), ("hcp", 1.2)]):
+        a = prototype(kind, "Mg", 23.0 * x)
+        a.positions += rng.normal(0, 0.1, a.positions.shape)
+        a.cell = a.cell[:] @ (np.eye(3) + rng.normal(0, 0.02, (3, 3)))
+        a.calc = calc
+        e, f, s = a.get_potential_energy(), a.get_forces(), a.get_stress()
+        a.calc = SinglePointCalculator(a, energy=e, forces=f, stress=s)
+        a.info["subset"] = "TRIAX" if k % 2 else "RATTLE"
+        cells.append(a)
+    return cells
+
+
+def test_vacancy_influence_matches_refits_and_autodiff(tmp_path):
+    """scripts/paper_slice_vacancy_influence.py: (1) its per-structure loss gradients sum to jax.grad of the fit's loss
+    (mtpjax.fit.loss.loss, plain autodiff); (2) its Gauss–Newton matrix equals the loss's exact Hessian in the
+    coefficients the energy is linear in; (3) with the radial coefficients held, the influence of up-weighting one
+    structure on a quantity equals the change of that quantity between the exact weighted least-squares refits at
+    weights 1 and 1 + ε; (4) the quantity's θ-gradient matches finite differences of the potential's energy."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    from mtpjax.data import pack_records, records_from_atoms
+    from mtpjax.fit.jacobian import flatten, n_parameters, unflatten
+    from mtpjax.fit.loss import flat_batches, loss
+    from mtpjax.fit.residuals import LossConfig
+    from mtpjax.model import load_mtp
+    from mtpjax.relax import prototype
+
+    V = _script("paper_slice_vacancy_influence")
+    mtp = load_mtp(need(GOLDEN / "pub_l08_s1_rc5.almtp"))
+    records = records_from_atoms(_labelled_mg())
+    cfg = LossConfig(fast_gradient=False)
+    n_r, n_s, n_m = n_parameters(mtp)
+    lin = np.arange(n_r, n_r + n_s + n_m)  # species and moment coefficients: the energy is linear in them
+
+    def pack(recs):
+        batches, _ = pack_records(recs, float(mtp.cutoff))
+        return flat_batches(batches)
+
+    def L(theta, batches):
+        return loss(unflatten(mtp, theta), batches, cfg, len(records))
+
+    dL, d2L = jax.jit(jax.grad(L)), jax.jit(jax.hessian(L))
+
+    batches = pack(records)
+    theta = flatten(mtp)
+    H, G, Ls, keys = V.loss_pass(mtp, batches, cfg)
+    assert G.shape == (len(records), theta.size)
+    np.testing.assert_allclose(G.sum(0) + V.penalty_gradient(mtp, cfg), dL(theta, batches), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(Ls.sum(), L(theta, batches) - cfg.penalty_weight * float(jnp.sum(
+        V.penalty_residuals(mtp) ** 2)), rtol=1e-10)
+    exact = d2L(theta, batches)
+    np.testing.assert_allclose(H[np.ix_(lin, lin)], exact[np.ix_(lin, lin)], rtol=1e-8, atol=1e-10 * np.abs(exact).max())
+
+    # (3) the exact linear refit: Newton on the quadratic loss in the linear coefficients, radial ones held
+    def refit(recs):
+        b = pack(recs)
+        t = jnp.asarray(theta)
+        for _ in range(2):  # one step is exact for the quadratic; the second takes up rounding
+            t = t.at[lin].add(-np.linalg.lstsq(np.asarray(d2L(t, b))[np.ix_(lin, lin)], np.asarray(dL(t, b))[lin], rcond=None)[0])
+        return t
+
+    t0 = refit(records)
+    H0, G0, _, keys0 = V.loss_pass(unflatten(mtp, t0), batches, cfg)
+    hcp = prototype("hcp", "Mg", 23.0).repeat((2, 2, 2))
+    vac = hcp.copy()
+    del vac[3]
+    q = lambda t: (V.energy_and_gradient(unflatten(mtp, t), vac)[0]  # noqa: E731
+                   - len(vac) / len(hcp) * V.energy_and_gradient(unflatten(mtp, t), hcp)[0])
+    g = V.energy_and_gradient(unflatten(mtp, t0), vac)[1] - len(vac) / len(hcp) * V.energy_and_gradient(unflatten(mtp, t0), hcp)[1]
+    infl, sens, _, _ = V.influences(H0[np.ix_(lin, lin)], G0[:, lin], g[lin], 1.0)
+    assert sens > 0
+    for s in (2, 5):
+        eps = 1e-3
+        bumped = [dataclasses.replace(r, weight=1.0 + eps) if k == s else r for k, r in enumerate(records)]
+        # loss_pass's rows follow the packing order; find structure s's row by its G against a one-structure pass
+        one = V.loss_pass(unflatten(mtp, t0), pack([records[s]]), cfg)[1][0] / len(records)
+        row = int(np.argmin(np.linalg.norm(G0 - one, axis=1)))
+        np.testing.assert_allclose(G0[row], one, rtol=1e-8, atol=1e-12)
+        fd = (q(refit(bumped)) - q(t0)) / eps
+        np.testing.assert_allclose(infl[row], fd, rtol=2e-3, atol=1e-6)
+
+    # (4) the gradient of E_f in a radial coefficient against central differences of the energy
+    k, h = 3, 1e-5
+    e = np.zeros(theta.size)
+    e[k] = h
+    np.testing.assert_allclose(g[k], (q(t0 + e) - q(t0 - e)) / (2 * h), rtol=1e-5)
+
+
+def test_vacancy_influence_fix_step_gives_the_oracle_vacancy(tmp_path, capsys):
+    """The script end to end on eight labelled cells with MLIP's level-8 potential: its tables and CSVs, and with
+    --fix the written potential: its hcp vacancy energy (unrelaxed, at the oracle's lattice) is the oracle's, and its
+    loss on the data, measured by a new pass, is the old one plus the rise the script computed (both exact: only the
+    coefficients the energy is linear in change)."""
+    from ase.io import write as write_xyz
+
+    V = _script("paper_slice_vacancy_influence")
+    data = tmp_path / "EVERYTHING.extxyz"
+    write_xyz(data, _labelled_mg(), format="extxyz")
+    out = tmp_path / "infl.csv"
+    assert V.main(["--data", str(data), "--potential", f"L8={need(GOLDEN / 'pub_l08_s1_rc5.almtp')}", "--out", str(out),
+                   "--fix", "hcp vacancy"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    every = {(r["potential"], r["quantity"]): r for r in rows if r["group"] == "all"}
+    before, after = every[("L8", "hcp vacancy")], every[("L8+fix", "hcp vacancy")]
+    assert before["oracle_eV"] == after["oracle_eV"]
+    assert abs(float(after["error_eV"])) < 1e-6 < abs(float(before["error_eV"]))
+    cap = capsys.readouterr()
+    assert "| hcp vacancy |" in cap.out
+    rise = float(re.search(r"loss rise (\S+)", cap.err).group(1))
+    # the fit's loss (mtpjax.fit.loss.loss, its own path) of the potential before and after
+    from mtpjax.data import pack_records
+    from mtpjax.fit.loss import loss
+    from mtpjax.fit.residuals import LossConfig
+    from mtpjax.model import load_mtp
+
+    mtp, fixed = load_mtp(GOLDEN / "pub_l08_s1_rc5.almtp"), load_mtp(tmp_path / "infl_L8_fixed.mtpjax")
+    batches, _ = pack_records(load_records(data), float(mtp.cutoff))
+    L0, L1 = (float(loss(m, batches, LossConfig(), 8)) for m in (mtp, fixed))
+    assert rise > 0 and np.isclose(L1 - L0, rise, rtol=1e-5)
+    # the groups of each potential and quantity add up to the whole
+    for (pot, q), r in every.items():
+        parts = [float(x["influence_eV"]) for x in rows if x["potential"] == pot and x["quantity"] == q and x["group"] != "all"]
+        assert np.isclose(sum(parts), float(r["influence_eV"]), atol=1e-3 * np.abs(parts).sum())  # 4 digits each
+    assert (tmp_path / "infl_L8_fixed.mtpjax").is_file() and (tmp_path / "infl_structures.csv").is_file()

@@ -154,7 +154,7 @@ def oracle_cells(oracle, element: str, size: int = 3):
 
 
 def energy_and_gradient(mtp, atoms, types=None):
-    """(E (eV), ∂E/∂θ) of one structure, θ = mtpjax.fit.jacobian.flatten(mtp)."""
+    """(E (eV), ∂E/∂θ) of one structure, θ = mtpjax.fit.jacobian.flatten(mtp); ``types`` default: all type 0."""
     nb = neighbour_list(atoms.positions, atoms.cell[:], atoms.pbc, float(mtp.cutoff), n_atoms_pad=len(atoms),
                         name=atoms.get_chemical_formula())
     species = jnp.zeros(len(atoms), jnp.int32) if types is None else jnp.asarray(types)
@@ -195,7 +195,10 @@ def group_labels(records, omega0: float) -> list[str]:
     """'SUBSET V/Ω0 lo-hi' of each record (the volume bins of scripts/paper_slice_why.py)."""
     out = []
     for r in records:
-        x = (r.volume or np.nan) / r.n_atoms / omega0
+        if r.volume is None:
+            out.append(f"{r.subset} non-periodic")
+            continue
+        x = r.volume / r.n_atoms / omega0
         k = int(np.searchsorted(VOLUME_EDGES, x, side="right")) - 1
         lo, hi = VOLUME_EDGES[k], VOLUME_EDGES[k + 1]
         out.append(f"{r.subset} {lo:g}-{hi:g}")
@@ -244,7 +247,10 @@ def main(argv=None) -> int:
         name, _, path = spec.partition("=")
         if not path:
             ap.error(f"--potential {spec}: give NAME=PATH")
-        specs.append((name, load_mtp(path)))
+        mtp = load_mtp(path)
+        if mtp.n_species != 1:
+            ap.error(f"--potential {spec}: {mtp.n_species} species; the vacancy cells here are of one element")
+        specs.append((name, mtp))
     records = load_records(args.data)
     # each structure packed under its own key, so that its rows come back to it after packing reorders them
     e = np.array([r.energy / r.n_atoms for r in records])
@@ -315,7 +321,7 @@ def main(argv=None) -> int:
 
 def _group_order(g: str):
     sub, _, vb = g.rpartition(" ")
-    return sub, float(vb.split("-")[0])
+    return sub, float(vb.split("-")[0]) if vb[0].isdigit() else np.inf
 
 
 def _print(rows, srows) -> None:

@@ -29,7 +29,9 @@ at the **oracle's** relaxed lattice, one site removed and nothing relaxed: E_f =
 function of the site energies whose gradient in θ comes from jax.grad of mtpjax.potential.energy.
 
 Groups: each training structure's subset (info['subset']) crossed with its volume per atom over Ω0 (the bins of
-scripts/paper_slice_why.py; Ω0 the volume per atom of the data's lowest-energy structure). The CSV has one row per
+scripts/paper_slice_why.py; Ω0 the volume per atom of the data's lowest-energy structure); for data with loss
+weights (scripts/paper_slice_weights.py) also the structures of each weight ("weight 2": the slope is then that of
+multiplying their weight of 2 by 1 + ε, so ε = −0.5 takes them back to 1). The CSV has one row per
 (potential, quantity, group); ``<out>_structures.csv`` the 20 structures of largest |influence| on the hcp vacancy
 per potential (index in the data file, subset, atoms, V/Ω0, shortest distance, influence).
 
@@ -257,6 +259,7 @@ def main(argv=None) -> int:
     k0 = int(np.argmin(e))
     omega0 = float(records[k0].volume / records[k0].n_atoms)
     groups = np.array(group_labels(records, omega0))
+    weights = np.array([r.weight for r in records])
     keyed = [dataclasses.replace(r, subset=f"{k:07d}") for k, r in enumerate(records)]
     oracle = make_oracle(args.oracle or f"zhou:{args.element}")
     cells = oracle_cells(oracle, args.element)
@@ -293,6 +296,11 @@ def main(argv=None) -> int:
                 m = group_of == grp
                 rows.append({**base, "group": grp, "structures": int(m.sum()), "loss_%": float(100 * Ls[m].sum() / Ls.sum()),
                              "influence_eV": float(infl[m].sum())})
+            if len(set(weights)) > 1:  # data with loss weights: also each weight's structures as one group
+                for w in sorted(set(weights), reverse=True):
+                    m = weights[idx] == w
+                    rows.append({**base, "group": f"weight {w:g}", "structures": int(m.sum()),
+                                 "loss_%": float(100 * Ls[m].sum() / Ls.sum()), "influence_eV": float(infl[m].sum())})
             if q == "hcp vacancy":
                 for k in np.argsort(-np.abs(infl))[:20]:
                     r = records[idx[k]]

@@ -281,7 +281,10 @@ def test_vacancy_influence_fix_step_gives_the_oracle_vacancy(tmp_path, capsys):
 
     V = _script("paper_slice_vacancy_influence")
     data = tmp_path / "EVERYTHING.extxyz"
-    write_xyz(data, _labelled_mg(), format="extxyz")
+    cells = _labelled_mg()
+    for k in (1, 4):
+        cells[k].info["weight"] = 2.0  # loss weights, as scripts/paper_slice_weights.py writes them
+    write_xyz(data, cells, format="extxyz")
     out = tmp_path / "infl.csv"
     assert V.main(["--data", str(data), "--potential", f"L8={need(GOLDEN / 'pub_l08_s1_rc5.almtp')}", "--out", str(out),
                    "--fix", "hcp vacancy"]) == 0
@@ -301,10 +304,14 @@ def test_vacancy_influence_fix_step_gives_the_oracle_vacancy(tmp_path, capsys):
 
     mtp, fixed = load_mtp(GOLDEN / "pub_l08_s1_rc5.almtp"), load_mtp(tmp_path / "infl_L8_fixed.mtpjax")
     batches, _ = pack_records(load_records(data), float(mtp.cutoff))
-    L0, L1 = (float(loss(m, batches, LossConfig(), 8)) for m in (mtp, fixed))
+    L0, L1 = (float(loss(m, batches, LossConfig(), 8)) for m in (mtp, fixed))  # with the weights of 2
     assert rise > 0 and np.isclose(L1 - L0, rise, rtol=1e-5)
-    # the groups of each potential and quantity add up to the whole
+    # the groups of each potential and quantity add up to the whole, both ways of grouping
     for (pot, q), r in every.items():
-        parts = [float(x["influence_eV"]) for x in rows if x["potential"] == pot and x["quantity"] == q and x["group"] != "all"]
-        assert np.isclose(sum(parts), float(r["influence_eV"]), atol=1e-3 * np.abs(parts).sum())  # 4 digits each
+        mine = [x for x in rows if x["potential"] == pot and x["quantity"] == q and x["group"] != "all"]
+        for by_weight in (False, True):
+            parts = [float(x["influence_eV"]) for x in mine if x["group"].startswith("weight ") == by_weight]
+            assert np.isclose(sum(parts), float(r["influence_eV"]), atol=1e-3 * np.abs(parts).sum())  # 4 digits each
+        assert [(x["group"], x["structures"]) for x in mine if x["group"].startswith("weight ")] == [("weight 2", "2"),
+                                                                                                  ("weight 1", "6")]
     assert (tmp_path / "infl_L8_fixed.mtpjax").is_file() and (tmp_path / "infl_structures.csv").is_file()

@@ -7,7 +7,7 @@
 
 A fitted MTP sits at a minimum of its loss L(θ) = (1/K) Σ_s L_s(θ) + w_pen P(θ) (mtpjax.fit.residuals: the fit's own
 weights, residuals and Jacobian, mtpjax.fit.jacobian). A quantity Q(θ) of the potential (here the unrelaxed vacancy
-formation energy of hcp, fcc, dhcp and bcc, and two phase differences as controls) then answers two questions,
+formation energy of hcp, fcc, dhcp and bcc, and two phase differences as controls) then answers three questions,
 to first order in the Gauss–Newton model H = ∂²L/∂θ² ≈ (2/K) JᵀJ + 2 w_pen PᵀP of the loss:
 
 - **how firmly the data fix Q** (``sensitivity``, eV): the most Q can move while the loss rises by 1 %,
@@ -21,6 +21,10 @@ to first order in the Gauss–Newton model H = ∂²L/∂θ² ≈ (2/K) JᵀJ + 
   to the minimum of the quadratic model; the influences of all structures and the penalty's sum to it (0 at an
   exact minimum).
 
+With ``--fix QUANTITY`` each potential is also written with the smallest change of its species and moment
+coefficients that puts QUANTITY on the oracle's value (:func:`fix_step`: exact, since the energy is linear in them)
+and evaluated the same way, as NAME+fix: what matching it costs on the training data.
+
 ``modes_left_out``: eigenvectors of H below ``--rcond`` × its largest eigenvalue (directions no training
 structure constrains), ``g_outside`` the share of |g| along them (a quantity that needs them is extrapolated).
 
@@ -33,7 +37,7 @@ scripts/paper_slice_why.py; Ω0 the volume per atom of the data's lowest-energy 
 weights (scripts/paper_slice_weights.py) also the structures of each weight ("weight 2": the slope is then that of
 multiplying their weight of 2 by 1 + ε, so ε = −0.5 takes them back to 1). The CSV has one row per
 (potential, quantity, group); ``<out>_structures.csv`` the 20 structures of largest |influence| on the hcp vacancy
-per potential (index in the data file, subset, atoms, V/Ω0, shortest distance, influence).
+per potential (index in the data file, subset, atoms, V/Ω0, shortest distance, share of the loss, influence).
 
 Units: eV, Å. Cost: one pass of the fit's Jacobian over the data per potential (about one Levenberg–Marquardt
 iteration on all of it: 3 min for EVERYTHING at level 20 / 5.2 Å on 2 cores).
@@ -54,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_slice_why import VOLUME_EDGES, csv_text  # noqa: E402
 
 from mtpjax.data import load_records, pack_records  # noqa: E402
+from mtpjax.errors import MtpjaxError  # noqa: E402
 from mtpjax.fit.jacobian import flatten, image_group, n_parameters, penalty_residuals, unflatten, weighted_jacobian  # noqa: E402
 from mtpjax.fit.loss import flat_batches  # noqa: E402
 from mtpjax.fit.residuals import LossConfig  # noqa: E402
@@ -63,6 +68,8 @@ from mtpjax.neighbors import neighbour_list  # noqa: E402
 from mtpjax.potential import energy  # noqa: E402
 
 PHASES = ("hcp", "fcc", "dhcp", "bcc")
+#: The quantities of :func:`quantities`, in its order.
+QUANTITIES = tuple(f"{p} vacancy" for p in PHASES) + ("E(fcc) - E(hcp) per atom", "E(bcc) - E(hcp) per atom")
 COLUMNS = ["potential", "quantity", "group", "structures", "loss_%", "influence_eV", "value_eV", "oracle_eV", "error_eV",
            "loss", "sensitivity_eV", "newton_step_eV", "modes_left_out", "g_outside"]
 STRUCTURE_COLUMNS = ["potential", "index", "subset", "atoms", "V/Ω0", "d_min_A", "loss_%", "influence_eV"]
@@ -240,6 +247,16 @@ def main(argv=None) -> int:
                     "with the smallest change of its species and moment coefficients that gives QUANTITY (e.g. 'hcp "
                     "vacancy') the oracle's value (fix_step), evaluated the same way as NAME+fix")
     args = ap.parse_args(argv)
+    if args.fix is not None and args.fix not in QUANTITIES:
+        ap.error(f"--fix {args.fix!r}: one of {', '.join(QUANTITIES)}")
+    try:
+        return _run(ap, args)
+    except (MtpjaxError, OSError) as err:  # bad input (a missing or malformed file, a potential that does not load)
+        print(f"paper_slice_vacancy_influence: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(ap, args) -> int:
     from mtpjax.model import save_mtp
     from mtpjax.oracles import make_oracle
     from mtpjax.oracles.factory import get_calculator
@@ -311,8 +328,6 @@ def main(argv=None) -> int:
                   f"({others[0]:.4f} and {others[1]:.4f} with rcond x 0.01 and x 100); Newton step {step:+.2e} eV "
                   f"({dropped} of {len(g)} modes left out, holding {outside:.1e} of |g|)", file=sys.stderr)
         if args.fix and not name.endswith("+fix"):
-            if args.fix not in qs:
-                ap.error(f"--fix {args.fix!r}: not one of {list(qs)}")
             value, ref, g = qs[args.fix]
             fixed, rise = fix_step(mtp, H, g, value - ref, G.sum(0) + gpen, args.rcond)
             path = out.with_name(f"{out.stem}_{name}_fixed.mtpjax")

@@ -290,6 +290,7 @@ def test_vacancy_influence_fix_step_gives_the_oracle_vacancy(tmp_path, capsys):
                    "--fix", "hcp vacancy"]) == 0
     rows = list(csv.DictReader(out.open()))
     every = {(r["potential"], r["quantity"]): r for r in rows if r["group"] == "all"}
+    assert [q for p, q in every if p == "L8"] == list(V.QUANTITIES)  # what --fix accepts is what is computed
     before, after = every[("L8", "hcp vacancy")], every[("L8+fix", "hcp vacancy")]
     assert before["oracle_eV"] == after["oracle_eV"]
     assert abs(float(after["error_eV"])) < 1e-6 < abs(float(before["error_eV"]))

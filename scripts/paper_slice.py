@@ -50,7 +50,8 @@ PATHS.add_argument("--data")
 PATHS.add_argument("--out")
 #: This script's own option (taken out of the arguments before c_error_matrix.py sees them).
 VARIANT = argparse.ArgumentParser(add_help=False)
-VARIANT.add_argument("--variant", default="weighted", type=E.name_token, help="name of the fits on weighted data: SUBSET-<variant>")
+VARIANT.add_argument("--variant", default="weighted", type=E.name_token,
+                     help="name of the fits on weighted data: SUBSET-<variant>")
 
 #: The optimiser of the fits: mtpjax fit's default (mtpjax.fit.config.FitConfig.method).
 OPTIMIZER = "lm"

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
 import time
 from pathlib import Path
@@ -79,8 +80,10 @@ STRUCTURE_COLUMNS = ["potential", "index", "subset", "atoms", "V/Ω0", "d_min_A"
 # the fit's loss, structure by structure
 
 
+@functools.lru_cache(maxsize=None)
 def _batch_pass(cfg: LossConfig):
-    """f(mtp, lb): :func:`_reduce` of one batch, compiled per batch shape (and image group, as the fit does)."""
+    """f(mtp, lb): :func:`_reduce` of one batch, compiled per batch shape (and image group, as the fit does); one per
+    loss config, so that potentials of one level share the compiled programs."""
     one = jax.jit(lambda mtp, lb, group: _reduce(*weighted_jacobian(mtp, lb, cfg, group), lb), static_argnums=2)
     return lambda mtp, lb: one(mtp, lb, image_group(lb))
 
@@ -145,21 +148,13 @@ def influences(H, G, g, total_loss: float, rcond: float = 1e-12):
 
 
 def oracle_cells(oracle, element: str, size: int = 3):
-    """{phase: (perfect supercell, vacancy cell)} at the oracle's relaxed lattice (mtpjax.verify.vacancy's cells)."""
-    from mtpjax.relax import equilibrium, prototype
-    from mtpjax.verify.prototypes import supercell
+    """{phase: (perfect supercell, vacancy cell)} at the oracle's relaxed lattice: the cells of the vacancy test
+    (mtpjax.verify.vacancy.vacancy_cells, site 0)."""
+    from mtpjax.relax import equilibrium
+    from mtpjax.verify.vacancy import vacancy_cells
 
     eq = equilibrium(oracle, PHASES, element)
-    out = {}
-    for phase in PHASES:
-        base = eq[phase].atoms
-        if phase in ("fcc", "bcc"):
-            base = prototype(phase, element, base.get_volume() / len(base), cubic=True)
-        perfect = supercell(base, (size, size, size))
-        vac = perfect.copy()
-        del vac[0]
-        out[phase] = (perfect, vac, base)
-    return out
+    return {phase: vacancy_cells(eq[phase].atoms, phase, element, (size, size, size)) for phase in PHASES}
 
 
 def energy_and_gradient(mtp, atoms, types=None):
@@ -177,7 +172,7 @@ def quantities(mtp, cells, oracle_calc) -> dict:
     E(fcc) − E(hcp), E(bcc) − E(hcp) per atom."""
     out = {}
     per_atom = {}
-    for phase, (perfect, vac, base) in cells.items():
+    for phase, (perfect, vac) in cells.items():
         n = len(perfect)
         ep, gp = energy_and_gradient(mtp, perfect)
         ev, gv = energy_and_gradient(mtp, vac)

@@ -37,6 +37,17 @@ def cases(phases, size, cubic: bool, hcp443: bool) -> list[tuple[str, str, tuple
     return out
 
 
+def vacancy_cells(base, phase: str, element: str, reps, cubic: bool = True, site: int = 0):
+    """(perfect supercell, the same with atom ``site`` removed) of ``phase`` from its relaxed primitive cell ``base``:
+    ``reps`` repetitions (of the conventional cube for fcc and bcc with ``cubic``, at ``base``'s volume per atom)."""
+    if cubic and phase in ("fcc", "bcc"):
+        base = prototype(phase, element, base.get_volume() / len(base), cubic=True)
+    perfect = supercell(base, reps)
+    vac = perfect.copy()
+    del vac[site]
+    return perfect, vac
+
+
 def formation_energies(potential, element: str, phases=PHASES, size=3, cubic: bool = True, hcp443: bool = False,
                        cell: str = "volume", fmax: float = 1e-3, smax: float = 1e-3, max_steps: int = 3000,
                        site: int = 0) -> tuple[dict, list, dict]:
@@ -52,13 +63,7 @@ def formation_energies(potential, element: str, phases=PHASES, size=3, cubic: bo
         if not e.ok:
             failures.append({"structure": f"{phase} equilibrium", "reason": f"{e.reason}: {e.message}"})
             continue
-        base = e.atoms
-        if cubic and phase in ("fcc", "bcc"):
-            v = base.get_volume() / len(base)
-            base = prototype(phase, element, v, cubic=True)
-        perfect = supercell(base, reps)
-        vac = perfect.copy()
-        del vac[site]
+        perfect, vac = vacancy_cells(e.atoms, phase, element, reps, cubic, site)
         vac.info["name"] = f"{name} vacancy"
         cells.append(vac)
         meta.append((name, phase, len(perfect), e.energy_per_atom, e.atoms.get_volume() / len(e.atoms)))

@@ -241,8 +241,8 @@ def file_digest(path) -> str:
 
 def name_token(value: str) -> str:
     """An argparse ``type`` for a name that becomes part of file and column names (a run's tag or variant): letters,
-    digits and underscores, or empty for none."""
-    if value and not value.replace("_", "").isalnum():
+    digits and underscores, at least one (leave the option out for no name)."""
+    if not value.replace("_", "").isalnum():
         raise argparse.ArgumentTypeError(f"{value!r}: use letters, digits and underscores")
     return value
 

@@ -270,7 +270,7 @@ def main(argv=None) -> int:
                          "(default 0, the quickstart's)")
     ap.add_argument("--energy-weights", type=float, nargs="+", default=[], metavar="W",
                     help="also an ENTROPY set generated with energy_weight W (1/eV: E - kS, k = 1/W eV) per W")
-    ap.add_argument("--tag", default="", type=name_token,
+    ap.add_argument("--tag", default=None, type=name_token,
                     help="write docs/experiments/entropy_head_to_head_<TAG>_*.{csv,png} instead of the untagged files "
                          "(another run beside the committed one)")
     ap.add_argument("--stage", choices=("all", "fit", "sets"), default="all",

@@ -48,9 +48,10 @@ def test_a_weight_not_above_zero_is_refused(bad, capsys):
     assert "--energy-weights must be > 0" in capsys.readouterr().err
 
 
-def test_a_tag_that_is_not_a_file_name_part_is_refused(capsys):
+@pytest.mark.parametrize("bad", ["../x", ""])
+def test_a_tag_that_is_not_a_file_name_part_is_refused(capsys, bad):
     H = _script()
     with pytest.raises(SystemExit) as e:
-        H.main(["--tag", "../x", "--out", "/nonexistent/never-written"])
+        H.main(["--tag", bad, "--out", "/nonexistent/never-written"])
     assert e.value.code == 2
-    assert "--tag: '../x': use letters, digits and underscores" in capsys.readouterr().err
+    assert f"--tag: {bad!r}: use letters, digits and underscores" in capsys.readouterr().err

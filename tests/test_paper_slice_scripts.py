@@ -84,8 +84,9 @@ def test_weights_by_volume_are_what_the_fit_reads(tmp_path, capsys):
     assert s["variant"] == "weighted" and s["weights"] == {"0.5": 1, "1": 1, "2": 2} and s["level"] == 16
     P.record_weights(out, run, "compressed")  # --variant names a second weighting of the same (level, cutoff)
     assert json.loads((run / "settings.json").read_text())["variant"] == "compressed"
-    assert P.main(["--variant", "a b", "--data", str(out), "--out", str(run)]) == 2  # refused before anything runs
-    assert "letters, digits and underscores" in capsys.readouterr().err
+    for bad in ("a b", ""):  # refused before anything runs: not a file-name part; no name (the default names it)
+        assert P.main(["--variant", bad, "--data", str(out), "--out", str(run)]) == 2
+        assert "letters, digits and underscores" in capsys.readouterr().err
 
 
 def test_tables_order_columns_as_the_paper_and_write_fig14_per_level_and_cutoff(tmp_path, monkeypatch):

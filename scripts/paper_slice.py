@@ -18,10 +18,11 @@ study (docs/study/paper_scale.md, "Work-arounds"):
    is lm. The fits here go through the same ``mtpjax.experiment.fit_plan_runs`` (:func:`mtpjax.sweep.run_sweep`) with
    ``optimizer="lm"``, so ``fits/fit_settings.json`` and each run's ``result.json`` say lm.
 
-When the data's EVERYTHING.extxyz carries per-structure loss weights (``weight=`` on its comment lines, as
-scripts/paper_slice_weights.py writes them), ``OUT/settings.json`` records them after the run (``"variant"``: the
-name given by ``--variant``, ``weighted`` by default; ``"weights"``: structures per weight; ``"data_dir"``), and
-scripts/paper_slice_tables.py names the fits ``EVERYTHING-<variant>``. ``--variant`` is this script's one option of
+When the data's EVERYTHING.extxyz carries per-structure loss weights other than 1 (``weight=`` on its comment lines,
+as scripts/paper_slice_weights.py writes them), or ``--variant`` is given, ``OUT/settings.json`` records them after
+the run (``"variant"``: the name given by ``--variant``, ``weighted`` by default; ``"weights"``: structures per
+weight; ``"data_dir"``), and scripts/paper_slice_tables.py names the fits ``EVERYTHING-<variant>`` (a control fit on
+the same data with every weight 1 is named by giving ``--variant``). ``--variant`` is this script's one option of
 its own; running the same command again after a finished run only rewrites ``settings.json`` (the fits and the
 verification are read back).
 
@@ -50,8 +51,9 @@ PATHS.add_argument("--data")
 PATHS.add_argument("--out")
 #: This script's own option (taken out of the arguments before c_error_matrix.py sees them).
 VARIANT = argparse.ArgumentParser(add_help=False)
-VARIANT.add_argument("--variant", default="weighted", type=E.name_token,
-                     help="name of the fits on weighted data: SUBSET-<variant>")
+VARIANT.add_argument("--variant", default=None, type=E.name_token,
+                     help="name of the fits: SUBSET-<variant> (default: 'weighted' on data with loss weights other "
+                          "than 1, none otherwise)")
 
 #: The optimiser of the fits: mtpjax fit's default (mtpjax.fit.config.FitConfig.method).
 OPTIMIZER = "lm"
@@ -106,12 +108,14 @@ def data_weights(data_dir) -> dict:
     return counts
 
 
-def record_weights(data_dir, out, variant: str = "weighted") -> None:
-    """Add ``variant`` and the weights of ``data_dir``'s EVERYTHING.extxyz to ``out/settings.json`` when any
-    structure's weight is not 1 (module docstring)."""
+def record_weights(data_dir, out, variant: str | None = None) -> None:
+    """Add ``variant`` and the weights of ``data_dir``'s EVERYTHING.extxyz to ``out/settings.json`` when ``variant``
+    is given or any structure's weight is not 1 (then ``variant`` defaults to ``weighted``; module docstring)."""
     counts = data_weights(data_dir)
-    if set(counts) == {1.0}:
-        return
+    if variant is None:
+        if set(counts) == {1.0}:
+            return
+        variant = "weighted"
     path = Path(out) / "settings.json"
     s = json.loads(path.read_text())
     s.update(variant=variant, weights={f"{w:g}": n for w, n in sorted(counts.items())}, data_dir=str(data_dir))

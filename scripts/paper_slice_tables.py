@@ -208,18 +208,18 @@ def ev_figure(points: dict, path: Path) -> Path:
 
 def level_comparison(matrix, order, by: str = "level") -> list[dict]:
     """For every two fits of one subset at different levels (``by="level"``; any cutoffs), at different cutoffs
-    and the same level (``by="cutoff"``), or of a subset and its variant (``SUBSET-variant``, ``by="variant"``) at
-    the same level and cutoff: over the matrix rows where both have a finite error (rows of
+    and the same level (``by="cutoff"``), or of a subset and its variant (``SUBSET-variant``, ``by="variant"``), or of
+    two variants of it (the later one in ``order`` is "high"), at the same level and cutoff: over the matrix rows where both have a finite error (rows of
     :data:`FIGURE_EXCLUDE` left out), how many have the smaller |error| at the higher level (cutoff; with the
     variant), and the median of |error(high)| / |error(low)|."""
     out = []
     rows = [m for m in matrix if not any(e in f"{m['test']}: {m['quantity']}" for e in FIGURE_EXCLUDE)]
-    for a in order:
-        for b in order:
+    for i, a in enumerate(order):
+        for j, b in enumerate(order):
             sa, la, ca = a.split()
             sb, lb, cb = b.split()
             if by == "variant":
-                if not sb.startswith(sa + "-") or (la, ca) != (lb, cb):
+                if j <= i or "-" not in sb or sa.partition("-")[0] != sb.partition("-")[0] or (la, ca) != (lb, cb):
                     continue
             elif sa != sb or (int(la[1:]) >= int(lb[1:]) if by == "level" else (la != lb or float(ca) >= float(cb))):
                 continue

@@ -84,6 +84,9 @@ def test_weights_by_volume_are_what_the_fit_reads(tmp_path, capsys):
     assert s["variant"] == "weighted" and s["weights"] == {"0.5": 1, "1": 1, "2": 2} and s["level"] == 16
     P.record_weights(out, run, "compressed")  # --variant names a second weighting of the same (level, cutoff)
     assert json.loads((run / "settings.json").read_text())["variant"] == "compressed"
+    P.record_weights(data, run, "weight1")  # and a control on unweighted data, when given
+    s = json.loads((run / "settings.json").read_text())
+    assert s["variant"] == "weight1" and s["weights"] == {"1": 4}
     for bad in ("a b", ""):  # refused before anything runs: not a file-name part; no name (the default names it)
         assert P.main(["--variant", bad, "--data", str(out), "--out", str(run)]) == 2
         assert "letters, digits and underscores" in capsys.readouterr().err
@@ -133,6 +136,25 @@ def test_tables_name_a_run_by_its_variant_and_fit_seed(tmp_path, settings, name)
     if name != "EVERYTHING":
         (c,) = T.level_comparison(matrix, ["EVERYTHING L16 5.2", f"{name} L16 5.2"], by="variant")
         assert (c["low"], c["high"], c["smaller_at_high_variant"]) == ("EVERYTHING L16 5.2", f"{name} L16 5.2", 1)
+
+
+def test_variant_comparison_pairs_a_subset_with_its_variants_and_the_variants_with_each_other():
+    """by="variant": the base fit against each variant and two variants of one subset, level and cutoff against each
+    other (a control fit on the same data beside a reweighted one), never across subsets, levels or cutoffs."""
+    T = _script("paper_slice_tables")
+    order = ["RANDSPG L20 6.5", "EVERYTHING L20 5.2", "EVERYTHING L20 6.5", "EVERYTHING-compressed L20 6.5",
+             "EVERYTHING-weight1 L20 6.5"]
+    errors = {"RANDSPG L20 6.5": (0.05, 0.05), "EVERYTHING L20 5.2": (0.04, 0.04), "EVERYTHING L20 6.5": (0.02, 0.01),
+              "EVERYTHING-compressed L20 6.5": (0.05, -0.03), "EVERYTHING-weight1 L20 6.5": (-0.015, 0.06)}
+    matrix = [{"test": "vacancy", "quantity": f"q{k}", **{c: e[k] for c, e in errors.items()}} for k in range(2)]
+    got = {(c["low"], c["high"]): (c["rows"], c["smaller_at_high_variant"], c["median_ratio_high_over_low"])
+           for c in T.level_comparison(matrix, order, by="variant")}
+    assert set(got) == {("EVERYTHING L20 6.5", "EVERYTHING-compressed L20 6.5"),
+                        ("EVERYTHING L20 6.5", "EVERYTHING-weight1 L20 6.5"),
+                        ("EVERYTHING-compressed L20 6.5", "EVERYTHING-weight1 L20 6.5")}
+    # |errors| compressed (0.05, 0.03) against weight1 (0.015, 0.06): one row smaller, ratios 0.3 and 2 -> median 2
+    assert got[("EVERYTHING-compressed L20 6.5", "EVERYTHING-weight1 L20 6.5")] == (2, 1, pytest.approx(2.0))
+    assert got[("EVERYTHING L20 6.5", "EVERYTHING-compressed L20 6.5")] == (2, 0, pytest.approx(3.0))
 
 
 def test_coordination_bias_recovers_the_error_per_neighbour_count(tmp_path, capsys):

@@ -208,10 +208,10 @@ def ev_figure(points: dict, path: Path) -> Path:
 
 def level_comparison(matrix, order, by: str = "level") -> list[dict]:
     """For every two fits of one subset at different levels (``by="level"``; any cutoffs), at different cutoffs
-    and the same level (``by="cutoff"``), or of a subset and its variant (``SUBSET-variant``, ``by="variant"``), or of
-    two variants of it (the later one in ``order`` is "high"), at the same level and cutoff: over the matrix rows where both have a finite error (rows of
-    :data:`FIGURE_EXCLUDE` left out), how many have the smaller |error| at the higher level (cutoff; with the
-    variant), and the median of |error(high)| / |error(low)|."""
+    and the same level (``by="cutoff"``), or of a subset and its variant (``SUBSET-variant``, ``by="variant"``), or
+    of two variants of it (the later one in ``order`` is "high"), at the same level and cutoff: over the matrix rows
+    where both have a finite error (rows of :data:`FIGURE_EXCLUDE` left out), how many have the smaller |error| at
+    the higher level (cutoff; with the variant), and the median of |error(high)| / |error(low)|."""
     out = []
     rows = [m for m in matrix if not any(e in f"{m['test']}: {m['quantity']}" for e in FIGURE_EXCLUDE)]
     for i, a in enumerate(order):

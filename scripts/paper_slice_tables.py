@@ -27,7 +27,13 @@ their output folders. Written here (docs/study/paper_scale/):
 - ``ev_rmse_vs_level.png``: E–V RMSE (all phases) against level over ±10 % and ±80 % (Fig. 6), RANDSPG and
   EVERYTHING;
 - ``fig14_L<level>_rc<cutoff>.{csv,md,png}``: the matrix of one (level, cutoff) that has three or more training
-  subsets (the paper's Fig. 14), one column per subset in the paper's order.
+  subsets (the paper's Fig. 14), one column per subset in the paper's order, and
+  ``fig14_L<level>_rc<cutoff>_summary.md``, its short table (one line per subset: E–V, C_ij, force constants,
+  vacancies, phase order, surfaces and GB).
+
+``matrix.md`` and the short tables also go into docs/study/paper_scale.md, each between the lines
+``<!-- tables: NAME -->`` and ``<!-- /tables: NAME -->`` (NAME: ``matrix`` or ``fig14_L<level>_rc<cutoff>_summary``),
+so that the page follows the archive with this one command; the prose around them is written by hand.
 
 Units: meV/atom, eV, eV/Å², GPa, J/m² and meV/Å² (1 J/m² = 62.415 meV/Å²).
 """
@@ -36,11 +42,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "docs" / "study" / "paper_scale"  # where the tables and figures go
+PAGE = HERE.parent / "paper_scale.md"  # the page whose marked tables are rewritten (:func:`update_page`)
 ARCHIVE = HERE / "runs"  # the inputs of every run: runs/<name>/{settings.json, fits.csv, error_matrix_long.csv}
 #: The files of a run folder that the tables are made from (and that the archive keeps).
 RUN_FILES = ("settings.json", "fits.csv", "error_matrix_long.csv")
@@ -256,10 +264,63 @@ def column_key(col: str):
     return rank, int(level[1:]), float(cutoff), variant
 
 
-def subset_matrices(cols: dict) -> list[str]:
+def sig3(v: float) -> str:
+    """``v`` to three significant digits, thousands with separators (1,870; 79,100), NaN as "–"."""
+    if not math.isfinite(v):
+        return "–"
+    if abs(v) >= 1000:
+        return f"{float(f'{v:.3g}'):,.0f}"
+    return f"{v:.3g}"
+
+
+def signed(v: float, digits: int = 2, plus: bool = False) -> str:
+    """``v`` with ``digits`` decimals and a typographic minus ("+" too when ``plus``), NaN as "–"."""
+    if not math.isfinite(v):
+        return "–"
+    v = 0.0 if round(v, digits) == 0 else v  # no "−0.00"
+    return f"{v:{'+' if plus else ''}.{digits}f}".replace("-", "\N{MINUS SIGN}")
+
+
+#: The header of the short Fig. 14 table (:func:`summary_table`).
+SUMMARY_HEADER = ("| training subset | structures | train E RMSE (meV/atom) | E–V ±10 % | E–V ±80 % | C_ij: largest "
+                  "\\|error\\| (%) | force constants hcp / bcc / bcc at 12 Å³/atom (eV/Å²) | vacancy MAE (eV) | "
+                  "E(fcc) − E(hcp) (meV/atom; oracle {oracle}) | surfaces mean \\|error\\| / Σ7 GB (meV/Å²) |")
+
+
+def summary_table(cols: dict, fits: dict) -> str:
+    """The short Fig. 14 table of docs/study/paper_scale.md, one line per training subset in ``cols`` ({subset:
+    verification rows}, in order): structures and training energy RMSE (meV/atom) from ``fits`` ({subset: fits.csv
+    row}); E–V RMSE over all four phases (meV/atom); the largest |relative error| of the six C_ij (%); the force
+    constants RMSE of hcp, bcc and bcc at 12 Å³/atom (eV/Å²); the vacancy MAE over hcp, fcc, dhcp and bcc (eV);
+    the MTP's E(fcc) − E(hcp) (meV/atom); the mean |error| of the relaxed surfaces and the error of the Σ7 boundary
+    (meV/Å², from J/m² × 62.415)."""
+    lines = []
+    oracle = math.nan
+    for sub, rows in cols.items():
+        n = numbers(rows)
+        f = fits.get(sub, {})
+        oracle = n["dE_fcc_hcp oracle"] if math.isfinite(n["dE_fcc_hcp oracle"]) else oracle
+        cij = {c: abs(n[f"{c} rel"]) for c in CIJ if math.isfinite(n[f"{c} rel"])}
+        worst = max(cij, key=cij.get) if cij else None
+        fc = " / ".join("–" if not math.isfinite(n[f"fc_rmse {s}"]) else f"{n[f'fc_rmse {s}']:.3f}"
+                        for s in ("hcp", "bcc", "bcc@12"))
+        lines.append(" | ".join([
+            f"| {sub}", f.get("n_train", "–"), signed(num(f.get("train_energy_meV")), 1),
+            signed(n["ev_rmse_all ±10%"]), sig3(n["ev_rmse_all ±80%"]),
+            f"{100 * cij[worst]:.1f} ({worst})" if worst else "–", fc,
+            "–" if not math.isfinite(n["vacancy_mae"]) else f"{n['vacancy_mae']:.4f}",
+            signed(n["dE_fcc_hcp mtp"]),
+            f"{signed(n['surface mean |err| meV/A2'])} / {signed(n['gb err meV/A2'], plus=True)} |"]))
+    head = SUMMARY_HEADER.format(oracle=signed(oracle))
+    return "\n".join([head, "|---|" + "---:|" * 9, *lines]) + "\n"
+
+
+def subset_matrices(cols: dict, fits: dict | None = None) -> list[str]:
     """The paper's Fig. 14 at each (level, cutoff) with at least three training subsets (variants left out):
-    ``fig14_L<level>_rc<cutoff>.{csv,md,png}`` in :data:`HERE`, columns named by subset alone in the paper's order;
-    returns the names written."""
+    ``fig14_L<level>_rc<cutoff>.{csv,md,png}`` in :data:`HERE`, columns named by subset alone in the paper's order,
+    and its short table (:func:`summary_table`; ``fits``: {column: fits.csv row}) as
+    ``fig14_L<level>_rc<cutoff>_summary.md``; returns the names written."""
+    fits = fits or {}
     groups: dict[tuple[str, str], list[str]] = {}
     for c in cols:
         sub, level, cutoff = c.split()
@@ -279,8 +340,45 @@ def subset_matrices(cols: dict) -> list[str]:
         E.save_figure(c_error_matrix.matrix_figure(
             shown, names, f"Fig. 14 at paper scale: training subset × verification, level {level[1:]}, cutoff "
                           f"{cutoff} Å (Mg, Zhou EAM oracle)"), HERE / f"{stem}.png", dpi=80)
-        written += [f"{stem}.csv", f"{stem}.md", f"{stem}.png"]
+        atomic_write(HERE / f"{stem}_summary.md",
+                     summary_table(sub_cols, {c.split()[0]: fits[c] for c in cs if c in fits}))
+        written += [f"{stem}.csv", f"{stem}.md", f"{stem}.png", f"{stem}_summary.md"]
     return written
+
+
+def update_page(page: Path, blocks: dict) -> list[str]:
+    """Put each table of ``blocks`` ({name: Markdown}) into ``page`` between its markers, the lines
+    ``<!-- tables: NAME -->`` and ``<!-- /tables: NAME -->`` (whatever was between them is replaced; a block
+    without markers in the page is left out), and write the page atomically if it changed; returns the names
+    put in. Raises ValueError naming the page and line of a marker without its pair, before writing anything."""
+    lines = page.read_text().split("\n")
+    out, done, open_at = [], [], None
+    for k, line in enumerate(lines, 1):
+        m = re.fullmatch(r"<!-- (/?)tables: (\S+) -->", line.strip())
+        if m is None:
+            if open_at is None or open_at[1] not in blocks:
+                out.append(line)
+            continue
+        closing, name = m.group(1) == "/", m.group(2)
+        if not closing:
+            if open_at is not None:
+                raise ValueError(f"{page}:{k}: table marker {name!r} opens inside {open_at[1]!r} (line {open_at[0]})")
+            open_at = (k, name)
+            out.append(line)
+            continue
+        if open_at is None or open_at[1] != name:
+            raise ValueError(f"{page}:{k}: table marker /{name!r} closes nothing open")
+        if name in blocks:
+            out += ["", blocks[name].strip("\n"), ""]
+            done.append(name)
+        out.append(line)
+        open_at = None
+    if open_at is not None:
+        raise ValueError(f"{page}:{open_at[0]}: table marker {open_at[1]!r} is never closed")
+    text = "\n".join(out)
+    if text != page.read_text():
+        atomic_write(page, text)
+    return done
 
 
 def archive(folder: Path) -> Path:
@@ -329,7 +427,7 @@ def main(folders) -> None:
     shown = c_error_matrix.assemble_matrix(cols, FIGURE_EXCLUDE)
     E.save_figure(c_error_matrix.matrix_figure(shown, order, "Error matrix, paper-scale Mg set (Zhou EAM oracle), "
                                                               "full verification suite"), HERE / "matrix.png", dpi=60)
-    written = subset_matrices(cols)
+    written = subset_matrices(cols, {f["fit"]: f for f in fits})
     E.write_csv(HERE / "fits.csv", fits)
     keys = list(dict.fromkeys(k for c in order for k in nums[c]))
     E.write_csv(HERE / "trend_numbers.csv", [{"quantity": k, **{c: nums[c].get(k) for c in order}} for k in keys],
@@ -342,13 +440,16 @@ def main(folders) -> None:
     if variants:
         E.write_csv(HERE / "variant_comparison.csv", variants)
     ev_figure(ev, HERE / "ev_rmse_vs_level.png")
+    blocks = {"matrix": (HERE / "matrix.md").read_text()}
+    blocks |= {w[:-3]: (HERE / w).read_text() for w in written if w.endswith("_summary.md")}
+    on_page = update_page(PAGE, blocks) if PAGE.is_file() else []
     for c in order:
         print(c)
         for t in targets(nums[c]) if c.startswith("EVERYTHING") else ():
             print(f"   {t['target']}: {t['value']:.4g} ({t['limit']}) met={t['met']}  {t['note']}")
     print(f"wrote matrix.csv ({len(matrix)} rows), matrix.md, matrix.png, fits.csv, trend_numbers.csv, targets.csv, "
           f"level_comparison.csv, cutoff_comparison.csv, ev_rmse_vs_level.png{''.join(', ' + w for w in written)} "
-          f"in {HERE}")
+          f"in {HERE}; tables on {PAGE.name}: {', '.join(on_page) or 'none'}")
 
 
 if __name__ == "__main__":

@@ -111,12 +111,76 @@ def test_tables_order_columns_as_the_paper_and_write_fig14_per_level_and_cutoff(
     by_col = {c: rows(0.01 * k) for k, c in enumerate(cols)}
     written = T.subset_matrices({c: by_col[c] for c in sorted(cols, key=T.column_key)})
     # only L16 / 6.5 Å has three subsets besides the variant (RANDSPG, VOLMIN, RATTLE, EVERYTHING)
-    assert written == ["fig14_L16_rc6.5.csv", "fig14_L16_rc6.5.md", "fig14_L16_rc6.5.png"]
+    assert written == ["fig14_L16_rc6.5.csv", "fig14_L16_rc6.5.md", "fig14_L16_rc6.5.png", "fig14_L16_rc6.5_summary.md"]
+    summary = (tmp_path / "fig14_L16_rc6.5_summary.md").read_text().splitlines()
+    assert [ln.split(" | ")[0] for ln in summary[2:]] == ["| RANDSPG", "| VOLMIN", "| RATTLE", "| EVERYTHING"]
     with open(tmp_path / "fig14_L16_rc6.5.csv", newline="") as fh:
         (line,) = list(csv.DictReader(fh))
     assert list(line)[4:] == ["RANDSPG", "VOLMIN", "RATTLE", "EVERYTHING"]
     for sub in ("RANDSPG", "VOLMIN", "RATTLE", "EVERYTHING"):
         assert float(line[sub]) == pytest.approx(0.01 * cols.index(f"{sub} L16 6.5"))
+
+
+def _fit_rows(vac, cij, ev10=1.5, ev80=1234.5, dfcc=-0.004, surf=(0.01, -0.03), gb=0.002):
+    """Verification rows of one fit, in c_error_matrix's long format (units of the suite: eV, meV/atom, J/m²)."""
+    r = []
+
+    def add(test, q, error, mtp="", oracle="", rel=""):
+        r.append({"test": test, "quantity": q, "unit": "", "mtp": str(mtp), "oracle": str(oracle),
+                  "error": str(error), "relative_error": str(rel)})
+    add("eos", "energy RMSE all phases ±10%", ev10)
+    add("eos", "energy RMSE all phases ±80%", ev80)
+    for p, e in zip(("hcp", "fcc", "dhcp", "bcc"), vac):
+        add("vacancy", f"vacancy formation energy ({p} 3x3x3)", e)
+        add("vacancy", f"unrelaxed vacancy formation energy ({p} 3x3x3)", 9.0)  # not the relaxed one: not read
+    for c, x in cij.items():
+        add("elastic", c, 1.0, rel=x)
+    add("elastic", "E(fcc) − E(hcp)", 0.5, mtp=dfcc, oracle=1.11)
+    for s, fc in (("hcp", 0.0123), ("bcc", 0.002), ("bcc@12", 1.5)):
+        add("phonons", f"{s}: force constants RMSE", fc)
+    for k, e in enumerate(surf):
+        add("planar", f"surface energy (s{k})", e)
+        add("planar", f"unrelaxed surface energy (s{k})", 5.0)  # not read
+    add("planar", "Σ7 [0001] tilt grain boundary energy", gb)
+    return r
+
+
+def test_summary_table_puts_each_number_in_its_column_in_the_documented_unit(tmp_path):
+    """The short Fig. 14 table against hand-computed entries: the largest |C_ij| error by magnitude (a negative one
+    too), the vacancy MAE of the four relaxed vacancies only, surfaces and GB from J/m² to meV/Å², thousands with
+    separators, a typographic minus and no "−0.00"."""
+    T = _script("paper_slice_tables")
+    cols = {"RANDSPG": _fit_rows((0.01, -0.03, 0.02, 0.0), {"C11": 0.05, "C13": -0.123, "C44": 0.1}),
+            "EVERYTHING": _fit_rows((0.1, 0.1, 0.1, -0.1), {"C11": 0.01}, ev80=15.54, dfcc=-0.12345, gb=-0.01)}
+    fits = {"RANDSPG": {"n_train": "2029", "train_energy_meV": "2.345"}}
+    head, rule, a, b = T.summary_table(cols, fits).splitlines()
+    assert "oracle 1.11" in head and rule.count("---:") == 9
+    assert a.split(" | ") == ["| RANDSPG", "2029", "2.3", "1.50", "1,230", "12.3 (C13)", "0.012 / 0.002 / 1.500",
+                              "0.0150", "0.00", "1.25 / +0.12 |"]
+    assert b.split(" | ") == ["| EVERYTHING", "–", "–", "1.50", "15.5", "1.0 (C11)", "0.012 / 0.002 / 1.500",
+                              "0.1000", "−0.12", "1.25 / −0.62 |"]
+    assert T.sig3(79123.0) == "79,100" and T.sig3(float("nan")) == "–"
+
+
+def test_update_page_rewrites_only_the_marked_tables(tmp_path):
+    """Tables go between their markers (whatever was there replaced, the rest of the page unchanged), blocks the
+    page has no markers for are left out, a rerun changes nothing, and a marker without its pair is an error that
+    names the file and line and writes nothing."""
+    T = _script("paper_slice_tables")
+    page = tmp_path / "page.md"
+    text = ("# Title\n\ntext\n<!-- tables: matrix -->\n| old |\n<!-- /tables: matrix -->\nmore\n"
+            "<!-- tables: other -->\nkept\n<!-- /tables: other -->\n")
+    page.write_text(text)
+    assert T.update_page(page, {"matrix": "| new |\n|---|\n", "absent": "| x |\n"}) == ["matrix"]
+    assert page.read_text() == text.replace("| old |", "\n| new |\n|---|\n")
+    once = page.read_text()
+    assert T.update_page(page, {"matrix": "| new |\n|---|\n"}) == ["matrix"] and page.read_text() == once
+    for bad, line in (("a\n<!-- tables: m -->\nb\n", 2), ("a\nb\n<!-- /tables: m -->\n", 3),
+                      ("<!-- tables: m -->\n<!-- tables: n -->\n", 2)):
+        page.write_text(bad)
+        with pytest.raises(ValueError, match=rf"page\.md:{line}: table marker"):
+            T.update_page(page, {"m": "| t |\n"})
+        assert page.read_text() == bad
 
 
 @pytest.mark.parametrize("settings, name", [({"seed": 0}, "EVERYTHING"), ({"seed": 2}, "EVERYTHING-s2"),

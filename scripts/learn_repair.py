@@ -24,6 +24,10 @@ potential is skipped, the check's results are kept in WORK/check.json. Wall time
 
     nice -n 10 .venv/bin/python scripts/learn_repair.py [--work /tmp/learn_repair] [--grade-work /tmp/grade_check]
         [--max-rounds 8] [--liquid] [--full] [--stages learn strict verify check report] [--check-steps 2000]
+        [--seed 1]
+
+``--seed N`` sets every simulation's MD seed (the config's is 1): the same loop from the same start with other
+trajectories; give it its own ``--work`` and ``--out``.
 
 The committed docs/benchmarks/learn_repair.md: ``--stages learn strict verify check report``; its "Reading (by
 hand)" section is kept when the report is written again.
@@ -35,6 +39,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -119,8 +124,21 @@ def ensure_grade_check(gc: Path, steps_log: list) -> None:
                             "-q"], steps_log)
 
 
-def prepare(work: Path, gc: Path, liquid: bool, times: Times) -> Path:
-    """WORK/start, WORK/structures and WORK/learn_repair.toml; returns the config path."""
+def with_seed(text: str, seed: int | None) -> str:
+    """The loop's config ``text`` with every simulation's MD seed set to ``seed`` (None: unchanged). Round k of
+    ``mtpjax learn`` runs a simulation with its seed + k, so a loop with another seed draws other trajectories,
+    candidates and selections from the same start. Raises ValueError if ``text`` has no ``seed =`` line."""
+    if seed is None:
+        return text
+    out, n = re.subn(r"(?m)^seed = \d+", f"seed = {int(seed)}", text)
+    if not n:
+        raise ValueError("the learn config has no `seed = ` line to set")
+    return out
+
+
+def prepare(work: Path, gc: Path, liquid: bool, times: Times, seed: int | None = None) -> Path:
+    """WORK/start, WORK/structures and WORK/learn_repair.toml (its simulations' MD seeds set to ``seed`` when one is
+    given, :func:`with_seed`); returns the config path."""
     import shutil
 
     from mtpjax.oracles import make_potential
@@ -144,7 +162,7 @@ def prepare(work: Path, gc: Path, liquid: bool, times: Times) -> Path:
     text = CONFIG.read_text()
     if liquid:
         text = text.replace('output = "learn"', 'output = "learn_liquid"') + LIQUID
-    atomic_write(config, text)
+    atomic_write(config, with_seed(text, seed))
     return config
 
 
@@ -285,6 +303,7 @@ def report(work: Path, learn_dir: Path, out: Path, full: bool, times: Times, arg
     state = read_json(learn_dir / "state.json", "learn state")
     rounds, names = state["rounds"], [s["name"] for s in state["config"]["simulation"]]
     start = state.get("start", {})
+    seed0 = state["config"]["simulation"][0]["settings"].get("seed", 1)
     atoms0 = sum(len(a) for a in read_structures(work / "start" / "train.extxyz"))
     table, total_labels, total_atoms, refits = rounds_lines(learn_dir, atoms0)
     lines = ["# Active learning repairs the 10 % potential (issue 15, item 7, quick size)", "",
@@ -298,7 +317,7 @@ def report(work: Path, learn_dir: Path, out: Path, full: bool, times: Times, arg
              "defaults), MaxVol threshold 1.1, refits of at most 20 Levenberg-Marquardt steps warm-started from the "
              "last potential, oracle = the Zhou EAM; simulations: "
              + ", ".join(names) + f", {state['config']['simulation'][0]['settings']['steps']} steps of 1 fs each, "
-             "graded every 10 steps, round k with seed 1 + k).", "",
+             f"graded every 10 steps, round k with seed {seed0} + k).", "",
              "## The loop with MLIP's thresholds (γ_select 2.1, γ_break 10)", "",
              f"Status: **{state['status']}** after {len(rounds)} rounds.", ""] + table
     lines += ["", f"Wall time of the rounds (the table's sum): {sum(r.get('wall_s', 0.0) for r in rounds):.0f} s."]
@@ -316,7 +335,7 @@ def report(work: Path, learn_dir: Path, out: Path, full: bool, times: Times, arg
                   "learn/round_KK/potential.mtpjax --train learn/round_KK/train.cfg --gamma-select "
                   f"{c['gamma_select']:g} --gamma-break {c['gamma_break']:g} --max-rounds {c['max_rounds']}`, output "
                   "learn_strict/; its round 0 grades the first loop's final potential again, its round k with seed "
-                  "1 + k as there).", "",
+                  f"{seed0} + k as there).", "",
                   f"Status: **{st['status']}** after {len(st['rounds'])} rounds.", ""] + t2
         lines += ["", f"Wall time of the rounds (the table's sum): {sum(r.get('wall_s', 0.0) for r in st['rounds']):.0f} s."]
         lines += ["", f"Labels: {l2} more structures ({a2} atoms) in {r2} refits; in all {total_labels + l2} structures "
@@ -425,13 +444,15 @@ def main(argv=None) -> int:
     p.add_argument("--strict-break", type=float, default=2.1, help="strict stage: gamma_break")
     p.add_argument("--strict-rounds", type=int, default=6, help="strict stage: max_rounds")
     p.add_argument("--check-steps", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=None,
+                   help="every simulation's MD seed (default: the config's, 1); use another --work and --out")
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "learn_repair.md"))
     argv = sys.argv[1:] if argv is None else argv
     a = p.parse_args(argv)
     work, gc = Path(a.work), Path(a.grade_work)
     work.mkdir(parents=True, exist_ok=True)
     times = Times(work / "times.json")
-    config = prepare(work, gc, a.liquid, times)
+    config = prepare(work, gc, a.liquid, times, a.seed)
     learn_dir = work / ("learn_liquid" if a.liquid else "learn")
     threads = []
     if "verify" in a.stages:  # the two fixed potentials in the background, while the loop runs

@@ -110,3 +110,18 @@ def ref(zhou):
     from mtpjax.generate.reference import hcp_reference
 
     return hcp_reference(zhou, "Mg")
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (scripts/ and experiments/ on sys.path, as when it is run from the repo)."""
+    import importlib.util
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    for d in ("scripts", "experiments"):
+        if str(root / d) not in sys.path:
+            sys.path.insert(0, str(root / d))
+    spec = importlib.util.spec_from_file_location(name, root / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -2,22 +2,15 @@
 (checked on the parsed TOML of configs/learn_repair.toml, with and without the liquid)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
 
 
 def _script():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    spec = importlib.util.spec_from_file_location("learn_repair", ROOT / "scripts" / "learn_repair.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("learn_repair")
 
 
 @pytest.mark.parametrize("liquid", [False, True])

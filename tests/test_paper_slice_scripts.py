@@ -7,10 +7,8 @@ scripts/paper_slice_vacancy_influence.py against autodiff, exact refits and the 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
-from conftest import GOLDEN, need
+from conftest import GOLDEN, load_script, need
 from mtpjax.data import load_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,11 +25,7 @@ OMEGA0 = 20.0  # Å³ per atom
 
 
 def _script(name):
-    sys.path.insert(0, str(ROOT / "experiments"))
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(name)
 
 
 def _folder(tmp_path):
